@@ -1,0 +1,48 @@
+# gradtrack — `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup catalogs extract migrate lint typecheck pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) catalogs
+
+## Compile the gettext catalogs (locales/*/LC_MESSAGES/messages.po -> .mo)
+catalogs: $(STAMP)
+	$(BIN)/pybabel compile --use-fuzzy -q -d locales -D messages || $(BIN)/pybabel compile -d locales -D messages
+
+## Re-extract the bot's strings into locales/messages.pot and merge them into every .po
+extract: $(STAMP)
+	$(BIN)/pybabel extract -F locales/babel.cfg -k _ -k N_ --no-location --sort-output \
+	  --project=gradtrack -o locales/messages.pot bot conversations storage
+	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching --ignore-obsolete
+
+migrate: setup
+	$(BIN)/gradtrack migrate
+
+run: setup
+	$(BIN)/gradtrack run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy bot conversations storage tests
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+test: setup lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
