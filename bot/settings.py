@@ -1,0 +1,59 @@
+"""Configuration from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting gradtrack reads. Each is an environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: str = Field(
+        default="",
+        description="Bot token from @BotFather. Empty: run against the built-in sandbox.",
+    )
+    telegram_api_base_url: str = Field(
+        default="https://api.telegram.org/bot",
+        description="Any server speaking the Bot API; the token is appended to it.",
+    )
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/gradtrack.sqlite3",
+        description="SQLAlchemy URL (relative SQLite paths are from the working directory).",
+    )
+    public_url: str = Field(
+        default="",
+        description="Public https address of this service (webhook and dashboard links).",
+    )
+    bot_username: str = Field(
+        default="",
+        description="The bot's @username for t.me links; read from getMe when empty.",
+    )
+    port: int = Field(default=8080, description="Port `gradtrack serve` listens on.")
+    host: str = Field(default="0.0.0.0", description="Address `gradtrack serve` binds.")
+    webhook_secret: str = Field(
+        default="",
+        description="Secret sent with each webhook call; derived from the token if empty.",
+    )
+    sandbox_host: str = Field(default="127.0.0.1", description="Where the sandbox listens.")
+    sandbox_port: int = Field(default=8081, description="Port of the sandbox and web chat.")
+    privacy_notice_version: str = Field(
+        default="2026-11",
+        description="Version of the privacy notice graduates are shown; stored with consents.",
+    )
+    default_language: str = Field(default="en", description="Fallback language.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return not self.telegram_bot_token
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

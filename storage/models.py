@@ -1,0 +1,146 @@
+"""The tables. Migrations in storage/migrations must match these (a test checks it)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, MetaData, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime, utcnow
+
+# Named constraints: Alembic's batch mode on SQLite needs names to alter them.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+LANGUAGES: tuple[str, ...] = ("nl", "es", "et", "it", "en")
+
+
+class StaffRole(StrEnum):
+    OFFICER = "officer"
+    ADMIN = "admin"
+
+
+class ConsentKind(StrEnum):
+    SURVEY = "survey"
+    FOLLOWUP = "followup"
+    NEWS = "news"
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+class Institution(SQLModel, table=True):
+    """A school."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_type=String(32), unique=True, description="Join code in school links")
+    name: str = Field(sa_type=String(200))
+    country: str = Field(sa_type=String(2), description="ISO 3166-1 alpha-2, e.g. NL")
+    default_language: str = Field(sa_type=String(8))
+    timezone: str = Field(sa_type=String(64), default="Europe/Amsterdam")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Programme(SQLModel, table=True):
+    """A training programme of a school."""
+
+    __table_args__ = (UniqueConstraint("institution_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id", index=True)
+    code: str = Field(sa_type=String(64))
+    name: str = Field(sa_type=String(200))
+    eqf_level: int | None = Field(default=None, description="EQF level 1-8")
+    field: str | None = Field(default=None, sa_type=String(200), description="Field of training")
+    active: bool = Field(default=True)
+
+
+class Graduate(SQLModel, table=True):
+    """A graduate (or soon-to-be graduate) of a programme."""
+
+    __table_args__ = (UniqueConstraint("institution_id", "student_ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id", index=True)
+    programme_id: int = Field(foreign_key="programme.id", index=True)
+    student_ref: str = Field(sa_type=String(64), description="The school's own student number")
+    name: str | None = Field(default=None, sa_type=String(200))
+    graduation_date: date
+    language: str | None = Field(default=None, sa_type=String(8))
+    gender: str | None = Field(default=None, sa_type=String(16))
+    birth_year: int | None = None
+    self_registered: bool = Field(default=False)
+
+    chat_id: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    linked_at: datetime | None = _ts()
+    invite_token: str | None = Field(default=None, sa_type=String(64), unique=True)
+    invite_revoked_at: datetime | None = _ts()
+
+    consent_survey: bool | None = None
+    consent_survey_at: datetime | None = _ts()
+    consent_survey_notice: str | None = Field(default=None, sa_type=String(32))
+    consent_followup: bool | None = None
+    consent_followup_at: datetime | None = _ts()
+    consent_followup_notice: str | None = Field(default=None, sa_type=String(32))
+    consent_news: bool | None = None
+    consent_news_at: datetime | None = _ts()
+    consent_news_notice: str | None = Field(default=None, sa_type=String(32))
+    guardian_consent_at: datetime | None = _ts()
+
+    opted_out_at: datetime | None = _ts()
+    unreachable_at: datetime | None = _ts()
+    unreachable_reason: str | None = Field(default=None, sa_type=String(64))
+
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ConsentEvent(SQLModel, table=True):
+    """Every consent given or withdrawn, with the notice version shown: the audit trail."""
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    graduate_id: int = Field(foreign_key="graduate.id", index=True)
+    kind: str = Field(sa_type=String(16))
+    granted: bool
+    notice_version: str = Field(sa_type=String(32))
+    source: str = Field(sa_type=String(16), default="chat")
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Staff(SQLModel, table=True):
+    """An alumni officer or admin. No institution means all schools (admins only)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_user_id: int = Field(sa_type=BigInteger, unique=True)
+    name: str | None = Field(default=None, sa_type=String(200))
+    role: str = Field(sa_type=String(16), default=StaffRole.OFFICER.value)
+    institution_id: int | None = Field(default=None, foreign_key="institution.id", index=True)
+    language: str | None = Field(default=None, sa_type=String(8))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ChatState(SQLModel, table=True):
+    """Where each chat is in a conversation. Written on every step, read on every update."""
+
+    __tablename__ = "chat_state"
+
+    chat_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    flow: str = Field(default="", sa_type=String(32))
+    step: str = Field(default="", sa_type=String(32))
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    language: str | None = Field(default=None, sa_type=String(8))
+    graduate_id: int | None = Field(default=None, foreign_key="graduate.id", index=True)
+    prompt_pending: bool = Field(default=False, index=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,88 @@
+"""Reads and writes the bot's handlers share. Each takes an open session; the caller owns
+the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.orm.attributes import flag_modified
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import ChatState, ConsentEvent, ConsentKind, Graduate, Institution, Programme
+from storage.types import utcnow
+
+
+async def get_chat_state(session: AsyncSession, chat_id: int) -> ChatState:
+    """This chat's conversation state, created empty the first time."""
+    state = await session.get(ChatState, chat_id)
+    if state is None:
+        state = ChatState(chat_id=chat_id)
+        session.add(state)
+    return state
+
+
+def touch_state(state: ChatState) -> None:
+    """Mark the state changed, JSON data included (SQLAlchemy does not see in-place edits)."""
+    flag_modified(state, "data")
+    state.updated_at = utcnow()
+
+
+async def pending_prompts(session: AsyncSession) -> Sequence[ChatState]:
+    """Chats whose next question was decided but may not have been sent (crash, restart)."""
+    result = await session.exec(select(ChatState).where(col(ChatState.prompt_pending)))
+    return result.all()
+
+
+async def graduate_by_chat(session: AsyncSession, chat_id: int) -> Graduate | None:
+    result = await session.exec(select(Graduate).where(Graduate.chat_id == chat_id))
+    return result.first()
+
+
+async def graduate_by_token(session: AsyncSession, token: str) -> Graduate | None:
+    result = await session.exec(select(Graduate).where(Graduate.invite_token == token))
+    return result.first()
+
+
+async def institution_by_code(session: AsyncSession, code: str) -> Institution | None:
+    result = await session.exec(select(Institution).where(Institution.code == code.lower()))
+    return result.first()
+
+
+async def active_programmes(session: AsyncSession, institution_id: int) -> Sequence[Programme]:
+    result = await session.exec(
+        select(Programme)
+        .where(Programme.institution_id == institution_id, col(Programme.active))
+        .order_by(col(Programme.name))
+    )
+    return result.all()
+
+
+def set_consent(
+    session: AsyncSession,
+    graduate: Graduate,
+    kind: ConsentKind,
+    granted: bool,
+    notice_version: str,
+    at: datetime | None = None,
+    source: str = "chat",
+) -> None:
+    """Store a consent answer on the graduate and in the audit trail."""
+    when = at or utcnow()
+    setattr(graduate, f"consent_{kind.value}", granted)
+    setattr(graduate, f"consent_{kind.value}_at", when)
+    setattr(graduate, f"consent_{kind.value}_notice", notice_version)
+    graduate.updated_at = when
+    assert graduate.id is not None
+    session.add(graduate)
+    session.add(
+        ConsentEvent(
+            graduate_id=graduate.id,
+            kind=kind.value,
+            granted=granted,
+            notice_version=notice_version,
+            source=source,
+            at=when,
+        )
+    )
