@@ -1,0 +1,185 @@
+"""`gradtrack` command line: run, serve, migrate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from bot.settings import Settings, get_settings
+from storage.db import Database
+from storage.migrate import upgrade
+
+log = logging.getLogger("gradtrack")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def _wait_for_stop() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def cmd_migrate(settings: Settings) -> int:
+    await upgrade(settings.database_url)
+    print("database is up to date")
+    return 0
+
+
+async def cmd_demo(settings: Settings) -> int:
+    from bot.links import start_link
+    from storage.demo import ensure_demo
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        demo = await ensure_demo(db)
+    finally:
+        await db.dispose()
+    username = settings.bot_username or "your_bot"
+    print(f"demo invite:      {start_link(username, demo.invite_token)}")
+    print(f"demo school link: {start_link(username, 's_' + demo.school_code)}")
+    return 0
+
+
+async def cmd_run(settings: Settings) -> int:
+    """Long polling: against Telegram with a token, else against the built-in sandbox."""
+    from bot.app import ALLOWED_UPDATES, build_application, on_startup
+    from bot.links import sandbox_chat_link, start_link
+    from bot.sandbox import SandboxServer
+    from storage.demo import ensure_demo
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    sandbox: SandboxServer | None = None
+    try:
+        if settings.uses_sandbox:
+            sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
+            await sandbox.start()
+            token = sandbox.create_bot(username="gradtrack_demo_bot", first_name="GradTrack")
+            application = build_application(
+                settings, db, token=token, base_url=f"{sandbox.url}/bot"
+            )
+        else:
+            application = build_application(settings, db)
+        demo = await ensure_demo(db)
+        async with application:
+            await application.start()
+            await on_startup(application)
+            assert application.updater is not None
+            await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            username = application.bot.username
+            print()
+            print(f"gradtrack is running as @{username} (database: {db.dialect})")
+            if sandbox is not None:
+                print("No TELEGRAM_BOT_TOKEN: using the built-in Telegram sandbox.")
+                invite = sandbox_chat_link(sandbox.url, token, demo.invite_token)
+                school = sandbox_chat_link(sandbox.url, token, "s_" + demo.school_code)
+                print(f"  Web chat, as a new graduate:  {invite}")
+                print(f"  Self-registration (school):   {school}")
+            else:
+                print(f"  Demo invite:       {start_link(username, demo.invite_token)}")
+                print(f"  Demo school link:  {start_link(username, 's_' + demo.school_code)}")
+            print("Press Ctrl+C to stop.", flush=True)
+            await _wait_for_stop()
+            await application.updater.stop()
+            await application.stop()
+    finally:
+        if sandbox is not None:
+            await sandbox.stop()
+        await db.dispose()
+    return 0
+
+
+async def cmd_serve(settings: Settings) -> int:
+    """Webhook mode: one aiohttp server on $PORT. Without a token, the sandbox delivers."""
+    from aiohttp import web
+
+    from bot.app import ALLOWED_UPDATES, build_application, on_startup
+    from bot.sandbox import SandboxServer
+    from bot.web.server import WEBHOOK_PATH, build_web_app, webhook_secret
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    sandbox: SandboxServer | None = None
+    runner: web.AppRunner | None = None
+    try:
+        if settings.uses_sandbox:
+            sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
+            await sandbox.start()
+            token = sandbox.create_bot(username="gradtrack_demo_bot", first_name="GradTrack")
+            application = build_application(
+                settings, db, token=token, base_url=f"{sandbox.url}/bot"
+            )
+            public_url = settings.public_url or f"http://127.0.0.1:{settings.port}"
+        else:
+            if not settings.public_url:
+                print("PUBLIC_URL is required for `gradtrack serve` with a real bot token.")
+                return 2
+            token = settings.telegram_bot_token
+            application = build_application(settings, db)
+            public_url = settings.public_url
+        secret = webhook_secret(settings.webhook_secret, token)
+        async with application:
+            await application.start()
+            await on_startup(application)
+            runner = web.AppRunner(build_web_app(application, db, secret))
+            await runner.setup()
+            await web.TCPSite(runner, settings.host, settings.port).start()
+            await application.bot.set_webhook(
+                url=public_url.rstrip("/") + WEBHOOK_PATH,
+                secret_token=secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            print(f"gradtrack serving on {settings.host}:{settings.port}", flush=True)
+            await _wait_for_stop()
+            await runner.cleanup()
+            runner = None
+            await application.stop()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if sandbox is not None:
+            await sandbox.stop()
+        await db.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradtrack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the bot with long polling (sandbox without a token)")
+    sub.add_parser("serve", help="serve the webhook and health checks on $PORT")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("demo", help="seed the demo school and print a fresh demo invite link")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    _setup_logging(settings)
+    commands = {"run": cmd_run, "serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}
+    try:
+        return asyncio.run(commands[args.command](settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

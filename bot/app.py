@@ -1,0 +1,134 @@
+"""The one place the python-telegram-bot Application is wired: handlers, rate limiter,
+commands, error handling. The same code runs against Telegram and against the sandbox."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.i18n import LANGUAGES, _, use_language
+from bot.runtime import Runtime, install, mark_unreachable, runtime
+from bot.settings import Settings
+from conversations import account, onboarding
+from storage.db import Database
+from storage.queries import get_chat_state, graduate_by_chat
+
+log = logging.getLogger(__name__)
+
+GradtrackApp = Application[Any, Any, Any, Any, Any, Any]
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
+
+
+def bot_commands() -> list[BotCommand]:
+    """The command menu, in the current language."""
+    return [
+        BotCommand("start", _("Begin or continue")),
+        BotCommand("language", _("Choose the language")),
+        BotCommand("privacy", _("Privacy notice and your choices")),
+        BotCommand("stop", _("Stop all messages")),
+        BotCommand("help", _("What I can do")),
+    ]
+
+
+async def on_startup(application: GradtrackApp) -> None:
+    """Once the application is started: publish the command menu in every language, and send
+    the questions a crash or restart left unsent."""
+    rt: Runtime = application.bot_data["gradtrack"]
+    with use_language("en"):
+        await application.bot.set_my_commands(bot_commands())
+    for lang in LANGUAGES:
+        with use_language(lang):
+            await application.bot.set_my_commands(bot_commands(), language_code=lang)
+    resent = await onboarding.resend_pending_prompts(rt)
+    if resent:
+        log.info("re-sent %d questions that were pending at the last stop", resent)
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the failure and tell the person, in their language, to try again."""
+    log.error("error while handling an update", exc_info=context.error)
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    rt = runtime(context)
+    chat_id = update.effective_chat.id
+    if isinstance(context.error, Forbidden):
+        await mark_unreachable(rt, chat_id, context.error)
+        return
+    language = None
+    try:
+        async with rt.db.session() as session:
+            state = await get_chat_state(session, chat_id)
+            graduate = await graduate_by_chat(session, chat_id)
+            language = state.language or (graduate.language if graduate else None)
+            session.expunge(state)
+    except Exception:  # the database may be what failed
+        log.debug("no language for the error message", exc_info=True)
+    with use_language(language):
+        text = _("Sorry, something went wrong on our side. Please try again in a minute.")
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(text, show_alert=True)
+        else:
+            await rt.bot.send_message(chat_id, text)
+    except TelegramError:
+        log.debug("could not tell the user about the error", exc_info=True)
+
+
+def build_application(
+    settings: Settings,
+    db: Database,
+    *,
+    token: str | None = None,
+    base_url: str | None = None,
+    rate_limiter: bool = True,
+) -> GradtrackApp:
+    """The bot, wired to `db` and to the Bot API at `base_url` (Telegram by default)."""
+    builder = Application.builder().token(token or settings.telegram_bot_token)
+    api = (base_url or settings.telegram_api_base_url).rstrip("/")
+    builder = builder.base_url(api).base_file_url(api.replace("/bot", "/file/bot", 1))
+    if rate_limiter:
+        limiter: Any = AIORateLimiter(max_retries=3)
+        builder = builder.rate_limiter(limiter)
+    application = builder.build()
+    install(application, db, settings)
+
+    application.add_handler(CommandHandler("start", onboarding.start))
+    application.add_handler(CommandHandler("help", account.help_command))
+    application.add_handler(CommandHandler("language", account.language_command))
+    application.add_handler(CommandHandler("privacy", account.privacy_command))
+    application.add_handler(CommandHandler("stop", account.stop_command))
+    application.add_handler(
+        CallbackQueryHandler(onboarding.on_button, pattern=rf"^{onboarding.CB_PREFIX}:")
+    )
+    application.add_handler(
+        CallbackQueryHandler(account.on_language_button, pattern=rf"^{account.LANG_PREFIX}")
+    )
+    application.add_handler(
+        CallbackQueryHandler(account.on_privacy_button, pattern=rf"^{account.PRIVACY_PREFIX}")
+    )
+    application.add_handler(CallbackQueryHandler(account.on_stale_button))
+    application.add_handler(
+        MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, account.on_text)
+    )
+    application.add_handler(
+        MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, account.help_command)
+    )
+    application.add_handler(
+        ChatMemberHandler(account.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
+    )
+    application.add_error_handler(_on_error)
+    return application

@@ -1,0 +1,61 @@
+"""What every handler needs, kept in the Application's bot_data: database, settings, bot."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import Bot
+from telegram.error import Forbidden
+from telegram.ext import Application, ContextTypes
+
+from bot.settings import Settings
+from storage.db import Database
+from storage.queries import graduate_by_chat
+from storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+RUNTIME_KEY = "gradtrack"
+
+
+@dataclass
+class Runtime:
+    db: Database
+    settings: Settings
+    bot: Bot
+
+
+def install(
+    application: Application[Any, Any, Any, Any, Any, Any], db: Database, settings: Settings
+) -> Runtime:
+    rt = Runtime(db=db, settings=settings, bot=application.bot)
+    application.bot_data[RUNTIME_KEY] = rt
+    return rt
+
+
+def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
+    rt = context.bot_data[RUNTIME_KEY]
+    assert isinstance(rt, Runtime)
+    return rt
+
+
+def unreachable_reason(exc: Forbidden) -> str:
+    text = exc.message.lower()
+    if "deactivated" in text:
+        return "deactivated"
+    if "blocked" in text:
+        return "blocked"
+    return "forbidden"
+
+
+async def mark_unreachable(rt: Runtime, chat_id: int, exc: Forbidden) -> None:
+    """Telegram said 403 for this chat: never retry it, and count the graduate unreachable."""
+    log.info("chat %s is unreachable: %s", chat_id, exc.message)
+    async with rt.db.session() as session:
+        graduate = await graduate_by_chat(session, chat_id)
+        if graduate is not None and graduate.unreachable_at is None:
+            graduate.unreachable_at = utcnow()
+            graduate.unreachable_reason = unreachable_reason(exc)
+            session.add(graduate)

@@ -1,0 +1,76 @@
+"""The aiohttp server of `gradtrack serve`: Telegram webhook route and health checks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+from telegram import Update
+
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+APP_KEY = web.AppKey("gradtrack_application", object)
+DB_KEY = web.AppKey("gradtrack_db", Database)
+SECRET_KEY = web.AppKey("gradtrack_secret", str)
+
+
+def webhook_secret(configured: str, bot_token: str) -> str:
+    """The secret Telegram sends back with every webhook call: configured, or derived from the
+    bot token so that every worker agrees without extra configuration."""
+    if configured:
+        return configured
+    return hashlib.sha256(b"gradtrack-webhook:" + bot_token.encode()).hexdigest()[:48]
+
+
+async def _webhook(request: web.Request) -> web.Response:
+    given = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(given.encode(), request.app[SECRET_KEY].encode()):
+        return web.json_response({"ok": False, "error": "forbidden"}, status=403)
+    try:
+        payload = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return web.json_response({"ok": False, "error": "body is not JSON"}, status=400)
+    if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+        return web.json_response({"ok": False, "error": "not an update"}, status=400)
+    application: Any = request.app[APP_KEY]
+    try:
+        update = Update.de_json(payload, application.bot)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("malformed update %s: %s", payload.get("update_id"), exc)
+        return web.json_response({"ok": False, "error": "malformed update"}, status=400)
+    await application.update_queue.put(update)
+    return web.json_response({"ok": True})
+
+
+async def _health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    try:
+        async with request.app[DB_KEY].engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def build_web_app(application: Any, db: Database, secret: str) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[APP_KEY] = application
+    app[DB_KEY] = db
+    app[SECRET_KEY] = secret
+    app.router.add_post(WEBHOOK_PATH, _webhook)
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/readyz", _ready)
+    return app

@@ -1,0 +1,661 @@
+"""Onboarding: link a chat to a graduate, pick a language, check age, take the consents.
+
+Two ways in:
+- `/start i_<token>`: the personal invite link from the school's roster.
+- `/start s_<code>`: the school's join link; the graduate registers themselves by choosing
+  programme, graduation year and month, and giving their birth year.
+
+Every step is a row in `chat_state`, committed before the next question is sent; the
+question is marked sent afterwards. After a crash or restart the bot re-sends questions that
+were decided but not sent (`resend_pending_prompts`), and any later message from the person
+re-asks the open question. Buttons carry their step (`ob:<step>:<value>`), so a button from an
+earlier question is recognised as stale and changes nothing.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import ContextTypes
+
+from bot.i18n import _, language_name, month_name, set_language, use_language
+from bot.runtime import Runtime, mark_unreachable, runtime
+from conversations.rules import (
+    LANGUAGES,
+    AgeCheck,
+    PayloadKind,
+    check_age,
+    choose_language,
+    consent_age,
+    graduation_years,
+    parse_birth_year,
+    parse_start_payload,
+)
+from storage.models import ChatState, ConsentKind, Graduate, Institution, Programme
+from storage.queries import (
+    active_programmes,
+    get_chat_state,
+    graduate_by_chat,
+    graduate_by_token,
+    institution_by_code,
+    pending_prompts,
+    set_consent,
+    touch_state,
+)
+from storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+# Flows
+ONBOARD = "onboard"  # linked by a personal invite
+REGISTER = "register"  # self-registration from a school link
+
+# Steps
+LANGUAGE = "language"
+PROGRAMME = "programme"
+GRAD_YEAR = "grad_year"
+GRAD_MONTH = "grad_month"
+BIRTH_YEAR = "birth_year"
+AGE = "age"
+GUARDIAN = "guardian"
+C_SURVEY = "c_survey"
+C_FOLLOWUP = "c_followup"
+C_NEWS = "c_news"
+
+CONSENT_STEPS: dict[str, ConsentKind] = {
+    C_SURVEY: ConsentKind.SURVEY,
+    C_FOLLOWUP: ConsentKind.FOLLOWUP,
+    C_NEWS: ConsentKind.NEWS,
+}
+
+CB_PREFIX = "ob"
+
+
+def _cb(step: str, value: str) -> str:
+    return f"{CB_PREFIX}:{step}:{value}"
+
+
+def _today() -> date:
+    return utcnow().date()
+
+
+@dataclass
+class Prompt:
+    """What to send for a step: zero or more plain messages, then the question."""
+
+    text: str
+    keyboard: InlineKeyboardMarkup | None = None
+    preface: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- texts
+
+
+def privacy_notice(school: Institution, version: str) -> str:
+    return _(
+        "Privacy notice (version {version})\n\n"
+        "{school} uses this chat to learn what its graduates do after their training: "
+        "work, further study or something else. Your answers are used for statistics that "
+        "help the school improve its programmes; staff only see totals, never figures for "
+        "groups of fewer than five people.\n\n"
+        "We store your answers, your language and the choices below, linked to your "
+        "student record. We keep them for as long as the school tracks your year group, "
+        "and then delete them.\n\n"
+        "You decide separately about the questionnaire, later follow-up questionnaires and "
+        "alumni news. You can change your mind at any time with /privacy, and stop "
+        "all contact with /stop."
+    ).format(school=school.name, version=version)
+
+
+def not_registered_text() -> str:
+    return _(
+        "Hello! This is your school's graduate chat. To begin, please open the personal "
+        "link or scan the QR code your school gave you."
+    )
+
+
+def _yes_no(step: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(_("Yes"), callback_data=_cb(step, "y")),
+                InlineKeyboardButton(_("No"), callback_data=_cb(step, "n")),
+            ]
+        ]
+    )
+
+
+def language_keyboard(prefix: str) -> InlineKeyboardMarkup:
+    """Five language buttons, each labelled in its own language."""
+    buttons = [
+        InlineKeyboardButton(language_name(code), callback_data=f"{prefix}{code}")
+        for code in LANGUAGES
+    ]
+    return InlineKeyboardMarkup([buttons[0:2], buttons[2:4], buttons[4:5]])
+
+
+async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
+    """The question for the chat's current step, in the current language."""
+    step = state.step
+    async with rt.db.session() as session:
+        school: Institution | None = None
+        graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
+        school_id = graduate.institution_id if graduate else state.data.get("institution_id")
+        if school_id:
+            school = await session.get(Institution, school_id)
+        programmes = (
+            await active_programmes(session, school.id)
+            if step == PROGRAMME and school and school.id
+            else []
+        )
+    if school is None:
+        return None
+    if step == LANGUAGE:
+        return Prompt(
+            _("Hello! This is the graduate chat of {school}. Which language do you prefer?").format(
+                school=school.name
+            ),
+            language_keyboard(_cb(LANGUAGE, "")),
+        )
+    if step == PROGRAMME:
+        rows = [
+            [InlineKeyboardButton(p.name[:60], callback_data=_cb(PROGRAMME, str(p.id)))]
+            for p in programmes[:90]
+        ]
+        return Prompt(
+            _("Which programme are you taking (or did you take) at {school}?").format(
+                school=school.name
+            ),
+            InlineKeyboardMarkup(rows),
+        )
+    if step == GRAD_YEAR:
+        years = graduation_years(_today())
+        return Prompt(
+            _("In which year will you graduate (or did you graduate)?"),
+            InlineKeyboardMarkup(
+                [
+                    [
+                        InlineKeyboardButton(str(y), callback_data=_cb(GRAD_YEAR, str(y)))
+                        for y in years
+                    ]
+                ]
+            ),
+        )
+    if step == GRAD_MONTH:
+        buttons = [
+            InlineKeyboardButton(month_name(m).capitalize(), callback_data=_cb(GRAD_MONTH, str(m)))
+            for m in range(1, 13)
+        ]
+        return Prompt(
+            _("And in which month?"),
+            InlineKeyboardMarkup([buttons[i : i + 3] for i in range(0, 12, 3)]),
+        )
+    if step == BIRTH_YEAR:
+        return Prompt(_("In which year were you born? Please type it, for example 2006."))
+    if step == AGE:
+        age = consent_age(school.country)
+        return Prompt(_("Are you {age} years old or older?").format(age=age), _yes_no(AGE))
+    if step == GUARDIAN:
+        age = consent_age(school.country)
+        return Prompt(
+            _(
+                "Because you are younger than {age}, a parent or guardian has to agree before "
+                "you can take part. Please ask {school} about it. Once the school has recorded "
+                "their agreement, send /start again."
+            ).format(age=age, school=school.name)
+        )
+    if step == C_SURVEY:
+        return Prompt(
+            _(
+                "May we ask you about your work and studies after your training? "
+                "It takes about five minutes."
+            ),
+            _yes_no(C_SURVEY),
+            preface=(privacy_notice(school, rt.settings.privacy_notice_version),),
+        )
+    if step == C_FOLLOWUP:
+        return Prompt(
+            _("May we ask you again in a few months, to see how things are going?"),
+            _yes_no(C_FOLLOWUP),
+        )
+    if step == C_NEWS:
+        return Prompt(
+            _(
+                "Would you like to receive alumni news from {school}: events, jobs and courses?"
+            ).format(school=school.name),
+            _yes_no(C_NEWS),
+        )
+    return None
+
+
+def consent_summary(graduate: Graduate) -> str:
+    def mark(value: bool | None) -> str:
+        if value is None:
+            return "—"
+        return "✅ " + _("yes") if value else "❌ " + _("no")
+
+    return "\n".join(
+        [
+            _("Questionnaire: {answer}").format(answer=mark(graduate.consent_survey)),
+            _("Follow-up questionnaires: {answer}").format(answer=mark(graduate.consent_followup)),
+            _("Alumni news: {answer}").format(answer=mark(graduate.consent_news)),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- sending
+
+
+async def send_prompt(rt: Runtime, chat_id: int) -> None:
+    """Send the chat's current question, then mark it sent."""
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
+        language = state.language or (graduate.language if graduate else None)
+    with use_language(language):
+        prompt = await _render(rt, state)
+        if prompt is not None:
+            try:
+                for text in prompt.preface:
+                    await rt.bot.send_message(chat_id, text)
+                await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
+            except Forbidden as exc:
+                await mark_unreachable(rt, chat_id, exc)
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        state.prompt_pending = False
+        session.add(state)
+
+
+async def resend_pending_prompts(rt: Runtime) -> int:
+    """After a restart: send every question that was decided but never marked sent."""
+    async with rt.db.session() as session:
+        chats = [s.chat_id for s in await pending_prompts(session)]
+    for chat_id in chats:
+        try:
+            await send_prompt(rt, chat_id)
+        except Exception:  # one chat's failure must not stop the others
+            log.exception("could not resend the pending question to chat %s", chat_id)
+    return len(chats)
+
+
+async def _finish(rt: Runtime, chat_id: int) -> None:
+    async with rt.db.session() as session:
+        graduate = await graduate_by_chat(session, chat_id)
+    if graduate is None:
+        return
+    lines = [_("Thank you! Your choices are saved:"), consent_summary(graduate), ""]
+    if graduate.consent_survey:
+        lines.append(
+            _("We will send you the questionnaire here when it opens for your year group.")
+        )
+    lines.append(
+        _("You can change your choices at any time with /privacy. /help lists what I can do.")
+    )
+    await rt.bot.send_message(chat_id, "\n".join(lines))
+
+
+# ---------------------------------------------------------------- transitions
+
+
+def _age_step(school: Institution, graduate_birth_year: int | None, guardian: bool) -> str:
+    """The step after we know (or need to ask) whether the person is old enough."""
+    if guardian:
+        return C_SURVEY
+    result = check_age(graduate_birth_year, _today(), consent_age(school.country))
+    if result is AgeCheck.OLD_ENOUGH:
+        return C_SURVEY
+    if result is AgeCheck.TOO_YOUNG:
+        return GUARDIAN
+    return AGE
+
+
+async def begin_onboarding(rt: Runtime, update: Update, graduate: Graduate) -> None:
+    """A personal invite was accepted: link the chat and ask for the language."""
+    chat_id = _chat_id(update)
+    async with rt.db.session() as session:
+        graduate = await session.get(Graduate, graduate.id) or graduate
+        state = await get_chat_state(session, chat_id)
+        school = await session.get(Institution, graduate.institution_id)
+        assert school is not None
+        graduate.chat_id = chat_id
+        graduate.linked_at = utcnow()
+        graduate.unreachable_at = None
+        graduate.unreachable_reason = None
+        tg_language = update.effective_user.language_code if update.effective_user else None
+        language = choose_language(graduate.language, tg_language, school.default_language)
+        state.flow, state.step = ONBOARD, LANGUAGE
+        state.graduate_id = graduate.id
+        state.language = language
+        state.data = {}
+        state.prompt_pending = True
+        touch_state(state)
+        session.add(graduate)
+        session.add(state)
+    set_language(language)
+    await send_prompt(rt, chat_id)
+
+
+async def begin_registration(rt: Runtime, update: Update, school: Institution) -> None:
+    chat_id = _chat_id(update)
+    tg_language = update.effective_user.language_code if update.effective_user else None
+    language = choose_language(None, tg_language, school.default_language)
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        state.flow, state.step = REGISTER, LANGUAGE
+        state.graduate_id = None
+        state.language = language
+        state.data = {"institution_id": school.id}
+        state.prompt_pending = True
+        touch_state(state)
+        session.add(state)
+    set_language(language)
+    await send_prompt(rt, chat_id)
+
+
+def _advance(state: ChatState, step: str) -> None:
+    """Move to `step` (committed by the caller's session), or finish the flow."""
+    state.step = step
+    state.prompt_pending = bool(step)
+    if not step:
+        state.flow = ""
+        state.data = {}
+    touch_state(state)
+
+
+async def _after_consent(state: ChatState, graduate: Graduate) -> str:
+    if state.step == C_SURVEY:
+        return C_FOLLOWUP if graduate.consent_survey else C_NEWS
+    if state.step == C_FOLLOWUP:
+        return C_NEWS
+    return ""
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _chat_id(update: Update) -> int:
+    assert update.effective_chat is not None
+    return update.effective_chat.id
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/start, with or without a payload."""
+    rt = runtime(context)
+    chat_id = _chat_id(update)
+    payload = parse_start_payload(" ".join(context.args or []))
+    tg_language = update.effective_user.language_code if update.effective_user else None
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        linked = await graduate_by_chat(session, chat_id)
+        target: Graduate | None = None
+        school: Institution | None = None
+        if payload.kind is PayloadKind.INVITE:
+            target = await graduate_by_token(session, payload.value)
+        elif payload.kind is PayloadKind.SCHOOL:
+            school = await institution_by_code(session, payload.value)
+        if linked is not None and (linked.opted_out_at or linked.unreachable_at):
+            # /start after /stop or a block restores contact.
+            linked.opted_out_at = None
+            linked.unreachable_at = None
+            linked.unreachable_reason = None
+            session.add(linked)
+        language = state.language or (linked.language if linked else None) or tg_language
+        session.add(state)
+    set_language(choose_language(language, None, None))
+    message = update.effective_message
+    assert message is not None
+
+    if linked is not None:
+        if target is not None and target.id != linked.id:
+            await message.reply_text(
+                _(
+                    "This Telegram account is already linked to your registration. "
+                    "If this link belongs to someone else, please pass it on to them."
+                )
+            )
+            return
+        if state.flow:
+            if state.step == GUARDIAN and linked.guardian_consent_at is not None:
+                await _resume_after_guardian(rt, chat_id)
+            await message.reply_text(_("Welcome back! Let's continue where we left off."))
+            await send_prompt(rt, chat_id)
+            return
+        await message.reply_text(
+            _("Welcome back! You are already registered. /help lists what I can do.")
+        )
+        return
+
+    if payload.kind is PayloadKind.INVITE:
+        if target is None:
+            await message.reply_text(
+                _(
+                    "I don't recognise this link. Please check that you opened the whole link, "
+                    "or ask your school for your personal link."
+                )
+            )
+            return
+        if target.invite_revoked_at is not None:
+            await message.reply_text(
+                _("This link is no longer valid. Please ask your school for a new one.")
+            )
+            return
+        if target.chat_id is not None and target.chat_id != chat_id:
+            await message.reply_text(
+                _(
+                    "This link has already been used from another Telegram account. "
+                    "If that was not you, please contact your school."
+                )
+            )
+            return
+        await begin_onboarding(rt, update, target)
+        return
+
+    if payload.kind is PayloadKind.SCHOOL:
+        if school is None:
+            await message.reply_text(
+                _("I don't recognise this school link. Please ask your school for the right one.")
+            )
+            return
+        if state.flow == REGISTER and state.data.get("institution_id") == school.id:
+            await message.reply_text(_("Welcome back! Let's continue where we left off."))
+            await send_prompt(rt, chat_id)
+            return
+        await begin_registration(rt, update, school)
+        return
+
+    if payload.kind is PayloadKind.INVALID:
+        await message.reply_text(
+            _(
+                "I don't recognise this link. Please check that you opened the whole link, "
+                "or ask your school for your personal link."
+            )
+        )
+        return
+    if state.flow == REGISTER:
+        await message.reply_text(_("Welcome back! Let's continue where we left off."))
+        await send_prompt(rt, chat_id)
+        return
+    await message.reply_text(not_registered_text())
+
+
+async def _mark_answer(query: CallbackQuery, label: str) -> None:
+    """Show the chosen answer under the question and remove its buttons."""
+    message = query.message
+    text = getattr(message, "text", None)
+    if not text:
+        return
+    try:
+        await query.edit_message_text(f"{text}\n\n→ {label}")
+    except BadRequest as exc:  # already edited (a duplicate press); nothing to change
+        log.debug("could not mark answer: %s", exc)
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A button of an onboarding question: `ob:<step>:<value>`."""
+    rt = runtime(context)
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    chat_id = _chat_id(update)
+    _prefix, step, value = ([*query.data.split(":", 2), "", ""])[:3]
+    label = ""
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
+        set_language(state.language or (graduate.language if graduate else None))
+        if state.flow not in (ONBOARD, REGISTER) or state.step != step:
+            await query.answer(_("This question has already been answered."))
+            return
+        school_id = graduate.institution_id if graduate else state.data.get("institution_id")
+        school = await session.get(Institution, school_id) if school_id else None
+        if school is None:
+            await query.answer(_("This question has already been answered."))
+            return
+        error = ""
+        next_step = ""
+        if step == LANGUAGE:
+            if value not in LANGUAGES:
+                error = _("Please choose one of the buttons.")
+            else:
+                state.language = value
+                if graduate is not None:
+                    graduate.language = value
+                    graduate.updated_at = utcnow()
+                    session.add(graduate)
+                    next_step = _age_step(
+                        school, graduate.birth_year, bool(graduate.guardian_consent_at)
+                    )
+                else:
+                    next_step = PROGRAMME
+                label = language_name(value)
+                set_language(value)
+        elif step == PROGRAMME:
+            programme = await session.get(Programme, int(value)) if value.isdigit() else None
+            if programme is None or programme.institution_id != school.id or not programme.active:
+                error = _("Please choose one of the buttons.")
+            else:
+                state.data["programme_id"] = programme.id
+                label = programme.name
+                next_step = GRAD_YEAR
+        elif step == GRAD_YEAR:
+            if not value.isdigit() or int(value) not in graduation_years(_today()):
+                error = _("Please choose one of the buttons.")
+            else:
+                state.data["grad_year"] = int(value)
+                label = value
+                next_step = GRAD_MONTH
+        elif step == GRAD_MONTH:
+            if not value.isdigit() or not 1 <= int(value) <= 12:
+                error = _("Please choose one of the buttons.")
+            else:
+                state.data["grad_month"] = int(value)
+                label = month_name(int(value)).capitalize()
+                next_step = BIRTH_YEAR
+        elif step == AGE:
+            if value not in ("y", "n"):
+                error = _("Please choose one of the buttons.")
+            else:
+                label = _("Yes") if value == "y" else _("No")
+                next_step = C_SURVEY if value == "y" else GUARDIAN
+        elif step in CONSENT_STEPS:
+            if value not in ("y", "n") or graduate is None:
+                error = _("Please choose one of the buttons.")
+            else:
+                set_consent(
+                    session,
+                    graduate,
+                    CONSENT_STEPS[step],
+                    value == "y",
+                    rt.settings.privacy_notice_version,
+                )
+                label = _("Yes") if value == "y" else _("No")
+                next_step = await _after_consent(state, graduate)
+        else:
+            error = _("This question has already been answered.")
+        if error:
+            await query.answer(error)
+            return
+        _advance(state, next_step)
+        session.add(state)
+    await query.answer()
+    await _mark_answer(query, label)
+    if next_step:
+        await send_prompt(rt, chat_id)
+    else:
+        await _finish(rt, chat_id)
+
+
+async def _resume_after_guardian(rt: Runtime, chat_id: int) -> None:
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        _advance(state, C_SURVEY)
+        session.add(state)
+
+
+def _register(state: ChatState, school: Institution) -> Graduate:
+    """Create the graduate record of a self-registration from the answers so far."""
+    year, month = int(state.data["grad_year"]), int(state.data["grad_month"])
+    last_day = calendar.monthrange(year, month)[1]
+    assert school.id is not None
+    return Graduate(
+        institution_id=school.id,
+        programme_id=int(state.data["programme_id"]),
+        student_ref=f"self-{state.chat_id}",
+        graduation_date=date(year, month, last_day),
+        language=state.language,
+        birth_year=state.data.get("birth_year"),
+        self_registered=True,
+        chat_id=state.chat_id,
+        linked_at=utcnow(),
+    )
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """Typed text during onboarding. Returns False when no onboarding question is open."""
+    rt = runtime(context)
+    chat_id = _chat_id(update)
+    message = update.effective_message
+    assert message is not None
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        if state.flow not in (ONBOARD, REGISTER) or not state.step:
+            return False
+        graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
+        set_language(state.language or (graduate.language if graduate else None))
+        if state.step != BIRTH_YEAR:
+            session.add(state)
+            await message.reply_text(_("Please answer with the buttons below the question."))
+        else:
+            year = parse_birth_year(message.text or "", _today())
+            if year is None:
+                await message.reply_text(
+                    _("Please type your year of birth as four digits, for example 2006.")
+                )
+                return True
+            school = await session.get(Institution, state.data.get("institution_id"))
+            assert school is not None
+            state.data["birth_year"] = year
+            graduate = _register(state, school)
+            session.add(graduate)
+            await session.flush()
+            state.graduate_id = graduate.id
+            _advance(state, _age_step(school, year, False))
+            session.add(state)
+    await send_prompt(rt, chat_id)
+    return True
+
+
+async def restate(rt: Runtime, chat_id: int) -> bool:
+    """Re-ask the open onboarding question (after a language change). False if none."""
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        open_question = state.flow in (ONBOARD, REGISTER) and bool(state.step)
+        session.add(state)
+    if open_question:
+        await send_prompt(rt, chat_id)
+    return open_question
