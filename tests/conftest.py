@@ -1,0 +1,108 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL) and the bot against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox import RateLimits, SandboxServer
+from bot.settings import Settings
+from storage.db import Database
+from tests.databases import PostgresProvider, SqliteProvider, find_postgres, in_ci
+from tests.harness import Harness
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_provider(tmp_path_factory: pytest.TempPathFactory) -> SqliteProvider:
+    return SqliteProvider(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres_provider() -> Iterator[PostgresProvider | str]:
+    """The PostgreSQL provider, or the reason there is none (looked up once per session)."""
+    result = asyncio.run(find_postgres())
+    yield result
+    if isinstance(result, PostgresProvider):
+        asyncio.run(result.close())
+
+
+def _provider(
+    request: pytest.FixtureRequest,
+    sqlite_provider: SqliteProvider,
+    postgres_provider: PostgresProvider | str,
+) -> SqliteProvider | PostgresProvider:
+    if request.param == "sqlite":
+        return sqlite_provider
+    if isinstance(postgres_provider, str):
+        if in_ci():
+            pytest.fail(f"CI needs PostgreSQL: {postgres_provider}")
+        pytest.skip(f"PostgreSQL runs skipped: {postgres_provider}")
+    return postgres_provider
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest,
+    sqlite_provider: SqliteProvider,
+    postgres_provider: PostgresProvider | str,
+) -> AsyncIterator[str]:
+    """A fresh, migrated database on each backend."""
+    provider = _provider(request, sqlite_provider, postgres_provider)
+    url = await provider.fresh_database()
+    yield url
+    if isinstance(provider, PostgresProvider):
+        await provider.drop(url)
+
+
+@pytest.fixture(params=BACKENDS)
+async def empty_database_url(
+    request: pytest.FixtureRequest,
+    sqlite_provider: SqliteProvider,
+    postgres_provider: PostgresProvider | str,
+) -> AsyncIterator[str]:
+    """A fresh database with no tables, on each backend (for migration tests)."""
+    provider = _provider(request, sqlite_provider, postgres_provider)
+    url = await provider.empty_database()
+    yield url
+    if isinstance(provider, PostgresProvider):
+        await provider.drop(url)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxServer]:
+    server = SandboxServer(rate_limits=RateLimits(enabled=False), host="127.0.0.1", port=0)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, telegram_bot_token="", _env_file=None)
+
+
+@pytest.fixture
+async def harness(
+    sandbox: SandboxServer, db: Database, settings: Settings
+) -> AsyncIterator[Harness]:
+    h = Harness(sandbox, db, settings)
+    await h.start_bot()
+    yield h
+    await h.stop_bot()

@@ -1,0 +1,214 @@
+"""The real bot, polling the sandbox Bot API over HTTP, with virtual graduates to drive it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any
+
+from sqlmodel import select
+
+from bot.app import ALLOWED_UPDATES, GradtrackApp, build_application, on_startup
+from bot.i18n import use_language
+from bot.sandbox import RateLimits, SandboxServer
+from bot.sandbox.state import SandboxUser, TranscriptEntry
+from bot.settings import Settings
+from conversations.rules import new_invite_token
+from storage.db import Database
+from storage.models import ConsentEvent, Graduate, Institution, Programme
+
+TIMEOUT = 15.0
+
+
+class Harness:
+    """One sandbox, one database, and the bot application (which can be restarted)."""
+
+    def __init__(self, sandbox: SandboxServer, db: Database, settings: Settings) -> None:
+        self.sandbox = sandbox
+        self.db = db
+        self.settings = settings
+        self.token = sandbox.create_bot(username="gradtrack_test_bot", first_name="GradTrack")
+        self.app: GradtrackApp | None = None
+
+    # -- the bot ---------------------------------------------------------------------
+
+    async def start_bot(self) -> None:
+        app = build_application(
+            self.settings, self.db, token=self.token, base_url=f"{self.sandbox.url}/bot"
+        )
+        await app.initialize()
+        await app.start()
+        await on_startup(app)
+        assert app.updater is not None
+        await app.updater.start_polling(
+            poll_interval=0.0, timeout=5, allowed_updates=ALLOWED_UPDATES
+        )
+        self.app = app
+
+    async def stop_bot(self) -> None:
+        app, self.app = self.app, None
+        if app is None:
+            return
+        assert app.updater is not None
+        if app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+
+    async def restart_bot(self) -> None:
+        await self.stop_bot()
+        await self.start_bot()
+
+    # -- graduates -------------------------------------------------------------------
+
+    def user(self, language_code: str | None = "en", first_name: str = "Alex") -> SandboxUser:
+        return self.sandbox.create_user(
+            self.token, first_name=first_name, language_code=language_code
+        )
+
+    async def send(self, user: SandboxUser, text: str, expect: int = 1) -> list[TranscriptEntry]:
+        """The user sends `text`; returns the bot's next `expect` messages."""
+        await self.sandbox.send_text(self.token, user.id, text)
+        if expect == 0:
+            return []
+        return await self.replies(user, expect)
+
+    async def replies(self, user: SandboxUser, count: int) -> list[TranscriptEntry]:
+        return await self.sandbox.wait_for_bot_messages(
+            self.token, user.id, count=count, timeout=TIMEOUT
+        )
+
+    def last_keyboard_message(self, user: SandboxUser) -> TranscriptEntry:
+        for entry in reversed(self.sandbox.transcript(self.token, user.id)):
+            if entry.kind == "message" and entry.sender == "bot" and entry.buttons:
+                return entry
+        raise AssertionError("no bot message with buttons in the transcript")
+
+    async def press(
+        self,
+        user: SandboxUser,
+        label: str,
+        expect: int = 1,
+        message: TranscriptEntry | None = None,
+    ) -> list[TranscriptEntry]:
+        """Press the button labelled `label` (exactly, or ending with it) on the newest
+        message that has buttons, or on `message`; returns the bot's next messages."""
+        target = message or self.last_keyboard_message(user)
+        data = button_data(target, label)
+        await self.sandbox.press_button(self.token, user.id, target.message_id or 0, data)
+        if expect == 0:
+            return []
+        return await self.replies(user, expect)
+
+    async def press_data(self, user: SandboxUser, message: TranscriptEntry, data: str) -> None:
+        await self.sandbox.press_button(self.token, user.id, message.message_id or 0, data)
+
+    def callback_answers(self, user: SandboxUser) -> list[str]:
+        return [
+            e.text or ""
+            for e in self.sandbox.transcript(self.token, user.id)
+            if e.kind == "callback_answer"
+        ]
+
+    # -- data --------------------------------------------------------------------------
+
+    async def school(
+        self, code: str = "alfa", country: str = "NL", language: str = "nl"
+    ) -> Institution:
+        async with self.db.session() as session:
+            school = Institution(
+                code=code,
+                name=f"{code.title()} College",
+                country=country,
+                default_language=language,
+                timezone="Europe/Amsterdam",
+            )
+            session.add(school)
+            await session.flush()
+            assert school.id is not None
+            for pcode, name in (("ICT4", "Software developer"), ("CHEF4", "Cook")):
+                session.add(Programme(institution_id=school.id, code=pcode, name=name, eqf_level=4))
+        return school
+
+    async def graduate(
+        self,
+        school: Institution,
+        *,
+        language: str | None = None,
+        birth_year: int | None = 2000,
+        ref: str | None = None,
+        **extra: Any,
+    ) -> Graduate:
+        async with self.db.session() as session:
+            programme = (
+                await session.exec(
+                    select(Programme).where(Programme.institution_id == school.id).limit(1)
+                )
+            ).one()
+            assert school.id is not None and programme.id is not None
+            graduate = Graduate(
+                institution_id=school.id,
+                programme_id=programme.id,
+                student_ref=ref or new_invite_token()[2:12],
+                graduation_date=date(2026, 6, 30),
+                language=language,
+                birth_year=birth_year,
+                invite_token=new_invite_token(),
+                **extra,
+            )
+            session.add(graduate)
+        return graduate
+
+    async def reload(self, graduate: Graduate) -> Graduate:
+        async with self.db.session() as session:
+            fresh = await session.get(Graduate, graduate.id)
+            assert fresh is not None
+            return fresh
+
+    async def consent_events(self, graduate: Graduate) -> list[ConsentEvent]:
+        async with self.db.session() as session:
+            result = await session.exec(
+                select(ConsentEvent)
+                .where(ConsentEvent.graduate_id == graduate.id)
+                .order_by(ConsentEvent.id)  # type: ignore[arg-type]
+            )
+            return list(result.all())
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = TIMEOUT
+) -> None:
+    """Wait until `condition()` holds (for effects the user does not see, e.g. rows)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"condition still false after {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+def button_data(message: TranscriptEntry, label: str) -> str:
+    for button in message.buttons:
+        text = str(button.get("text", ""))
+        if text == label or text.endswith(label):
+            return str(button["callback_data"])
+    labels = [b.get("text") for b in message.buttons]
+    raise AssertionError(f"no button {label!r} on message {message.message_id}: {labels}")
+
+
+def tr(lang: str, message: str) -> str:
+    """`message` as the bot would say it in `lang`."""
+    from bot.i18n import gettext
+
+    with use_language(lang):
+        return gettext(message)
+
+
+NO_LIMITS = RateLimits(enabled=False)
