@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup catalogs extract migrate lint typecheck pytest clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test setup catalogs extract migrate lint typecheck pytest browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +20,7 @@ setup: $(STAMP) catalogs
 
 ## Compile the gettext catalogs (locales/*/LC_MESSAGES/messages.po -> .mo)
 catalogs: $(STAMP)
-	$(BIN)/pybabel compile --use-fuzzy -q -d locales -D messages || $(BIN)/pybabel compile -d locales -D messages
+	$(BIN)/pybabel compile --statistics -d locales -D messages
 
 ## Re-extract the bot's strings into locales/messages.pot and merge them into every .po
 extract: $(STAMP)
@@ -32,6 +34,14 @@ migrate: setup
 run: setup
 	$(BIN)/gradtrack run
 
+## Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded by it)
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "chromium is missing and we are not root: browser tests will be skipped"; exit 0; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,7 +52,7 @@ typecheck: $(STAMP)
 pytest: setup
 	$(BIN)/python -m pytest
 
-test: setup lint typecheck pytest
+test: setup browser lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,99 @@
+"""A person in a real browser (Debian's Chromium, driven by Playwright) opens the sandbox's
+web chat from a personal invite link, picks a language and gives consent."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from bot.links import sandbox_chat_link
+from bot.sandbox import SandboxServer
+from bot.settings import Settings
+from storage.db import Database
+from tests.databases import SqliteProvider, in_ci
+from tests.harness import Harness, tr
+from tests.test_onboarding import FOLLOWUP_Q, NEWS_Q, SURVEY_Q
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def sqlite_harness(
+    sandbox: SandboxServer, sqlite_provider: SqliteProvider
+) -> AsyncIterator[Harness]:
+    url = await sqlite_provider.fresh_database()
+    db = Database(url)
+    h = Harness(sandbox, db, Settings(database_url=url, telegram_bot_token="", _env_file=None))
+    await h.start_bot()
+    yield h
+    await h.stop_bot()
+    await db.dispose()
+
+
+async def test_graduate_onboards_in_the_web_chat(sqlite_harness: Harness, browser: Browser) -> None:
+    h = sqlite_harness
+    school = await h.school(country="ES", language="es")
+    graduate = await h.graduate(school)
+    page = await browser.new_page(viewport={"width": 420, "height": 860})
+    await page.goto(sandbox_chat_link(h.sandbox.url, h.token, graduate.invite_token or ""))
+
+    await page.get_by_label("First name").fill("Marta")
+    await page.get_by_label("Telegram language").fill("es")
+    # Opening the chat from a deep link sends `/start <payload>` by itself, as Telegram does.
+    await page.get_by_role("button", name="Open chat").click()
+
+    messages = page.locator("#messages")
+    await expect(messages).to_contain_text(school.name, timeout=15_000)
+    await page.get_by_role("button", name="Español").click()
+    for question, answer in ((SURVEY_Q, "Yes"), (FOLLOWUP_Q, "Yes"), (NEWS_Q, "No")):
+        await expect(messages).to_contain_text(
+            tr("es", question).format(school=school.name), timeout=15_000
+        )
+        # Only the open question has buttons: answered ones lost theirs.
+        button = page.get_by_role("button", name=tr("es", answer), exact=True)
+        await expect(button).to_have_count(1, timeout=15_000)
+        await button.click()
+    await expect(messages).to_contain_text(
+        tr("es", "Thank you! Your choices are saved:"), timeout=15_000
+    )
+    await page.close()
+
+    stored = await h.reload(graduate)
+    assert stored.language == "es"
+    assert (stored.consent_survey, stored.consent_followup, stored.consent_news) == (
+        True,
+        True,
+        False,
+    )
