@@ -8,13 +8,23 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from bot.settings import Settings, get_settings
 from storage.db import Database
 from storage.migrate import upgrade
 
 log = logging.getLogger("gradtrack")
+
+
+@dataclass
+class RunningBot:
+    application: Any
+    token: str
+    sandbox_url: str | None
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -57,39 +67,58 @@ async def cmd_demo(settings: Settings) -> int:
     return 0
 
 
-async def cmd_run(settings: Settings) -> int:
-    """Long polling: against Telegram with a token, else against the built-in sandbox."""
-    from bot.app import ALLOWED_UPDATES, build_application, on_startup
-    from bot.links import sandbox_chat_link, start_link
+@asynccontextmanager
+async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[RunningBot]:
+    """The started bot: against Telegram with a token, else against the built-in sandbox."""
+    from bot.app import build_application, on_startup
     from bot.sandbox import SandboxServer
+
+    sandbox: SandboxServer | None = None
+    if settings.uses_sandbox:
+        sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
+        await sandbox.start()
+        token = sandbox.create_bot(username="gradtrack_demo_bot", first_name="GradTrack")
+        application = build_application(settings, db, token=token, base_url=f"{sandbox.url}/bot")
+    else:
+        token = settings.telegram_bot_token
+        application = build_application(settings, db)
+    try:
+        async with application:
+            await application.start()
+            try:
+                await on_startup(application)
+                yield RunningBot(application, token, sandbox.url if sandbox else None)
+            finally:
+                if application.updater is not None and application.updater.running:
+                    await application.updater.stop()
+                await application.stop()
+    finally:
+        if sandbox is not None:
+            await sandbox.stop()
+
+
+async def cmd_run(settings: Settings) -> int:
+    """Long polling (development and the sandbox)."""
+    from bot.app import ALLOWED_UPDATES
+    from bot.links import sandbox_chat_link, start_link
     from storage.demo import ensure_demo
 
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
-    sandbox: SandboxServer | None = None
     try:
-        if settings.uses_sandbox:
-            sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
-            await sandbox.start()
-            token = sandbox.create_bot(username="gradtrack_demo_bot", first_name="GradTrack")
-            application = build_application(
-                settings, db, token=token, base_url=f"{sandbox.url}/bot"
-            )
-        else:
-            application = build_application(settings, db)
         demo = await ensure_demo(db)
-        async with application:
-            await application.start()
-            await on_startup(application)
-            assert application.updater is not None
-            await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-            username = application.bot.username
+        async with _running_bot(settings, db) as running:
+            updater = running.application.updater
+            assert updater is not None
+            await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            username = running.application.bot.username
             print()
             print(f"gradtrack is running as @{username} (database: {db.dialect})")
-            if sandbox is not None:
+            if running.sandbox_url:
+                token, url = running.token, running.sandbox_url
                 print("No TELEGRAM_BOT_TOKEN: using the built-in Telegram sandbox.")
-                invite = sandbox_chat_link(sandbox.url, token, demo.invite_token)
-                school = sandbox_chat_link(sandbox.url, token, "s_" + demo.school_code)
+                invite = sandbox_chat_link(url, token, demo.invite_token)
+                school = sandbox_chat_link(url, token, "s_" + demo.school_code)
                 print(f"  Web chat, as a new graduate:  {invite}")
                 print(f"  Self-registration (school):   {school}")
             else:
@@ -97,11 +126,7 @@ async def cmd_run(settings: Settings) -> int:
                 print(f"  Demo school link:  {start_link(username, 's_' + demo.school_code)}")
             print("Press Ctrl+C to stop.", flush=True)
             await _wait_for_stop()
-            await application.updater.stop()
-            await application.stop()
     finally:
-        if sandbox is not None:
-            await sandbox.stop()
         await db.dispose()
     return 0
 
@@ -110,52 +135,32 @@ async def cmd_serve(settings: Settings) -> int:
     """Webhook mode: one aiohttp server on $PORT. Without a token, the sandbox delivers."""
     from aiohttp import web
 
-    from bot.app import ALLOWED_UPDATES, build_application, on_startup
-    from bot.sandbox import SandboxServer
+    from bot.app import ALLOWED_UPDATES
     from bot.web.server import WEBHOOK_PATH, build_web_app, webhook_secret
 
+    if not settings.uses_sandbox and not settings.public_url:
+        print("PUBLIC_URL is required for `gradtrack serve` with a real bot token.")
+        return 2
+    public_url = settings.public_url or f"http://127.0.0.1:{settings.port}"
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
-    sandbox: SandboxServer | None = None
-    runner: web.AppRunner | None = None
     try:
-        if settings.uses_sandbox:
-            sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
-            await sandbox.start()
-            token = sandbox.create_bot(username="gradtrack_demo_bot", first_name="GradTrack")
-            application = build_application(
-                settings, db, token=token, base_url=f"{sandbox.url}/bot"
-            )
-            public_url = settings.public_url or f"http://127.0.0.1:{settings.port}"
-        else:
-            if not settings.public_url:
-                print("PUBLIC_URL is required for `gradtrack serve` with a real bot token.")
-                return 2
-            token = settings.telegram_bot_token
-            application = build_application(settings, db)
-            public_url = settings.public_url
-        secret = webhook_secret(settings.webhook_secret, token)
-        async with application:
-            await application.start()
-            await on_startup(application)
-            runner = web.AppRunner(build_web_app(application, db, secret))
+        async with _running_bot(settings, db) as running:
+            secret = webhook_secret(settings.webhook_secret, running.token)
+            runner = web.AppRunner(build_web_app(running.application, db, secret))
             await runner.setup()
-            await web.TCPSite(runner, settings.host, settings.port).start()
-            await application.bot.set_webhook(
-                url=public_url.rstrip("/") + WEBHOOK_PATH,
-                secret_token=secret,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-            print(f"gradtrack serving on {settings.host}:{settings.port}", flush=True)
-            await _wait_for_stop()
-            await runner.cleanup()
-            runner = None
-            await application.stop()
+            try:
+                await web.TCPSite(runner, settings.host, settings.port).start()
+                await running.application.bot.set_webhook(
+                    url=public_url.rstrip("/") + WEBHOOK_PATH,
+                    secret_token=secret,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+                print(f"gradtrack serving on {settings.host}:{settings.port}", flush=True)
+                await _wait_for_stop()
+            finally:
+                await runner.cleanup()
     finally:
-        if runner is not None:
-            await runner.cleanup()
-        if sandbox is not None:
-            await sandbox.stop()
         await db.dispose()
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -22,8 +23,7 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision`."""
+async def _run(url: str, operation: Callable[[Config], None]) -> None:
     config = alembic_config(url)
     engine = create_engine(url)
     try:
@@ -31,24 +31,18 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
             def run(sync_conn: Connection) -> None:
                 config.attributes["connection"] = sync_conn
-                command.upgrade(config, revision)
+                operation(config)
 
             await conn.run_sync(run)
     finally:
         await engine.dispose()
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision`."""
+    await _run(url, lambda config: command.upgrade(config, revision))
 
 
 async def downgrade(url: str, revision: str) -> None:
     """Take the database at `url` back to `revision`."""
-    config = alembic_config(url)
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-
-            def run(sync_conn: Connection) -> None:
-                config.attributes["connection"] = sync_conn
-                command.downgrade(config, revision)
-
-            await conn.run_sync(run)
-    finally:
-        await engine.dispose()
+    await _run(url, lambda config: command.downgrade(config, revision))

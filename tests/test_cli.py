@@ -1,0 +1,156 @@
+"""The `gradtrack` command as a person runs it: `run` (what `make run` starts) and `serve`,
+each a real process with its built-in sandbox, driven over HTTP like the web chat page."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import aiohttp
+
+from bot.i18n import gettext, use_language
+from storage.db import Database
+from storage.demo import ensure_demo
+from storage.migrate import upgrade
+
+GRADTRACK = str(Path(sys.executable).with_name("gradtrack"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def gradtrack(
+    command: str, env: dict[str, str]
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
+    """Start `gradtrack COMMAND`; stop it with SIGTERM at the end and expect a clean exit."""
+    full_env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"} | env
+    process = await asyncio.create_subprocess_exec(
+        GRADTRACK,
+        command,
+        env=full_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            lines.append(raw.decode(errors="replace").rstrip())
+
+    reader = asyncio.create_task(read())
+    try:
+        yield process, lines
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+        await reader
+        assert code == 0, "\n".join(lines[-30:])
+
+
+async def _wait_for_line(lines: list[str], needle: str, timeout: float = 60) -> str:
+    for _ in range(int(timeout * 20)):
+        for line in lines:
+            if needle in line:
+                return line
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{needle!r} never printed; output:\n" + "\n".join(lines[-30:]))
+
+
+async def _api(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
+    async with session.request(method, url, **kw) as response:
+        body = await response.json()
+        assert response.status < 300, body
+        return body["result"]
+
+
+async def _bot_texts(session: aiohttp.ClientSession, chat_url: str, count: int) -> list[str]:
+    """Wait until the bot has sent `count` messages in the chat; return their texts."""
+    texts: list[str] = []
+    for _ in range(300):
+        transcript = await _api(session, "GET", chat_url)
+        texts = [
+            e.get("text", "")
+            for e in transcript["entries"]
+            if e["kind"] == "message" and e["sender"] == "bot"
+        ]
+        if len(texts) >= count:
+            return texts
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the bot sent {texts} only")
+
+
+async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.sqlite3'}",
+        "SANDBOX_PORT": str(port),
+    }
+    async with gradtrack("run", env) as (_process, lines):
+        line = await _wait_for_line(lines, "Web chat, as a new graduate:")
+        link = line.split(": ", 1)[1].strip()
+        assert link.startswith(f"http://127.0.0.1:{port}/chat?")
+        query = parse_qs(urlparse(link).query)
+        bot, payload = query["bot"][0], query["start"][0]
+        await _wait_for_line(lines, "Self-registration (school):")
+        base = f"http://127.0.0.1:{port}/sandbox/api"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(link) as page:
+                assert page.status == 200 and "<html" in (await page.text()).lower()
+            user = await _api(
+                session, "POST", f"{base}/users", json={"first_name": "Eva", "language_code": "et"}
+            )
+            chat_url = f"{base}/chats/{bot}/{user['id']}"
+            await _api(session, "POST", f"{chat_url}/messages", json={"text": f"/start {payload}"})
+            (first,) = await _bot_texts(session, chat_url, 1)
+    with use_language("et"):
+        expected = gettext(
+            "Hello! This is the graduate chat of {school}. Which language do you prefer?"
+        ).format(school="Demo Vocational College")
+    assert first == expected
+
+
+async def test_serve_answers_through_the_webhook(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'serve.sqlite3'}"
+    await upgrade(url)
+    db = Database(url)
+    demo = await ensure_demo(db)
+    await db.dispose()
+    sandbox_port, port = _free_port(), _free_port()
+    env = {"DATABASE_URL": url, "SANDBOX_PORT": str(sandbox_port), "PORT": str(port)}
+    async with gradtrack("serve", env) as (_process, lines):
+        await _wait_for_line(lines, f"gradtrack serving on 0.0.0.0:{port}")
+        base = f"http://127.0.0.1:{sandbox_port}/sandbox/api"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as health:
+                assert health.status == 200
+            async with session.post(
+                f"http://127.0.0.1:{port}/telegram/webhook", json={"update_id": 1}
+            ) as forged:
+                assert forged.status == 403  # no secret token: not from Telegram
+            (bot,) = await _api(session, "GET", f"{base}/bots")
+            user = await _api(session, "POST", f"{base}/users", json={"first_name": "Ana"})
+            chat_url = f"{base}/chats/{bot['id']}/{user['id']}"
+            await _api(
+                session,
+                "POST",
+                f"{chat_url}/messages",
+                json={"text": f"/start {demo.invite_token}"},
+            )
+            (first,) = await _bot_texts(session, chat_url, 1)
+            calls = await _api(session, "GET", f"{base}/calls", params={"method": "setWebhook"})
+    assert first.startswith("Hello! This is the graduate chat of Demo Vocational College.")
+    assert calls and calls[-1]["params"]["url"] == f"http://127.0.0.1:{port}/telegram/webhook"
