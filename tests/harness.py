@@ -161,6 +161,15 @@ class Harness:
             session.add(graduate)
         return graduate
 
+    async def at_consents(self) -> tuple[Institution, Graduate, SandboxUser]:
+        """A graduate who opened their invite and chose English: the survey consent is open."""
+        school = await self.school()
+        graduate = await self.graduate(school)
+        user = self.user("en")
+        await self.send(user, f"/start {graduate.invite_token}")
+        await self.press(user, "English", expect=2)
+        return school, graduate, user
+
     async def reload(self, graduate: Graduate) -> Graduate:
         async with self.db.session() as session:
             fresh = await session.get(Graduate, graduate.id)

@@ -88,11 +88,7 @@ async def test_school_language_when_telegram_language_is_unsupported(harness: Ha
 async def test_declining_the_survey_skips_follow_up_and_stores_only_refusals(
     harness: Harness,
 ) -> None:
-    school = await harness.school()
-    graduate = await harness.graduate(school)
-    user = harness.user("en")
-    await harness.send(user, f"/start {graduate.invite_token}")
-    await harness.press(user, "English", expect=2)
+    school, graduate, user = await harness.at_consents()
     (news,) = await harness.press(user, "No")
     assert news.text == NEWS_Q.format(school=school.name)
     await harness.press(user, "No")
@@ -200,11 +196,7 @@ async def test_bad_links(harness: Harness) -> None:
 
 
 async def test_restart_in_the_middle_resumes(harness: Harness) -> None:
-    school = await harness.school()
-    graduate = await harness.graduate(school)
-    user = harness.user("en")
-    await harness.send(user, f"/start {graduate.invite_token}")
-    await harness.press(user, "English", expect=2)
+    school, graduate, user = await harness.at_consents()
     await harness.press(user, "Yes")  # survey yes; the follow-up question is open
 
     await harness.restart_bot()
@@ -220,11 +212,7 @@ async def test_restart_in_the_middle_resumes(harness: Harness) -> None:
 
 
 async def test_question_lost_in_a_crash_is_sent_after_restart(harness: Harness) -> None:
-    school = await harness.school()
-    graduate = await harness.graduate(school)
-    user = harness.user("en")
-    await harness.send(user, f"/start {graduate.invite_token}")
-    await harness.press(user, "English", expect=2)
+    _school, graduate, user = await harness.at_consents()
     # The answer is committed, then sending the next question fails (Telegram down).
     harness.sandbox.faults.add(method="sendMessage", status=502, count=10)
     await harness.press(user, "Yes", expect=0)
@@ -281,11 +269,7 @@ async def test_typing_instead_of_pressing_repeats_the_question(harness: Harness)
 
 
 async def test_privacy_shows_choices_and_changes_them(harness: Harness) -> None:
-    school = await harness.school()
-    graduate = await harness.graduate(school)
-    user = harness.user("en")
-    await harness.send(user, f"/start {graduate.invite_token}")
-    await harness.press(user, "English", expect=2)
+    school, graduate, user = await harness.at_consents()
     await harness.press(user, "Yes")
     await harness.press(user, "Yes")
     await harness.press(user, "No")
@@ -315,11 +299,7 @@ async def test_privacy_shows_choices_and_changes_them(harness: Harness) -> None:
 
 
 async def test_language_command_switches_everything_after_it(harness: Harness) -> None:
-    school = await harness.school()
-    graduate = await harness.graduate(school)
-    user = harness.user("en")
-    await harness.send(user, f"/start {graduate.invite_token}")
-    await harness.press(user, "English", expect=2)
+    _school, graduate, user = await harness.at_consents()
     await harness.send(user, "/language")
     confirm, _notice, survey_again = await harness.press(user, "Eesti", expect=3)
     assert confirm.text == tr("et", "From now on I will write to you in English.")
@@ -332,11 +312,7 @@ async def test_language_command_switches_everything_after_it(harness: Harness) -
 
 
 async def test_stop_and_start_again(harness: Harness) -> None:
-    school = await harness.school()
-    graduate = await harness.graduate(school)
-    user = harness.user("en")
-    await harness.send(user, f"/start {graduate.invite_token}")
-    await harness.press(user, "English", expect=2)
+    _school, graduate, user = await harness.at_consents()
     (reply,) = await harness.send(user, "/stop")
     assert reply.content.startswith("Done: I will not send you any more messages.")
     assert (await harness.reload(graduate)).opted_out_at is not None
