@@ -223,8 +223,7 @@ async def test_question_lost_in_a_crash_is_sent_after_restart(harness: Harness) 
             return state.step == "c_followup" and state.prompt_pending
 
     await eventually(answer_stored_question_unsent)
-    await eventually(lambda: bool(harness.sandbox.calls("sendMessage")[-1:]))
-    assert harness.sandbox.calls("sendMessage")[-1].status == 502
+    await eventually(lambda: any(c.status == 502 for c in harness.sandbox.calls("sendMessage")))
     harness.sandbox.faults.clear()
 
     await harness.restart_bot()
