@@ -40,7 +40,7 @@ from telegram.error import (
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 from telegram.request import HTTPXRequest
 
-from bot.sandbox import RateLimits, SandboxError, SandboxServer, SandboxTimeout
+from bot.sandbox import RateLimits, SandboxError, SandboxNotFound, SandboxServer, SandboxTimeout
 from bot.sandbox.formatting import ParseError, format_text, parse_html, parse_markdown_v2
 
 # PTB itself warns, when it raises RetryAfter, that retry_after will become a timedelta.
@@ -395,6 +395,21 @@ async def test_long_polling_delivers_text_and_button_presses(
     assert (answer.kind, answer.text, answer.show_alert) == ("callback_answer", "Guardado", True)
 
     assert await tg.get_updates(offset=updates[-1].update_id + 1) == ()
+
+
+async def test_redelivery_sends_the_same_update_again(
+    sandbox: SandboxServer, tg: Bot, token: str
+) -> None:
+    user = sandbox.create_user(token, first_name="Ana")
+    await sandbox.send_text(token, user.id, "40")
+    (first,) = await tg.get_updates(timeout=5)
+    assert await tg.get_updates(offset=first.update_id + 1) == ()
+    sandbox.redeliver(token, first.update_id)
+    (again,) = await tg.get_updates(offset=first.update_id + 1, timeout=5)
+    assert again.update_id == first.update_id and again.message == first.message
+    assert await tg.get_updates(offset=first.update_id + 1) == ()
+    with pytest.raises(SandboxNotFound):
+        sandbox.redeliver(token, 12345)
 
 
 async def test_allowed_updates_filter(sandbox: SandboxServer, tg: Bot, token: str) -> None:

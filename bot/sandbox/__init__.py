@@ -57,6 +57,7 @@ SandboxServer(*, host="127.0.0.1", port=0, rate_limits=None, call_log_size=10_00
   bot side    calls(method=None, *, bot=None) -> list[CallRecord] (method, params, status,
               description); clear_calls(); file_bytes(bot, file_id) -> bytes;
               pending_updates(bot); push_update(bot, kind, payload); stats()
+              redeliver(bot, update_id): a recent update again, same update_id
   knobs       rate_limits (get/set a RateLimits); faults: FaultInjector, e.g.
               faults.add("sendMessage", status=502, count=3), faults.hang("getUpdates",
               seconds=30), faults.add(status=500, count=None), faults.clear()

@@ -293,8 +293,10 @@ class BotApi:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if bot.updates:
-                return [bot.updates[i] for i in range(min(limit, len(bot.updates)))]
+            if bot.redeliveries or bot.updates:
+                again = [bot.redeliveries.popleft() for _ in range(len(bot.redeliveries))]
+                fresh = min(max(limit - len(again), 0), len(bot.updates))
+                return again + [bot.updates[i] for i in range(fresh)]
             remaining = deadline - loop.time()
             if remaining <= 0 or self.state.closing:
                 return []

@@ -435,6 +435,10 @@ class SandboxServer:
         """Queue a raw update of any kind, e.g. ("chat_member", {...}); returns update_id."""
         return self.state.enqueue(self.bot(bot), kind, payload)
 
+    def redeliver(self, bot: str | int | None, update_id: int) -> None:
+        """Send a recent update to the bot again, same update_id (a duplicate delivery)."""
+        self.state.redeliver(self.bot(bot), update_id)
+
     def stats(self) -> dict[str, Any]:
         """Counters for benchmarks and the web page."""
         return {

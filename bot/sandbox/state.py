@@ -291,6 +291,10 @@ class BotAccount:
         self.first_name = first_name
         self.logged_out = False
         self.updates: deque[dict[str, Any]] = deque()
+        #: Recent updates, for `redeliver` (Telegram sending an update again).
+        self.history: deque[dict[str, Any]] = deque(maxlen=1000)
+        #: Updates to deliver again, whatever the offset: they go out before `updates`.
+        self.redeliveries: deque[dict[str, Any]] = deque()
         self.max_pending = max(1, max_pending)
         self.dropped_updates = 0
         self.next_update_id = 100_000_001
@@ -494,12 +498,23 @@ class SandboxState:
             return None
         update_id = bot.next_update_id
         bot.next_update_id += 1
-        bot.updates.append({"update_id": update_id, kind: payload})
+        update = {"update_id": update_id, kind: payload}
+        bot.updates.append(update)
+        bot.history.append(update)
         while len(bot.updates) > bot.max_pending:
             bot.updates.popleft()
             bot.dropped_updates += 1
         bot.notifier.notify()
         return update_id
+
+    def redeliver(self, bot: BotAccount, update_id: int) -> None:
+        """Deliver a recent update again, with its update_id, as Telegram does when it did
+        not get (or the bot did not confirm) the first delivery."""
+        update = next((u for u in bot.history if u["update_id"] == update_id), None)
+        if update is None:
+            raise SandboxNotFound(f"update {update_id} is not among the recent updates")
+        bot.redeliveries.append(update)
+        bot.notifier.notify()
 
     def confirm_updates(self, bot: BotAccount, offset: int) -> None:
         """Forget updates before `offset` (negative: keep only the last -offset)."""

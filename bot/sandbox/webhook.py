@@ -83,10 +83,11 @@ class WebhookDelivery:
     async def _run(self, bot: BotAccount) -> None:
         delay = self.retry_delay
         while bot.webhook is not None and not self.state.closing:
-            if not bot.updates:
+            source = bot.redeliveries if bot.redeliveries else bot.updates
+            if not source:
                 await bot.notifier.wait(None)
                 continue
-            update = bot.updates[0]
+            update = source[0]
             config = bot.webhook
             headers = {"Content-Type": "application/json"}
             if config.secret_token:
@@ -112,8 +113,8 @@ class WebhookDelivery:
                 delay = min(delay * 2, self.max_retry_delay)
                 continue
             delay = self.retry_delay
-            if bot.updates and bot.updates[0] is update:
-                bot.updates.popleft()
+            if source and source[0] is update:
+                source.popleft()
             self.delivered += 1
             if isinstance(reply, dict) and "method" in reply and self.on_reply is not None:
                 try:
