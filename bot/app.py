@@ -16,9 +16,11 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
+from bot import dedupe
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
 from bot.settings import Settings
@@ -106,6 +108,8 @@ def build_application(
     application = builder.build()
     install(application, db, settings)
 
+    application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
+    application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)
     application.add_handler(CommandHandler("start", onboarding.start))
     application.add_handler(CommandHandler("help", account.help_command))
     application.add_handler(CommandHandler("language", account.language_command))

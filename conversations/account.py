@@ -8,6 +8,7 @@ from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
+from bot.dedupe import claim
 from bot.i18n import _, language_name, set_language
 from bot.runtime import runtime
 from conversations import onboarding
@@ -79,6 +80,7 @@ async def on_language_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
         await query.answer(_("Please choose one of the buttons."))
         return
     async with rt.db.session() as session:
+        await claim(session)
         state = await get_chat_state(session, chat_id)
         state.language = code
         state.updated_at = utcnow()
@@ -151,6 +153,7 @@ async def on_privacy_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         await query.answer(_("Please choose one of the buttons."))
         return
     async with rt.db.session() as session:
+        await claim(session)
         graduate = await graduate_by_chat(session, update.effective_chat.id)
         if graduate is None:
             await query.answer(_("You are not registered yet."))
@@ -173,6 +176,7 @@ async def stop_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     assert update.effective_message is not None and update.effective_chat is not None
     if graduate is not None:
         async with rt.db.session() as session:
+            await claim(session)
             stored = await graduate_by_chat(session, update.effective_chat.id)
             if stored is not None and stored.opted_out_at is None:
                 stored.opted_out_at = utcnow()
@@ -213,6 +217,7 @@ async def on_my_chat_member(update: Update, context: ContextTypes.DEFAULT_TYPE) 
         return
     status = change.new_chat_member.status
     async with rt.db.session() as session:
+        await claim(session)
         graduate = await graduate_by_chat(session, change.chat.id)
         if graduate is None:
             return

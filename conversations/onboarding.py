@@ -23,6 +23,7 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, 
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
+from bot.dedupe import claim
 from bot.i18n import _, language_name, month_name, set_language, use_language
 from bot.runtime import Runtime, mark_unreachable, runtime
 from conversations.rules import (
@@ -391,6 +392,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     payload = parse_start_payload(" ".join(context.args or []))
     tg_language = update.effective_user.language_code if update.effective_user else None
     async with rt.db.session() as session:
+        await claim(session)
         state = await get_chat_state(session, chat_id)
         linked = await graduate_by_chat(session, chat_id)
         target: Graduate | None = None
@@ -505,6 +507,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     _prefix, step, value = ([*query.data.split(":", 2), "", ""])[:3]
     label = ""
     async with rt.db.session() as session:
+        await claim(session)
         state = await get_chat_state(session, chat_id)
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
         set_language(state.language or (graduate.language if graduate else None))
@@ -625,6 +628,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
         state = await get_chat_state(session, chat_id)
         if state.flow not in (ONBOARD, REGISTER) or not state.step:
             return False
+        await claim(session)
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
         set_language(state.language or (graduate.language if graduate else None))
         if state.step != BIRTH_YEAR:

@@ -351,3 +351,22 @@ async def test_unregistered_chat_is_told_how_to_begin(harness: Harness) -> None:
         "Hello! This is your school's graduate chat. To begin, please open the personal "
         "link or scan the QR code your school gave you.",
     )
+
+
+async def test_a_redelivered_update_takes_effect_once(harness: Harness) -> None:
+    _school, graduate, user = await harness.at_consents()
+    await harness.press(user, "Yes")  # consents to the survey; the follow-up question is open
+    history = harness.sandbox.bot(harness.token).history
+    press_id = history[-1]["update_id"]
+    (help_reply,) = await harness.send(user, "/help")
+    help_id = history[-1]["update_id"]
+    # Telegram sends both again (a webhook timeout, an unconfirmed poll).
+    harness.sandbox.redeliver(harness.token, press_id)
+    harness.sandbox.redeliver(harness.token, help_id)
+    # Updates are handled in order: once /privacy is answered, the duplicates were handled.
+    notice, _choices = await harness.send(user, "/privacy", expect=2)
+    assert notice.content.startswith("Privacy notice")
+    texts = [e.content for e in harness.sandbox.bot_messages(harness.token, user.id)]
+    assert texts.count(help_reply.content) == 1
+    assert texts.count(FOLLOWUP_Q) == 1
+    assert [e.kind for e in await harness.consent_events(graduate)] == ["survey"]
