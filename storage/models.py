@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, MetaData, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, MetaData, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime, utcnow
@@ -144,3 +144,61 @@ class ChatState(SQLModel, table=True):
     graduate_id: int | None = Field(default=None, foreign_key="graduate.id", index=True)
     prompt_pending: bool = Field(default=False, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProcessedUpdate(SQLModel, table=True):
+    """Telegram updates already handled: a redelivered update changes nothing twice. Written in
+    the same transaction as the update's effect."""
+
+    __tablename__ = "processed_update"
+
+    update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    processed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class QuestionnaireDefinition(SQLModel, table=True):
+    """Every questionnaire version ever loaded, so responses begun on it can be finished after
+    a newer version is deployed."""
+
+    __tablename__ = "questionnaire_definition"
+    __table_args__ = (UniqueConstraint("form_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    form_id: str = Field(sa_type=String(24))
+    version: str = Field(sa_type=String(32))
+    source: str = Field(sa_type=Text, description="The YAML text")
+    loaded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ResponseStatus(StrEnum):
+    OPEN = "open"
+    SUBMITTED = "submitted"
+
+
+class SurveyResponse(SQLModel, table=True):
+    """One graduate answering one questionnaire version. `current` is where they are."""
+
+    __tablename__ = "survey_response"
+
+    id: int | None = Field(default=None, primary_key=True)
+    graduate_id: int = Field(foreign_key="graduate.id", index=True)
+    form_id: str = Field(sa_type=String(24), index=True)
+    version: str = Field(sa_type=String(32))
+    status: str = Field(sa_type=String(16), default=ResponseStatus.OPEN.value, index=True)
+    current: str = Field(sa_type=String(32), default="", description="Question name or review")
+    complete: bool = Field(default=False, description="The routing core is answered")
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    submitted_at: datetime | None = _ts()
+
+
+class Answer(SQLModel, table=True):
+    """One answer, under the question's name; choice codes, never label text."""
+
+    __table_args__ = (UniqueConstraint("response_id", "question"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    response_id: int = Field(foreign_key="survey_response.id", index=True)
+    question: str = Field(sa_type=String(32))
+    value: Any = Field(sa_type=JSON)
+    answered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
