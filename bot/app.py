@@ -24,7 +24,7 @@ from bot import dedupe
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
 from bot.settings import Settings
-from conversations import account, onboarding
+from conversations import account, onboarding, prompting
 from storage.db import Database
 from storage.queries import get_chat_state, graduate_by_chat
 
@@ -55,7 +55,7 @@ async def on_startup(application: GradtrackApp) -> None:
     for lang in LANGUAGES:
         with use_language(lang):
             await application.bot.set_my_commands(bot_commands(), language_code=lang)
-    resent = await onboarding.resend_pending_prompts(rt)
+    resent = await prompting.resend_pending_prompts(rt)
     if resent:
         log.info("re-sent %d questions that were pending at the last stop", resent)
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import calendar
 import logging
-from dataclasses import dataclass
 from datetime import date
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
-from bot.i18n import _, language_name, month_name, set_language, use_language
-from bot.runtime import Runtime, mark_unreachable, runtime
+from bot.i18n import _, language_name, month_name, set_language
+from bot.runtime import Runtime, runtime
+from conversations.prompting import Prompt, register, send_prompt
 from conversations.rules import (
     LANGUAGES,
     AgeCheck,
@@ -44,7 +44,6 @@ from storage.queries import (
     graduate_by_chat,
     graduate_by_token,
     institution_by_code,
-    pending_prompts,
     set_consent,
     touch_state,
 )
@@ -83,15 +82,6 @@ def _cb(step: str, value: str) -> str:
 
 def _today() -> date:
     return utcnow().date()
-
-
-@dataclass
-class Prompt:
-    """What to send for a step: zero or more plain messages, then the question."""
-
-    text: str
-    keyboard: InlineKeyboardMarkup | None = None
-    preface: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- texts
@@ -250,39 +240,6 @@ def consent_summary(graduate: Graduate) -> str:
 
 
 # ---------------------------------------------------------------- sending
-
-
-async def send_prompt(rt: Runtime, chat_id: int) -> None:
-    """Send the chat's current question, then mark it sent."""
-    async with rt.db.session() as session:
-        state = await get_chat_state(session, chat_id)
-        graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
-        language = state.language or (graduate.language if graduate else None)
-    with use_language(language):
-        prompt = await _render(rt, state)
-        if prompt is not None:
-            try:
-                for text in prompt.preface:
-                    await rt.bot.send_message(chat_id, text)
-                await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
-            except Forbidden as exc:
-                await mark_unreachable(rt, chat_id, exc)
-    async with rt.db.session() as session:
-        state = await get_chat_state(session, chat_id)
-        state.prompt_pending = False
-        session.add(state)
-
-
-async def resend_pending_prompts(rt: Runtime) -> int:
-    """After a restart: send every question that was decided but never marked sent."""
-    async with rt.db.session() as session:
-        chats = [s.chat_id for s in await pending_prompts(session)]
-    for chat_id in chats:
-        try:
-            await send_prompt(rt, chat_id)
-        except Exception:  # one chat's failure must not stop the others
-            log.exception("could not resend the pending question to chat %s", chat_id)
-    return len(chats)
 
 
 async def _finish(rt: Runtime, chat_id: int) -> None:
@@ -663,3 +620,7 @@ async def restate(rt: Runtime, chat_id: int) -> bool:
     if open_question:
         await send_prompt(rt, chat_id)
     return open_question
+
+
+register(ONBOARD, _render)
+register(REGISTER, _render)

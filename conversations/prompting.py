@@ -1,0 +1,74 @@
+"""Sending the open question of a chat, whatever the conversation (onboarding, survey).
+
+Each flow registers a renderer: given the chat's state, in the chat's language, it returns
+the question to send. `send_prompt` sends it and then marks it sent; a question that was
+decided (state committed with `prompt_pending`) but never marked sent, because of a crash or
+a failure of Telegram, is sent by `resend_pending_prompts` when the bot starts again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from telegram import InlineKeyboardMarkup
+from telegram.error import Forbidden
+
+from bot.i18n import use_language
+from bot.runtime import Runtime, mark_unreachable
+from storage.models import ChatState, Graduate
+from storage.queries import get_chat_state, pending_prompts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prompt:
+    """What to send for a step: zero or more plain messages, then the question."""
+
+    text: str
+    keyboard: InlineKeyboardMarkup | None = None
+    preface: tuple[str, ...] = ()
+
+
+Renderer = Callable[[Runtime, ChatState], Awaitable[Prompt | None]]
+_renderers: dict[str, Renderer] = {}
+
+
+def register(flow: str, renderer: Renderer) -> None:
+    _renderers[flow] = renderer
+
+
+async def send_prompt(rt: Runtime, chat_id: int) -> None:
+    """Send the chat's current question, then mark it sent."""
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
+        language = state.language or (graduate.language if graduate else None)
+    renderer = _renderers.get(state.flow)
+    with use_language(language):
+        prompt = await renderer(rt, state) if renderer else None
+        if prompt is not None:
+            try:
+                for text in prompt.preface:
+                    await rt.bot.send_message(chat_id, text)
+                await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
+            except Forbidden as exc:
+                await mark_unreachable(rt, chat_id, exc)
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        state.prompt_pending = False
+        session.add(state)
+
+
+async def resend_pending_prompts(rt: Runtime) -> int:
+    """After a restart: send every question that was decided but never marked sent."""
+    async with rt.db.session() as session:
+        chats = [s.chat_id for s in await pending_prompts(session)]
+    for chat_id in chats:
+        try:
+            await send_prompt(rt, chat_id)
+        except Exception:  # one chat's failure must not stop the others
+            log.exception("could not resend the pending question to chat %s", chat_id)
+    return len(chats)
