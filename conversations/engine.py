@@ -1,0 +1,309 @@
+"""The questionnaire engine: which question comes next, what an answer means. Pure functions.
+
+Answers map question names to values: ``str`` (a select_one code, text, an ISO date
+``2026-06-30`` or month ``2026-06``), ``int``/``float`` (numbers, scale points) or ``list[str]``
+(select_multiple codes). A question with no answer is simply absent (``''`` and ``[]`` count as
+no answer too).
+
+Relevance is decided in file order on the *effective* answers: an answer to a question that is
+not relevant (any more) counts as no answer for the expressions after it, as in ODK. So a stale
+answer left behind after the graduate went back and changed their mind never steers routing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+
+from conversations.expressions import AnswerValue, to_text
+from conversations.questionnaire import Question, Questionnaire, QuestionType
+
+__all__ = [
+    "MAX_TEXT_LENGTH",
+    "AnswerError",
+    "AnswerValue",
+    "Answers",
+    "answer_label",
+    "check_choice",
+    "check_constraint",
+    "constraint_message",
+    "first_unanswered",
+    "has_answer",
+    "is_complete",
+    "is_relevant",
+    "next_question",
+    "parse_typed",
+    "previous_question",
+    "progress",
+    "relevant_answers",
+    "review_items",
+    "toggle_choice",
+]
+
+Answers = Mapping[str, AnswerValue]
+
+MAX_TEXT_LENGTH = 1000
+MAX_NUMBER_DIGITS = 15  # more is not a number anyone types on purpose (and floats lose digits)
+
+
+class AnswerError(ValueError):
+    """A typed answer or a button press that cannot be accepted.
+
+    ``kind`` is one of ``empty``, ``not_integer``, ``not_number``, ``not_date``, ``not_month``,
+    ``too_long`` (params ``max`` and ``length``) and ``unknown_choice`` (param ``code``).
+    """
+
+    def __init__(self, kind: str, **params: object) -> None:
+        super().__init__(kind, params)
+        self.kind = kind
+        self.params = params
+
+    def __str__(self) -> str:
+        details = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
+        return f"{self.kind} ({details})" if details else self.kind
+
+
+def has_answer(answers: Answers, name: str) -> bool:
+    value = answers.get(name)
+    return value is not None and value != "" and value != []
+
+
+# --- relevance ----------------------------------------------------------------------------
+
+
+def _effective(
+    q: Questionnaire, answers: Answers
+) -> tuple[dict[str, bool], dict[str, AnswerValue]]:
+    """Relevance of every row, and the answers that count, in one pass in file order."""
+    relevant: dict[str, bool] = {}
+    kept: dict[str, AnswerValue] = {}
+    for question in q.questions:
+        ok = all(expression.holds(kept) for expression in question.relevance)
+        relevant[question.name] = ok
+        if ok and question.answerable and has_answer(answers, question.name):
+            kept[question.name] = answers[question.name]
+    return relevant, kept
+
+
+def is_relevant(q: Questionnaire, question: Question, answers: Answers) -> bool:
+    """Whether `question` is asked: its groups' relevants and its own hold."""
+    return _effective(q, answers)[0][question.name]
+
+
+def next_question(q: Questionnaire, answers: Answers, after: str | None) -> Question | None:
+    """The first relevant row (question or note) after `after` in file order (None: the start)."""
+    relevant, _ = _effective(q, answers)
+    start = 0 if after is None else q.index(after) + 1
+    for question in q.questions[start:]:
+        if relevant[question.name]:
+            return question
+    return None
+
+
+def previous_question(q: Questionnaire, answers: Answers, before: str) -> Question | None:
+    """The closest relevant question (not a note) before `before`: where Back goes."""
+    relevant, _ = _effective(q, answers)
+    for question in reversed(q.questions[: q.index(before)]):
+        if question.answerable and relevant[question.name]:
+            return question
+    return None
+
+
+def first_unanswered(q: Questionnaire, answers: Answers) -> Question | None:
+    """The first relevant required question without an answer (None: nothing required left)."""
+    relevant, kept = _effective(q, answers)
+    for question in q.questions:
+        if (
+            question.answerable
+            and question.required
+            and relevant[question.name]
+            and question.name not in kept
+        ):
+            return question
+    return None
+
+
+def relevant_answers(q: Questionnaire, answers: Answers) -> dict[str, AnswerValue]:
+    """The answers of relevant questions only (what is kept when the graduate submits)."""
+    return _effective(q, answers)[1]
+
+
+def is_complete(q: Questionnaire, answers: Answers) -> bool:
+    """Every relevant core question is answered."""
+    relevant, kept = _effective(q, answers)
+    return all(
+        question.name in kept
+        for question in q.questions
+        if question.core and relevant[question.name]
+    )
+
+
+def review_items(q: Questionnaire, answers: Answers) -> list[tuple[Question, AnswerValue | None]]:
+    """The relevant questions in order with their answers (None: not answered)."""
+    relevant, kept = _effective(q, answers)
+    return [
+        (question, kept.get(question.name))
+        for question in q.questions
+        if question.answerable and relevant[question.name]
+    ]
+
+
+def progress(q: Questionnaire, answers: Answers, current: str) -> tuple[int, int]:
+    """(k, n): `current` is the k-th of the n questions that apply so far.
+
+    A question applies when it is relevant given the answers so far; a question whose relevance
+    depends on a question not answered yet (at or after `current`) does not count yet. For a
+    note, k is the number of the question that follows it.
+    """
+    position = q.index(current)
+    status: dict[str, bool | None] = {}  # True applies, False does not, None not known yet
+    kept: dict[str, AnswerValue] = {}
+    before = 0
+    total = 0
+    for index, question in enumerate(q.questions):
+        known = True
+        for expression in question.relevance:
+            for name in expression.references():
+                state = status.get(name)
+                pending = state is True and name not in kept and q.index(name) >= position
+                if state is None or pending:
+                    known = False
+        applies: bool | None = None
+        if known:
+            applies = all(expression.holds(kept) for expression in question.relevance)
+        status[question.name] = applies
+        if applies and question.answerable:
+            total += 1
+            if index < position:
+                before += 1
+            if has_answer(answers, question.name):
+                kept[question.name] = answers[question.name]
+    k = before + 1
+    return k, max(total, k)
+
+
+# --- answers ------------------------------------------------------------------------------
+
+_INTEGER_RE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)")
+_ISO_DATE_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
+_DAY_FIRST_RE = re.compile(r"([0-9]{1,2})([-/.])([0-9]{1,2})\2([0-9]{4})")
+_ISO_MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})")
+_MONTH_FIRST_RE = re.compile(r"([0-9]{1,2})[-/.]([0-9]{4})")
+
+
+def parse_typed(question: Question, text: str) -> AnswerValue:
+    """A typed answer for an integer, decimal, text, date or month question (AnswerError)."""
+    value = text.replace("\x00", "").strip()
+    if not value:
+        raise AnswerError("empty")
+    kind = question.type
+    if kind == QuestionType.TEXT:
+        if len(value) > MAX_TEXT_LENGTH:
+            raise AnswerError("too_long", max=MAX_TEXT_LENGTH, length=len(value))
+        return value
+    if kind == QuestionType.INTEGER:
+        if not _INTEGER_RE.fullmatch(value) or len(value.lstrip("+-")) > MAX_NUMBER_DIGITS:
+            raise AnswerError("not_integer")
+        return int(value)
+    if kind == QuestionType.DECIMAL:
+        digits = sum(c.isdigit() for c in value)
+        if not _DECIMAL_RE.fullmatch(value) or digits > MAX_NUMBER_DIGITS:
+            raise AnswerError("not_number")
+        return float(value.replace(",", "."))
+    if kind == QuestionType.DATE:
+        return _parse_date(value)
+    if kind == QuestionType.MONTH:
+        return _parse_month(value)
+    raise ValueError(f"{question.name} is a {kind} question: it is not answered by typing")
+
+
+def _parse_date(value: str) -> str:
+    match = _ISO_DATE_RE.fullmatch(value)
+    if match:
+        year, month, day = (int(part) for part in match.groups())
+    else:
+        match = _DAY_FIRST_RE.fullmatch(value)
+        if not match:
+            raise AnswerError("not_date")
+        day, month, year = int(match.group(1)), int(match.group(3)), int(match.group(4))
+    try:
+        return date(year, month, day).isoformat()
+    except ValueError:
+        raise AnswerError("not_date") from None
+
+
+def _parse_month(value: str) -> str:
+    match = _ISO_MONTH_RE.fullmatch(value)
+    if match:
+        year, month = int(match.group(1)), int(match.group(2))
+    else:
+        match = _MONTH_FIRST_RE.fullmatch(value)
+        if not match:
+            raise AnswerError("not_month")
+        month, year = int(match.group(1)), int(match.group(2))
+    if not (1 <= month <= 12 and year >= 1):
+        raise AnswerError("not_month")
+    return f"{year:04d}-{month:02d}"
+
+
+def check_choice(q: Questionnaire, question: Question, code: str) -> AnswerValue:
+    """The answer a button press means on a select_one (the code) or scale (an int) question."""
+    if question.type == QuestionType.SCALE:
+        if _INTEGER_RE.fullmatch(code) and len(code) <= 4:
+            number = int(code)
+            if number in question.scale_values:
+                return number
+        raise AnswerError("unknown_choice", code=code)
+    if question.type == QuestionType.SELECT_ONE:
+        if q.choice(question, code) is not None:
+            return code
+        raise AnswerError("unknown_choice", code=code)
+    raise ValueError(f"{question.name} is a {question.type} question, not select_one or scale")
+
+
+def toggle_choice(q: Questionnaire, question: Question, current: list[str], code: str) -> list[str]:
+    """Tick or untick `code` on a select_multiple question; the result is in display order.
+
+    Codes in `current` that the list does not have are dropped.
+    """
+    if question.type != QuestionType.SELECT_MULTIPLE:
+        raise ValueError(f"{question.name} is a {question.type} question, not select_multiple")
+    if q.choice(question, code) is None:
+        raise AnswerError("unknown_choice", code=code)
+    chosen = set(current) ^ {code}
+    return [choice.name for choice in q.choices_for(question) if choice.name in chosen]
+
+
+def check_constraint(
+    q: Questionnaire, question: Question, value: AnswerValue, answers: Answers
+) -> bool:
+    """Whether the question's constraint accepts `value` (no constraint: always)."""
+    if question.constraint is None:
+        return True
+    _, kept = _effective(q, answers)
+    return question.constraint.holds(kept, value)
+
+
+def constraint_message(question: Question, lang: str) -> str | None:
+    return question.constraint_messages.get(lang) or None
+
+
+def answer_label(q: Questionnaire, question: Question, value: AnswerValue | None, lang: str) -> str:
+    """Human text for an answer: choice labels (joined with ", "), numbers and ISO dates as is."""
+    if value is None or value == "" or value == []:
+        return ""
+    if question.is_select:
+        if isinstance(value, list):
+            codes = value
+        elif question.is_multiple:
+            codes = to_text(value).split()
+        else:
+            codes = [to_text(value)]
+        labels = []
+        for code in codes:
+            choice = q.choice(question, code)
+            labels.append(choice.label(lang) if choice is not None else code)
+        return ", ".join(labels)
+    return to_text(value)

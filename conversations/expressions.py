@@ -1,0 +1,621 @@
+"""The questionnaire expression language: a small subset of XLSForm's, parsed, never eval'd.
+
+Grammar (keywords are lowercase, as in XLSForm)::
+
+    expression := or
+    or         := and ('or' and)*
+    and        := comparison ('and' comparison)*
+    comparison := primary (('=' | '!=' | '<' | '<=' | '>' | '>=') primary)?   -- no chaining
+    primary    := NUMBER | STRING | '${' NAME '}' | '.' | '(' expression ')'
+                | 'not' '(' expression ')'
+                | ('selected' | 'count-selected' | 'string-length') '(' arguments ')'
+
+Numbers are ASCII digits with an optional decimal part and an optional leading minus sign
+written against the digits (``-5``); strings sit between single or double quotes and have no
+escapes. Values an expression sees: ``str`` (codes, text, ISO dates), ``int``, ``float`` and
+``list[str]`` (the codes of a select_multiple answer); an unanswered question is ``''``.
+
+Hostile input only ever raises :class:`ExpressionError`: nesting is limited to
+:data:`MAX_DEPTH` levels, the text to :data:`MAX_LENGTH` characters and number literals to
+:data:`MAX_NUMBER_LENGTH` characters.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+AnswerValue = str | int | float | list[str]
+"""An answer: a code or text or ISO date (str), a number, or the codes of a multiple choice."""
+
+Value = bool | int | float | str | list[str]
+"""What a sub-expression evaluates to (inside the evaluator)."""
+
+Result = bool | int | float | str
+"""What :meth:`Expression.evaluate` returns (a list is given as its codes joined by spaces)."""
+
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+MAX_DEPTH = 50
+MAX_LENGTH = 4000
+MAX_NUMBER_LENGTH = 30
+
+COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
+FUNCTIONS: dict[str, int] = {"selected": 2, "count-selected": 1, "string-length": 1}
+KEYWORDS = frozenset({"and", "or", "not", *FUNCTIONS})
+
+_NUMBER_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_NUMERIC_TEXT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_CURLY_QUOTES = "‘’‚‛“”„‟«»′″"
+
+
+class ExpressionError(ValueError):
+    """A syntax error. ``position`` is the 0-based index of the offending character."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message, position)
+        self.message = message
+        self.position = position
+
+    def __str__(self) -> str:
+        return f"{self.message} (at character {self.position + 1})"
+
+
+# --- syntax tree --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: int | float | str
+    text: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class Current:
+    pass
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Node, ...]
+
+
+Node = Literal | Ref | Current | Compare | And | Or | Not | Call
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A parsed expression. Equal when the trees are equal, whatever the spacing was."""
+
+    root: Node
+    source: str = field(default="", compare=False)
+
+    def evaluate(
+        self, answers: Mapping[str, AnswerValue], current: AnswerValue | None = None
+    ) -> Result:
+        value = _eval(self.root, answers, current)
+        return " ".join(value) if isinstance(value, list) else value
+
+    def holds(self, answers: Mapping[str, AnswerValue], current: AnswerValue | None = None) -> bool:
+        """The truth of the expression: what `relevant` and `constraint` use."""
+        return truthy(_eval(self.root, answers, current))
+
+    def references(self) -> frozenset[str]:
+        """The question names used as ``${name}``."""
+        names: set[str] = set()
+        _walk(self.root, names)
+        return frozenset(names)
+
+    @property
+    def uses_current(self) -> bool:
+        """Whether ``.`` (the answer being checked) appears."""
+        return _uses_current(self.root)
+
+    def __str__(self) -> str:
+        return _unparse(self.root, 0)
+
+
+def parse_expression(text: str) -> Expression:
+    if not isinstance(text, str):
+        raise ExpressionError("an expression must be text", 0)
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters", MAX_LENGTH)
+    tokens = _tokenize(text)
+    root = _Parser(text, tokens).parse()
+    return Expression(root, text.strip())
+
+
+def truthy(value: Value | None) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0 and not math.isnan(value)
+    return len(value) > 0
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # ref dot number string op lparen rparen comma word end
+    text: str
+    pos: int
+    value: int | float | str = ""
+
+
+def _describe(token: _Token) -> str:
+    if token.kind == "end":
+        return "the end of the expression"
+    if token.kind == "number":
+        return f"the number {token.text}"
+    if token.kind == "string":
+        return f"the text {token.text}"
+    if token.kind == "ref":
+        return f"{token.text}"
+    return f"'{token.text}'"
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+            continue
+        if c == "$":
+            if not text.startswith("${", i):
+                raise ExpressionError("'$' must start a reference like ${name}", i)
+            end = text.find("}", i + 2)
+            if end < 0:
+                raise ExpressionError("'${' is not closed with '}'", i)
+            name = text[i + 2 : end]
+            if not name.strip():
+                raise ExpressionError("'${}' needs a question name inside", i)
+            if not NAME_RE.fullmatch(name):
+                shown = name if len(name) <= 40 else name[:40] + "…"
+                raise ExpressionError(
+                    f"'{shown}' is not a valid question name in ${{...}} "
+                    "(a letter, then letters, digits or _, at most 32)",
+                    i + 2,
+                )
+            tokens.append(_Token("ref", text[i : end + 1], i, name))
+            i = end + 1
+            continue
+        nxt = text[i + 1] if i + 1 < n else ""
+        starts_number = c.isascii() and c.isdigit()
+        starts_number |= c == "." and nxt.isascii() and nxt.isdigit()
+        starts_number |= c == "-" and (
+            (nxt.isascii() and nxt.isdigit()) or (nxt == "." and text[i + 2 : i + 3].isdigit())
+        )
+        if starts_number:
+            match = _NUMBER_RE.match(text, i)
+            assert match is not None
+            end = match.end()
+            if end < n and (text[end].isalnum() or text[end] in "._$"):
+                raise ExpressionError(f"'{text[i : end + 1]}' is not a number", i)
+            literal = match.group()
+            if len(literal) > MAX_NUMBER_LENGTH:
+                raise ExpressionError(
+                    f"the number is longer than {MAX_NUMBER_LENGTH} characters", i
+                )
+            value: int | float = float(literal) if "." in literal else int(literal)
+            tokens.append(_Token("number", literal, i, value))
+            i = end
+            continue
+        if c == ".":
+            tokens.append(_Token("dot", c, i))
+            i += 1
+            continue
+        if c in "'\"":
+            end = text.find(c, i + 1)
+            if end < 0:
+                raise ExpressionError(f"the text starting with {c} is not closed", i)
+            tokens.append(_Token("string", text[i : end + 1], i, text[i + 1 : end]))
+            i = end + 1
+            continue
+        if c in _CURLY_QUOTES:
+            raise ExpressionError(f"{c} is a curly quote: use a straight ' or \"", i)
+        if c in "=!<>":
+            two = text[i : i + 2]
+            if two == "==":
+                raise ExpressionError("use = to compare, not ==", i)
+            if two in ("!=", "<=", ">="):
+                tokens.append(_Token("op", two, i))
+                i += 2
+                continue
+            if c == "!":
+                raise ExpressionError("unexpected '!': write != or not(...)", i)
+            tokens.append(_Token("op", c, i))
+            i += 1
+            continue
+        if c == "(":
+            tokens.append(_Token("lparen", c, i))
+            i += 1
+            continue
+        if c == ")":
+            tokens.append(_Token("rparen", c, i))
+            i += 1
+            continue
+        if c == ",":
+            tokens.append(_Token("comma", c, i))
+            i += 1
+            continue
+        word = _WORD_RE.match(text, i)
+        if word is not None:
+            tokens.append(_Token("word", word.group(), i))
+            i = word.end()
+            continue
+        if c == "-":
+            raise ExpressionError("unexpected '-': arithmetic is not supported", i)
+        if c in "+*/|[]@":
+            raise ExpressionError(f"unexpected '{c}': arithmetic and paths are not supported", i)
+        raise ExpressionError(f"unexpected character {c!r}", i)
+    tokens.append(_Token("end", "", n))
+    return tokens
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, text: str, tokens: list[_Token]) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.i]
+
+    def advance(self) -> _Token:
+        token = self.tokens[self.i]
+        if token.kind != "end":
+            self.i += 1
+        return token
+
+    def is_word(self, word: str) -> bool:
+        token = self.peek()
+        return token.kind == "word" and token.text == word
+
+    def parse(self) -> Node:
+        if self.peek().kind == "end":
+            raise ExpressionError("the expression is empty", 0)
+        node = self.parse_or()
+        token = self.peek()
+        if token.kind != "end":
+            if token.kind == "rparen":
+                raise ExpressionError("')' has no matching '('", token.pos)
+            if token.kind == "word" and token.text.lower() in ("and", "or"):
+                raise ExpressionError(
+                    f"'{token.text}' must be written in lowercase: {token.text.lower()}",
+                    token.pos,
+                )
+            raise ExpressionError(
+                f"expected 'and', 'or' or the end, found {_describe(token)}", token.pos
+            )
+        return node
+
+    def enter(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"the expression is nested too deeply (more than {MAX_DEPTH} levels)", token.pos
+            )
+
+    def parse_or(self) -> Node:
+        items = [self.parse_and()]
+        while self.is_word("or"):
+            self.advance()
+            items.append(self.parse_and())
+        if len(items) == 1:
+            return items[0]
+        flat: list[Node] = []
+        for item in items:
+            flat.extend(item.items if isinstance(item, Or) else (item,))
+        return Or(tuple(flat))
+
+    def parse_and(self) -> Node:
+        items = [self.parse_comparison()]
+        while self.is_word("and"):
+            self.advance()
+            items.append(self.parse_comparison())
+        if len(items) == 1:
+            return items[0]
+        flat: list[Node] = []
+        for item in items:
+            flat.extend(item.items if isinstance(item, And) else (item,))
+        return And(tuple(flat))
+
+    def parse_comparison(self) -> Node:
+        left = self.parse_primary()
+        token = self.peek()
+        if token.kind != "op":
+            return left
+        self.advance()
+        right = self.parse_primary()
+        again = self.peek()
+        if again.kind == "op":
+            raise ExpressionError("comparisons do not chain: write a < b and b < c", again.pos)
+        return Compare(token.text, left, right)
+
+    def expect_rparen(self, opening: _Token) -> None:
+        token = self.peek()
+        if token.kind != "rparen":
+            raise ExpressionError(
+                f"expected ')' to close the '(' at character {opening.pos + 1}, "
+                f"found {_describe(token)}",
+                token.pos,
+            )
+        self.advance()
+
+    def parse_primary(self) -> Node:
+        token = self.advance()
+        kind = token.kind
+        if kind == "number":
+            assert not isinstance(token.value, str)
+            return Literal(token.value, token.text)
+        if kind == "string":
+            return Literal(token.value, token.text)
+        if kind == "ref":
+            assert isinstance(token.value, str)
+            return Ref(token.value)
+        if kind == "dot":
+            return Current()
+        if kind == "lparen":
+            self.enter(token)
+            node = self.parse_or()
+            self.expect_rparen(token)
+            self.depth -= 1
+            return node
+        if kind == "word":
+            return self.parse_word(token)
+        if kind == "end":
+            raise ExpressionError("the expression ends too early: a value is missing", token.pos)
+        if kind == "rparen":
+            raise ExpressionError("unexpected ')': a value is missing", token.pos)
+        raise ExpressionError(f"expected a value, found {_describe(token)}", token.pos)
+
+    def parse_word(self, token: _Token) -> Node:
+        word = token.text
+        if word in ("and", "or"):
+            raise ExpressionError(f"expected a value before '{word}'", token.pos)
+        if word not in KEYWORDS:
+            if word.lower() in KEYWORDS:
+                raise ExpressionError(
+                    f"'{word}' must be written in lowercase: {word.lower()}", token.pos
+                )
+            if self.peek().kind == "lparen":
+                known = ", ".join(["not", *FUNCTIONS])
+                raise ExpressionError(f"unknown function '{word}' (known: {known})", token.pos)
+            raise ExpressionError(
+                f"unexpected word '{word}': refer to a question as ${{name}}, "
+                "and put text in quotes",
+                token.pos,
+            )
+        opening = self.peek()
+        if opening.kind != "lparen":
+            raise ExpressionError(f"'{word}' needs parentheses: {word}(...)", opening.pos)
+        self.advance()
+        self.enter(opening)
+        if word == "not":
+            operand = self.parse_or()
+            self.expect_rparen(opening)
+            self.depth -= 1
+            return Not(operand)
+        args: list[Node] = []
+        if self.peek().kind != "rparen":
+            args.append(self.parse_or())
+            while self.peek().kind == "comma":
+                self.advance()
+                args.append(self.parse_or())
+        self.expect_rparen(opening)
+        self.depth -= 1
+        wanted = FUNCTIONS[word]
+        if len(args) != wanted:
+            plural = "argument" if wanted == 1 else "arguments"
+            raise ExpressionError(f"{word}() takes {wanted} {plural}, not {len(args)}", token.pos)
+        return Call(word, tuple(args))
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+def _eval(node: Node, answers: Mapping[str, AnswerValue], current: AnswerValue | None) -> Value:
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Ref):
+        value = answers.get(node.name)
+        return "" if value is None else value
+    if isinstance(node, Current):
+        return "" if current is None else current
+    if isinstance(node, Compare):
+        left = _eval(node.left, answers, current)
+        right = _eval(node.right, answers, current)
+        return _compare(node.op, left, right)
+    if isinstance(node, And):
+        return all(truthy(_eval(item, answers, current)) for item in node.items)
+    if isinstance(node, Or):
+        return any(truthy(_eval(item, answers, current)) for item in node.items)
+    if isinstance(node, Not):
+        return not truthy(_eval(node.operand, answers, current))
+    args = [_eval(arg, answers, current) for arg in node.args]
+    if node.name == "selected":
+        return _selected(args[0], args[1])
+    if node.name == "count-selected":
+        return _count_selected(args[0])
+    return len(to_text(args[0]))
+
+
+def _flat(value: Value) -> bool | int | float | str:
+    """A select_multiple answer compares as its codes joined by spaces (as in ODK)."""
+    return " ".join(value) if isinstance(value, list) else value
+
+
+def number_of(value: Value) -> int | float | None:
+    """A number, or a string written as an ASCII decimal number; otherwise None."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_LENGTH:
+        text = value.strip()
+        if _NUMERIC_TEXT_RE.fullmatch(text):
+            return float(text) if "." in text else int(text)
+    return None
+
+
+def to_text(value: Value) -> str:
+    if isinstance(value, list):
+        return " ".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    return str(value)
+
+
+def _equal(left: Value, right: Value) -> bool:
+    a, b = _flat(left), _flat(right)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return truthy(a) == truthy(b)
+    if isinstance(a, int | float) or isinstance(b, int | float):
+        na, nb = number_of(a), number_of(b)
+        return na is not None and nb is not None and na == nb
+    return a == b
+
+
+def _compare(op: str, left: Value, right: Value) -> bool:
+    if op == "=":
+        return _equal(left, right)
+    if op == "!=":
+        return not _equal(left, right)
+    a, b = _flat(left), _flat(right)
+    if a == "" or b == "":
+        return False
+    na, nb = number_of(a), number_of(b)
+    if na is not None and nb is not None:
+        return bool(_ORDER[op](na, nb))
+    if isinstance(a, str) and isinstance(b, str):
+        return bool(_ORDER[op](a, b))
+    return False  # a number against text that is not a number
+
+
+def _selected(value: Value, code: Value) -> bool:
+    wanted = to_text(code)
+    if isinstance(value, list):
+        return wanted in value
+    if value == "":
+        return False
+    return _equal(value, wanted)
+
+
+def _count_selected(value: Value) -> int:
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.split())
+    return 1  # a single number
+
+
+def _walk(node: Node, names: set[str]) -> None:
+    if isinstance(node, Ref):
+        names.add(node.name)
+    elif isinstance(node, Compare):
+        _walk(node.left, names)
+        _walk(node.right, names)
+    elif isinstance(node, And | Or):
+        for item in node.items:
+            _walk(item, names)
+    elif isinstance(node, Not):
+        _walk(node.operand, names)
+    elif isinstance(node, Call):
+        for arg in node.args:
+            _walk(arg, names)
+
+
+def _uses_current(node: Node) -> bool:
+    if isinstance(node, Current):
+        return True
+    if isinstance(node, Compare):
+        return _uses_current(node.left) or _uses_current(node.right)
+    if isinstance(node, And | Or):
+        return any(_uses_current(item) for item in node.items)
+    if isinstance(node, Not):
+        return _uses_current(node.operand)
+    if isinstance(node, Call):
+        return any(_uses_current(arg) for arg in node.args)
+    return False
+
+
+# --- canonical text -----------------------------------------------------------------------
+
+_PRECEDENCE_OR, _PRECEDENCE_AND, _PRECEDENCE_COMPARE = 1, 2, 3
+
+
+def _unparse(node: Node, context: int) -> str:
+    """Source text for `node`, parenthesised when it binds looser than its `context`."""
+    if isinstance(node, Literal):
+        if isinstance(node.value, str):
+            quote = '"' if "'" in node.value else "'"
+            return f"{quote}{node.value}{quote}"
+        return node.text or to_text(node.value)
+    if isinstance(node, Ref):
+        return f"${{{node.name}}}"
+    if isinstance(node, Current):
+        return "."
+    if isinstance(node, Not):
+        return f"not({_unparse(node.operand, 0)})"
+    if isinstance(node, Call):
+        return f"{node.name}({', '.join(_unparse(arg, 0) for arg in node.args)})"
+    if isinstance(node, Compare):
+        text = (
+            f"{_unparse(node.left, _PRECEDENCE_COMPARE + 1)} {node.op} "
+            f"{_unparse(node.right, _PRECEDENCE_COMPARE + 1)}"
+        )
+        precedence = _PRECEDENCE_COMPARE
+    elif isinstance(node, And):
+        text = " and ".join(_unparse(item, _PRECEDENCE_AND + 1) for item in node.items)
+        precedence = _PRECEDENCE_AND
+    else:
+        text = " or ".join(_unparse(item, _PRECEDENCE_OR + 1) for item in node.items)
+        precedence = _PRECEDENCE_OR
+    return f"({text})" if precedence < context else text

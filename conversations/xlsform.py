@@ -1,0 +1,733 @@
+"""Questionnaires as XLSForm spreadsheets and as canonical YAML.
+
+- :func:`export_xlsx` writes the sheets ``survey``, ``choices`` and ``settings`` with
+  ``label::English (en)``-style headers, one column per declared language.
+- :func:`import_xlsx` reads such a workbook, also one written by hand in the usual XLSForm
+  conventions, and returns YAML in our format, validated by :func:`parse_questionnaire`; every
+  problem names the sheet and row (``file.xlsx:survey`` row 12).
+- :func:`to_yaml` writes the canonical YAML of a questionnaire.
+
+Spreadsheet conventions accepted on import: headers in any order and any case; ``label``,
+``label::en``, ``label::English (en)`` or ``label::English`` (a bare ``label`` is the default
+language); ``constraint_message`` or ``constraint message``; ``list_name`` or ``list name``;
+``required``/``core`` as yes/no, true/false, TRUE/FALSE, y/n or 1/0 (blank: our defaults,
+required and not core); ``select_one  list`` with any spaces; ``begin group``/``begin_group``;
+``parameters`` as ``min=1 max=5``; ``form_title`` or ``title::…`` in settings; blank rows skipped.
+Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
+a comment at the top of the returned YAML says so, and the message is also appended to the
+optional ``warnings`` list, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from openpyxl import Workbook, load_workbook
+from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet.worksheet import Worksheet
+
+from conversations.questionnaire import (
+    END_GROUP,
+    SUPPORTED_LANGUAGES,
+    Group,
+    GroupEnd,
+    Problem,
+    Question,
+    Questionnaire,
+    QuestionnaireError,
+    _parse,
+)
+
+LANGUAGE_NAMES: dict[str, str] = {
+    "en": "English",
+    "nl": "Dutch",
+    "es": "Spanish",
+    "et": "Estonian",
+    "it": "Italian",
+}
+_NAMES_TO_CODES: dict[str, str] = {
+    "english": "en",
+    "dutch": "nl",
+    "nederlands": "nl",
+    "spanish": "es",
+    "español": "es",
+    "espanol": "es",
+    "castellano": "es",
+    "estonian": "et",
+    "eesti": "et",
+    "italian": "it",
+    "italiano": "it",
+}
+
+SURVEY_COLUMNS = (
+    "type",
+    "name",
+    "label",
+    "hint",
+    "required",
+    "relevant",
+    "constraint",
+    "constraint_message",
+    "parameters",
+    "core",
+)
+TRANSLATED_SURVEY_COLUMNS = ("label", "hint", "constraint_message")
+CHOICES_COLUMNS = ("list_name", "name", "label")
+SETTINGS_COLUMNS = ("form_id", "version", "default_language", "languages", "title")
+_HEADER_ALIASES = {"form_title": "title", "listname": "list_name"}
+_TRUE = {"yes", "y", "true", "1", "true()"}
+_FALSE = {"no", "n", "false", "0", "false()"}
+
+
+def language_header(code: str) -> str:
+    """How a column names a language: ``English (en)``."""
+    name = LANGUAGE_NAMES.get(code)
+    return f"{name} ({code})" if name else code
+
+
+def language_code(text: str) -> str | None:
+    """The code in ``English (en)``, ``en``, ``English`` or ``Nederlands``; None if unclear."""
+    value = text.strip()
+    match = re.search(r"\(\s*([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})?)\s*\)$", value)
+    if match:
+        return match.group(1).lower()
+    if re.fullmatch(r"[A-Za-z]{2,3}", value):
+        return value.lower()
+    return _NAMES_TO_CODES.get(value.lower())
+
+
+# --- canonical YAML -----------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+class _Flow(list[Any]):
+    """A list written inline: ``[nl, es, en]``."""
+
+
+class _FlowMap(dict[str, Any]):
+    """A mapping written inline: ``{min: 1, max: 5}``."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+def _represent_flow(dumper: yaml.SafeDumper, data: _Flow) -> yaml.SequenceNode:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def _represent_flow_map(dumper: yaml.SafeDumper, data: _FlowMap) -> yaml.MappingNode:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+
+
+_Dumper.add_representer(_Flow, _represent_flow)
+_Dumper.add_representer(_FlowMap, _represent_flow_map)
+
+
+def _dump(data: object) -> str:
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        allow_unicode=True,
+        sort_keys=False,
+        default_flow_style=False,
+        width=1_000_000,  # a text stays on one line: easier to find, edit and compare
+    )
+
+
+Origin = tuple[str, int] | None  # (sheet, row) a YAML line came from
+
+
+@dataclass
+class _Document:
+    """YAML built piece by piece, remembering where each line came from."""
+
+    lines: list[str] = field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)
+
+    def add(self, text: str, origin: Origin, indent: str = "") -> None:
+        for line in text.rstrip("\n").split("\n"):
+            self.lines.append(indent + line if line else line)
+            self.origins.append(origin)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+    def origin(self, line: int) -> Origin:
+        """Where YAML line `line` (1-based) came from: that line, or the closest one before."""
+        for index in range(min(line, len(self.origins)) - 1, -1, -1):
+            if self.origins[index] is not None:
+                return self.origins[index]
+        return None
+
+
+def _render(
+    settings: dict[str, Any],
+    settings_origin: Origin,
+    rows: list[tuple[dict[str, Any], Origin]],
+    choices: dict[str, list[tuple[dict[str, Any], Origin]]],
+    comments: Iterable[str] = (),
+) -> _Document:
+    doc = _Document()
+    for comment in comments:
+        doc.add(f"# {comment}", None)
+    doc.add(_dump({"settings": settings}), settings_origin)
+    doc.add("", None)
+    doc.add("survey:", rows[0][1] if rows else None)
+    for index, (row, origin) in enumerate(rows):
+        if index:
+            doc.add("", None)
+        text = _dump([row])
+        if row.get("type") == END_GROUP and "group" in row:
+            text = f"- type: {END_GROUP}   # {row.pop('group')}"
+        doc.add(text, origin, "  ")
+    if not rows:
+        doc.lines[-1] = "survey: []"
+    if choices:
+        doc.add("", None)
+        doc.add("choices:", None)
+        for list_name, items in choices.items():
+            first = items[0][1] if items else None
+            key = _dump({list_name: None}).rstrip("\n").removesuffix(" null").removesuffix(":")
+            if not items:
+                doc.add(f"{key}: []", first, "  ")
+                continue
+            doc.add(f"{key}:", first, "  ")
+            for item, origin in items:
+                doc.add(_dump([item]), origin, "    ")
+    return doc
+
+
+def _question_row(question: Question) -> dict[str, Any]:
+    row: dict[str, Any] = {"type": question.type_text, "name": question.name}
+    row["label"] = dict(question.labels)
+    if question.hints:
+        row["hint"] = dict(question.hints)
+    if question.answerable and not question.required:
+        row["required"] = False
+    if question.relevant is not None:
+        row["relevant"] = question.relevant.source or str(question.relevant)
+    if question.constraint is not None:
+        row["constraint"] = question.constraint.source or str(question.constraint)
+    if question.constraint_messages:
+        row["constraint_message"] = dict(question.constraint_messages)
+    if question.parameters:
+        row["parameters"] = _FlowMap(question.parameters)
+    if question.core:
+        row["core"] = True
+    return row
+
+
+def _group_row(group: Group) -> dict[str, Any]:
+    row: dict[str, Any] = {"type": "begin_group", "name": group.name}
+    if group.labels:
+        row["label"] = dict(group.labels)
+    if group.relevant is not None:
+        row["relevant"] = group.relevant.source or str(group.relevant)
+    return row
+
+
+def to_yaml(q: Questionnaire) -> str:
+    """The canonical YAML of `q`: block style, languages in declared order, unicode as is."""
+    settings = {
+        "form_id": q.form_id,
+        "version": q.version,
+        "default_language": q.default_language,
+        "languages": _Flow(q.languages),
+        "title": dict(q.title),
+    }
+    rows: list[tuple[dict[str, Any], Origin]] = []
+    for item in q.rows:
+        if isinstance(item, Question):
+            rows.append((_question_row(item), None))
+        elif isinstance(item, Group):
+            rows.append((_group_row(item), None))
+        else:
+            rows.append(({"type": END_GROUP, "group": item.name}, None))
+    choices: dict[str, list[tuple[dict[str, Any], Origin]]] = {
+        list_name: [({"name": c.name, "label": dict(c.labels)}, None) for c in items]
+        for list_name, items in q.choices.items()
+    }
+    return _render(settings, None, rows, choices).text()
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _parameters_text(parameters: Any) -> str:
+    return " ".join(f"{key}={value}" for key, value in parameters.items())
+
+
+def export_xlsx(q: Questionnaire, path: str | Path) -> None:
+    """Write `q` as an XLSForm workbook (sheets survey, choices, settings)."""
+    langs = [language_header(lang) for lang in q.languages]
+    workbook = Workbook()
+    survey = workbook.active
+    assert survey is not None
+    survey.title = "survey"
+    headers = ["type", "name"]
+    headers += [f"label::{h}" for h in langs] + [f"hint::{h}" for h in langs]
+    headers += ["required", "relevant", "constraint"]
+    headers += [f"constraint_message::{h}" for h in langs] + ["parameters", "core"]
+    _append(survey, headers)
+    for item in q.rows:
+        values: dict[str, object] = {}
+        if isinstance(item, Question):
+            values = {"type": item.type_text, "name": item.name}
+            for lang, header in zip(q.languages, langs, strict=True):
+                values[f"label::{header}"] = item.labels.get(lang)
+                values[f"hint::{header}"] = item.hints.get(lang)
+                values[f"constraint_message::{header}"] = item.constraint_messages.get(lang)
+            if item.answerable:
+                values["required"] = _yes_no(item.required)
+                values["core"] = _yes_no(item.core)
+            if item.relevant is not None:
+                values["relevant"] = item.relevant.source or str(item.relevant)
+            if item.constraint is not None:
+                values["constraint"] = item.constraint.source or str(item.constraint)
+            if item.parameters:
+                values["parameters"] = _parameters_text(item.parameters)
+        elif isinstance(item, Group):
+            values = {"type": "begin_group", "name": item.name}
+            for lang, header in zip(q.languages, langs, strict=True):
+                values[f"label::{header}"] = item.labels.get(lang)
+            if item.relevant is not None:
+                values["relevant"] = item.relevant.source or str(item.relevant)
+        elif isinstance(item, GroupEnd):
+            values = {"type": END_GROUP}
+        _append(survey, [values.get(header) for header in headers])
+
+    choices = workbook.create_sheet("choices")
+    choice_headers = ["list_name", "name"] + [f"label::{h}" for h in langs]
+    _append(choices, choice_headers)
+    for list_name, items in q.choices.items():
+        for choice in items:
+            labels = [choice.labels.get(lang) for lang in q.languages]
+            _append(choices, [list_name, choice.name, *labels])
+
+    settings = workbook.create_sheet("settings")
+    setting_headers = ["form_id", "version", "default_language"]
+    setting_headers += [f"title::{h}" for h in langs]
+    _append(settings, setting_headers)
+    _append(
+        settings,
+        [
+            q.form_id,
+            q.version,
+            language_header(q.default_language),
+            *(q.title.get(lang) for lang in q.languages),
+        ],
+    )
+    for sheet, widths in (
+        (survey, {"A": 24, "B": 14}),
+        (choices, {"A": 18, "B": 18}),
+        (settings, {"A": 14, "B": 12, "C": 18}),
+    ):
+        sheet.freeze_panes = "A2"
+        for column, width in widths.items():
+            sheet.column_dimensions[column].width = width
+    workbook.save(path)
+
+
+def _append(sheet: Worksheet, values: Sequence[object]) -> None:
+    """Append a row; text is always stored as text (never read as a formula or a number)."""
+    sheet.append([None if value in (None, "") else value for value in values])
+    for cell in sheet[sheet.max_row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+            cell.number_format = "@"
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sheet:
+    title: str
+    headers: list[str]
+    rows: list[tuple[int, list[object]]]  # (row number, values), blank rows left out
+
+
+def _cell_text(value: object) -> str:
+    """A cell as text: numbers without a spurious .0, dates in ISO form."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    return str(value).replace("\r\n", "\n").strip()
+
+
+def _read_sheet(sheet: Any) -> _Sheet:
+    headers: list[str] = []
+    rows: list[tuple[int, list[object]]] = []
+    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        cells = list(values)
+        if number == 1:
+            headers = [_cell_text(value) for value in cells]
+            continue
+        if all(_cell_text(value) == "" for value in cells):
+            continue
+        rows.append((number, cells))
+    return _Sheet(sheet.title, headers, rows)
+
+
+@dataclass
+class _Column:
+    index: int
+    header: str
+    key: str
+    lang: str | None = None  # for translated columns; "" when the header names none
+
+
+def _columns(
+    sheet: _Sheet, known: tuple[str, ...], translated: tuple[str, ...], importer: _Importer
+) -> tuple[list[_Column], list[_Column]]:
+    """The columns we read, and the ones we ignore."""
+    columns: list[_Column] = []
+    ignored: list[_Column] = []
+    seen: dict[tuple[str, str | None], str] = {}
+    for index, header in enumerate(sheet.headers):
+        if not header:
+            continue
+        base, _, suffix = header.partition("::")
+        key = re.sub(r"[\s_]+", "_", base.strip().lower())
+        key = _HEADER_ALIASES.get(key, key)
+        if key not in known or (suffix and key not in translated):
+            ignored.append(_Column(index, header, key))
+            continue
+        lang: str | None = None
+        if key in translated:
+            if suffix:
+                lang = language_code(suffix)
+                if lang is None:
+                    importer.problem(
+                        sheet.title,
+                        1,
+                        f"column {header!r}: which language is {suffix.strip()!r}? "
+                        f"Name it like {key}::English (en)",
+                    )
+                    continue
+            else:
+                lang = ""
+        if (key, lang) in seen:
+            importer.problem(
+                sheet.title, 1, f"columns {seen[(key, lang)]!r} and {header!r} hold the same thing"
+            )
+            continue
+        seen[(key, lang)] = header
+        columns.append(_Column(index, header, key, lang))
+    return columns, ignored
+
+
+def _flag(text: str) -> bool | str:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return text
+
+
+class _Importer:
+    def __init__(self, path: str | Path, supported: tuple[str, ...]) -> None:
+        self.path = str(path)
+        self.supported = supported
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.default_language: str | None = None
+
+    def problem(self, sheet: str | None, row: int, message: str) -> None:
+        source = f"{self.path}:{sheet}" if sheet else self.path
+        self.problems.append(Problem(source, row, message))
+
+    def ignore(self, sheet: _Sheet, ignored: list[_Column]) -> None:
+        for column in ignored:
+            used = [n for n, cells in sheet.rows if _value(cells, column.index)]
+            if used:
+                self.warnings.append(
+                    f"{sheet.title}: column {column.header!r} is not part of the gradtrack "
+                    f"format and was ignored (it has values in rows {_rows_text(used)})"
+                )
+
+    def run(self) -> _Document:
+        try:
+            workbook = load_workbook(self.path, read_only=True, data_only=True)
+        except (OSError, InvalidFileException, zipfile.BadZipFile, KeyError, ValueError) as error:
+            self.problem(None, 0, f"cannot read the spreadsheet: {error}")
+            raise QuestionnaireError(self.problems) from None
+        try:
+            sheets = {sheet.title.strip().lower(): _read_sheet(sheet) for sheet in workbook}
+        finally:
+            workbook.close()
+        for name in ("survey", "settings"):
+            if name not in sheets:
+                self.problem(None, 0, f"the workbook has no {name!r} sheet")
+        if self.problems:
+            raise QuestionnaireError(self.problems)
+        settings, settings_origin = self.settings(sheets["settings"])
+        survey_langs: list[str] = []
+        rows = self.survey(sheets["survey"], survey_langs)
+        choices = self.choices(sheets["choices"]) if "choices" in sheets else {}
+        if "languages" not in settings:
+            settings["languages"] = _Flow(
+                dict.fromkeys(survey_langs + list(settings.get("title", {}))).keys()
+            )
+        settings = {key: settings[key] for key in SETTINGS_COLUMNS if key in settings}
+        comments = [f"Imported from {Path(self.path).name}"]
+        comments += [f"Warning: {warning}" for warning in self.warnings]
+        return _render(settings, settings_origin, rows, choices, comments)
+
+    def translated(
+        self, cells: list[object], column: _Column, target: dict[str, dict[str, str]], sheet: str
+    ) -> None:
+        text = _value(cells, column.index)
+        if not text:
+            return
+        lang = column.lang or self.default_language
+        if lang is None:
+            self.problem(
+                sheet,
+                1,
+                f"column {column.header!r} names no language: set default_language in the "
+                f"settings sheet or name it like {column.key}::English (en)",
+            )
+            return
+        texts = target.setdefault(column.key, {})
+        if lang in texts:
+            self.problem(sheet, 1, f"two columns give the {column.key} in {lang}: keep one of them")
+            return
+        texts[lang] = text
+
+    def settings(self, sheet: _Sheet) -> tuple[dict[str, Any], Origin]:
+        columns, ignored = _columns(sheet, SETTINGS_COLUMNS, ("title",), self)
+        self.ignore(sheet, ignored)
+        if not sheet.rows:
+            self.problem(sheet.title, 2, "the settings sheet has no values in row 2")
+            return {}, (sheet.title, 2)
+        number, cells = sheet.rows[0]
+        for extra, _ in sheet.rows[1:]:
+            self.problem(sheet.title, extra, "settings take one row (row 2); this row is extra")
+        values = {c.key: _value(cells, c.index) for c in columns if c.lang is None}
+        settings: dict[str, Any] = {}
+        for key in ("form_id", "version"):
+            if values.get(key):
+                settings[key] = values[key]
+        default = values.get("default_language", "")
+        if default:
+            code = language_code(default)
+            if code is None:
+                self.problem(
+                    sheet.title,
+                    number,
+                    f"default_language {default!r}: write it like English (en) or en",
+                )
+            else:
+                settings["default_language"] = code
+                self.default_language = code
+        if values.get("languages"):
+            settings["languages"] = _Flow(
+                language_code(part) or part
+                for part in re.split(r"[\s,;]+", values["languages"])
+                if part
+            )
+        texts: dict[str, dict[str, str]] = {}
+        for column in columns:
+            if column.lang is not None:
+                self.translated(cells, column, texts, sheet.title)
+        if texts.get("title"):
+            settings["title"] = texts["title"]
+        return settings, (sheet.title, number)
+
+    def survey(self, sheet: _Sheet, langs: list[str]) -> list[tuple[dict[str, Any], Origin]]:
+        columns, ignored = _columns(sheet, SURVEY_COLUMNS, TRANSLATED_SURVEY_COLUMNS, self)
+        self.ignore(sheet, ignored)
+        for column in columns:
+            lang = column.lang if column.lang else self.default_language
+            if column.lang is not None and lang and lang not in langs:
+                langs.append(lang)
+        if not any(c.key == "type" for c in columns):
+            self.problem(sheet.title, 1, "the survey sheet has no 'type' column")
+            return []
+        rows: list[tuple[dict[str, Any], Origin]] = []
+        for number, cells in sheet.rows:
+            row: dict[str, Any] = {}
+            texts: dict[str, dict[str, str]] = {}
+            for column in columns:
+                if column.lang is not None:
+                    self.translated(cells, column, texts, sheet.title)
+                    continue
+                text = _value(cells, column.index)
+                if not text:
+                    continue
+                if column.key == "type":
+                    row["type"] = _type_text(text)
+                elif column.key in ("required", "core"):
+                    row[column.key] = _flag(text)
+                elif column.key == "parameters":
+                    parameters = _parameters(text)
+                    if parameters is None:
+                        self.problem(
+                            sheet.title,
+                            number,
+                            f"parameters {text!r}: write them like min=1 max=5",
+                        )
+                    else:
+                        row["parameters"] = _FlowMap(parameters)
+                else:
+                    row[column.key] = text
+            row.update(texts)
+            ordered = {key: row[key] for key in SURVEY_COLUMNS if key in row}
+            if "type" not in ordered:
+                self.problem(sheet.title, number, "the row has no type")
+                continue
+            if ordered["type"] == END_GROUP:
+                ordered.pop("name", None)  # XLSForm end rows may repeat the name: not needed
+            if ordered["type"].split()[0] in ("note", "begin_group", END_GROUP):
+                for key in ("required", "core"):
+                    if ordered.get(key) is False:
+                        del ordered[key]  # "no" on a row that is not a question: harmless
+            rows.append((ordered, (sheet.title, number)))
+        return rows
+
+    def choices(self, sheet: _Sheet) -> dict[str, list[tuple[dict[str, Any], Origin]]]:
+        columns, ignored = _columns(sheet, CHOICES_COLUMNS, ("label",), self)
+        self.ignore(sheet, ignored)
+        if not any(c.key == "list_name" for c in columns):
+            if sheet.rows:
+                self.problem(sheet.title, 1, "the choices sheet has no 'list_name' column")
+            return {}
+        result: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
+        for number, cells in sheet.rows:
+            item: dict[str, Any] = {}
+            texts: dict[str, dict[str, str]] = {}
+            list_name = ""
+            for column in columns:
+                if column.lang is not None:
+                    self.translated(cells, column, texts, sheet.title)
+                elif column.key == "list_name":
+                    list_name = _value(cells, column.index)
+                elif _value(cells, column.index):
+                    item[column.key] = _value(cells, column.index)
+            if not list_name:
+                self.problem(sheet.title, number, "the choice has no list_name")
+                continue
+            item.update(texts)
+            result.setdefault(list_name, []).append((item, (sheet.title, number)))
+        return result
+
+
+def _value(cells: list[object], index: int) -> str:
+    return _cell_text(cells[index]) if index < len(cells) else ""
+
+
+def _rows_text(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:5])
+    return shown + (", …" if len(numbers) > 5 else "")
+
+
+def _type_text(text: str) -> str:
+    words = text.split()
+    head = " ".join(words[:2]).lower()
+    if head in ("begin group", "end group", "select one", "select multiple"):
+        words = [head.replace(" ", "_"), *words[2:]]
+    elif words:
+        words[0] = words[0].lower()
+    return " ".join(words)
+
+
+def _parameters(text: str) -> dict[str, object] | None:
+    result: dict[str, object] = {}
+    for part in re.split(r"[\s,;]+", text.strip()):
+        if not part:
+            continue
+        key, equals, value = part.partition("=")
+        if not equals or not key or not value:
+            return None
+        result[key.strip()] = int(value) if re.fullmatch(r"-?[0-9]{1,9}", value) else value
+    return result
+
+
+def import_xlsx(
+    path: str | Path,
+    *,
+    supported_languages: Iterable[str] = SUPPORTED_LANGUAGES,
+    warnings: list[str] | None = None,
+) -> str:
+    """YAML in our format from an XLSForm workbook, validated (QuestionnaireError otherwise).
+
+    Problems name the sheet and row: source ``file.xlsx:survey``, line = the row number.
+    """
+    doc, _ = _import(path, tuple(supported_languages), warnings)
+    return doc.text()
+
+
+def load_xlsx(
+    path: str | Path, *, supported_languages: Iterable[str] = SUPPORTED_LANGUAGES
+) -> Questionnaire:
+    """The questionnaire in an XLSForm workbook (QuestionnaireError with sheet rows)."""
+    _, questionnaire = _import(path, tuple(supported_languages), None)
+    return questionnaire
+
+
+def _import(
+    path: str | Path, supported: tuple[str, ...], warnings: list[str] | None
+) -> tuple[_Document, Questionnaire]:
+    importer = _Importer(path, supported)
+    doc = importer.run()
+    if warnings is not None:
+        warnings.extend(importer.warnings)
+
+    def where(line: int) -> str:
+        origin = doc.origin(line)
+        return f"{origin[0]} row {origin[1]}" if origin else f"line {line}"
+
+    try:
+        questionnaire = _parse(doc.text(), importer.path, supported, where)
+    except QuestionnaireError as error:
+        problems = list(importer.problems)
+        for problem in error.problems:
+            origin = doc.origin(problem.line) if problem.line else None
+            if origin is None:
+                problems.append(Problem(importer.path, 0, problem.message))
+            else:
+                problems.append(Problem(f"{importer.path}:{origin[0]}", origin[1], problem.message))
+        raise QuestionnaireError(_sorted(problems)) from None
+    if importer.problems:
+        raise QuestionnaireError(_sorted(importer.problems))
+    return doc, questionnaire
+
+
+_SHEET_ORDER = {"settings": 0, "survey": 1, "choices": 2}
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    def key(problem: Problem) -> tuple[int, int]:
+        sheet = problem.source.rpartition(":")[2].lower()
+        return _SHEET_ORDER.get(sheet, -1), problem.line
+
+    return sorted(problems, key=key)
