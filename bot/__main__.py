@@ -165,6 +165,40 @@ async def cmd_serve(settings: Settings) -> int:
     return 0
 
 
+def cmd_questionnaire(args: argparse.Namespace) -> int:
+    """check / export / import questionnaire files (no database needed)."""
+    from conversations.questionnaire import QuestionnaireError, load_questionnaire
+    from conversations.xlsform import export_xlsx, import_xlsx, load_xlsx
+
+    try:
+        if args.action == "check":
+            for path in args.files:
+                q = load_xlsx(path) if str(path).endswith(".xlsx") else load_questionnaire(path)
+                asked = sum(1 for question in q.questions if question.answerable)
+                print(
+                    f"{path}: {q.form_id} version {q.version}, {asked} questions, "
+                    f"languages {', '.join(q.languages)}: OK"
+                )
+        elif args.action == "export":
+            export_xlsx(load_questionnaire(args.source), args.target)
+            print(f"wrote {args.target}")
+        else:
+            warnings: list[str] = []
+            text = import_xlsx(args.source, warnings=warnings)
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            with open(args.target, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            print(f"wrote {args.target}")
+    except QuestionnaireError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"{error.filename}: {error.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradtrack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,11 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="serve the webhook and health checks on $PORT")
     sub.add_parser("migrate", help="bring the database schema up to date")
     sub.add_parser("demo", help="seed the demo school and print a fresh demo invite link")
+    questionnaire = sub.add_parser("questionnaire", help="check, export or import questionnaires")
+    actions = questionnaire.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="validate YAML or XLSForm files")
+    check.add_argument("files", nargs="+")
+    export = actions.add_parser("export", help="write a questionnaire as an XLSForm .xlsx")
+    export.add_argument("source", help="questionnaire YAML")
+    export.add_argument("target", help="spreadsheet to write (.xlsx)")
+    imp = actions.add_parser("import", help="read an XLSForm .xlsx into questionnaire YAML")
+    imp.add_argument("source", help="spreadsheet (.xlsx)")
+    imp.add_argument("target", help="YAML to write")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "questionnaire":
+        return cmd_questionnaire(args)
     settings = get_settings()
     _setup_logging(settings)
     commands = {"run": cmd_run, "serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}

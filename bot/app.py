@@ -24,7 +24,8 @@ from bot import dedupe
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
 from bot.settings import Settings
-from conversations import account, onboarding, prompting
+from conversations import account, onboarding, prompting, survey
+from conversations.registry import QuestionnaireRegistry
 from storage.db import Database
 from storage.queries import get_chat_state, graduate_by_chat
 
@@ -39,6 +40,7 @@ def bot_commands() -> list[BotCommand]:
     """The command menu, in the current language."""
     return [
         BotCommand("start", _("Begin or continue")),
+        BotCommand("survey", _("Answer the questionnaire")),
         BotCommand("language", _("Choose the language")),
         BotCommand("privacy", _("Privacy notice and your choices")),
         BotCommand("stop", _("Stop all messages")),
@@ -50,6 +52,7 @@ async def on_startup(application: GradtrackApp) -> None:
     """Once the application is started: publish the command menu in every language, and send
     the questions a crash or restart left unsent."""
     rt: Runtime = application.bot_data["gradtrack"]
+    await rt.questionnaires.sync(rt.db)
     with use_language("en"):
         await application.bot.set_my_commands(bot_commands())
     for lang in LANGUAGES:
@@ -97,6 +100,7 @@ def build_application(
     token: str | None = None,
     base_url: str | None = None,
     rate_limiter: bool = True,
+    questionnaires: QuestionnaireRegistry | None = None,
 ) -> GradtrackApp:
     """The bot, wired to `db` and to the Bot API at `base_url` (Telegram by default)."""
     builder = Application.builder().token(token or settings.telegram_bot_token)
@@ -106,7 +110,7 @@ def build_application(
         limiter: Any = AIORateLimiter(max_retries=3)
         builder = builder.rate_limiter(limiter)
     application = builder.build()
-    install(application, db, settings)
+    install(application, db, settings, questionnaires or QuestionnaireRegistry())
 
     application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
     application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)
@@ -115,6 +119,8 @@ def build_application(
     application.add_handler(CommandHandler("language", account.language_command))
     application.add_handler(CommandHandler("privacy", account.privacy_command))
     application.add_handler(CommandHandler("stop", account.stop_command))
+    application.add_handler(CommandHandler("survey", survey.survey_command))
+    application.add_handler(CallbackQueryHandler(survey.on_button, pattern=survey.CALLBACK_PATTERN))
     application.add_handler(
         CallbackQueryHandler(onboarding.on_button, pattern=rf"^{onboarding.CB_PREFIX}:")
     )

@@ -11,6 +11,7 @@ from telegram.error import Forbidden
 from telegram.ext import Application, ContextTypes
 
 from bot.settings import Settings
+from conversations.registry import QuestionnaireRegistry
 from storage.db import Database
 from storage.queries import graduate_by_chat
 from storage.types import utcnow
@@ -25,12 +26,16 @@ class Runtime:
     db: Database
     settings: Settings
     bot: Bot
+    questionnaires: QuestionnaireRegistry
 
 
 def install(
-    application: Application[Any, Any, Any, Any, Any, Any], db: Database, settings: Settings
+    application: Application[Any, Any, Any, Any, Any, Any],
+    db: Database,
+    settings: Settings,
+    questionnaires: QuestionnaireRegistry,
 ) -> Runtime:
-    rt = Runtime(db=db, settings=settings, bot=application.bot)
+    rt = Runtime(db=db, settings=settings, bot=application.bot, questionnaires=questionnaires)
     application.bot_data[RUNTIME_KEY] = rt
     return rt
 

@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 from bot.dedupe import claim
 from bot.i18n import _, language_name, set_language
 from bot.runtime import runtime
-from conversations import onboarding
+from conversations import onboarding, survey
 from conversations.rules import LANGUAGES, choose_language
 from storage.models import ConsentKind, Graduate, Institution
 from storage.queries import get_chat_state, graduate_by_chat, set_consent
@@ -52,6 +52,7 @@ def help_text() -> str:
             _("This chat keeps you in touch with your school after your training."),
             "",
             _("/start – begin with the personal link from your school"),
+            _("/survey – answer the questionnaire, or continue it"),
             _("/language – choose the language I speak"),
             _("/privacy – read the privacy notice and change your choices"),
             _("/stop – stop all messages from me"),
@@ -189,7 +190,7 @@ async def stop_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Any text: an open onboarding question takes it; otherwise point to /help."""
-    if await onboarding.on_text(update, context):
+    if await onboarding.on_text(update, context) or await survey.on_text(update, context):
         return
     graduate = await _use_chat_language(update, context)
     assert update.effective_message is not None

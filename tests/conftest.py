@@ -31,7 +31,7 @@ def postgres_provider() -> Iterator[PostgresProvider | str]:
         asyncio.run(result.close())
 
 
-def _provider(
+def backend_provider(
     request: pytest.FixtureRequest,
     sqlite_provider: SqliteProvider,
     postgres_provider: PostgresProvider | str,
@@ -52,7 +52,7 @@ async def database_url(
     postgres_provider: PostgresProvider | str,
 ) -> AsyncIterator[str]:
     """A fresh, migrated database on each backend."""
-    provider = _provider(request, sqlite_provider, postgres_provider)
+    provider = backend_provider(request, sqlite_provider, postgres_provider)
     url = await provider.fresh_database()
     yield url
     if isinstance(provider, PostgresProvider):
@@ -66,7 +66,7 @@ async def empty_database_url(
     postgres_provider: PostgresProvider | str,
 ) -> AsyncIterator[str]:
     """A fresh database with no tables, on each backend (for migration tests)."""
-    provider = _provider(request, sqlite_provider, postgres_provider)
+    provider = backend_provider(request, sqlite_provider, postgres_provider)
     url = await provider.empty_database()
     yield url
     if isinstance(provider, PostgresProvider):

@@ -10,13 +10,16 @@ from typing import Any
 from sqlmodel import select
 
 from bot.app import ALLOWED_UPDATES, GradtrackApp, build_application, on_startup
-from bot.i18n import use_language
+from bot.i18n import language_name, use_language
 from bot.sandbox import RateLimits, SandboxServer
 from bot.sandbox.state import SandboxUser, TranscriptEntry
 from bot.settings import Settings
+from conversations import survey
+from conversations.registry import QuestionnaireRegistry
 from conversations.rules import new_invite_token
 from storage.db import Database
-from storage.models import ConsentEvent, Graduate, Institution, Programme
+from storage.models import ConsentEvent, Graduate, Institution, Programme, SurveyResponse
+from storage.queries import get_chat_state
 
 TIMEOUT = 15.0
 
@@ -30,12 +33,17 @@ class Harness:
         self.settings = settings
         self.token = sandbox.create_bot(username="gradtrack_test_bot", first_name="GradTrack")
         self.app: GradtrackApp | None = None
+        self.questionnaires: QuestionnaireRegistry | None = None
 
     # -- the bot ---------------------------------------------------------------------
 
     async def start_bot(self) -> None:
         app = build_application(
-            self.settings, self.db, token=self.token, base_url=f"{self.sandbox.url}/bot"
+            self.settings,
+            self.db,
+            token=self.token,
+            base_url=f"{self.sandbox.url}/bot",
+            questionnaires=self.questionnaires,
         )
         await app.initialize()
         await app.start()
@@ -105,6 +113,15 @@ class Harness:
     async def press_data(self, user: SandboxUser, message: TranscriptEntry, data: str) -> None:
         await self.sandbox.press_button(self.token, user.id, message.message_id or 0, data)
 
+    async def keyboard_shows(self, user: SandboxUser, message: TranscriptEntry, text: str) -> None:
+        """Wait until the keyboard of `message` (edited in place) contains `text`."""
+
+        def shown(transcript: list[TranscriptEntry]) -> bool:
+            entry = next(e for e in transcript if e.message_id == message.message_id)
+            return text in str(entry.reply_markup)
+
+        await self.sandbox.wait_until(self.token, user.id, shown)
+
     def callback_answers(self, user: SandboxUser) -> list[str]:
         return [
             e.text or ""
@@ -169,6 +186,28 @@ class Harness:
         await self.send(user, f"/start {graduate.invite_token}")
         await self.press(user, "English", expect=2)
         return school, graduate, user
+
+    async def consenting_graduate(self, lang: str = "en") -> tuple[Graduate, SandboxUser]:
+        """A graduate who went through onboarding in `lang` and consented to everything."""
+        school = await self.school()
+        graduate = await self.graduate(school, language=lang)
+        user = self.user(lang)
+        await self.send(user, f"/start {graduate.invite_token}")
+        await self.press(user, language_name(lang), expect=2)
+        for _ in range(3):
+            await self.press(user, tr(lang, "Yes"))
+        return await self.reload(graduate), user
+
+    async def open_survey(self, graduate: Graduate, form_id: str) -> SurveyResponse:
+        """Open a response on the deployed `form_id` for the graduate (as an invitation will)."""
+        assert self.app is not None
+        rt = self.app.bot_data["gradtrack"]
+        async with self.db.session() as session:
+            stored = await session.get(Graduate, graduate.id)
+            assert stored is not None and stored.chat_id is not None
+            state = await get_chat_state(session, stored.chat_id)
+            response = await survey.begin(rt, session, stored, form_id, state)
+        return response
 
     async def reload(self, graduate: Graduate) -> Graduate:
         async with self.db.session() as session:

@@ -1,0 +1,753 @@
+"""The questionnaire as a chat: one question per message, buttons for choices.
+
+The engine (conversations/engine.py) decides what is asked; this module translates between it
+and Telegram. Where the graduate is (`survey_response.current`) and every answer are written
+when they happen, before the next question is sent, so a restart or a pause of days resumes
+exactly there. Buttons carry the response and the question they belong to:
+
+    sv:<response>:<question>:<code>   answer a select_one or scale question
+    st:<response>:<question>:<code>   toggle a choice of a select_multiple question
+    sd:<response>:<question>          done with a select_multiple question
+    sn:<response>:<question>          keep the answer given before and go on
+    sb:<response>:<question>          back to the previous question
+    sk:<response>:<question>          skip an optional question
+    se:<response>:<question>          change this answer (from the review)
+    ss:<response>                     send the answers (from the review)
+
+A button of an earlier question, of a finished questionnaire or of another response does
+nothing but say so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.dedupe import claim
+from bot.i18n import _, format_date, set_language
+from bot.runtime import Runtime, runtime
+from conversations import engine
+from conversations.onboarding import not_registered_text
+from conversations.prompting import Prompt, register, send_prompt
+from conversations.questionnaire import Question, Questionnaire
+from conversations.rules import choose_language
+from storage.models import Answer, ChatState, Graduate, ResponseStatus, SurveyResponse
+from storage.queries import get_chat_state, graduate_by_chat, touch_state
+from storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+SURVEY = "survey"
+REVIEW = "__review__"
+CALLBACK_KINDS = ("sv", "st", "sd", "sn", "sb", "sk", "se", "ss")
+CALLBACK_PATTERN = r"^s[vtdnbkes]:"
+MAX_MESSAGE = 4000
+
+BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def encode_id(value: int) -> str:
+    digits = ""
+    while True:
+        value, rest = divmod(value, 36)
+        digits = BASE36[rest] + digits
+        if not value:
+            return digits
+
+
+def decode_id(text: str) -> int | None:
+    if not text or len(text) > 8 or any(c not in BASE36 for c in text):
+        return None
+    return int(text, 36)
+
+
+@dataclass(frozen=True)
+class ButtonPress:
+    kind: str
+    response_id: int
+    question: str
+    code: str
+
+
+def parse_callback(data: str) -> ButtonPress | None:
+    """Read a survey button's data; None for anything malformed."""
+    parts = data.split(":", 3)
+    if len(parts) < 2 or parts[0] not in CALLBACK_KINDS:
+        return None
+    response_id = decode_id(parts[1])
+    if response_id is None:
+        return None
+    question = parts[2] if len(parts) > 2 else ""
+    code = parts[3] if len(parts) > 3 else ""
+    return ButtonPress(parts[0], response_id, question, code)
+
+
+def _cb(kind: str, response_id: int, question: str = "", code: str = "") -> str:
+    data = f"{kind}:{encode_id(response_id)}"
+    if question:
+        data += f":{question}"
+    if code:
+        data += f":{code}"
+    return data
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass
+class Loaded:
+    response: SurveyResponse
+    questionnaire: Questionnaire
+    answers: dict[str, Any]
+    language: str
+
+
+async def _answers(session: AsyncSession, response_id: int) -> dict[str, Any]:
+    rows = await session.exec(select(Answer).where(Answer.response_id == response_id))
+    return {row.question: row.value for row in rows.all()}
+
+
+async def open_response(session: AsyncSession, graduate_id: int) -> SurveyResponse | None:
+    result = await session.exec(
+        select(SurveyResponse)
+        .where(
+            SurveyResponse.graduate_id == graduate_id,
+            SurveyResponse.status == ResponseStatus.OPEN.value,
+        )
+        .order_by(col(SurveyResponse.id).desc())
+    )
+    return result.first()
+
+
+def _language(questionnaire: Questionnaire, lang: str | None) -> str:
+    return lang if lang in questionnaire.languages else questionnaire.default_language
+
+
+def _text(texts: Any, lang: str, questionnaire: Questionnaire) -> str:
+    if not texts:
+        return ""
+    return str(texts.get(lang) or texts.get(questionnaire.default_language) or "")
+
+
+async def _set_answer(session: AsyncSession, response_id: int, question: str, value: Any) -> None:
+    row = (
+        await session.exec(
+            select(Answer).where(Answer.response_id == response_id, Answer.question == question)
+        )
+    ).first()
+    if row is None:
+        session.add(Answer(response_id=response_id, question=question, value=value))
+    else:
+        row.value = value
+        row.answered_at = utcnow()
+        session.add(row)
+
+
+async def _delete_answer(session: AsyncSession, response_id: int, question: str) -> None:
+    row = (
+        await session.exec(
+            select(Answer).where(Answer.response_id == response_id, Answer.question == question)
+        )
+    ).first()
+    if row is not None:
+        await session.delete(row)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _display(questionnaire: Questionnaire, question: Question, value: Any, lang: str) -> str:
+    if value is None:
+        return "—"
+    if question.type == "date" and isinstance(value, str):
+        try:
+            from datetime import date
+
+            return format_date(date.fromisoformat(value), "medium")
+        except ValueError:
+            return value
+    return engine.answer_label(questionnaire, question, value, lang)
+
+
+def _typed_instruction(question: Question) -> str:
+    if question.type in ("integer", "decimal"):
+        return _("Type a number.")
+    if question.type == "date":
+        return _("Type the date as day-month-year, for example 30-06-2026.")
+    if question.type == "month":
+        return _("Type the month as month-year, for example 06-2026.")
+    return _("Type your answer.")
+
+
+def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
+    q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
+    rid = loaded.response.id or 0
+    k, n = engine.progress(q, answers, question.name)
+    lines = [_("Question {k} of {n}").format(k=k, n=n), "", _text(question.labels, lang, q)]
+    hint = _text(question.hints, lang, q)
+    if hint:
+        lines += ["", hint]
+    current = answers.get(question.name)
+    rows: list[list[InlineKeyboardButton]] = []
+    if question.type == "select_multiple":
+        chosen = set(current or [])
+        for choice in q.choices_for(question):
+            mark = "☑️" if choice.name in chosen else "⬜"
+            rows.append(
+                [
+                    InlineKeyboardButton(
+                        f"{mark} {_text(choice.labels, lang, q)}",
+                        callback_data=_cb("st", rid, question.name, choice.name),
+                    )
+                ]
+            )
+        rows.append(
+            [InlineKeyboardButton(_("Done ✔"), callback_data=_cb("sd", rid, question.name))]
+        )
+        lines += ["", _("Choose all that apply, then tap Done.")]
+    elif question.type == "scale":
+        low = int(question.parameters.get("min", 1))  # type: ignore[call-overload]
+        high = int(question.parameters.get("max", 5))  # type: ignore[call-overload]
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    f"✅ {value}" if current == value else str(value),
+                    callback_data=_cb("sv", rid, question.name, str(value)),
+                )
+                for value in range(low, high + 1)
+            ]
+        )
+    elif question.is_select:
+        columns = int(question.parameters.get("columns", 1))  # type: ignore[call-overload]
+        buttons = [
+            InlineKeyboardButton(
+                ("✅ " if current == choice.name else "") + _text(choice.labels, lang, q),
+                callback_data=_cb("sv", rid, question.name, choice.name),
+            )
+            for choice in q.choices_for(question)
+        ]
+        rows += [buttons[i : i + columns] for i in range(0, len(buttons), columns)]
+    else:
+        if current is not None:
+            lines += [
+                "",
+                _("Your answer: {answer}").format(answer=_display(q, question, current, lang)),
+            ]
+        lines += ["", _typed_instruction(question)]
+    nav: list[InlineKeyboardButton] = []
+    if engine.previous_question(q, answers, question.name) is not None:
+        nav.append(InlineKeyboardButton(_("◀ Back"), callback_data=_cb("sb", rid, question.name)))
+    if current is not None and question.type != "select_multiple":
+        nav.append(InlineKeyboardButton(_("Next ▶"), callback_data=_cb("sn", rid, question.name)))
+    elif not question.required:
+        nav.append(InlineKeyboardButton(_("Skip ▶"), callback_data=_cb("sk", rid, question.name)))
+    if nav:
+        rows.append(nav)
+    return Prompt("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
+
+
+def _review_prompt(loaded: Loaded) -> Prompt:
+    q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
+    rid = loaded.response.id or 0
+    items = engine.review_items(q, answers)
+    header = _("Please check your answers. Tap a number to change an answer, or send them.")
+    lines: list[str] = []
+    for number, (question, value) in enumerate(items, start=1):
+        label = _text(question.labels, lang, q).replace("\n", " ")
+        if len(label) > 70:
+            label = label[:67].rstrip() + "…"
+        lines.append(f"{number}. {label}\n    → {_display(q, question, value, lang)}")
+    chunks: list[str] = []
+    current = header
+    for line in lines:
+        if len(current) + len(line) + 2 > MAX_MESSAGE:
+            chunks.append(current)
+            current = line
+        else:
+            current += "\n\n" + line
+    buttons = [
+        InlineKeyboardButton(f"✏️ {number}", callback_data=_cb("se", rid, question.name))
+        for number, (question, _value) in enumerate(items, start=1)
+    ]
+    rows = [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+    rows.append([InlineKeyboardButton(_("✅ Send my answers"), callback_data=_cb("ss", rid))])
+    return Prompt(current, InlineKeyboardMarkup(rows), preface=tuple(chunks))
+
+
+async def _load(
+    rt: Runtime, session: AsyncSession, response: SurveyResponse, lang: str | None
+) -> Loaded:
+    questionnaire = await rt.questionnaires.get(rt.db, response.form_id, response.version)
+    assert response.id is not None
+    answers = await _answers(session, response.id)
+    return Loaded(response, questionnaire, answers, _language(questionnaire, lang))
+
+
+async def render(rt: Runtime, state: ChatState) -> Prompt | None:
+    """The chat's open survey question (the prompting renderer for SURVEY)."""
+    response_id = state.data.get("response_id")
+    async with rt.db.session() as session:
+        response = await session.get(SurveyResponse, response_id) if response_id else None
+        if response is None or response.status != ResponseStatus.OPEN.value:
+            return None
+        graduate = await session.get(Graduate, response.graduate_id)
+        lang = state.language or (graduate.language if graduate else None)
+        loaded = await _load(rt, session, response, lang)
+    if response.current == REVIEW:
+        return _review_prompt(loaded)
+    q = loaded.questionnaire
+    if response.current not in q:
+        return _review_prompt(loaded)
+    question = q.question(response.current)
+    # Notes are said, not asked: the relevant ones just before a question go with it.
+    notes: list[str] = []
+    for earlier in reversed(q.questions[: q.index(question.name)]):
+        if earlier.answerable:
+            break
+        if engine.is_relevant(q, earlier, loaded.answers):
+            notes.insert(0, _text(earlier.labels, loaded.language, q))
+    prompt = _question_prompt(loaded, question)
+    prompt.preface = tuple(notes) + prompt.preface
+    return prompt
+
+
+register(SURVEY, render)
+
+
+# ---------------------------------------------------------------- moving on
+
+
+def _next_position(loaded: Loaded, after: str, editing: bool) -> str:
+    """Where to go after `after` was answered (or kept, or skipped)."""
+    q, answers = loaded.questionnaire, loaded.answers
+    if editing:
+        missing = engine.first_unanswered(q, answers)
+        return missing.name if missing is not None else REVIEW
+    question = engine.next_question(q, answers, after)
+    while question is not None and not question.answerable:
+        question = engine.next_question(q, answers, question.name)
+    return question.name if question is not None else REVIEW
+
+
+def _set_position(state: ChatState, response: SurveyResponse, position: str) -> None:
+    response.current = position
+    response.updated_at = utcnow()
+    state.prompt_pending = True
+    touch_state(state)
+
+
+async def _submit(session: AsyncSession, loaded: Loaded, state: ChatState) -> None:
+    """Keep only the answers that apply, mark the response sent, leave the survey flow."""
+    response = loaded.response
+    assert response.id is not None
+    kept = engine.relevant_answers(loaded.questionnaire, loaded.answers)
+    for name in set(loaded.answers) - set(kept):
+        await _delete_answer(session, response.id, name)
+    response.status = ResponseStatus.SUBMITTED.value
+    response.complete = engine.is_complete(loaded.questionnaire, kept)
+    response.submitted_at = utcnow()
+    response.updated_at = response.submitted_at
+    response.current = ""
+    state.flow, state.step = "", ""
+    state.data = {}
+    state.prompt_pending = False
+    touch_state(state)
+    session.add(response)
+    session.add(state)
+
+
+def _only_the_first_answered(loaded: Loaded) -> bool:
+    """Declining the opening consent question ends the questionnaire without a review."""
+    return len(engine.review_items(loaded.questionnaire, loaded.answers)) <= 1
+
+
+# ---------------------------------------------------------------- starting
+
+
+def _chat_id(update: Update) -> int:
+    assert update.effective_chat is not None
+    return update.effective_chat.id
+
+
+def choose_form(graduate: Graduate, deployed: list[str]) -> str | None:
+    """Until waves decide it: before graduation the pre-graduation questionnaire, after it
+    the tracking questionnaire."""
+    wanted = "pregrad" if graduate.graduation_date > utcnow().date() else "tracking"
+    return wanted if wanted in deployed else None
+
+
+async def begin(
+    rt: Runtime, session: AsyncSession, graduate: Graduate, form_id: str, state: ChatState
+) -> SurveyResponse:
+    """Open a response on the deployed version of `form_id` and point the chat at it."""
+    questionnaire = rt.questionnaires.deployed(form_id)
+    assert graduate.id is not None
+    response = SurveyResponse(
+        graduate_id=graduate.id, form_id=form_id, version=questionnaire.version
+    )
+    session.add(response)
+    await session.flush()
+    first = engine.next_question(questionnaire, {}, None)
+    response.current = first.name if first is not None else REVIEW
+    state.flow, state.step = SURVEY, ""
+    state.graduate_id = graduate.id
+    state.data = {"response_id": response.id, "editing": False}
+    state.prompt_pending = True
+    touch_state(state)
+    session.add(state)
+    return response
+
+
+async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/survey: resume the open questionnaire, or start the one that is due."""
+    rt = runtime(context)
+    chat_id = _chat_id(update)
+    message = update.effective_message
+    assert message is not None
+    tg_language = update.effective_user.language_code if update.effective_user else None
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, chat_id)
+        graduate = await graduate_by_chat(session, chat_id)
+        set_language(
+            choose_language(
+                state.language or (graduate.language if graduate else None), tg_language, None
+            )
+        )
+        if graduate is None or graduate.id is None:
+            await message.reply_text(not_registered_text())
+            return
+        if state.flow and state.flow != SURVEY:
+            session.add(state)
+            await message.reply_text(_("Let's first finish the questions above."))
+            resume = True
+        else:
+            resume = False
+            response = await open_response(session, graduate.id)
+            if response is not None:
+                state.flow = SURVEY
+                state.graduate_id = graduate.id
+                state.data = {"response_id": response.id, "editing": False}
+                state.prompt_pending = True
+                touch_state(state)
+                session.add(state)
+                await message.reply_text(_("Let's continue where you left off."))
+                resume = True
+            elif not graduate.consent_survey:
+                await message.reply_text(
+                    _(
+                        "You chose not to take part in the questionnaires. "
+                        "You can change that with /privacy."
+                    )
+                )
+                return
+            else:
+                form_id = choose_form(graduate, rt.questionnaires.form_ids)
+                done = (
+                    form_id is None
+                    or (
+                        await session.exec(
+                            select(SurveyResponse).where(
+                                SurveyResponse.graduate_id == graduate.id,
+                                SurveyResponse.form_id == form_id,
+                            )
+                        )
+                    ).first()
+                    is not None
+                )
+                if done or form_id is None:
+                    await message.reply_text(
+                        _(
+                            "There is no questionnaire for you right now. "
+                            "I will write to you when the next one opens."
+                        )
+                    )
+                    return
+                await begin(rt, session, graduate, form_id, state)
+                resume = True
+    if resume:
+        await send_prompt(rt, chat_id)
+
+
+# ---------------------------------------------------------------- answering
+
+
+async def _mark_answered(query: CallbackQuery, label: str) -> None:
+    message = query.message
+    text = getattr(message, "text", None)
+    if not text:
+        return
+    try:
+        await query.edit_message_text(f"{text}\n\n→ {label}")
+    except BadRequest as exc:
+        log.debug("could not mark the answer: %s", exc)
+
+
+async def _stale(query: CallbackQuery, response: SurveyResponse | None) -> None:
+    if response is None:
+        await query.answer(_("This button is no longer active."))
+    elif response.status == ResponseStatus.SUBMITTED.value:
+        await query.answer(_("This questionnaire is already finished. Thank you!"))
+    else:
+        await query.answer(_("This question has already been answered."))
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = runtime(context)
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    chat_id = _chat_id(update)
+    press = parse_callback(query.data)
+    outcome = ""  # "next", "toggled", "finished"
+    label = ""
+    keyboard: InlineKeyboardMarkup | None = None
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, chat_id)
+        graduate = await graduate_by_chat(session, chat_id)
+        set_language(state.language or (graduate.language if graduate else None))
+        response = await session.get(SurveyResponse, press.response_id) if press else None
+        if (
+            press is None
+            or response is None
+            or graduate is None
+            or response.graduate_id != graduate.id
+        ):
+            await _stale(query, None)
+            return
+        if (
+            response.status != ResponseStatus.OPEN.value
+            or state.flow != SURVEY
+            or state.data.get("response_id") != response.id
+        ):
+            await _stale(query, response)
+            return
+        loaded = await _load(rt, session, response, state.language or graduate.language)
+        set_language(loaded.language)
+        q = loaded.questionnaire
+        assert response.id is not None
+        editing = bool(state.data.get("editing"))
+
+        if press.kind == "ss":
+            if response.current != REVIEW:
+                await _stale(query, response)
+                return
+            await _submit(session, loaded, state)
+            outcome = "finished"
+        elif press.kind == "se":
+            if response.current != REVIEW or press.question not in {
+                item.name for item, _v in engine.review_items(q, loaded.answers)
+            }:
+                await _stale(query, response)
+                return
+            state.data["editing"] = True
+            _set_position(state, response, press.question)
+            outcome = "next"
+        else:
+            if response.current != press.question:
+                await _stale(query, response)
+                return
+            question = q.question(press.question) if press.question in q else None
+            if question is None or not question.answerable:
+                await _stale(query, response)
+                return
+            if press.kind == "sb":
+                previous = engine.previous_question(q, loaded.answers, question.name)
+                if previous is None:
+                    await _stale(query, response)
+                    return
+                _set_position(state, response, previous.name)
+                label = _("◀ Back")
+                outcome = "next"
+            elif press.kind == "sk":
+                if question.required:
+                    await query.answer(_("This question needs an answer."))
+                    return
+                await _delete_answer(session, response.id, question.name)
+                loaded.answers.pop(question.name, None)
+                _set_position(state, response, _next_position(loaded, question.name, editing))
+                label = _("Skipped")
+                outcome = "next"
+            elif press.kind == "sn":
+                if question.name not in loaded.answers:
+                    await _stale(query, response)
+                    return
+                _set_position(state, response, _next_position(loaded, question.name, editing))
+                label = _display(q, question, loaded.answers[question.name], loaded.language)
+                outcome = "next"
+            elif press.kind == "st":
+                if question.type != "select_multiple":
+                    await _stale(query, response)
+                    return
+                try:
+                    chosen = engine.toggle_choice(
+                        q, question, list(loaded.answers.get(question.name) or []), press.code
+                    )
+                except engine.AnswerError:
+                    await _stale(query, response)
+                    return
+                if chosen:
+                    await _set_answer(session, response.id, question.name, chosen)
+                    loaded.answers[question.name] = chosen
+                else:
+                    await _delete_answer(session, response.id, question.name)
+                    loaded.answers.pop(question.name, None)
+                response.updated_at = utcnow()
+                keyboard = _question_prompt(loaded, question).keyboard
+                outcome = "toggled"
+            elif press.kind == "sd":
+                chosen = list(loaded.answers.get(question.name) or [])
+                if not chosen and question.required:
+                    await query.answer(_("Please choose at least one option."))
+                    return
+                if chosen and not engine.check_constraint(q, question, chosen, loaded.answers):
+                    await query.answer(
+                        engine.constraint_message(question, loaded.language)
+                        or _("This answer is not possible here. Please check it."),
+                        show_alert=True,
+                    )
+                    return
+                _set_position(state, response, _next_position(loaded, question.name, editing))
+                label = _display(q, question, chosen, loaded.language) if chosen else _("Skipped")
+                outcome = "next"
+            elif press.kind == "sv":
+                try:
+                    value = engine.check_choice(q, question, press.code)
+                except engine.AnswerError:
+                    await _stale(query, response)
+                    return
+                if not engine.check_constraint(q, question, value, loaded.answers):
+                    await query.answer(
+                        engine.constraint_message(question, loaded.language)
+                        or _("This answer is not possible here. Please check it."),
+                        show_alert=True,
+                    )
+                    return
+                await _set_answer(session, response.id, question.name, value)
+                loaded.answers[question.name] = value
+                position = _next_position(loaded, question.name, editing)
+                if position == REVIEW and _only_the_first_answered(loaded):
+                    await _submit(session, loaded, state)
+                    outcome = "finished"
+                else:
+                    _set_position(state, response, position)
+                    outcome = "next"
+                label = _display(q, question, value, loaded.language)
+            else:
+                await _stale(query, response)
+                return
+        if outcome == "next" and response.current == REVIEW:
+            state.data["editing"] = False
+            touch_state(state)
+        response.complete = engine.is_complete(q, engine.relevant_answers(q, loaded.answers))
+        session.add(response)
+        session.add(state)
+    await query.answer()
+    if outcome == "toggled":
+        try:
+            await query.edit_message_reply_markup(keyboard)
+        except BadRequest as exc:
+            log.debug("keyboard not updated: %s", exc)
+        return
+    if label:
+        await _mark_answered(query, label)
+    elif press is not None and press.kind in ("se", "ss"):
+        try:
+            await query.edit_message_reply_markup(None)
+        except BadRequest as exc:
+            log.debug("review keyboard not removed: %s", exc)
+    if outcome == "finished":
+        await rt.bot.send_message(chat_id, _("Thank you! Your answers have been saved."))
+    else:
+        await send_prompt(rt, chat_id)
+
+
+_TYPED_ERRORS = {
+    "empty": lambda p: _("Please type an answer."),
+    "not_integer": lambda p: _("Please type a whole number, for example 12."),
+    "not_number": lambda p: _("Please type a number, for example 12.5."),
+    "not_date": lambda p: _("Please type a date as day-month-year, for example 30-06-2026."),
+    "not_month": lambda p: _("Please type a month as month-year, for example 06-2026."),
+    "too_long": lambda p: _("That is too long: please keep it under {max} characters.").format(
+        max=p.get("max", 1000)
+    ),
+}
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """Typed text while a survey is open. False when no survey is open in this chat."""
+    rt = runtime(context)
+    chat_id = _chat_id(update)
+    message = update.effective_message
+    assert message is not None
+    reply = ""
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        if state.flow != SURVEY:
+            return False
+        await claim(session)
+        response_id = state.data.get("response_id")
+        response = await session.get(SurveyResponse, response_id) if response_id else None
+        graduate = await graduate_by_chat(session, chat_id)
+        set_language(state.language or (graduate.language if graduate else None))
+        if response is None or response.status != ResponseStatus.OPEN.value:
+            state.flow = ""
+            touch_state(state)
+            session.add(state)
+            return False
+        loaded = await _load(
+            rt, session, response, state.language or (graduate.language if graduate else None)
+        )
+        set_language(loaded.language)
+        question = (
+            loaded.questionnaire.question(response.current)
+            if response.current in loaded.questionnaire
+            else None
+        )
+        assert response.id is not None
+        if question is None or question.is_select or question.type == "scale":
+            reply = (
+                _("Please tap one of the buttons above.")
+                if question is None
+                else _("Please answer with the buttons below the question.")
+            )
+            state.prompt_pending = True
+            touch_state(state)
+            session.add(state)
+        else:
+            try:
+                value = engine.parse_typed(question, message.text or "")
+            except engine.AnswerError as error:
+                await message.reply_text(
+                    _TYPED_ERRORS.get(error.kind, _TYPED_ERRORS["empty"])(error.params)
+                )
+                return True
+            if not engine.check_constraint(loaded.questionnaire, question, value, loaded.answers):
+                await message.reply_text(
+                    engine.constraint_message(question, loaded.language)
+                    or _("This answer is not possible here. Please check it.")
+                )
+                return True
+            await _set_answer(session, response.id, question.name, value)
+            loaded.answers[question.name] = value
+            editing = bool(state.data.get("editing"))
+            position = _next_position(loaded, question.name, editing)
+            _set_position(state, response, position)
+            if position == REVIEW:
+                state.data["editing"] = False
+            response.complete = engine.is_complete(
+                loaded.questionnaire, engine.relevant_answers(loaded.questionnaire, loaded.answers)
+            )
+            session.add(response)
+            session.add(state)
+    if reply:
+        await message.reply_text(reply)
+    await send_prompt(rt, chat_id)
+    return True

@@ -1,0 +1,127 @@
+"""Walk a questionnaire through the sandbox as a graduate would, checking every question the
+bot asks against what the engine says should come, in the graduate's language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.sandbox.state import SandboxUser, TranscriptEntry
+from conversations import engine
+from conversations.questionnaire import Question, Questionnaire
+from tests.harness import Harness, tr
+
+Policy = Callable[[Question], Any]
+
+
+def label(q: Questionnaire, texts: Any, lang: str) -> str:
+    return str(texts.get(lang) or texts.get(q.default_language))
+
+
+def default_answer(q: Questionnaire, question: Question) -> Any:
+    """A valid answer for any question: first choice(s), 3, 4 on a scale, short text."""
+    choices = q.choices_for(question) if question.is_select else ()
+    if question.type == "select_one":
+        return choices[0].name
+    if question.type == "select_multiple":
+        return [c.name for c in choices[:2]]
+    if question.type == "scale":
+        return 4
+    if question.type == "integer":
+        return 3
+    if question.type == "decimal":
+        return 2.5
+    if question.type == "date":
+        return "2026-06-30"
+    if question.type == "month":
+        return "2026-06"
+    return "Kok in een restaurant"
+
+
+@dataclass
+class Walk:
+    harness: Harness
+    user: SandboxUser
+    q: Questionnaire
+    lang: str
+    answers: dict[str, Any] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    def expect_question(self, message: TranscriptEntry, question: Question) -> None:
+        k, n = engine.progress(self.q, self.answers, question.name)
+        heading = tr(self.lang, "Question {k} of {n}").format(k=k, n=n)
+        text = message.content
+        assert text.startswith(heading), (question.name, text[:200])
+        assert label(self.q, question.labels, self.lang) in text, (question.name, text[:300])
+
+    async def answer(self, message: TranscriptEntry, question: Question, value: Any) -> None:
+        """Give `value` to the question shown in `message` (None: skip it)."""
+        h, user = self.harness, self.user
+        self.asked.append(question.name)
+        if value is None:
+            assert not question.required
+            self.answers.pop(question.name, None)
+            await h.press(user, tr(self.lang, "Skip ▶"), expect=0, message=message)
+            return
+        if question.type == "select_one":
+            choice = next(c for c in self.q.choices_for(question) if c.name == value)
+            self.answers[question.name] = value
+            await h.press(user, label(self.q, choice.labels, self.lang), expect=0, message=message)
+            return
+        if question.type == "scale":
+            self.answers[question.name] = int(value)
+            await h.press(user, str(value), expect=0, message=message)
+            return
+        if question.type == "select_multiple":
+            for code in value:
+                choice = next(c for c in self.q.choices_for(question) if c.name == code)
+                text = label(self.q, choice.labels, self.lang)
+                await h.press(user, text, expect=0, message=message)
+                await h.keyboard_shows(user, message, f"☑️ {text}")
+            self.answers[question.name] = [
+                c.name for c in self.q.choices_for(question) if c.name in value
+            ]
+            await h.press(user, tr(self.lang, "Done ✔"), expect=0, message=message)
+            return
+        text = str(value)
+        if question.type == "date":
+            year, month, day = text.split("-")
+            text = f"{day}-{month}-{year}"
+        elif question.type == "month":
+            year, month = text.split("-")
+            text = f"{month}-{year}"
+        self.answers[question.name] = value
+        await h.send(user, text, expect=0)
+
+    async def next_message(self) -> TranscriptEntry:
+        """The bot's next message that asks something (has buttons) or thanks; notes and
+        review pages before it are passed over."""
+        thanks = tr(self.lang, "Thank you! Your answers have been saved.")
+        entries = await self.harness.sandbox.wait_for(
+            self.harness.token,
+            self.user.id,
+            lambda e: (
+                bool(e.buttons)
+                or e.content == thanks
+                or e.content.startswith(tr(self.lang, "Question {k} of {n}").split("{")[0])
+            ),
+            timeout=15,
+            edits=False,
+        )
+        return entries[-1]
+
+    async def run(self, first: TranscriptEntry, policy: Policy) -> TranscriptEntry:
+        """Answer question after question until the review (or the end); returns the last
+        message (the review, or the thanks)."""
+        message = first
+        position = engine.next_question(self.q, self.answers, None)
+        while position is not None:
+            if not position.answerable:
+                position = engine.next_question(self.q, self.answers, position.name)
+                continue
+            self.expect_question(message, position)
+            await self.answer(message, position, policy(position))
+            message = await self.next_message()
+            position = engine.next_question(self.q, self.answers, position.name)
+        return message
