@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bot conversations storage tests
+	$(BIN)/mypy bot conversations storage tests bench
 
 pytest: setup
 	$(BIN)/python -m pytest

@@ -23,6 +23,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from conversations.rules import LANGUAGES as SUPPORTED
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,7 @@ def _locales_dir() -> Path:
 
 LOCALES_DIR = _locales_dir()
 DOMAIN = "messages"
-LANGUAGES: tuple[str, ...] = ("nl", "es", "et", "it", "en")
+LANGUAGES = SUPPORTED
 FALLBACK = "en"
 
 _current: ContextVar[str] = ContextVar("gradtrack_locale", default=FALLBACK)

@@ -22,8 +22,9 @@ from typing import Any
 import yaml
 
 from conversations.expressions import NAME_RE, Expression, ExpressionError, parse_expression
+from conversations.rules import LANGUAGES
 
-SUPPORTED_LANGUAGES: tuple[str, ...] = ("nl", "es", "et", "it", "en")
+SUPPORTED_LANGUAGES: tuple[str, ...] = LANGUAGES
 FORM_ID_RE = re.compile(r"[a-z0-9_]{1,24}")
 CODE_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 VERSION_RE = re.compile(r"\S{1,32}")

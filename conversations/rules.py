@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+# The languages gradtrack speaks: the bot's catalogs and every questionnaire cover all of them.
 LANGUAGES: tuple[str, ...] = ("nl", "es", "et", "it", "en")
 
 # Telegram: a /start payload is at most 64 characters of A-Z a-z 0-9 _ -

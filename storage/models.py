@@ -21,8 +21,6 @@ SQLModel.metadata.naming_convention = {
 }
 metadata: MetaData = SQLModel.metadata
 
-LANGUAGES: tuple[str, ...] = ("nl", "es", "et", "it", "en")
-
 
 class StaffRole(StrEnum):
     OFFICER = "officer"

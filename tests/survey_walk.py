@@ -3,6 +3,7 @@ bot asks against what the engine says should come, in the graduate's language.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,8 @@ class Walk:
     lang: str
     answers: dict[str, Any] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    #: Seconds from each answer to the next question on screen.
+    timings: list[float] = field(default_factory=list)
 
     def expect_question(self, message: TranscriptEntry, question: Question) -> None:
         k, n = engine.progress(self.q, self.answers, question.name)
@@ -121,7 +124,9 @@ class Walk:
                 position = engine.next_question(self.q, self.answers, position.name)
                 continue
             self.expect_question(message, position)
+            started = time.perf_counter()
             await self.answer(message, position, policy(position))
             message = await self.next_message()
+            self.timings.append(time.perf_counter() - started)
             position = engine.next_question(self.q, self.answers, position.name)
         return message

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import aiohttp
 
 from bot.i18n import gettext, use_language
+from conversations.questionnaire import load_questionnaire
 from storage.db import Database
 from storage.demo import ensure_demo
 from storage.migrate import upgrade
@@ -154,3 +156,32 @@ async def test_serve_answers_through_the_webhook(tmp_path: Path) -> None:
             calls = await _api(session, "GET", f"{base}/calls", params={"method": "setWebhook"})
     assert first.startswith("Hello! This is the graduate chat of Demo Vocational College.")
     assert calls and calls[-1]["params"]["url"] == f"http://127.0.0.1:{port}/telegram/webhook"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GRADTRACK, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_questionnaire_check_export_import(tmp_path: Path) -> None:
+    tracking = Path(__file__).parent.parent / "conversations" / "questionnaires" / "tracking.yaml"
+    checked = _cli("questionnaire", "check", str(tracking))
+    assert checked.returncode == 0, checked.stderr
+    assert "tracking version 2026.1" in checked.stdout and checked.stdout.rstrip().endswith("OK")
+
+    sheet, back = tmp_path / "tracking.xlsx", tmp_path / "tracking.yaml"
+    assert _cli("questionnaire", "export", str(tracking), str(sheet)).returncode == 0
+    assert _cli("questionnaire", "import", str(sheet), str(back)).returncode == 0
+    assert load_questionnaire(back) == load_questionnaire(tracking)
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        tracking.read_text(encoding="utf-8").replace(
+            "relevant: ${C0} = 'yes'", "relevant: ${C9} = 'yes'", 1
+        ),
+        encoding="utf-8",
+    )
+    refused = _cli("questionnaire", "check", str(broken))
+    assert refused.returncode == 1
+    assert f"{broken}:" in refused.stderr and "C9" in refused.stderr

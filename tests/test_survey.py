@@ -163,12 +163,16 @@ async def test_restart_mid_survey_resumes_exactly_there(mini: Harness) -> None:
     _welcome, c0 = await mini.send(user, "/survey", expect=2)
     (q1,) = await mini.press(user, "Sì", message=c0)
     (_hours,) = await mini.press(user, "Lavoro", message=q1)
+    # Partial: the routing core (C0, Q1 and, for workers, HOURS) is not answered yet.
+    assert not (await _response(mini, response.id)).complete
 
     await mini.restart_bot()
     (how,) = await mini.send(user, "38")
     assert how.content.startswith(tr("it", "Question {k} of {n}").format(k=4, n=9))
     assert await _answers(mini, response.id) == {"C0": "yes", "Q1": "working", "HOURS": 38}
-    assert (await _response(mini, response.id)).current == "HOW"
+    stored = await _response(mini, response.id)
+    assert stored.current == "HOW" and stored.status == ResponseStatus.OPEN.value
+    assert stored.complete  # complete once the core is answered, even before the end
 
     # Days later, /survey brings the same question back.
     welcome, again = await mini.send(user, "/survey", expect=2)
