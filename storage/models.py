@@ -98,6 +98,9 @@ class Graduate(SQLModel, table=True):
     opted_out_at: datetime | None = _ts()
     unreachable_at: datetime | None = _ts()
     unreachable_reason: str | None = Field(default=None, sa_type=String(64))
+    # Personal data erased (by the graduate or the retention period); the row stays, without
+    # anything that identifies the person, so that aggregate counts stay right.
+    erased_at: datetime | None = _ts(index=True)
 
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -182,6 +185,7 @@ class SurveyResponse(SQLModel, table=True):
     graduate_id: int = Field(foreign_key="graduate.id", index=True)
     form_id: str = Field(sa_type=String(24), index=True)
     version: str = Field(sa_type=String(32))
+    wave: str | None = Field(default=None, sa_type=String(32), index=True)
     status: str = Field(sa_type=String(16), default=ResponseStatus.OPEN.value, index=True)
     current: str = Field(sa_type=String(32), default="", description="Question name or review")
     complete: bool = Field(default=False, description="The routing core is answered")
@@ -200,3 +204,33 @@ class Answer(SQLModel, table=True):
     question: str = Field(sa_type=String(32))
     value: Any = Field(sa_type=JSON)
     answered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InvitationStatus(StrEnum):
+    PENDING = "pending"  # due at `due_at`
+    CLAIMED = "claimed"  # a dispatcher is sending it (lease until claimed_at + lease)
+    SENT = "sent"
+    SKIPPED = "skipped"  # not needed any more (completed, wave closed, no consent, erased)
+    FAILED = "failed"  # Telegram refused for good (blocked, deactivated, bad request)
+
+
+class Invitation(SQLModel, table=True):
+    """A message a wave owes a graduate: the invitation (seq 0) or reminder seq 1, 2, ...
+    Time is data: a dispatcher claims the due rows and sends them."""
+
+    __table_args__ = (UniqueConstraint("graduate_id", "wave", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    graduate_id: int = Field(foreign_key="graduate.id", index=True)
+    wave: str = Field(sa_type=String(32))
+    form_id: str = Field(sa_type=String(24))
+    seq: int = Field(default=0, description="0: invitation; 1..n: reminders")
+    due_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    closes_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(sa_type=String(16), default=InvitationStatus.PENDING.value, index=True)
+    claimed_at: datetime | None = _ts()
+    claimed_by: str | None = Field(default=None, sa_type=String(64))
+    attempts: int = Field(default=0)
+    sent_at: datetime | None = _ts()
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    error: str | None = Field(default=None, sa_type=String(200))
