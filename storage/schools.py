@@ -1,0 +1,271 @@
+"""Schools and their programmes: validated upserts and the listing `gradtrack school list` shows.
+
+Each function opens its own transaction on the given Database; the CLI stays a thin shell.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from sqlmodel import col, select
+
+from conversations.rules import LANGUAGES, school_payload
+from storage.db import Database
+from storage.models import Institution, Programme
+
+# Lower case only: the code goes into join links (`s_<code>`), which people type and read out.
+SCHOOL_CODE_PATTERN = re.compile(r"^[a-z0-9-]{2,32}$")
+# Programme codes are the school's own (CREBO numbers, "ICT4", ...): no spaces, fits the column.
+PROGRAMME_CODE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
+NAME_MAX = 200
+
+# Defaults when a new school is added without --language / --timezone.
+COUNTRY_DEFAULTS: dict[str, tuple[str, str]] = {
+    "NL": ("nl", "Europe/Amsterdam"),
+    "ES": ("es", "Europe/Madrid"),
+    "EE": ("et", "Europe/Tallinn"),
+    "IT": ("it", "Europe/Rome"),
+}
+
+
+class SchoolError(ValueError):
+    """A school or programme that cannot be stored as given; the message says why."""
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """What an upsert did: `created` False means an existing row was updated (or unchanged)."""
+
+    id: int
+    code: str
+    created: bool
+    changed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProgrammeListing:
+    code: str
+    name: str
+    eqf_level: int | None
+    field: str | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class SchoolListing:
+    code: str
+    name: str
+    country: str
+    language: str
+    timezone: str
+    join_payload: str
+    programmes: tuple[ProgrammeListing, ...]
+
+
+def normalise_school_code(code: str) -> str:
+    """A school code as stored: trimmed and lower case; SchoolError if it can't be one."""
+    value = code.strip().lower()
+    if not SCHOOL_CODE_PATTERN.match(value):
+        raise SchoolError(
+            f"school code {code!r}: use 2 to 32 characters a-z, 0-9 and '-' "
+            "(it becomes the join link s_<code>)"
+        )
+    return value
+
+
+def _check_name(name: str, what: str) -> str:
+    value = " ".join(name.split())
+    if not value:
+        raise SchoolError(f"{what} name is empty")
+    if len(value) > NAME_MAX:
+        raise SchoolError(f"{what} name is longer than {NAME_MAX} characters")
+    return value
+
+
+def _check_country(country: str) -> str:
+    value = country.strip().upper()
+    if not COUNTRY_PATTERN.match(value):
+        raise SchoolError(f"country {country!r}: use the ISO 3166-1 alpha-2 code, e.g. NL")
+    return value
+
+
+def _check_language(language: str) -> str:
+    value = language.strip().lower()
+    if value not in LANGUAGES:
+        raise SchoolError(f"language {language!r}: use one of {', '.join(LANGUAGES)}")
+    return value
+
+
+def _check_timezone(timezone: str) -> str:
+    value = timezone.strip()
+    # ZoneInfo also accepts paths like "../x" on some systems; the list is the authority.
+    if value not in available_timezones():
+        raise SchoolError(f"time zone {timezone!r}: use an IANA name, e.g. Europe/Amsterdam")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise SchoolError(f"time zone {timezone!r}: {error}") from error
+    return value
+
+
+def _check_eqf(level: int) -> int:
+    if not 1 <= level <= 8:
+        raise SchoolError(f"EQF level {level}: use a level from 1 to 8")
+    return level
+
+
+async def upsert_school(
+    db: Database,
+    code: str,
+    *,
+    name: str | None = None,
+    country: str | None = None,
+    language: str | None = None,
+    timezone: str | None = None,
+) -> Upserted:
+    """Add the school `code`, or update the fields given of the existing one.
+
+    A new school needs a name and a country; language and time zone default from the country
+    for NL, ES, EE and IT and are required otherwise.
+    """
+    code = normalise_school_code(code)
+    values: dict[str, str] = {}
+    if name is not None:
+        values["name"] = _check_name(name, "school")
+    if country is not None:
+        values["country"] = _check_country(country)
+    if language is not None:
+        values["default_language"] = _check_language(language)
+    if timezone is not None:
+        values["timezone"] = _check_timezone(timezone)
+    async with db.session() as session:
+        school = (await session.exec(select(Institution).where(Institution.code == code))).first()
+        if school is None:
+            missing = [
+                opt
+                for opt, key in (("--name", "name"), ("--country", "country"))
+                if key not in values
+            ]
+            if missing:
+                raise SchoolError(f"new school {code!r} needs {' and '.join(missing)}")
+            defaults = COUNTRY_DEFAULTS.get(values["country"])
+            for key, index, option in (
+                ("default_language", 0, "--language"),
+                ("timezone", 1, "--timezone"),
+            ):
+                if key not in values:
+                    if defaults is None:
+                        raise SchoolError(
+                            f"new school {code!r} in {values['country']} needs {option}"
+                        )
+                    values[key] = defaults[index]
+            school = Institution.model_validate({"code": code, **values})
+            session.add(school)
+            await session.flush()
+            assert school.id is not None
+            return Upserted(school.id, code, True, tuple(sorted(values)))
+        changed = tuple(sorted(k for k, v in values.items() if getattr(school, k) != v))
+        for key in changed:
+            setattr(school, key, values[key])
+        session.add(school)
+        assert school.id is not None
+        return Upserted(school.id, code, False, changed)
+
+
+async def upsert_programme(
+    db: Database,
+    school_code: str,
+    code: str,
+    *,
+    name: str | None = None,
+    eqf_level: int | None = None,
+    field: str | None = None,
+    active: bool | None = None,
+) -> Upserted:
+    """Add programme `code` to a school, or update the fields given of the existing one.
+    A new programme needs a name and an EQF level. An empty `field` clears it."""
+    school_code = normalise_school_code(school_code)
+    code = code.strip()
+    if not PROGRAMME_CODE_PATTERN.match(code):
+        raise SchoolError(
+            f"programme code {code!r}: use 1 to 64 characters A-Z, a-z, 0-9, '.', '_' and '-'"
+        )
+    values: dict[str, object] = {}
+    if name is not None:
+        values["name"] = _check_name(name, "programme")
+    if eqf_level is not None:
+        values["eqf_level"] = _check_eqf(eqf_level)
+    if field is not None:
+        cleaned = " ".join(field.split())
+        if len(cleaned) > NAME_MAX:
+            raise SchoolError(f"field is longer than {NAME_MAX} characters")
+        values["field"] = cleaned or None
+    if active is not None:
+        values["active"] = active
+    async with db.session() as session:
+        school = (
+            await session.exec(select(Institution).where(Institution.code == school_code))
+        ).first()
+        if school is None:
+            raise SchoolError(f"unknown school {school_code!r}; add it with `gradtrack school add`")
+        assert school.id is not None
+        programme = (
+            await session.exec(
+                select(Programme).where(
+                    Programme.institution_id == school.id, Programme.code == code
+                )
+            )
+        ).first()
+        if programme is None:
+            missing = [
+                opt
+                for opt, key in (("--name", "name"), ("--eqf", "eqf_level"))
+                if key not in values
+            ]
+            if missing:
+                raise SchoolError(f"new programme {code!r} needs {' and '.join(missing)}")
+            programme = Programme.model_validate(
+                {"institution_id": school.id, "code": code, **values}
+            )
+            session.add(programme)
+            await session.flush()
+            assert programme.id is not None
+            return Upserted(programme.id, code, True, tuple(sorted(values)))
+        changed = tuple(sorted(k for k, v in values.items() if getattr(programme, k) != v))
+        for key in changed:
+            setattr(programme, key, values[key])
+        session.add(programme)
+        assert programme.id is not None
+        return Upserted(programme.id, code, False, changed)
+
+
+async def list_schools(db: Database) -> list[SchoolListing]:
+    """Every school, by code, with its programmes by code."""
+    async with db.session() as session:
+        schools: Sequence[Institution] = (
+            await session.exec(select(Institution).order_by(col(Institution.code)))
+        ).all()
+        programmes: Sequence[Programme] = (
+            await session.exec(select(Programme).order_by(col(Programme.code)))
+        ).all()
+    by_school: dict[int, list[ProgrammeListing]] = {}
+    for p in programmes:
+        by_school.setdefault(p.institution_id, []).append(
+            ProgrammeListing(p.code, p.name, p.eqf_level, p.field, p.active)
+        )
+    return [
+        SchoolListing(
+            code=s.code,
+            name=s.name,
+            country=s.country,
+            language=s.default_language,
+            timezone=s.timezone,
+            join_payload=school_payload(s.code),
+            programmes=tuple(by_school.get(s.id or 0, ())),
+        )
+        for s in schools
+    ]
