@@ -72,6 +72,7 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
     """The started bot: against Telegram with a token, else against the built-in sandbox."""
     from bot.app import build_application, on_startup
     from bot.sandbox import SandboxServer
+    from bot.scheduler import start_scheduler
 
     sandbox: SandboxServer | None = None
     if settings.uses_sandbox:
@@ -85,10 +86,14 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
     try:
         async with application:
             await application.start()
+            scheduler = None
             try:
                 await on_startup(application)
+                scheduler = start_scheduler(application.bot_data["gradtrack"])
                 yield RunningBot(application, token, sandbox.url if sandbox else None)
             finally:
+                if scheduler is not None:
+                    scheduler.shutdown(wait=False)
                 if application.updater is not None and application.updater.running:
                     await application.updater.stop()
                 await application.stop()
@@ -199,6 +204,219 @@ def cmd_questionnaire(args: argparse.Namespace) -> int:
     return 0
 
 
+# Schools, programmes, roster import and invitations ------------------------------------------
+
+
+def _problem_out(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+def _upsert_word(created: bool, changed: tuple[str, ...]) -> str:
+    if created:
+        return "added"
+    return f"updated ({', '.join(changed)})" if changed else "unchanged"
+
+
+async def cmd_school(settings: Settings, args: argparse.Namespace) -> int:
+    """school add / list."""
+    from bot.links import start_link
+    from storage.schools import SchoolError, list_schools, upsert_school
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        if args.action == "add":
+            done = await upsert_school(
+                db,
+                args.code,
+                name=args.name,
+                country=args.country,
+                language=args.language,
+                timezone=args.timezone,
+            )
+            print(f"school {done.code} {_upsert_word(done.created, done.changed)}")
+            return 0
+        schools = await list_schools(db)
+    except SchoolError as error:
+        return _problem_out(error)
+    finally:
+        await db.dispose()
+    username = settings.bot_username.lstrip("@")
+    if not schools:
+        print("no schools yet: add one with `gradtrack school add`")
+    for s in schools:
+        print(f"{s.code}  {s.name}  ({s.country}, language {s.language}, {s.timezone})")
+        link = f"  {start_link(username, s.join_payload)}" if username else ""
+        print(f"  join payload: {s.join_payload}{link}")
+        for p in s.programmes:
+            level = f"EQF {p.eqf_level}" if p.eqf_level else "EQF ?"
+            extra = (f", {p.field}" if p.field else "") + ("" if p.active else ", inactive")
+            print(f"  - {p.code}  {p.name}  ({level}{extra})")
+    return 0
+
+
+async def cmd_programme(settings: Settings, args: argparse.Namespace) -> int:
+    """programme add."""
+    from storage.schools import SchoolError, upsert_programme
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        done = await upsert_programme(
+            db, args.school, args.code, name=args.name, eqf_level=args.eqf, field=args.field
+        )
+    except SchoolError as error:
+        return _problem_out(error)
+    finally:
+        await db.dispose()
+    print(
+        f"programme {args.school.strip().lower()}/{done.code} "
+        f"{_upsert_word(done.created, done.changed)}"
+    )
+    return 0
+
+
+async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    """import FILE: check a roster and, without problems and --dry-run, upsert it."""
+    from storage.roster import import_roster
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        result = await import_roster(db, args.file, school_code=args.school, dry_run=args.dry_run)
+    finally:
+        await db.dispose()
+    for problem in result.problems:
+        where = f"{result.path}:{problem.line}" if problem.line else result.path
+        print(f"{where}: {problem.message}")
+    if result.ignored_columns:
+        print(f"ignored columns: {', '.join(result.ignored_columns)}")
+    if args.dry_run or result.problems:
+        shown = result.changes[:20]
+        for change in shown:
+            fields = f" ({', '.join(change.fields)})" if change.fields else ""
+            who = f"{change.school}/{change.student_ref}"
+            print(f"  line {change.line}: {change.action} {who}{fields}")
+        if len(result.changes) > len(shown):
+            print(f"  ... and {len(result.changes) - len(shown)} more")
+    verb = "" if result.written else " would be"
+    print(
+        f"{result.rows} rows: {result.created}{verb} created, {result.updated}{verb} updated, "
+        f"{result.unchanged} unchanged"
+    )
+    if result.problems:
+        print(f"{len(result.problems)} problem(s): nothing was written")
+        return 1
+    print("dry run: nothing was written" if args.dry_run else "import complete")
+    return 0
+
+
+async def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
+    """invites: per-class link CSVs and QR sheets, or revoke / renew one graduate's link."""
+    import re
+
+    from bot.links import start_link
+    from storage.invite_sheets import write_invite_files
+    from storage.invites import InviteError, invite_classes, renew_invite, revoke_invite
+
+    username = settings.bot_username.lstrip("@")
+    if username and not re.fullmatch(r"[A-Za-z0-9_]{4,32}", username):
+        return _problem_out(ValueError(f"BOT_USERNAME {username!r} is not a Telegram username"))
+    writing = not (args.revoke or args.renew)
+    if writing and not username:
+        return _problem_out(
+            ValueError(
+                "BOT_USERNAME is not set: set it to the bot's Telegram username "
+                "(e.g. BOT_USERNAME=my_school_bot) to print t.me links"
+            )
+        )
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        if args.revoke:
+            state = await revoke_invite(db, args.revoke, school_code=args.school)
+            print(f"revoked the link of {state.school_code}/{state.student_ref} {state.name}")
+            return 0
+        if args.renew:
+            state = await renew_invite(db, args.renew, school_code=args.school)
+            assert state.token is not None
+            link = start_link(username, state.token) if username else state.token
+            print(f"new link for {state.school_code}/{state.student_ref} {state.name}: {link}")
+            return 0
+        classes = await invite_classes(
+            db, school_code=args.school, programme_code=args.programme, cohort=args.cohort
+        )
+    except InviteError as error:
+        return _problem_out(error)
+    finally:
+        await db.dispose()
+    if not classes:
+        print("no graduates match")
+        return 0
+    write_invite_files(classes, args.out, lambda token: start_link(username, token))
+    for group in classes:
+        print(
+            f"{group.school_code} {group.programme_code} {group.year}: "
+            f"{len(group.invited)} invitations, {len(group.connected)} already connected "
+            f"-> {args.out}/{group.slug}.html, .csv"
+        )
+    print(f"all classes in one printable file: {args.out}/all-classes.html")
+    return 0
+
+
+ROSTER_COMMANDS = {
+    "school": cmd_school,
+    "programme": cmd_programme,
+    "import": cmd_import,
+    "invites": cmd_invites,
+}
+
+
+def _add_roster_parsers(sub: Any) -> None:
+    school = sub.add_parser("school", help="add, update or list schools")
+    school_actions = school.add_subparsers(dest="action", required=True)
+    add = school_actions.add_parser("add", help="add a school, or update the options given")
+    add.add_argument("code", help="join code: 2-32 characters a-z 0-9 - (link s_<code>)")
+    add.add_argument("--name")
+    add.add_argument("--country", help="ISO 3166-1 alpha-2, e.g. NL")
+    add.add_argument("--language", help="default language: nl, es, et, it or en")
+    add.add_argument("--timezone", help="IANA time zone, e.g. Europe/Amsterdam")
+    school_actions.add_parser("list", help="schools, their programmes and join links")
+    programme = sub.add_parser("programme", help="add or update a school's programmes")
+    programme_actions = programme.add_subparsers(dest="action", required=True)
+    padd = programme_actions.add_parser("add", help="add a programme, or update the options given")
+    padd.add_argument("school", help="school code")
+    padd.add_argument("code", help="programme code (the school's own)")
+    padd.add_argument("--name")
+    padd.add_argument("--eqf", type=int, help="EQF level 1-8")
+    padd.add_argument("--field", help="field of training")
+    imp = sub.add_parser(
+        "import",
+        help="import a roster of graduates (CSV or XLSX)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "columns (any case; other names accepted, see storage/roster.py):\n"
+            "  required: student_ref, name, school (or --school), programme (code or name),\n"
+            "            graduation_date (2026-06-30, 30-06-2026, 30/06/2026, 30.06.2026)\n"
+            "  optional: eqf_level, language (nl/es/et/it/en), gender (F/M/X/U...), birth_year\n"
+            "CSV: UTF-8, comma or semicolon. XLSX: the first sheet. Any problem: nothing is\n"
+            "written and the exit code is 1."
+        ),
+    )
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+    imp.add_argument("--school", help="school of rows that name none (others must match)")
+    inv = sub.add_parser("invites", help="write invitation QR sheets, revoke or renew links")
+    inv.add_argument("--school", help="only this school")
+    inv.add_argument("--programme", help="only this programme (code)")
+    inv.add_argument("--cohort", type=int, help="only this graduation year")
+    inv.add_argument("--out", default="invites", help="directory to write (default: invites)")
+    one = inv.add_mutually_exclusive_group()
+    one.add_argument("--revoke", metavar="STUDENT_REF", help="stop this graduate's link")
+    one.add_argument("--renew", metavar="STUDENT_REF", help="give this graduate a new link")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradtrack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = actions.add_parser("import", help="read an XLSForm .xlsx into questionnaire YAML")
     imp.add_argument("source", help="spreadsheet (.xlsx)")
     imp.add_argument("target", help="YAML to write")
+    _add_roster_parsers(sub)
     return parser
 
 
@@ -225,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_questionnaire(args)
     settings = get_settings()
     _setup_logging(settings)
+    if args.command in ROSTER_COMMANDS:
+        return asyncio.run(ROSTER_COMMANDS[args.command](settings, args))
     commands = {"run": cmd_run, "serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}
     try:
         return asyncio.run(commands[args.command](settings))

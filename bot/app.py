@@ -4,6 +4,7 @@ commands, error handling. The same code runs against Telegram and against the sa
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -21,11 +22,13 @@ from telegram.ext import (
 )
 
 from bot import dedupe
+from bot.clock import Clock, SystemClock
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
 from bot.settings import Settings
-from conversations import account, onboarding, prompting, survey
+from conversations import account, invitations, onboarding, prompting, rights, survey
 from conversations.registry import QuestionnaireRegistry
+from conversations.waves import DEFAULT_PLAN_FILE, WavePlans, load_plans
 from storage.db import Database
 from storage.queries import get_chat_state, graduate_by_chat
 
@@ -43,6 +46,8 @@ def bot_commands() -> list[BotCommand]:
         BotCommand("survey", _("Answer the questionnaire")),
         BotCommand("language", _("Choose the language")),
         BotCommand("privacy", _("Privacy notice and your choices")),
+        BotCommand("mydata", _("A copy of your data")),
+        BotCommand("delete", _("Delete your data")),
         BotCommand("stop", _("Stop all messages")),
         BotCommand("help", _("What I can do")),
     ]
@@ -101,6 +106,8 @@ def build_application(
     base_url: str | None = None,
     rate_limiter: bool = True,
     questionnaires: QuestionnaireRegistry | None = None,
+    plans: WavePlans | None = None,
+    clock: Clock | None = None,
 ) -> GradtrackApp:
     """The bot, wired to `db` and to the Bot API at `base_url` (Telegram by default)."""
     builder = Application.builder().token(token or settings.telegram_bot_token)
@@ -110,7 +117,11 @@ def build_application(
         limiter: Any = AIORateLimiter(max_retries=3)
         builder = builder.rate_limiter(limiter)
     application = builder.build()
-    install(application, db, settings, questionnaires or QuestionnaireRegistry())
+    registry = questionnaires or QuestionnaireRegistry()
+    if plans is None:
+        path = Path(settings.waves_file) if settings.waves_file else DEFAULT_PLAN_FILE
+        plans = load_plans(path, set(registry.form_ids))
+    install(application, db, settings, registry, plans, clock or SystemClock())
 
     application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
     application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)
@@ -122,6 +133,9 @@ def build_application(
     application.add_handler(CommandHandler("survey", survey.survey_command))
     application.add_handler(CallbackQueryHandler(survey.on_button, pattern=survey.CALLBACK_PATTERN))
     application.add_handler(
+        CallbackQueryHandler(invitations.on_button, pattern=invitations.PATTERN)
+    )
+    application.add_handler(
         CallbackQueryHandler(onboarding.on_button, pattern=rf"^{onboarding.CB_PREFIX}:")
     )
     application.add_handler(
@@ -129,6 +143,11 @@ def build_application(
     )
     application.add_handler(
         CallbackQueryHandler(account.on_privacy_button, pattern=rf"^{account.PRIVACY_PREFIX}")
+    )
+    application.add_handler(CommandHandler("mydata", rights.mydata_command))
+    application.add_handler(CommandHandler("delete", rights.delete_command))
+    application.add_handler(
+        CallbackQueryHandler(rights.on_delete_button, pattern=rights.DELETE_PATTERN)
     )
     application.add_handler(CallbackQueryHandler(account.on_stale_button))
     application.add_handler(

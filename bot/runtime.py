@@ -10,8 +10,10 @@ from telegram import Bot
 from telegram.error import Forbidden
 from telegram.ext import Application, ContextTypes
 
+from bot.clock import Clock
 from bot.settings import Settings
 from conversations.registry import QuestionnaireRegistry
+from conversations.waves import WavePlans
 from storage.db import Database
 from storage.queries import graduate_by_chat
 from storage.types import utcnow
@@ -27,6 +29,8 @@ class Runtime:
     settings: Settings
     bot: Bot
     questionnaires: QuestionnaireRegistry
+    plans: WavePlans
+    clock: Clock
 
 
 def install(
@@ -34,8 +38,17 @@ def install(
     db: Database,
     settings: Settings,
     questionnaires: QuestionnaireRegistry,
+    plans: WavePlans,
+    clock: Clock,
 ) -> Runtime:
-    rt = Runtime(db=db, settings=settings, bot=application.bot, questionnaires=questionnaires)
+    rt = Runtime(
+        db=db,
+        settings=settings,
+        bot=application.bot,
+        questionnaires=questionnaires,
+        plans=plans,
+        clock=clock,
+    )
     application.bot_data[RUNTIME_KEY] = rt
     return rt
 

@@ -46,6 +46,20 @@ class Settings(BaseSettings):
         description="Version of the privacy notice graduates are shown; stored with consents.",
     )
     default_language: str = Field(default="en", description="Fallback language.")
+    waves_file: str = Field(
+        default="", description="Wave plan YAML; empty: conversations/waves.yaml."
+    )
+    bulk_send_per_second: float = Field(
+        default=20.0,
+        description="Invitations, reminders and news per second; the rest of Telegram's "
+        "30/s is left for replies to graduates.",
+    )
+    dispatch_interval_seconds: float = Field(
+        default=15.0, description="How often due invitations and reminders are claimed."
+    )
+    retention_months: int = Field(
+        default=36, description="Personal data is erased this long after graduation."
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @property

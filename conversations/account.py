@@ -55,6 +55,8 @@ def help_text() -> str:
             _("/survey – answer the questionnaire, or continue it"),
             _("/language – choose the language I speak"),
             _("/privacy – read the privacy notice and change your choices"),
+            _("/mydata – get a copy of your data"),
+            _("/delete – delete your data"),
             _("/stop – stop all messages from me"),
             _("/help – this list"),
         ]

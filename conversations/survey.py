@@ -38,7 +38,15 @@ from conversations.onboarding import not_registered_text
 from conversations.prompting import Prompt, register, send_prompt
 from conversations.questionnaire import Question, Questionnaire
 from conversations.rules import choose_language
-from storage.models import Answer, ChatState, Graduate, ResponseStatus, SurveyResponse
+from storage.invitations import open_wave_invitation, wave_response
+from storage.models import (
+    Answer,
+    ChatState,
+    Graduate,
+    Invitation,
+    ResponseStatus,
+    SurveyResponse,
+)
 from storage.queries import get_chat_state, graduate_by_chat, touch_state
 from storage.types import utcnow
 
@@ -376,21 +384,24 @@ def _chat_id(update: Update) -> int:
     return update.effective_chat.id
 
 
-def choose_form(graduate: Graduate, deployed: list[str]) -> str | None:
-    """Until waves decide it: before graduation the pre-graduation questionnaire, after it
-    the tracking questionnaire."""
-    wanted = "pregrad" if graduate.graduation_date > utcnow().date() else "tracking"
-    return wanted if wanted in deployed else None
-
-
 async def begin(
-    rt: Runtime, session: AsyncSession, graduate: Graduate, form_id: str, state: ChatState
+    rt: Runtime,
+    session: AsyncSession,
+    graduate: Graduate,
+    form_id: str,
+    state: ChatState,
+    wave: str | None = None,
 ) -> SurveyResponse:
     """Open a response on the deployed version of `form_id` and point the chat at it."""
     questionnaire = rt.questionnaires.deployed(form_id)
     assert graduate.id is not None
     response = SurveyResponse(
-        graduate_id=graduate.id, form_id=form_id, version=questionnaire.version
+        graduate_id=graduate.id,
+        form_id=form_id,
+        version=questionnaire.version,
+        wave=wave,
+        started_at=rt.clock.now(),
+        updated_at=rt.clock.now(),
     )
     session.add(response)
     await session.flush()
@@ -449,20 +460,8 @@ async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
                 )
                 return
             else:
-                form_id = choose_form(graduate, rt.questionnaires.form_ids)
-                done = (
-                    form_id is None
-                    or (
-                        await session.exec(
-                            select(SurveyResponse).where(
-                                SurveyResponse.graduate_id == graduate.id,
-                                SurveyResponse.form_id == form_id,
-                            )
-                        )
-                    ).first()
-                    is not None
-                )
-                if done or form_id is None:
+                invitation = await open_wave_invitation(session, graduate.id, rt.clock.now())
+                if invitation is None:
                     await message.reply_text(
                         _(
                             "There is no questionnaire for you right now. "
@@ -470,10 +469,32 @@ async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
                         )
                     )
                     return
-                await begin(rt, session, graduate, form_id, state)
+                await start_wave(rt, session, graduate, invitation, chat_id)
                 resume = True
     if resume:
         await send_prompt(rt, chat_id)
+
+
+async def start_wave(
+    rt: Runtime, session: AsyncSession, graduate: Graduate, invitation: Invitation, chat_id: int
+) -> str:
+    """Point the chat at the wave's response (new or open). Returns "started", "resumed" or
+    "done" (already sent)."""
+    assert graduate.id is not None
+    state = await get_chat_state(session, chat_id)
+    response = await wave_response(session, graduate.id, invitation.wave)
+    if response is not None and response.status != ResponseStatus.OPEN.value:
+        return "done"
+    if response is None:
+        await begin(rt, session, graduate, invitation.form_id, state, wave=invitation.wave)
+        return "started"
+    state.flow = SURVEY
+    state.graduate_id = graduate.id
+    state.data = {"response_id": response.id, "editing": False}
+    state.prompt_pending = True
+    touch_state(state)
+    session.add(state)
+    return "resumed"
 
 
 # ---------------------------------------------------------------- answering

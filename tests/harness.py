@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlmodel import select
 
 from bot.app import ALLOWED_UPDATES, GradtrackApp, build_application, on_startup
+from bot.clock import FrozenClock
 from bot.i18n import language_name, use_language
+from bot.runtime import Runtime
 from bot.sandbox import RateLimits, SandboxServer
 from bot.sandbox.state import SandboxUser, TranscriptEntry
 from bot.settings import Settings
 from conversations import survey
 from conversations.registry import QuestionnaireRegistry
 from conversations.rules import new_invite_token
+from conversations.waves import WavePlans
 from storage.db import Database
 from storage.models import ConsentEvent, Graduate, Institution, Programme, SurveyResponse
 from storage.queries import get_chat_state
@@ -34,6 +37,8 @@ class Harness:
         self.token = sandbox.create_bot(username="gradtrack_test_bot", first_name="GradTrack")
         self.app: GradtrackApp | None = None
         self.questionnaires: QuestionnaireRegistry | None = None
+        self.plans: WavePlans | None = None
+        self.clock = FrozenClock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
 
     # -- the bot ---------------------------------------------------------------------
 
@@ -44,6 +49,8 @@ class Harness:
             token=self.token,
             base_url=f"{self.sandbox.url}/bot",
             questionnaires=self.questionnaires,
+            plans=self.plans,
+            clock=self.clock,
         )
         await app.initialize()
         await app.start()
@@ -187,15 +194,21 @@ class Harness:
         await self.press(user, "English", expect=2)
         return school, graduate, user
 
-    async def consenting_graduate(self, lang: str = "en") -> tuple[Graduate, SandboxUser]:
-        """A graduate who went through onboarding in `lang` and consented to everything."""
-        school = await self.school()
+    async def consenting_graduate(
+        self,
+        lang: str = "en",
+        school: Institution | None = None,
+        answers: tuple[str, ...] = ("Yes", "Yes", "Yes"),
+    ) -> tuple[Graduate, SandboxUser]:
+        """A graduate who went through onboarding in `lang`, answering the consent questions
+        (survey, follow-up, news) with `answers` (a "No" to the survey skips follow-up)."""
+        school = school or await self.school()
         graduate = await self.graduate(school, language=lang)
         user = self.user(lang)
         await self.send(user, f"/start {graduate.invite_token}")
         await self.press(user, language_name(lang), expect=2)
-        for _ in range(3):
-            await self.press(user, tr(lang, "Yes"))
+        for answer in answers:
+            await self.press(user, tr(lang, answer))
         return await self.reload(graduate), user
 
     async def open_survey(self, graduate: Graduate, form_id: str) -> SurveyResponse:
@@ -208,6 +221,13 @@ class Harness:
             state = await get_chat_state(session, stored.chat_id)
             response = await survey.begin(rt, session, stored, form_id, state)
         return response
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self.app is not None
+        rt = self.app.bot_data["gradtrack"]
+        assert isinstance(rt, Runtime)
+        return rt
 
     async def reload(self, graduate: Graduate) -> Graduate:
         async with self.db.session() as session:

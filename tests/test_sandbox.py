@@ -803,3 +803,22 @@ async def test_standalone_server_prints_url_and_token() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_started_users_in_bulk_can_be_messaged(
+    sandbox: SandboxServer, tg: Bot, token: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{sandbox.url}/sandbox/api/bots/{token.split(':')[0]}/started_users",
+            json={"count": 3},
+        ) as response,
+    ):
+        body = await response.json()
+    assert response.status == 201 and body["result"]["count"] == 3
+    first, last = body["result"]["first_id"], body["result"]["last_id"]
+    for user_id in range(first, last + 1):
+        sent = await tg.send_message(user_id, "Hello")
+        assert sent.chat.id == user_id
+    assert sandbox.pending_updates(token) == []

@@ -9,16 +9,27 @@ import pytest
 from sqlmodel import select
 
 from conversations.registry import QuestionnaireRegistry, VersionConflictError
+from conversations.waves import parse_plans
 from storage.models import Answer, ResponseStatus, SurveyResponse
 from tests.harness import Harness, eventually, tr
 
 CHAT_DIR = Path(__file__).parent / "data" / "chat"
+MINI_PLANS = parse_plans(
+    """
+default:
+  waves:
+    - {name: m2, questionnaire: mini, consent: survey, opens: 2m, closes: 4m,
+       reminders: {count: 2, every: 2w}}
+""",
+    questionnaires={"mini"},
+)
 
 
 @pytest.fixture
 async def mini(harness: Harness) -> Harness:
     """The harness with the small all-types questionnaire deployed."""
     harness.questionnaires = QuestionnaireRegistry(CHAT_DIR)
+    harness.plans = MINI_PLANS
     await harness.restart_bot()
     return harness
 

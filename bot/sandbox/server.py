@@ -14,7 +14,7 @@ import contextlib
 import json
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +163,8 @@ class SandboxServer:
             max_poll_timeout=max_poll_timeout,
         )
         self.total_calls = 0
+        #: Successful calls per method (e.g. "sendmessage": 100000), for load tests.
+        self.ok_calls: Counter[str] = Counter()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -281,6 +283,24 @@ class SandboxServer:
         if bot is not None:
             self.state.chat(self.state.resolve_bot(bot), user.id)
         return user
+
+    def create_started_users(
+        self,
+        bot: str | int | None,
+        count: int,
+        *,
+        first_name: str = "Graduate",
+        language_code: str | None = "en",
+    ) -> list[int]:
+        """`count` new users whose chat with `bot` was started earlier (no updates queued):
+        the audience of a load test."""
+        account = self.bot(bot)
+        ids = []
+        for _ in range(count):
+            user = self.state.create_user(first_name, language_code=language_code)
+            self.state.chat(account, user.id).started = True
+            ids.append(user.id)
+        return ids
 
     def get_user(self, user_id: int) -> SandboxUser:
         return self.state.get_user(user_id)
@@ -447,6 +467,7 @@ class SandboxServer:
             "chats": sum(len(b.chats) for b in self.state.bots.values()),
             "pending_updates": sum(len(b.updates) for b in self.state.bots.values()),
             "calls": self.total_calls,
+            "ok_calls": dict(self.ok_calls),
             "webhook_deliveries": self.webhooks.delivered,
         }
 
@@ -493,6 +514,8 @@ class SandboxServer:
         except ApiError as exc:
             status, body = exc.status, exc.to_json()
         self.total_calls += 1
+        if status == 200:
+            self.ok_calls[method_name.lower()] += 1
         if self.call_log.maxlen:
             self.call_log.append(
                 CallRecord(

@@ -8,6 +8,8 @@ for misuse, 404 for unknown bots/users). `{bot}` is a bot's username, id or toke
     POST   /sandbox/api/bots         {username, first_name, token?} -> bot incl. token
     GET    /sandbox/api/users                                virtual users
     POST   /sandbox/api/users        {first_name, last_name?, username?, language_code?, id?}
+    POST   /sandbox/api/bots/{bot}/started_users   {count, first_name?, language_code?}
+           users whose chat with the bot is already started (for load tests)
     GET    /sandbox/api/users/{user_id}
     POST   /sandbox/api/users/{user_id}/deactivate
     GET    /sandbox/api/chats/{bot}/{user_id}[?since=REV&wait=SECONDS&limit=N]
@@ -92,6 +94,7 @@ def add_web_routes(app: web.Application, sandbox: SandboxServer) -> None:
     r.add_post(f"{API}/bots", _guard(routes.create_bot))
     r.add_get(f"{API}/users", _guard(routes.list_users))
     r.add_post(f"{API}/users", _guard(routes.create_user))
+    r.add_post(f"{API}/bots/{{bot}}/started_users", _guard(routes.create_started_users))
     r.add_get(f"{API}/users/{{user_id:\\d+}}", _guard(routes.get_user))
     r.add_post(f"{API}/users/{{user_id:\\d+}}/deactivate", _guard(routes.deactivate))
     chat = f"{API}/chats/{{bot}}/{{user_id:\\d+}}"
@@ -149,6 +152,19 @@ class _WebRoutes:
             user_id=int(body["id"]) if body.get("id") else None,
         )
         return _ok(user.to_json(), 201)
+
+    async def create_started_users(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        count = int(body.get("count", 1))
+        if not 1 <= count <= 1_000_000:
+            raise SandboxError("count must be from 1 to 1,000,000")
+        ids = self.sandbox.create_started_users(
+            request.match_info["bot"],
+            count,
+            first_name=str(body.get("first_name") or "Graduate"),
+            language_code=body.get("language_code") or None,
+        )
+        return _ok({"first_id": ids[0], "last_id": ids[-1], "count": len(ids)}, 201)
 
     async def get_user(self, request: web.Request) -> web.StreamResponse:
         return _ok(self.sandbox.get_user(int(request.match_info["user_id"])).to_json())

@@ -1,0 +1,266 @@
+"""Sending what is due: invitations and reminders, claimed from their rows.
+
+One `dispatch_due` pass claims due rows (committed), then for each decides: skip it (the
+graduate completed the wave, withdrew consent, stopped, blocked the bot, was erased, or the
+wave closed), defer it (quiet hours of the school), or send it at the bulk rate, and records
+the outcome. A dispatcher that dies after claiming leaves rows whose claim expires
+(`CLAIM_LEASE`) and are claimed again: nothing is lost. A row is marked sent in its own small
+transaction right after Telegram accepted the message, so at most the messages in flight at
+the moment of a crash could be sent twice; nothing is sent twice by a crash between claim and
+send.
+
+Telegram's answers: 403 (blocked, deactivated) marks the graduate unreachable and the row
+failed, never retried; 429 waits `retry_after` (python-telegram-bot's rate limiter, a few
+times), then puts the row back for later; network errors and 5xx put it back with a growing
+delay; 400 fails the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import col, update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from bot.i18n import use_language
+from bot.runtime import Runtime, mark_unreachable
+from conversations.invitations import PREFIX, invitation_message
+from conversations.waves import Plan, next_allowed
+from storage.invitations import claim_due, completed_waves, load_claimed
+from storage.models import (
+    Graduate,
+    Institution,
+    Invitation,
+    InvitationStatus,
+    Programme,
+)
+
+log = logging.getLogger(__name__)
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+MAX_ATTEMPTS = 8
+
+
+def retry_after(exc: RetryAfter) -> timedelta:
+    """Telegram's retry_after, whichever type python-telegram-bot gives it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+
+
+class RateLimiter:
+    """At most `per_second` sends per second on average, in short bursts."""
+
+    def __init__(self, per_second: float, burst: int = 1) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.burst = max(1, burst)
+        self._next = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            self._next = max(self._next, now - self.interval * (self.burst - 1))
+            delay = self._next - now
+            self._next += self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    failed: int = 0
+    retried: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str, reason: str = "") -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        if reason:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+async def _finish(
+    rt: Runtime, invitation_id: int, status: InvitationStatus, **values: object
+) -> None:
+    # One small Core transaction per message: the outcome is stored right after Telegram's
+    # answer (no ORM session needed for a single UPDATE).
+    async with rt.db.engine.begin() as conn:
+        await conn.execute(
+            update(Invitation)
+            .where(col(Invitation.id) == invitation_id)
+            .values(status=status.value, claimed_at=None, claimed_by=None, **values)
+        )
+
+
+def _skip_reason(invitation: Invitation, graduate: Graduate, plan: Plan, now: datetime) -> str:
+    if graduate.erased_at is not None:
+        return "erased"
+    if graduate.opted_out_at is not None:
+        return "stopped"
+    if graduate.unreachable_at is not None:
+        return "unreachable"
+    if graduate.chat_id is None:
+        return "not_linked"
+    if invitation.closes_at <= now:
+        return "closed"
+    wave = plan.wave(invitation.wave)
+    needed = wave.consent if wave is not None else "followup"
+    consent = graduate.consent_followup if needed == "followup" else graduate.consent_survey
+    if not consent:
+        return "no_consent"
+    return ""
+
+
+@dataclass
+class _Batch:
+    """What one claimed batch shares: who already sent the wave, the texts already made."""
+
+    now: datetime
+    completed: set[tuple[int, str]]
+    texts: dict[tuple[object, ...], tuple[str, InlineKeyboardMarkup]] = field(default_factory=dict)
+
+
+async def _deliver(
+    rt: Runtime,
+    limiter: RateLimiter,
+    row: tuple[Invitation, Graduate, Institution, Programme],
+    batch: _Batch,
+    report: DispatchReport,
+) -> None:
+    invitation, graduate, school, programme = row
+    now = batch.now
+    assert invitation.id is not None and graduate.id is not None
+    plan = rt.plans.for_graduate(school.code, programme.code)
+    reason = _skip_reason(invitation, graduate, plan, now)
+    if not reason and (graduate.id, invitation.wave) in batch.completed:
+        reason = "completed"
+    if reason:
+        await _finish(rt, invitation.id, InvitationStatus.SKIPPED, error=reason)
+        report.count("skipped", reason)
+        return
+    allowed = next_allowed(now, plan.quiet_hours, school.timezone)
+    if allowed > now:
+        await _finish(rt, invitation.id, InvitationStatus.PENDING, due_at=allowed)
+        report.count("deferred", "quiet_hours")
+        return
+    key = (graduate.language, school.id, invitation.seq, invitation.closes_at)
+    if key not in batch.texts:
+        with use_language(graduate.language):
+            batch.texts[key] = invitation_message(invitation, school)
+    text, template = batch.texts[key]
+    button = template.inline_keyboard[0][0]
+    markup = InlineKeyboardMarkup(
+        [[InlineKeyboardButton(button.text, callback_data=f"{PREFIX}{invitation.id}")]]
+    )
+    await limiter.wait()
+    assert graduate.chat_id is not None
+    try:
+        # A 429 is first retried by python-telegram-bot's rate limiter after retry_after (it
+        # holds every request of the bot meanwhile, as Telegram asks); when that is not
+        # enough, the row goes back for later and the dispatcher goes on with the others.
+        message = await rt.bot.send_message(graduate.chat_id, text, reply_markup=markup)
+    except Forbidden as exc:
+        await mark_unreachable(rt, graduate.chat_id, exc)
+        await _finish(rt, invitation.id, InvitationStatus.FAILED, error=exc.message[:200])
+        report.count("failed", "forbidden")
+        return
+    except RetryAfter as exc:
+        retry_at = rt.clock.now() + retry_after(exc)
+        await _finish(rt, invitation.id, InvitationStatus.PENDING, due_at=retry_at)
+        report.count("retried", "429")
+        return
+    except BadRequest as exc:
+        await _finish(rt, invitation.id, InvitationStatus.FAILED, error=exc.message[:200])
+        report.count("failed", "bad_request")
+        return
+    except (NetworkError, TelegramError) as exc:
+        if invitation.attempts >= MAX_ATTEMPTS:
+            await _finish(rt, invitation.id, InvitationStatus.FAILED, error=str(exc)[:200])
+            report.count("failed", "gave_up")
+            return
+        backoff = timedelta(seconds=min(30 * 2 ** max(invitation.attempts - 1, 0), 3600))
+        await _finish(
+            rt,
+            invitation.id,
+            InvitationStatus.PENDING,
+            due_at=rt.clock.now() + backoff,
+            error=str(exc)[:200],
+        )
+        report.count("retried", "network")
+        return
+    await _finish(
+        rt,
+        invitation.id,
+        InvitationStatus.SENT,
+        sent_at=rt.clock.now(),
+        message_id=message.message_id,
+        error=None,
+    )
+    report.count("sent")
+
+
+async def _work(
+    rt: Runtime,
+    limiter: RateLimiter,
+    pending: list[tuple[Invitation, Graduate, Institution, Programme]],
+    batch: _Batch,
+    report: DispatchReport,
+) -> None:
+    """One of a few concurrent senders taking rows off the shared list."""
+    while pending:
+        row = pending.pop()
+        try:
+            await _deliver(rt, limiter, row, batch, report)
+        except Exception:  # one message's failure must not stop the batch
+            log.exception("invitation %s could not be delivered", row[0].id)
+
+
+async def dispatch_due(
+    rt: Runtime,
+    *,
+    limiter: RateLimiter | None = None,
+    batch: int = 500,
+    concurrency: int = 4,
+    worker: str = WORKER,
+    max_batches: int | None = None,
+) -> DispatchReport:
+    """Claim and send everything due now, batch by batch, at the bulk rate."""
+    limiter = limiter or RateLimiter(rt.settings.bulk_send_per_second)
+    report = DispatchReport()
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        now = rt.clock.now()
+        async with rt.db.session() as session:
+            ids = await claim_due(session, now=now, worker=worker, limit=batch)
+        if not ids:
+            break
+        batches += 1
+        report.claimed += len(ids)
+        async with rt.db.session() as session:
+            rows = await load_claimed(session, ids)
+            completed = await completed_waves(
+                session, {(row[1].id or 0, row[0].wave) for row in rows}
+            )
+        shared = _Batch(now, completed)
+        pending = list(reversed(rows))
+        await asyncio.gather(
+            *(_work(rt, limiter, pending, shared, report) for _ in range(max(1, concurrency)))
+        )
+    if report.claimed:
+        log.info("dispatch: %s", report)
+    return report

@@ -1,0 +1,83 @@
+"""What an invitation or reminder says, and what its button does.
+
+The button `wv:<invitation id>` starts the wave's questionnaire, or resumes it. A button of a
+wave that closed, or of a questionnaire already sent, says so and does nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.dedupe import claim
+from bot.i18n import _, format_date, set_language
+from bot.runtime import runtime
+from conversations import survey
+from conversations.prompting import send_prompt
+from storage.models import Institution, Invitation
+from storage.queries import get_chat_state, graduate_by_chat
+
+PREFIX = "wv:"
+PATTERN = r"^wv:"
+
+
+def invitation_message(
+    invitation: Invitation, school: Institution
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The invitation (seq 0) or a reminder, in the current language."""
+    last_day = (invitation.closes_at - timedelta(seconds=1)).astimezone(ZoneInfo(school.timezone))
+    until = format_date(last_day.date(), "long")
+    if invitation.seq == 0:
+        text = _(
+            "Hello! {school} would like to know how you are doing. Could you answer a few "
+            "questions? It takes about five minutes, and the questionnaire is open until {date}."
+        ).format(school=school.name, date=until)
+        button = _("Start the questionnaire")
+    else:
+        text = _(
+            "A friendly reminder: the questionnaire of {school} is open until {date}. Every "
+            "answer helps the school and the students after you."
+        ).format(school=school.name, date=until)
+        button = _("Answer now")
+    markup = InlineKeyboardMarkup(
+        [[InlineKeyboardButton(button, callback_data=f"{PREFIX}{invitation.id}")]]
+    )
+    return text, markup
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = runtime(context)
+    query = update.callback_query
+    assert query is not None and query.data is not None and update.effective_chat is not None
+    chat_id = update.effective_chat.id
+    raw_id = query.data[len(PREFIX) :]
+    now = rt.clock.now()
+    outcome = ""
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, chat_id)
+        graduate = await graduate_by_chat(session, chat_id)
+        set_language(state.language or (graduate.language if graduate else None))
+        invitation = await session.get(Invitation, int(raw_id)) if raw_id.isdigit() else None
+        if invitation is None or graduate is None or invitation.graduate_id != graduate.id:
+            await query.answer(_("This button is no longer active."))
+            return
+        if state.flow and state.flow != survey.SURVEY:
+            await query.answer(_("Let's first finish the questions above."))
+            return
+        if invitation.closes_at <= now:
+            await query.answer(_("This questionnaire has closed. Thank you all the same!"))
+            return
+        outcome = await survey.start_wave(rt, session, graduate, invitation, chat_id)
+        if outcome == "done":
+            await query.answer(_("This questionnaire is already finished. Thank you!"))
+            return
+    await query.answer()
+    with contextlib.suppress(BadRequest):
+        await query.edit_message_reply_markup(None)
+    await send_prompt(rt, chat_id)
