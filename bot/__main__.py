@@ -146,6 +146,12 @@ async def cmd_serve(settings: Settings) -> int:
     if not settings.uses_sandbox and not settings.public_url:
         print("PUBLIC_URL is required for `gradtrack serve` with a real bot token.")
         return 2
+    if not settings.uses_sandbox and len(settings.secret_key) < 32:
+        print(
+            "SECRET_KEY (at least 32 characters) is required for `gradtrack serve` with a "
+            "real bot token, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+        return 2
     public_url = settings.public_url or f"http://127.0.0.1:{settings.port}"
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
@@ -284,7 +290,9 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
     try:
-        result = await import_roster(db, args.file, school_code=args.school, dry_run=args.dry_run)
+        result = await import_roster(
+            db, args.file, school_code=args.school, dry_run=args.dry_run, ref_key=settings.key
+        )
     finally:
         await db.dispose()
     for problem in result.problems:
@@ -308,6 +316,12 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if result.problems:
         print(f"{len(result.problems)} problem(s): nothing was written")
         return 1
+    if result.erased:
+        lines = ", ".join(str(line) for line in result.erased[:20])
+        print(
+            f"left out {len(result.erased)} graduate(s) who had their data erased "
+            f"(lines {lines}{', ...' if len(result.erased) > 20 else ''})"
+        )
     print("dry run: nothing was written" if args.dry_run else "import complete")
     return 0
 

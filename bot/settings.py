@@ -61,6 +61,16 @@ class Settings(BaseSettings):
         default=36, description="Personal data is erased this long after graduation."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    secret_key: str = Field(
+        default="",
+        description="Secret for keyed hashes and signed links; required by `serve` with a "
+        "real bot token. Empty in development: a fixed development key.",
+    )
+
+    @property
+    def key(self) -> bytes:
+        """The secret as bytes (a fixed development key when SECRET_KEY is unset)."""
+        return (self.secret_key or "gradtrack-development-key-not-for-production").encode()
 
     @property
     def uses_sandbox(self) -> bool:

@@ -362,7 +362,9 @@ async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         elif choice == NO:
             outcome = "kept"
         else:
-            await erase_graduate(session, graduate, now=now, reason=REASON_REQUEST)
+            await erase_graduate(
+                session, graduate, now=now, reason=REASON_REQUEST, ref_key=rt.settings.key
+            )
             outcome = "erased"
     if outcome == "gone":
         await query.answer(_("Your data has already been deleted."))

@@ -41,6 +41,8 @@ idempotent (erased rows are never touched again).
 from __future__ import annotations
 
 import calendar
+import hashlib
+import hmac
 import logging
 import re
 from collections import defaultdict
@@ -66,6 +68,7 @@ from storage.models import (
     ChatState,
     ConsentEvent,
     ConsentKind,
+    ErasedRef,
     Graduate,
     Invitation,
     InvitationStatus,
@@ -98,20 +101,32 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ISO_MONTH = re.compile(r"\d{4}-\d{2}")
 
 
+def ref_hash(key: bytes, institution_id: int, student_ref: str) -> str:
+    """The keyed hash kept of an erased graduate's student number (not reversible without
+    the key, unlike a plain hash of a short number)."""
+    message = f"{institution_id}:{student_ref.strip().casefold()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def erased_ref(graduate_id: int) -> str:
     """The student_ref an erased graduate is left with."""
     return f"erased-{graduate_id}"
 
 
 async def erase_graduate(
-    session: AsyncSession, graduate: Graduate, *, now: datetime, reason: str
+    session: AsyncSession,
+    graduate: Graduate,
+    *,
+    now: datetime,
+    reason: str,
+    ref_key: bytes | None = None,
 ) -> None:
     """Erase `graduate`'s personal data (see the module docstring), in `session`'s transaction.
-
-    A graduate erased before is left as it is."""
+    With `ref_key`, a keyed hash of the student number is kept so that a later roster import
+    leaves the graduate out. A graduate erased before is left as it is."""
     if graduate.erased_at is not None:
         return
-    await _erase(session, [graduate], now=now, reason=reason)
+    await _erase(session, [graduate], now=now, reason=reason, ref_key=ref_key)
 
 
 def retention_cutoff(now: datetime, retention_months: int) -> date:
@@ -160,11 +175,27 @@ def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
 
 
 async def _erase(
-    session: AsyncSession, graduates: Sequence[Graduate], *, now: datetime, reason: str
+    session: AsyncSession,
+    graduates: Sequence[Graduate],
+    *,
+    now: datetime,
+    reason: str,
+    ref_key: bytes | None = None,
 ) -> None:
     ids = [g.id for g in graduates if g.id is not None]
     if not ids:
         return
+    if ref_key is not None:
+        # A later roster import must not bring them back.
+        for graduate in graduates:
+            if not graduate.student_ref.startswith("erased-"):
+                session.add(
+                    ErasedRef(
+                        institution_id=graduate.institution_id,
+                        ref_hash=ref_hash(ref_key, graduate.institution_id, graduate.student_ref),
+                        erased_at=now,
+                    )
+                )
     chat_ids = [g.chat_id for g in graduates if g.chat_id is not None]
 
     await session.exec(delete(ConsentEvent).where(col(ConsentEvent.graduate_id).in_(ids)))

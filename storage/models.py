@@ -234,3 +234,16 @@ class Invitation(SQLModel, table=True):
     sent_at: datetime | None = _ts()
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     error: str | None = Field(default=None, sa_type=String(200))
+
+
+class ErasedRef(SQLModel, table=True):
+    """A keyed hash of the school's student number of an erased graduate, so that a later
+    roster import does not bring them back. The number itself is not kept."""
+
+    __tablename__ = "erased_ref"
+    __table_args__ = (UniqueConstraint("institution_id", "ref_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id", index=True)
+    ref_hash: str = Field(sa_type=String(64))
+    erased_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

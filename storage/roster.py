@@ -46,7 +46,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
 from storage.db import Database
-from storage.models import Graduate, Institution, Programme
+from storage.erasure import ref_hash
+from storage.models import ErasedRef, Graduate, Institution, Programme
 from storage.types import utcnow
 
 NAME_MAX = 200
@@ -210,6 +211,8 @@ class ImportResult:
     problems: list[Problem] = field(default_factory=list)
     changes: list[RowChange] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    #: Lines of graduates who had their data erased: left out, never created again.
+    erased: list[int] = field(default_factory=list)
     written: bool = False
 
     @property
@@ -636,6 +639,36 @@ async def _existing(session: AsyncSession, rows: list[_Row]) -> dict[tuple[int, 
     return found
 
 
+async def _without_erased(
+    session: AsyncSession,
+    rows: list[_Row],
+    existing: dict[tuple[int, str], Any],
+    key: bytes,
+    result: ImportResult,
+) -> list[_Row]:
+    """Leave out the new rows of graduates who had their data erased (by keyed hash)."""
+    new = [row for row in rows if (row.institution_id, row.student_ref) not in existing]
+    if not new:
+        return rows
+    hashes = {id(row): ref_hash(key, row.institution_id, row.student_ref) for row in new}
+    erased = set(
+        (
+            await session.exec(
+                select(ErasedRef.institution_id, ErasedRef.ref_hash).where(
+                    col(ErasedRef.ref_hash).in_(set(hashes.values()))
+                )
+            )
+        ).all()
+    )
+    kept = []
+    for row in rows:
+        if id(row) in hashes and (row.institution_id, hashes[id(row)]) in erased:
+            result.erased.append(row.line)
+        else:
+            kept.append(row)
+    return kept
+
+
 def _plan(
     rows: list[_Row], existing: dict[tuple[int, str], Any], result: ImportResult
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -700,6 +733,7 @@ async def import_roster(
     school_code: str | None = None,
     dry_run: bool = False,
     today: date | None = None,
+    ref_key: bytes | None = None,
 ) -> ImportResult:
     """Check the roster at `path` and, unless `dry_run` or any problem, upsert it in one
     transaction. The result says what was (or would be) created, updated and left unchanged,
@@ -731,7 +765,10 @@ async def import_roster(
             rows, row_problems = _check_rows(table, columns, lookups, code, today)
             result.problems.extend(row_problems)
             result.problems.sort(key=lambda p: p.line)
-            creates, updates = _plan(rows, await _existing(session, rows), result)
+            existing = await _existing(session, rows)
+            if ref_key is not None:
+                rows = await _without_erased(session, rows, existing, ref_key, result)
+            creates, updates = _plan(rows, existing, result)
             if dry_run or result.problems:
                 await session.rollback()
                 return result

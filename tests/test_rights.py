@@ -27,6 +27,7 @@ from storage.models import (
     ChatState,
     ConsentEvent,
     ConsentKind,
+    ErasedRef,
     Graduate,
     Institution,
     Invitation,
@@ -612,3 +613,36 @@ async def test_retention_sweep_erases_only_the_old_cohort_once(
     later = datetime(2028, 7, 1, tzinfo=UTC)
     assert await retention_sweep(db, now=later, retention_months=36) == len(kept)
     assert await _closed_counts(db) == counts
+
+
+async def test_a_roster_import_after_erasure_does_not_bring_the_graduate_back(
+    h: Harness, tmp_path: Path
+) -> None:
+    from storage.roster import import_roster
+
+    school = await h.school(code="demo-nl", country="NL", language="nl")
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "student_ref,name,school,programme,graduation_date\n"
+        "S-1,Anna de Vries,demo-nl,ICT4,2026-06-30\n"
+        "S-2,Bram Jansen,demo-nl,CHEF4,2026-06-30\n",
+        encoding="utf-8",
+    )
+    key = h.settings.key
+    first = await import_roster(h.db, roster, ref_key=key)
+    assert (first.created, first.erased) == (2, [])
+    async with h.db.session() as session:
+        anna = (await session.exec(select(Graduate).where(Graduate.student_ref == "S-1"))).one()
+    user = h.user("nl")
+    await h.send(user, f"/start {anna.invite_token}")
+    (question,) = await h.send(user, "/delete")
+    await h.press(user, tr("nl", "Yes, delete my data"), message=question)
+
+    again = await import_roster(h.db, roster, ref_key=key)
+    assert again.ok and again.erased == [2] and again.created == 0 and again.unchanged == 1
+    found = await _find(h.db, ["S-1", "Anna de Vries"])
+    assert found == []
+    async with h.db.session() as session:
+        erased_rows = (await session.exec(select(ErasedRef))).all()
+    assert [r.institution_id for r in erased_rows] == [school.id]
+    assert "S-1" not in erased_rows[0].ref_hash
