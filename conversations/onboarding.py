@@ -18,14 +18,13 @@ import calendar
 import logging
 from datetime import date
 
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
 from bot.i18n import _, language_name, month_name, set_language
 from bot.runtime import Runtime, runtime
-from conversations.prompting import Prompt, register, send_prompt
+from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import (
     LANGUAGES,
     AgeCheck,
@@ -443,18 +442,6 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await message.reply_text(not_registered_text())
 
 
-async def _mark_answer(query: CallbackQuery, label: str) -> None:
-    """Show the chosen answer under the question and remove its buttons."""
-    message = query.message
-    text = getattr(message, "text", None)
-    if not text:
-        return
-    try:
-        await query.edit_message_text(f"{text}\n\n→ {label}")
-    except BadRequest as exc:  # already edited (a duplicate press); nothing to change
-        log.debug("could not mark answer: %s", exc)
-
-
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A button of an onboarding question: `ob:<step>:<value>`."""
     rt = runtime(context)
@@ -543,7 +530,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         _advance(state, next_step)
         session.add(state)
     await query.answer()
-    await _mark_answer(query, label)
+    await close_question(query, label)
     if next_step:
         await send_prompt(rt, chat_id)
     else:

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from telegram import InlineKeyboardMarkup
-from telegram.error import Forbidden
+from telegram import CallbackQuery, InlineKeyboardMarkup
+from telegram.error import BadRequest, Forbidden
 
 from bot.i18n import use_language
 from bot.runtime import Runtime, mark_unreachable
@@ -38,6 +38,19 @@ _renderers: dict[str, Renderer] = {}
 
 def register(flow: str, renderer: Renderer) -> None:
     _renderers[flow] = renderer
+
+
+async def close_question(query: CallbackQuery, label: str | None) -> None:
+    """Show the chosen answer under the question (or just remove its buttons when there is
+    no label or text), so that an answered question cannot be answered again."""
+    text = getattr(query.message, "text", None)
+    try:
+        if label and text:
+            await query.edit_message_text(f"{text}\n\n→ {label}")
+        else:
+            await query.edit_message_reply_markup(None)
+    except BadRequest as exc:  # already edited (a duplicate press) or too old
+        log.debug("question not closed: %s", exc)
 
 
 async def send_prompt(rt: Runtime, chat_id: int) -> None:

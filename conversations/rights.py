@@ -21,8 +21,7 @@ from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
@@ -30,6 +29,7 @@ from bot.i18n import _, format_date, set_language
 from bot.runtime import Runtime, runtime
 from conversations import engine
 from conversations.onboarding import not_registered_text
+from conversations.prompting import close_question
 from conversations.questionnaire import Question, Questionnaire, QuestionType
 from conversations.rules import choose_language
 from conversations.survey import decode_id, encode_id
@@ -322,18 +322,6 @@ async def delete_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     )
 
 
-async def _close_question(query: CallbackQuery, label: str | None) -> None:
-    """Show the answer under the question (if any) and remove its buttons."""
-    text = getattr(query.message, "text", None)
-    try:
-        if label and text:
-            await query.edit_message_text(f"{text}\n\n→ {label}")
-        else:
-            await query.edit_message_reply_markup(None)
-    except BadRequest as exc:  # already edited, or the message is too old
-        log.debug("delete question not closed: %s", exc)
-
-
 async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A button of the /delete question: `del:<yes|no>:<graduate>:<asked at>`."""
     rt = runtime(context)
@@ -368,20 +356,20 @@ async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             outcome = "erased"
     if outcome == "gone":
         await query.answer(_("Your data has already been deleted."))
-        await _close_question(query, None)
+        await close_question(query, None)
     elif outcome == "stale":
         await query.answer(_("This button is no longer active."))
-        await _close_question(query, None)
+        await close_question(query, None)
     elif outcome == "expired":
         await query.answer(_("This button is no longer active. Send /delete again."))
-        await _close_question(query, None)
+        await close_question(query, None)
     elif outcome == "kept":
         await query.answer()
-        await _close_question(query, _("No, keep my data"))
+        await close_question(query, _("No, keep my data"))
         await rt.bot.send_message(chat_id, _("OK, I have not deleted anything."))
     else:
         await query.answer()
-        await _close_question(query, _("Yes, delete my data"))
+        await close_question(query, _("Yes, delete my data"))
         await rt.bot.send_message(
             chat_id,
             _(

@@ -35,7 +35,7 @@ from bot.i18n import _, format_date, set_language
 from bot.runtime import Runtime, runtime
 from conversations import engine
 from conversations.onboarding import not_registered_text
-from conversations.prompting import Prompt, register, send_prompt
+from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.questionnaire import Question, Questionnaire
 from conversations.rules import choose_language
 from storage.invitations import open_wave_invitation, wave_response
@@ -500,17 +500,6 @@ async def start_wave(
 # ---------------------------------------------------------------- answering
 
 
-async def _mark_answered(query: CallbackQuery, label: str) -> None:
-    message = query.message
-    text = getattr(message, "text", None)
-    if not text:
-        return
-    try:
-        await query.edit_message_text(f"{text}\n\n→ {label}")
-    except BadRequest as exc:
-        log.debug("could not mark the answer: %s", exc)
-
-
 async def _stale(query: CallbackQuery, response: SurveyResponse | None) -> None:
     if response is None:
         await query.answer(_("This button is no longer active."))
@@ -678,7 +667,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             log.debug("keyboard not updated: %s", exc)
         return
     if label:
-        await _mark_answered(query, label)
+        await close_question(query, label)
     elif press is not None and press.kind in ("se", "ss"):
         try:
             await query.edit_message_reply_markup(None)

@@ -35,6 +35,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from conversations.questionnaire import (
     END_GROUP,
+    ROW_KEYS,
     SUPPORTED_LANGUAGES,
     Group,
     GroupEnd,
@@ -66,18 +67,7 @@ _NAMES_TO_CODES: dict[str, str] = {
     "italiano": "it",
 }
 
-SURVEY_COLUMNS = (
-    "type",
-    "name",
-    "label",
-    "hint",
-    "required",
-    "relevant",
-    "constraint",
-    "constraint_message",
-    "parameters",
-    "core",
-)
+SURVEY_COLUMNS = ROW_KEYS
 TRANSLATED_SURVEY_COLUMNS = ("label", "hint", "constraint_message")
 CHOICES_COLUMNS = ("list_name", "name", "label")
 SETTINGS_COLUMNS = ("form_id", "version", "default_language", "languages", "title")
