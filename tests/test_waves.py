@@ -339,3 +339,31 @@ async def test_new_graduates_do_not_get_waves_that_already_closed(waves: Harness
     h.clock.set(datetime(2027, 1, 1, 12, 0, tzinfo=UTC))
     await h.consenting_graduate("en")
     assert await plan_invitations(h.db, h.runtime.plans, now=h.clock.now()) == 0
+
+
+async def test_a_graduate_through_every_wave_of_the_default_plan(harness: Harness) -> None:
+    """Before graduation, 2 and 6 months after: each invitation and reminder once, at 10:00
+    local time, and none after the graduate sent the wave's answers."""
+    h = harness
+    h.clock.set(datetime(2026, 4, 1, 9, 0, tzinfo=UTC))
+    await h.restart_bot()
+    graduate, user = await h.consenting_graduate("it")
+    assert await plan_invitations(h.db, h.runtime.plans, now=h.clock.now()) == 3 + 4 + 4
+    rows = sorted(await invitations(h), key=lambda r: r.due_at)
+    sent_texts: list[str] = []
+    for row in rows:
+        h.clock.set(row.due_at + timedelta(minutes=1))
+        outcome = await dispatch(h)
+        if row.wave == "m2" and row.seq > 0:
+            assert outcome["skipped"] == 1  # answered at the invitation
+            continue
+        assert outcome["sent"] == 1, (row.wave, row.seq, outcome)
+        (message,) = await h.replies(user, 1)
+        sent_texts.append(message.content)
+        if row.wave == "m2" and row.seq == 0:
+            (c0,) = await h.press(user, tr("it", "Start the questionnaire"), message=message)
+            await h.press(user, "No", message=c0)  # declines this time: the wave is answered
+    assert len(sent_texts) == 3 + 1 + 4
+    assert sum(t.startswith(tr("it", INVITE).split("{")[0]) for t in sent_texts) == 3
+    assert all(r.status in ("sent", "skipped") for r in await invitations(h))
+    assert graduate.consent_followup
