@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from bot.news_cli import add_news_parser, cmd_news
 from bot.settings import Settings, get_settings
 from storage.db import Database
 from storage.migrate import upgrade
@@ -437,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the bot with long polling (sandbox without a token)")
     sub.add_parser("serve", help="serve the webhook and health checks on $PORT")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    add_news_parser(sub)
     sub.add_parser("demo", help="seed the demo school and print a fresh demo invite link")
     questionnaire = sub.add_parser("questionnaire", help="check, export or import questionnaires")
     actions = questionnaire.add_subparsers(dest="action", required=True)
@@ -458,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_questionnaire(args)
     settings = get_settings()
     _setup_logging(settings)
+    if args.command == "news":
+        return asyncio.run(cmd_news(settings, args))
     if args.command in ROSTER_COMMANDS:
         return asyncio.run(ROSTER_COMMANDS[args.command](settings, args))
     commands = {"run": cmd_run, "serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}

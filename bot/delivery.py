@@ -23,11 +23,12 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlmodel import col, update
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.i18n import use_language
@@ -76,6 +77,48 @@ class RateLimiter:
             self._next += self.interval
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+@dataclass
+class SendResult:
+    """What Telegram said to one message: sent, forbidden (403), retry later, or failed."""
+
+    outcome: str
+    reason: str = ""
+    message_id: int | None = None
+    retry_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def report(self) -> str:
+        return {"sent": "sent", "retry": "retried"}.get(self.outcome, "failed")
+
+
+async def send_safely(
+    rt: Runtime, chat_id: int, send: Callable[[], Awaitable[Message]], attempts: int
+) -> SendResult:
+    """Send one bulk message and classify Telegram's answer (see the module docstring).
+    A 403 also marks the graduate unreachable."""
+    try:
+        # A 429 is first retried by python-telegram-bot's rate limiter after retry_after (it
+        # holds every request of the bot meanwhile, as Telegram asks); when that is not
+        # enough, the row goes back for later and the dispatcher goes on with the others.
+        message = await send()
+    except Forbidden as exc:
+        await mark_unreachable(rt, chat_id, exc)
+        return SendResult("forbidden", "forbidden", error=exc.message[:200])
+    except RetryAfter as exc:
+        return SendResult("retry", "429", retry_at=rt.clock.now() + retry_after(exc))
+    except BadRequest as exc:
+        return SendResult("failed", "bad_request", error=exc.message[:200])
+    except (NetworkError, TelegramError) as exc:
+        if attempts >= MAX_ATTEMPTS:
+            return SendResult("failed", "gave_up", error=str(exc)[:200])
+        backoff = timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+        return SendResult(
+            "retry", "network", retry_at=rt.clock.now() + backoff, error=str(exc)[:200]
+        )
+    return SendResult("sent", message_id=message.message_id)
 
 
 @dataclass
@@ -169,49 +212,33 @@ async def _deliver(
     )
     await limiter.wait()
     assert graduate.chat_id is not None
-    try:
-        # A 429 is first retried by python-telegram-bot's rate limiter after retry_after (it
-        # holds every request of the bot meanwhile, as Telegram asks); when that is not
-        # enough, the row goes back for later and the dispatcher goes on with the others.
-        message = await rt.bot.send_message(graduate.chat_id, text, reply_markup=markup)
-    except Forbidden as exc:
-        await mark_unreachable(rt, graduate.chat_id, exc)
-        await _finish(rt, invitation.id, InvitationStatus.FAILED, error=exc.message[:200])
-        report.count("failed", "forbidden")
-        return
-    except RetryAfter as exc:
-        retry_at = rt.clock.now() + retry_after(exc)
-        await _finish(rt, invitation.id, InvitationStatus.PENDING, due_at=retry_at)
-        report.count("retried", "429")
-        return
-    except BadRequest as exc:
-        await _finish(rt, invitation.id, InvitationStatus.FAILED, error=exc.message[:200])
-        report.count("failed", "bad_request")
-        return
-    except (NetworkError, TelegramError) as exc:
-        if invitation.attempts >= MAX_ATTEMPTS:
-            await _finish(rt, invitation.id, InvitationStatus.FAILED, error=str(exc)[:200])
-            report.count("failed", "gave_up")
-            return
-        backoff = timedelta(seconds=min(30 * 2 ** max(invitation.attempts - 1, 0), 3600))
+    chat_id = graduate.chat_id
+    result = await send_safely(
+        rt,
+        chat_id,
+        lambda: rt.bot.send_message(chat_id, text, reply_markup=markup),
+        invitation.attempts,
+    )
+    if result.outcome == "sent":
+        await _finish(
+            rt,
+            invitation.id,
+            InvitationStatus.SENT,
+            sent_at=rt.clock.now(),
+            message_id=result.message_id,
+            error=None,
+        )
+    elif result.outcome == "retry":
         await _finish(
             rt,
             invitation.id,
             InvitationStatus.PENDING,
-            due_at=rt.clock.now() + backoff,
-            error=str(exc)[:200],
+            due_at=result.retry_at,
+            error=result.error,
         )
-        report.count("retried", "network")
-        return
-    await _finish(
-        rt,
-        invitation.id,
-        InvitationStatus.SENT,
-        sent_at=rt.clock.now(),
-        message_id=message.message_id,
-        error=None,
-    )
-    report.count("sent")
+    else:  # forbidden or failed: never again
+        await _finish(rt, invitation.id, InvitationStatus.FAILED, error=result.error)
+    report.count(result.report, result.reason)
 
 
 async def _work(
@@ -246,7 +273,13 @@ async def dispatch_due(
     while max_batches is None or batches < max_batches:
         now = rt.clock.now()
         async with rt.db.session() as session:
-            ids = await claim_due(session, now=now, worker=worker, limit=batch)
+            ids = await claim_due(
+                session,
+                now=now,
+                worker=worker,
+                limit=batch,
+                lease=timedelta(seconds=rt.settings.claim_lease_seconds),
+            )
         if not ids:
             break
         batches += 1

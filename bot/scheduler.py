@@ -14,6 +14,7 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.delivery import RateLimiter, dispatch_due
+from bot.news import dispatch_news
 from bot.runtime import Runtime
 from storage.invitations import plan_invitations
 
@@ -50,6 +51,16 @@ def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
         args=[rt],
         kwargs={"limiter": limiter},
         id="dispatch",
+        next_run_time=datetime.now(),
+        **options,
+    )
+    scheduler.add_job(
+        dispatch_news,
+        "interval",
+        seconds=rt.settings.dispatch_interval_seconds,
+        args=[rt],
+        kwargs={"limiter": limiter},
+        id="news",
         next_run_time=datetime.now(),
         **options,
     )

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: float = Field(
         default=15.0, description="How often due invitations and reminders are claimed."
     )
+    claim_lease_seconds: float = Field(
+        default=300.0,
+        description="A claimed invitation or news delivery whose sender died is sent again "
+        "after this long.",
+    )
     retention_months: int = Field(
         default=36, description="Personal data is erased this long after graduation."
     )

@@ -89,7 +89,14 @@ async def plan_invitations(
                     created += 1
 
 
-async def claim_due(session: AsyncSession, *, now: datetime, worker: str, limit: int) -> list[int]:
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    worker: str,
+    limit: int,
+    lease: timedelta = CLAIM_LEASE,
+) -> list[int]:
     """Claim up to `limit` due rows for `worker`; returns their ids, oldest due first."""
     due = or_(
         and_(
@@ -97,7 +104,7 @@ async def claim_due(session: AsyncSession, *, now: datetime, worker: str, limit:
         ),
         and_(
             col(Invitation.status) == InvitationStatus.CLAIMED.value,
-            col(Invitation.claimed_at) < now - CLAIM_LEASE,
+            col(Invitation.claimed_at) < now - lease,
         ),
     )
     candidates = select(Invitation.id).where(due).order_by(col(Invitation.due_at)).limit(limit)

@@ -247,3 +247,90 @@ class ErasedRef(SQLModel, table=True):
     institution_id: int = Field(foreign_key="institution.id", index=True)
     ref_hash: str = Field(sa_type=String(64))
     erased_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BroadcastStatus(StrEnum):
+    DRAFT = "draft"  # being composed
+    SCHEDULED = "scheduled"  # waits for due_at
+    SENDING = "sending"  # recipients chosen, deliveries going out
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Segment(SQLModel, table=True):
+    """A saved audience: a filter over graduates (school, programme, year, language, wave)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int | None = Field(default=None, foreign_key="institution.id", index=True)
+    name: str = Field(sa_type=String(100))
+    filter: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_by: int | None = Field(default=None, foreign_key="staff.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Broadcast(SQLModel, table=True):
+    """Alumni news to a segment of graduates: texts per language, when, and its report."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int | None = Field(default=None, foreign_key="institution.id", index=True)
+    created_by: int | None = Field(default=None, foreign_key="staff.id")
+    texts: dict[str, str] = Field(default_factory=dict, sa_type=JSON)  # language -> HTML text
+    default_language: str = Field(sa_type=String(8), default="en")
+    photo: str | None = Field(default=None, sa_type=String(200), description="Telegram file_id")
+    link_url: str | None = Field(default=None, sa_type=String(500))
+    link_labels: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    filter: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(sa_type=String(16), default=BroadcastStatus.DRAFT.value, index=True)
+    due_at: datetime | None = _ts(index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    cancelled_at: datetime | None = _ts()
+    total: int = Field(default=0)
+    sent: int = Field(default=0)
+    blocked: int = Field(default=0)
+    failed: int = Field(default=0)
+    cancelled: int = Field(default=0)
+    report_chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    report_message_id: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    BLOCKED = "blocked"  # 403: blocked the bot or deleted the account
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Delivery(SQLModel, table=True):
+    """One recipient of one broadcast: written before sending, marked when sent."""
+
+    __table_args__ = (UniqueConstraint("broadcast_id", "graduate_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    broadcast_id: int = Field(foreign_key="broadcast.id", index=True)
+    graduate_id: int = Field(foreign_key="graduate.id", index=True)
+    status: str = Field(sa_type=String(16), default=DeliveryStatus.PENDING.value, index=True)
+    due_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_at: datetime | None = _ts()
+    attempts: int = Field(default=0)
+    sent_at: datetime | None = _ts()
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    error: str | None = Field(default=None, sa_type=String(200))
+
+
+class StaffInvite(SQLModel, table=True):
+    """A one-time link that makes whoever opens it a staff member (`/start t_<token>`)."""
+
+    __tablename__ = "staff_invite"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token: str = Field(sa_type=String(64), unique=True)
+    role: str = Field(sa_type=String(16), default=StaffRole.OFFICER.value)
+    institution_id: int | None = Field(default=None, foreign_key="institution.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = _ts()
+    used_by: int | None = Field(default=None, sa_type=BigInteger)

@@ -1,0 +1,334 @@
+"""Sending alumni news: the recipients of due broadcasts, at the bulk rate, resumable.
+
+`dispatch_news` first writes the recipients of every scheduled broadcast that is due (one
+`Delivery` row each), then claims pending deliveries in batches and sends them. Each delivery
+is marked sent in its own small transaction right after Telegram accepted it; a process that
+dies (even with SIGKILL) leaves claimed rows whose claim expires and which are sent then, so
+nobody is skipped, and nobody whose message was recorded gets it twice. A cancelled broadcast
+stops within one batch: its pending rows are cancelled and nothing more of it is sent.
+
+The officer who scheduled a broadcast sees its progress in the chat, one message edited as
+batches go out, and the final report (sent, blocked, failed, pending, cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlmodel import col, select
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, TelegramError
+
+from bot.delivery import RateLimiter, send_safely
+from bot.i18n import _, use_language
+from bot.runtime import Runtime
+from storage import news
+from storage.models import (
+    Broadcast,
+    BroadcastStatus,
+    Delivery,
+    DeliveryStatus,
+    Graduate,
+    Institution,
+    Staff,
+)
+
+log = logging.getLogger(__name__)
+
+LIVE_REFRESH_SECONDS = 0.5
+
+
+class LiveBroadcasts:
+    """Which broadcasts are still sending, re-read at most every half second, so that a
+    cancel stops the senders within a moment."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.live: set[int] = set()
+        self.known: set[int] = set()
+        self.read_at = 0.0
+
+    async def is_live(self, broadcast_id: int) -> bool:
+        now = time.monotonic()
+        if broadcast_id not in self.known or now - self.read_at > LIVE_REFRESH_SECONDS:
+            self.known.add(broadcast_id)
+            self.live = await _still_sending(self.rt, self.known)
+            self.read_at = now
+        return broadcast_id in self.live
+
+
+@dataclass
+class NewsReport:
+    started: list[int] = field(default_factory=list)
+    claimed: int = 0
+    sent: int = 0
+    blocked: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+
+
+def news_message(
+    broadcast: Broadcast, language: str | None
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The text (HTML) and link button a graduate gets, in their language when there is a
+    version in it, else in the broadcast's default language."""
+    lang = language if language in broadcast.texts else broadcast.default_language
+    text = broadcast.texts.get(lang) or next(iter(broadcast.texts.values()), "")
+    markup = None
+    if broadcast.link_url:
+        label = (
+            broadcast.link_labels.get(lang)
+            or broadcast.link_labels.get(broadcast.default_language)
+            or broadcast.link_url
+        )
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, url=broadcast.link_url)]])
+    return text, markup
+
+
+async def send_news(
+    rt: Runtime, broadcast: Broadcast, chat_id: int, language: str | None
+) -> Message:
+    """One news message, exactly as graduates get it (also used for the officer's preview)."""
+    text, markup = news_message(broadcast, language)
+    if broadcast.photo:
+        return await rt.bot.send_photo(
+            chat_id, broadcast.photo, caption=text, parse_mode=ParseMode.HTML, reply_markup=markup
+        )
+    return await rt.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup)
+
+
+async def _claim(rt: Runtime, now: datetime, limit: int) -> list[int]:
+    due = or_(
+        and_(
+            col(Delivery.status) == DeliveryStatus.PENDING.value,
+            col(Delivery.due_at) <= now,
+        ),
+        and_(
+            col(Delivery.status) == DeliveryStatus.CLAIMED.value,
+            col(Delivery.claimed_at) < now - timedelta(seconds=rt.settings.claim_lease_seconds),
+        ),
+    )
+    async with rt.db.session() as session:
+        sending = select(Broadcast.id).where(Broadcast.status == BroadcastStatus.SENDING.value)
+        candidates = (
+            select(Delivery.id)
+            .where(due, col(Delivery.broadcast_id).in_(sending))
+            .order_by(col(Delivery.id))
+            .limit(limit)
+        )
+        if rt.db.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        ids = list((await session.exec(candidates)).all())
+        if not ids:
+            return []
+        claimed = await session.exec(
+            update(Delivery)
+            .where(col(Delivery.id).in_(ids), due)
+            .values(
+                status=DeliveryStatus.CLAIMED.value,
+                claimed_at=now,
+                attempts=col(Delivery.attempts) + 1,
+            )
+            .returning(col(Delivery.id))
+        )
+        return sorted(claimed.scalars().all())
+
+
+async def _record(rt: Runtime, delivery_id: int, status: DeliveryStatus, **values: object) -> None:
+    async with rt.db.engine.begin() as conn:
+        await conn.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == delivery_id)
+            .values(status=status.value, claimed_at=None, **values)
+        )
+
+
+async def _still_sending(rt: Runtime, broadcast_ids: set[int]) -> set[int]:
+    async with rt.db.session() as session:
+        rows = await session.exec(
+            select(Broadcast.id).where(
+                col(Broadcast.id).in_(broadcast_ids),
+                Broadcast.status == BroadcastStatus.SENDING.value,
+            )
+        )
+        return {row for row in rows.all() if row is not None}
+
+
+async def _deliver_one(
+    rt: Runtime,
+    limiter: RateLimiter,
+    delivery: Delivery,
+    graduate: Graduate,
+    broadcast: Broadcast,
+    live: LiveBroadcasts,
+    report: NewsReport,
+) -> None:
+    assert delivery.id is not None and broadcast.id is not None
+    if not await live.is_live(broadcast.id):
+        await _record(rt, delivery.id, DeliveryStatus.CANCELLED)
+        report.skipped += 1
+        return
+    if (
+        graduate.chat_id is None
+        or graduate.opted_out_at
+        or graduate.erased_at
+        or (graduate.unreachable_at is not None)
+        or not graduate.consent_news
+    ):
+        # Stopped, blocked, erased or unsubscribed since the recipients were chosen.
+        await _record(rt, delivery.id, DeliveryStatus.CANCELLED, error="no longer reachable")
+        report.skipped += 1
+        return
+    chat_id = graduate.chat_id
+    await limiter.wait()
+    result = await send_safely(
+        rt, chat_id, lambda: send_news(rt, broadcast, chat_id, graduate.language), delivery.attempts
+    )
+    if result.outcome == "sent":
+        await _record(
+            rt,
+            delivery.id,
+            DeliveryStatus.SENT,
+            sent_at=rt.clock.now(),
+            message_id=result.message_id,
+            error=None,
+        )
+        report.sent += 1
+    elif result.outcome == "retry":
+        await _record(
+            rt, delivery.id, DeliveryStatus.PENDING, due_at=result.retry_at, error=result.error
+        )
+        report.retried += 1
+    elif result.outcome == "forbidden":
+        await _record(rt, delivery.id, DeliveryStatus.BLOCKED, error=result.error)
+        report.blocked += 1
+    else:
+        await _record(rt, delivery.id, DeliveryStatus.FAILED, error=result.error)
+        report.failed += 1
+
+
+async def _work(
+    rt: Runtime,
+    limiter: RateLimiter,
+    pending: list[tuple[Delivery, Graduate, Broadcast]],
+    live: LiveBroadcasts,
+    report: NewsReport,
+) -> None:
+    """One of a few concurrent senders taking deliveries off the shared list."""
+    while pending:
+        delivery, graduate, broadcast = pending.pop()
+        try:
+            await _deliver_one(rt, limiter, delivery, graduate, broadcast, live, report)
+        except Exception:  # one message must not stop the broadcast
+            log.exception("news delivery %s failed", delivery.id)
+
+
+def progress_text(broadcast: Broadcast) -> str:
+    """The officer's report, in the current language."""
+    done = broadcast.status in (BroadcastStatus.DONE.value, BroadcastStatus.CANCELLED.value)
+    if broadcast.status == BroadcastStatus.CANCELLED.value:
+        head = _("News #{id} was cancelled.")
+    elif done:
+        head = _("News #{id} has been sent.")
+    else:
+        head = _("News #{id} is being sent…")
+    return "\n".join(
+        [
+            head.format(id=broadcast.id),
+            _("Recipients: {total}").format(total=broadcast.total),
+            _("Sent: {n}").format(n=broadcast.sent),
+            _("Blocked the bot: {n}").format(n=broadcast.blocked),
+            _("Failed: {n}").format(n=broadcast.failed),
+            _("Pending: {n}").format(n=news.pending_count(broadcast)),
+            _("Cancelled: {n}").format(n=broadcast.cancelled),
+        ]
+    )
+
+
+async def report_progress(rt: Runtime, broadcast_id: int) -> Broadcast:
+    """Store the numbers and show them to the officer (one message, edited)."""
+    broadcast = await news.refresh_counts(rt.db, broadcast_id, rt.clock.now())
+    if broadcast.report_chat_id is None:
+        return broadcast
+    async with rt.db.session() as session:
+        staff = (
+            await session.exec(
+                select(Staff).where(Staff.telegram_user_id == broadcast.report_chat_id)
+            )
+        ).first()
+        school = (
+            await session.get(Institution, broadcast.institution_id)
+            if broadcast.institution_id
+            else None
+        )
+    language = (staff.language if staff else None) or (school.default_language if school else None)
+    with use_language(language):
+        text = progress_text(broadcast)
+    try:
+        if broadcast.report_message_id:
+            await rt.bot.edit_message_text(
+                text, broadcast.report_chat_id, broadcast.report_message_id
+            )
+        else:
+            message = await rt.bot.send_message(broadcast.report_chat_id, text)
+            async with rt.db.engine.begin() as conn:
+                await conn.execute(
+                    update(Broadcast)
+                    .where(col(Broadcast.id) == broadcast_id)
+                    .values(report_message_id=message.message_id)
+                )
+    except BadRequest as exc:  # "message is not modified": nothing new to show
+        log.debug("progress of news %s not shown: %s", broadcast_id, exc)
+    except TelegramError:
+        log.warning("could not show the progress of news %s", broadcast_id, exc_info=True)
+    return broadcast
+
+
+async def dispatch_news(
+    rt: Runtime,
+    *,
+    limiter: RateLimiter | None = None,
+    batch: int = 500,
+    concurrency: int = 4,
+    max_batches: int | None = None,
+) -> NewsReport:
+    """Start due broadcasts, then claim and send their deliveries, batch by batch."""
+    limiter = limiter or RateLimiter(rt.settings.bulk_send_per_second)
+    report = NewsReport(started=await news.start_due(rt.db, rt.clock.now()))
+    touched: set[int] = set(report.started)
+    live = LiveBroadcasts(rt)
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        ids = await _claim(rt, rt.clock.now(), batch)
+        if not ids:
+            break
+        batches += 1
+        report.claimed += len(ids)
+        async with rt.db.session() as session:
+            rows = (
+                await session.exec(
+                    select(Delivery, Graduate, Broadcast)
+                    .join(Graduate, col(Graduate.id) == Delivery.graduate_id)
+                    .join(Broadcast, col(Broadcast.id) == Delivery.broadcast_id)
+                    .where(col(Delivery.id).in_(ids))
+                    .order_by(col(Delivery.id))
+                )
+            ).all()
+        broadcasts = {row[2].id for row in rows if row[2].id is not None}
+        touched |= broadcasts
+        pending = [(d, g, b) for d, g, b in reversed(rows)]
+        await asyncio.gather(
+            *(_work(rt, limiter, pending, live, report) for _ in range(max(1, concurrency)))
+        )
+        for broadcast_id in broadcasts:
+            await report_progress(rt, broadcast_id)
+    for broadcast_id in touched:
+        await report_progress(rt, broadcast_id)
+    return report

@@ -1,0 +1,193 @@
+"""`gradtrack news`: compose, schedule, send and cancel alumni news from the command line.
+
+    gradtrack news send --school alfa --text "<b>Open day</b> on 12 March" \\
+        [--text-in nl "<b>Open dag</b> op 12 maart"] [--programme ICT4] [--year 2026] \\
+        [--language nl] [--link https://… "More"] [--at "2026-12-01 10:00"] [--dry-run]
+    gradtrack news dispatch [--concurrency 4]   # send what is due now, then exit
+    gradtrack news list [--school alfa]
+    gradtrack news cancel ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+
+from bot.settings import Settings
+from conversations.rules import LANGUAGES
+from storage import news
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import Broadcast, Institution, Programme
+
+TIME_FORMATS = ("%Y-%m-%d %H:%M", "%d-%m-%Y %H:%M", "%d/%m/%Y %H:%M", "%d.%m.%Y %H:%M")
+
+
+def add_news_parser(sub: Any) -> None:
+    parser = sub.add_parser("news", help="alumni news: send, dispatch, list, cancel")
+    actions = parser.add_subparsers(dest="action", required=True)
+    send = actions.add_parser("send", help="compose and schedule news to a segment")
+    send.add_argument("--school", required=True, help="school code")
+    send.add_argument("--text", required=True, help="text in the school's language (HTML)")
+    send.add_argument(
+        "--text-in",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LANG", "TEXT"),
+        help="a version in another language",
+    )
+    send.add_argument("--programme", action="append", default=[], help="programme code")
+    send.add_argument("--year", type=int, action="append", default=[], help="graduation year")
+    send.add_argument("--language", action="append", default=[], help="graduates' language")
+    send.add_argument("--wave", help="with --not-responded: graduates invited to this wave")
+    send.add_argument("--not-responded", action="store_true")
+    send.add_argument("--link", nargs=2, metavar=("URL", "LABEL"))
+    send.add_argument("--at", help="local time of the school, e.g. '2026-12-01 10:00'")
+    send.add_argument("--dry-run", action="store_true", help="only count the recipients")
+    dispatch = actions.add_parser("dispatch", help="send the news that is due, then exit")
+    dispatch.add_argument("--concurrency", type=int, default=4)
+    listing = actions.add_parser("list", help="the latest broadcasts and their reports")
+    listing.add_argument("--school")
+    cancel = actions.add_parser("cancel", help="stop a scheduled or running broadcast")
+    cancel.add_argument("id", type=int)
+
+
+def parse_local_time(text: str, timezone: str) -> datetime | None:
+    for fmt in TIME_FORMATS:
+        try:
+            local = datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        return local.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+async def _send(db: Database, args: argparse.Namespace) -> int:
+    async with db.session() as session:
+        school = (
+            await session.exec(select(Institution).where(Institution.code == args.school.lower()))
+        ).first()
+        if school is None or school.id is None:
+            return _fail(f"unknown school {args.school!r}")
+        programmes = (
+            await session.exec(select(Programme).where(Programme.institution_id == school.id))
+        ).all()
+        by_code = {p.code.lower(): p.id for p in programmes}
+        unknown = [code for code in args.programme if code.lower() not in by_code]
+        if unknown:
+            return _fail(f"unknown programme(s) of {school.code}: {', '.join(unknown)}")
+        texts = {school.default_language: args.text}
+        for lang, text in args.text_in:
+            if lang not in LANGUAGES:
+                return _fail(f"language {lang!r} is not one of {', '.join(LANGUAGES)}")
+            texts[lang] = text
+        if any(len(html.unescape(text)) > 4096 for text in texts.values()):
+            return _fail("a text is longer than Telegram's 4,096 characters")
+        try:
+            audience = news.Audience(
+                institution_ids=(school.id,),
+                programme_ids=tuple(by_code[c.lower()] or 0 for c in args.programme),
+                graduation_years=tuple(args.year),
+                languages=tuple(args.language),
+                wave=args.wave,
+                wave_status="not_responded" if args.not_responded else None,
+            )
+        except news.AudienceError as error:
+            return _fail(str(error))
+        count = await news.count_audience(session, audience)
+        if args.dry_run:
+            print(f"{count} graduates would receive it")
+            return 0
+        due = datetime.now(UTC)
+        if args.at:
+            parsed = parse_local_time(args.at, school.timezone)
+            if parsed is None:
+                return _fail("--at must look like 2026-12-01 10:00 (the school's local time)")
+            if parsed < due:
+                return _fail("--at is in the past")
+            due = parsed
+        broadcast = Broadcast(
+            institution_id=school.id,
+            texts=texts,
+            default_language=school.default_language,
+            link_url=args.link[0] if args.link else None,
+            link_labels={school.default_language: args.link[1]} if args.link else {},
+            filter=audience.to_filter(),
+        )
+        session.add(broadcast)
+        await session.flush()
+        await news.schedule(session, broadcast, due)
+    when = "now" if not args.at else f"at {args.at} ({school.timezone})"
+    print(f"news #{broadcast.id} scheduled {when} for {count} graduates")
+    return 0
+
+
+async def _dispatch(settings: Settings, db: Database, args: argparse.Namespace) -> int:
+    from bot.app import build_application
+    from bot.news import dispatch_news
+
+    if not settings.telegram_bot_token:
+        return _fail("TELEGRAM_BOT_TOKEN is required to send news")
+    application = build_application(settings, db)
+    await application.initialize()
+    try:
+        report = await dispatch_news(
+            application.bot_data["gradtrack"], concurrency=args.concurrency
+        )
+    finally:
+        await application.shutdown()
+    print(
+        f"sent {report.sent}, blocked {report.blocked}, failed {report.failed}, "
+        f"retried later {report.retried}, skipped {report.skipped}"
+    )
+    return 0
+
+
+async def _list(db: Database, args: argparse.Namespace) -> int:
+    async with db.session() as session:
+        query = select(Broadcast).order_by(col(Broadcast.id).desc()).limit(20)
+        if args.school:
+            school = (
+                await session.exec(select(Institution).where(Institution.code == args.school))
+            ).first()
+            query = query.where(Broadcast.institution_id == (school.id if school else -1))
+        for b in (await session.exec(query)).all():
+            due = b.due_at.isoformat(timespec="minutes") if b.due_at else "-"
+            print(
+                f"#{b.id} {b.status:9} due {due} recipients {b.total} sent {b.sent} "
+                f"blocked {b.blocked} failed {b.failed} pending {news.pending_count(b)} "
+                f"cancelled {b.cancelled}"
+            )
+    return 0
+
+
+async def cmd_news(settings: Settings, args: argparse.Namespace) -> int:
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        if args.action == "send":
+            return await _send(db, args)
+        if args.action == "dispatch":
+            return await _dispatch(settings, db, args)
+        if args.action == "list":
+            return await _list(db, args)
+        try:
+            broadcast = await news.cancel(db, args.id, datetime.now(UTC))
+        except news.AudienceError as error:
+            return _fail(str(error))
+        print(f"news #{broadcast.id} is {broadcast.status}; {broadcast.sent} were sent")
+        return 0
+    finally:
+        await db.dispose()
