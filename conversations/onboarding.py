@@ -346,6 +346,11 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = runtime(context)
     chat_id = _chat_id(update)
     payload = parse_start_payload(" ".join(context.args or []))
+    if payload.kind is PayloadKind.STAFF:
+        from conversations.staff import accept_staff_invite
+
+        await accept_staff_invite(update, context, payload.value)
+        return
     tg_language = update.effective_user.language_code if update.effective_user else None
     async with rt.db.session() as session:
         await claim(session)

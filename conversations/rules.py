@@ -18,6 +18,7 @@ LANGUAGES: tuple[str, ...] = ("nl", "es", "et", "it", "en")
 PAYLOAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 INVITE_PREFIX = "i_"
 SCHOOL_PREFIX = "s_"
+STAFF_PREFIX = "t_"
 SCHOOL_CODE_RE = re.compile(r"^[A-Za-z0-9-]{2,32}$")
 
 # Age of digital consent (GDPR art. 8 as set by each country). Default: the GDPR's 16.
@@ -29,6 +30,7 @@ class PayloadKind(StrEnum):
     NONE = "none"
     INVITE = "invite"
     SCHOOL = "school"
+    STAFF = "staff"
     INVALID = "invalid"
 
 
@@ -39,7 +41,8 @@ class Payload:
 
 
 def parse_start_payload(text: str | None) -> Payload:
-    """Read what followed /start: a personal invite, a school's join code, or nothing."""
+    """Read what followed /start: a personal invite, a school's join code, a staff invite
+    (`t_`), or nothing."""
     raw = (text or "").strip()
     if not raw:
         return Payload(PayloadKind.NONE)
@@ -47,6 +50,8 @@ def parse_start_payload(text: str | None) -> Payload:
         return Payload(PayloadKind.INVALID, raw[:64])
     if raw.startswith(INVITE_PREFIX) and len(raw) > len(INVITE_PREFIX):
         return Payload(PayloadKind.INVITE, raw)
+    if raw.startswith(STAFF_PREFIX) and len(raw) > len(STAFF_PREFIX):
+        return Payload(PayloadKind.STAFF, raw)
     if raw.startswith(SCHOOL_PREFIX) and SCHOOL_CODE_RE.match(raw[len(SCHOOL_PREFIX) :]):
         return Payload(PayloadKind.SCHOOL, raw[len(SCHOOL_PREFIX) :])
     return Payload(PayloadKind.INVALID, raw)

@@ -1,0 +1,293 @@
+"""School staff in the chat: the staff invitation link, the check every staff command makes,
+and `/news` (graduates: their news choice; staff: composing news)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.dedupe import claim
+from bot.i18n import _, set_language
+from bot.runtime import runtime
+from conversations.rules import choose_language
+from storage.models import ConsentKind, Graduate, Institution, Staff
+from storage.queries import get_chat_state, graduate_by_chat, set_consent
+from storage.staff import InviteResult, accept_invite, staff_of
+
+log = logging.getLogger(__name__)
+
+NEWS_PREFIX = "nw:"
+NEWS_PATTERN = r"^nw:(on|off)$"
+
+StaffHandler = Callable[[Update, ContextTypes.DEFAULT_TYPE, Staff], Awaitable[None]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+
+
+def _tg_language(update: Update) -> str | None:
+    return update.effective_user.language_code if update.effective_user else None
+
+
+async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Tell someone who is not staff, in their language, that the command is not for them."""
+    rt = runtime(context)
+    assert update.effective_chat is not None
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, update.effective_chat.id)
+        graduate = await graduate_by_chat(session, update.effective_chat.id)
+        session.add(state)
+    set_language(
+        choose_language(
+            state.language or (graduate.language if graduate else None),
+            _tg_language(update),
+            None,
+        )
+    )
+    text = _("This command is for school staff.")
+    if update.callback_query is not None:
+        await update.callback_query.answer(text, show_alert=True)
+    elif update.effective_message is not None:
+        await update.effective_message.reply_text(text)
+
+
+def staff_only(handler: StaffHandler) -> Handler:
+    """Run `handler(update, context, staff)` for staff; refuse everyone else."""
+
+    @functools.wraps(handler)
+    async def wrapper(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        staff = await load_staff(update, context)
+        if staff is None:
+            await _refuse(update, context)
+            return
+        await handler(update, context, staff)
+
+    return wrapper
+
+
+async def load_staff(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Staff | None:
+    """The staff member behind this update, or None; sets the update's language for staff."""
+    rt = runtime(context)
+    user = update.effective_user
+    if user is None:
+        return None
+    async with rt.db.session() as session:
+        staff = await staff_of(session, user.id)
+    if staff is not None:
+        set_language(choose_language(staff.language, user.language_code, None))
+    return staff
+
+
+def staff_language(staff: Staff, update: Update) -> str:
+    return choose_language(staff.language, _tg_language(update), None)
+
+
+async def accept_staff_invite(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, token: str
+) -> None:
+    """`/start t_<token>`: the opener becomes staff, once, before the link expires."""
+    rt = runtime(context)
+    user = update.effective_user
+    message = update.effective_message
+    assert user is not None and message is not None and update.effective_chat is not None
+    language = choose_language(None, user.language_code, None)
+    school_name = ""
+    async with rt.db.session() as session:
+        await claim(session)
+        result, staff = await accept_invite(
+            session,
+            token,
+            user.id,
+            name=user.full_name or None,
+            language=language,
+            now=rt.clock.now(),
+        )
+        if staff is not None:
+            language = staff.language or language
+            state = await get_chat_state(session, update.effective_chat.id)
+            state.language = language
+            session.add(state)
+            if staff.institution_id is not None:
+                school = await session.get(Institution, staff.institution_id)
+                school_name = school.name if school else ""
+    set_language(language)
+    if result is InviteResult.ACCEPTED:
+        assert staff is not None
+        where = school_name or _("all schools")
+        await message.reply_text(
+            _(
+                "Welcome! You are now {role} for {school}. Send /news to write alumni news "
+                "and /broadcasts to see the news sent."
+            ).format(role=role_name(staff.role), school=where)
+        )
+    elif result is InviteResult.USED:
+        await message.reply_text(
+            _("This staff link has already been used. Please ask for a new one.")
+        )
+    elif result is InviteResult.EXPIRED:
+        await message.reply_text(_("This staff link has expired. Please ask for a new one."))
+    else:
+        await message.reply_text(
+            _("I don't recognise this staff link. Please check that you opened the whole link.")
+        )
+
+
+def role_name(role: str) -> str:
+    return _("admin") if role == "admin" else _("alumni officer")
+
+
+# ---------------------------------------------------------------- /news for graduates
+
+
+def news_status(graduate: Graduate) -> tuple[str, InlineKeyboardMarkup]:
+    if graduate.consent_news:
+        text = _("You receive alumni news from your school.")
+        button = InlineKeyboardButton(_("Stop alumni news"), callback_data=NEWS_PREFIX + "off")
+    else:
+        text = _("You do not receive alumni news from your school.")
+        button = InlineKeyboardButton(_("Receive alumni news"), callback_data=NEWS_PREFIX + "on")
+    return text, InlineKeyboardMarkup([[button]])
+
+
+async def news_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/news: staff compose news; a graduate sees and changes their news choice."""
+    from conversations import news_compose
+
+    staff = await load_staff(update, context)
+    if staff is not None:
+        await news_compose.begin(update, context, staff)
+        return
+    rt = runtime(context)
+    message = update.effective_message
+    assert message is not None and update.effective_chat is not None
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, update.effective_chat.id)
+        graduate = await graduate_by_chat(session, update.effective_chat.id)
+        session.add(state)
+    set_language(
+        choose_language(
+            state.language or (graduate.language if graduate else None), _tg_language(update), None
+        )
+    )
+    if graduate is None:
+        from conversations.onboarding import not_registered_text
+
+        await message.reply_text(not_registered_text())
+        return
+    text, keyboard = news_status(graduate)
+    await message.reply_text(text, reply_markup=keyboard)
+
+
+async def on_news_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`nw:on` / `nw:off`: a graduate turns alumni news on or off (stored with the trail)."""
+    rt = runtime(context)
+    query = update.callback_query
+    assert query is not None and query.data is not None and update.effective_chat is not None
+    wanted = query.data == NEWS_PREFIX + "on"
+    async with rt.db.session() as session:
+        await claim(session)
+        graduate = await graduate_by_chat(session, update.effective_chat.id)
+        state = await get_chat_state(session, update.effective_chat.id)
+        session.add(state)
+        set_language(
+            choose_language(
+                state.language or (graduate.language if graduate else None),
+                _tg_language(update),
+                None,
+            )
+        )
+        if graduate is None or bool(graduate.consent_news) == wanted:
+            await query.answer(_("This button is no longer active."))
+            return
+        set_consent(session, graduate, ConsentKind.NEWS, wanted, rt.settings.privacy_notice_version)
+    await query.answer(_("Saved."))
+    text, keyboard = news_status(graduate)
+    try:
+        await query.edit_message_text(text, reply_markup=keyboard)
+    except BadRequest as exc:
+        log.debug("news message not edited: %s", exc)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_staff_parser(sub: Any) -> None:
+    """`gradtrack staff add|list|remove|invite`."""
+    staff = sub.add_parser("staff", help="alumni officers and admins, and staff invite links")
+    actions = staff.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a staff member, or change their role or school")
+    add.add_argument("--telegram-id", type=int, required=True, help="numeric Telegram user id")
+    add.add_argument("--role", required=True, choices=["officer", "admin"])
+    add.add_argument("--school", help="school code (required for officers; admins: all if none)")
+    add.add_argument("--name")
+    actions.add_parser("list", help="list staff members")
+    remove = actions.add_parser("remove", help="remove a staff member")
+    remove.add_argument("--telegram-id", type=int, required=True)
+    invite = actions.add_parser("invite", help="print a one-time link that makes its opener staff")
+    invite.add_argument("--role", required=True, choices=["officer", "admin"])
+    invite.add_argument("--school", help="school code (required for officers)")
+    invite.add_argument("--hours", type=float, default=48, help="valid for (default 48)")
+
+
+async def cmd_staff(settings: Any, args: Any) -> int:
+    from bot.links import start_link
+    from storage.db import Database
+    from storage.migrate import upgrade
+    from storage.staff import StaffError, add_staff, create_invite, list_staff, remove_staff
+    from storage.types import utcnow
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        if args.action == "add":
+            member, created = await add_staff(
+                db, args.telegram_id, args.role, school_code=args.school, name=args.name
+            )
+            where = args.school.strip().lower() if args.school else "all schools"
+            print(
+                f"staff {member.telegram_user_id} {'added' if created else 'updated'}: "
+                f"{member.role} of {where}"
+            )
+        elif args.action == "remove":
+            if not await remove_staff(db, args.telegram_id):
+                print(
+                    f"error: no staff member with Telegram id {args.telegram_id}", file=sys.stderr
+                )
+                return 1
+            print(f"staff {args.telegram_id} removed")
+        elif args.action == "invite":
+            username = settings.bot_username.lstrip("@")
+            if not username:
+                print(
+                    "error: BOT_USERNAME is not set: set it to print the t.me link", file=sys.stderr
+                )
+                return 1
+            invite = await create_invite(db, args.role, args.school, args.hours, utcnow())
+            print(start_link(username, invite.token))
+            print(
+                f"one-time link for a new {invite.role}, valid until "
+                f"{invite.expires_at:%Y-%m-%d %H:%M} UTC"
+            )
+        else:
+            rows = await list_staff(db)
+            if not rows:
+                print(
+                    "no staff yet: add one with `gradtrack staff add` or `gradtrack staff invite`"
+                )
+            for row in rows:
+                name = f"  {row.staff.name}" if row.staff.name else ""
+                print(
+                    f"{row.staff.telegram_user_id}  {row.staff.role}  "
+                    f"{row.school_code or 'all schools'}{name}"
+                )
+    except StaffError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    return 0

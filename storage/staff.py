@@ -1,0 +1,163 @@
+"""School staff (alumni officers and admins) and their one-time invitation links."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.db import Database
+from storage.models import Institution, Staff, StaffInvite, StaffRole
+from storage.queries import institution_by_code
+
+STAFF_INVITE_PREFIX = "t_"
+
+
+class StaffError(ValueError):
+    """A staff change that cannot be made."""
+
+
+def new_staff_token() -> str:
+    """'t_' + 190 random bits: 34 characters, a valid /start payload."""
+    return STAFF_INVITE_PREFIX + secrets.token_urlsafe(24)
+
+
+def _role(value: str) -> StaffRole:
+    try:
+        return StaffRole(value.strip().lower())
+    except ValueError:
+        raise StaffError(f"role must be officer or admin, not {value!r}") from None
+
+
+async def _school(session: AsyncSession, role: StaffRole, code: str | None) -> Institution | None:
+    if not code:
+        if role is StaffRole.OFFICER:
+            raise StaffError("an officer needs a school (--school CODE)")
+        return None
+    school = await institution_by_code(session, code.strip())
+    if school is None:
+        raise StaffError(f"no school {code!r}")
+    return school
+
+
+async def staff_of(session: AsyncSession, telegram_user_id: int) -> Staff | None:
+    """The staff member with this Telegram account, or None."""
+    result = await session.exec(select(Staff).where(Staff.telegram_user_id == telegram_user_id))
+    return result.first()
+
+
+async def add_staff(
+    db: Database,
+    telegram_user_id: int,
+    role: str,
+    school_code: str | None = None,
+    name: str | None = None,
+) -> tuple[Staff, bool]:
+    """Add a staff member, or update the one with this Telegram id; (staff, created)."""
+    staff_role = _role(role)
+    async with db.session() as session:
+        school = await _school(session, staff_role, school_code)
+        staff = await staff_of(session, telegram_user_id)
+        created = staff is None
+        if staff is None:
+            staff = Staff(telegram_user_id=telegram_user_id)
+        staff.role = staff_role.value
+        staff.institution_id = school.id if school else None
+        if name:
+            staff.name = name
+        session.add(staff)
+        await session.flush()
+    return staff, created
+
+
+@dataclass(frozen=True)
+class StaffRow:
+    staff: Staff
+    school_code: str | None
+
+
+async def list_staff(db: Database) -> list[StaffRow]:
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(Staff, Institution)
+                .join(Institution, isouter=True)
+                .order_by(col(Staff.institution_id), col(Staff.id))
+            )
+        ).all()
+    return [StaffRow(staff, school.code if school else None) for staff, school in rows]
+
+
+async def remove_staff(db: Database, telegram_user_id: int) -> bool:
+    async with db.session() as session:
+        staff = await staff_of(session, telegram_user_id)
+        if staff is None:
+            return False
+        await session.delete(staff)
+    return True
+
+
+async def create_invite(
+    db: Database, role: str, school_code: str | None, hours: float, now: datetime
+) -> StaffInvite:
+    if hours <= 0:
+        raise StaffError("--hours must be more than 0")
+    staff_role = _role(role)
+    async with db.session() as session:
+        school = await _school(session, staff_role, school_code)
+        invite = StaffInvite(
+            token=new_staff_token(),
+            role=staff_role.value,
+            institution_id=school.id if school else None,
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+        session.add(invite)
+        await session.flush()
+    return invite
+
+
+class InviteResult(StrEnum):
+    ACCEPTED = "accepted"
+    UNKNOWN = "unknown"
+    USED = "used"
+    EXPIRED = "expired"
+
+
+async def accept_invite(
+    session: AsyncSession,
+    token: str,
+    telegram_user_id: int,
+    *,
+    name: str | None,
+    language: str | None,
+    now: datetime,
+) -> tuple[InviteResult, Staff | None]:
+    """Make whoever opened the link staff, once. A used, expired or unknown token changes
+    nothing."""
+    invite = (
+        await session.exec(select(StaffInvite).where(StaffInvite.token == token).with_for_update())
+    ).first()
+    if invite is None:
+        return InviteResult.UNKNOWN, None
+    if invite.used_at is not None:
+        return InviteResult.USED, None
+    if invite.expires_at <= now:
+        return InviteResult.EXPIRED, None
+    staff = await staff_of(session, telegram_user_id)
+    if staff is None:
+        staff = Staff(telegram_user_id=telegram_user_id, name=name, language=language)
+    staff.role = invite.role
+    staff.institution_id = invite.institution_id
+    staff.language = staff.language or language
+    staff.name = staff.name or name
+    invite.used_at = now
+    invite.used_by = telegram_user_id
+    session.add(staff)
+    session.add(invite)
+    await session.flush()
+    return InviteResult.ACCEPTED, staff
