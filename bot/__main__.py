@@ -451,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="spreadsheet (.xlsx)")
     imp.add_argument("target", help="YAML to write")
     _add_roster_parsers(sub)
+    from conversations.staff import add_staff_parser
+
+    add_staff_parser(sub)
     return parser
 
 
@@ -462,6 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(settings)
     if args.command == "news":
         return asyncio.run(cmd_news(settings, args))
+    if args.command == "staff":
+        from conversations.staff import cmd_staff
+
+        return asyncio.run(cmd_staff(settings, args))
     if args.command in ROSTER_COMMANDS:
         return asyncio.run(ROSTER_COMMANDS[args.command](settings, args))
     commands = {"run": cmd_run, "serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}

@@ -26,7 +26,16 @@ from bot.clock import Clock, SystemClock
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
 from bot.settings import Settings
-from conversations import account, invitations, onboarding, prompting, rights, survey
+from conversations import (
+    account,
+    invitations,
+    news_compose,
+    onboarding,
+    prompting,
+    rights,
+    staff,
+    survey,
+)
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import DEFAULT_PLAN_FILE, WavePlans, load_plans
 from storage.db import Database
@@ -148,6 +157,22 @@ def build_application(
     application.add_handler(CommandHandler("delete", rights.delete_command))
     application.add_handler(
         CallbackQueryHandler(rights.on_delete_button, pattern=rights.DELETE_PATTERN)
+    )
+    application.add_handler(CommandHandler("news", staff.news_command))
+    application.add_handler(CommandHandler("cancel", news_compose.cancel_command))
+    application.add_handler(CommandHandler("broadcasts", news_compose.broadcasts_command))
+    application.add_handler(CallbackQueryHandler(staff.on_news_button, pattern=staff.NEWS_PATTERN))
+    application.add_handler(
+        CallbackQueryHandler(news_compose.on_button, pattern=news_compose.PATTERN)
+    )
+    application.add_handler(
+        CallbackQueryHandler(news_compose.on_cancel_button, pattern=news_compose.CANCEL_PATTERN)
+    )
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE & (filters.TEXT | filters.PHOTO) & ~filters.COMMAND,
+            news_compose.on_message,
+        )
     )
     application.add_handler(CallbackQueryHandler(account.on_stale_button))
     application.add_handler(

@@ -21,13 +21,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
-from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.delivery import RateLimiter, send_safely
 from bot.i18n import _, use_language
 from bot.runtime import Runtime
+from conversations.news_compose import render_news, send_news
 from storage import news
 from storage.models import (
     Broadcast,
@@ -72,36 +71,6 @@ class NewsReport:
     failed: int = 0
     retried: int = 0
     skipped: int = 0
-
-
-def news_message(
-    broadcast: Broadcast, language: str | None
-) -> tuple[str, InlineKeyboardMarkup | None]:
-    """The text (HTML) and link button a graduate gets, in their language when there is a
-    version in it, else in the broadcast's default language."""
-    lang = language if language in broadcast.texts else broadcast.default_language
-    text = broadcast.texts.get(lang) or next(iter(broadcast.texts.values()), "")
-    markup = None
-    if broadcast.link_url:
-        label = (
-            broadcast.link_labels.get(lang)
-            or broadcast.link_labels.get(broadcast.default_language)
-            or broadcast.link_url
-        )
-        markup = InlineKeyboardMarkup([[InlineKeyboardButton(label, url=broadcast.link_url)]])
-    return text, markup
-
-
-async def send_news(
-    rt: Runtime, broadcast: Broadcast, chat_id: int, language: str | None
-) -> Message:
-    """One news message, exactly as graduates get it (also used for the officer's preview)."""
-    text, markup = news_message(broadcast, language)
-    if broadcast.photo:
-        return await rt.bot.send_photo(
-            chat_id, broadcast.photo, caption=text, parse_mode=ParseMode.HTML, reply_markup=markup
-        )
-    return await rt.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup)
 
 
 async def _claim(rt: Runtime, now: datetime, limit: int) -> list[int]:
@@ -189,7 +158,10 @@ async def _deliver_one(
     chat_id = graduate.chat_id
     await limiter.wait()
     result = await send_safely(
-        rt, chat_id, lambda: send_news(rt, broadcast, chat_id, graduate.language), delivery.attempts
+        rt,
+        chat_id,
+        lambda: send_news(rt.bot, chat_id, render_news(broadcast, graduate.language)),
+        delivery.attempts,
     )
     if result.outcome == "sent":
         await _record(

@@ -19,7 +19,7 @@ from bot.sandbox import RateLimits
 from storage import news
 from storage.models import Broadcast, BroadcastStatus, Delivery, Graduate, Institution, Programme
 from storage.types import utcnow
-from tests.harness import Harness, eventually
+from tests.harness import Harness, eventually, tr
 
 GRADTRACK = str(Path(sys.executable).with_name("gradtrack"))
 NO_LIMIT = RateLimiter(0)
@@ -135,8 +135,10 @@ async def test_news_reaches_its_segment_once_in_each_graduates_language(
     assert final.status == BroadcastStatus.DONE.value
     assert (final.total, final.sent, final.blocked, final.failed) == (5, 5, 0, 0)
     (progress,) = h.sandbox.bot_messages(h.token, officer)
-    assert progress.content.startswith(f"News #{sent.id} has been sent.")
-    assert "Sent: 5" in progress.content and "Pending: 0" in progress.content
+    # The officer has no language of their own: the school's (Dutch) is used.
+    assert progress.content.startswith(tr("nl", "News #{id} has been sent.").format(id=sent.id))
+    assert tr("nl", "Sent: {n}").format(n=5) in progress.content
+    assert tr("nl", "Pending: {n}").format(n=0) in progress.content
     # Nothing more to do: a second pass sends nothing.
     assert (await dispatch_news(h.runtime, limiter=NO_LIMIT)).sent == 0
 

@@ -1,0 +1,750 @@
+"""Alumni officers write news in the chat: text (or photo), versions in other languages,
+audience, preview, then send now or schedule. `/broadcasts` lists and cancels them.
+
+The draft is a `Broadcast` row from the first step, updated on every step; where the officer
+is, is the `chat_state` row (flow "news"), so that a restart resumes. Buttons carry the
+broadcast and the step (`nc:<broadcast>:<step>:<value>`): a button of another draft or of an
+earlier step is stale and changes nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import extract
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.dedupe import claim
+from bot.i18n import _, language_name, set_language
+from bot.runtime import Runtime, runtime
+from conversations.prompting import Prompt, close_question, register, send_prompt
+from conversations.rules import LANGUAGES
+from conversations.staff import load_staff, staff_language, staff_only
+from storage.models import (
+    Broadcast,
+    BroadcastStatus,
+    ChatState,
+    Graduate,
+    Institution,
+    Programme,
+    Segment,
+    Staff,
+)
+from storage.news import Audience, AudienceError, cancel, count_audience, pending_count, schedule
+from storage.news import refresh_counts as refresh_broadcast
+from storage.queries import get_chat_state, touch_state
+
+log = logging.getLogger(__name__)
+
+FLOW = "news"
+TEXT = "text"
+MORE = "more"
+LANG_TEXT = "lang_text"
+AUDIENCE = "audience"
+SEG_NAME = "seg_name"
+PREVIEW = "preview"
+WHEN = "when"
+
+CB_PREFIX = "nc"
+PATTERN = rf"^{CB_PREFIX}:"
+CANCEL_PREFIX = "bc:"
+CANCEL_PATTERN = r"^bc:[0-9]+$"
+CAPTION_LIMIT = 1024
+DATE_FORMATS = ("%Y-%m-%d %H:%M", "%d-%m-%Y %H:%M", "%d/%m/%Y %H:%M", "%d.%m.%Y %H:%M")
+
+
+def _cb(broadcast_id: int, step: str, value: str = "") -> str:
+    return f"{CB_PREFIX}:{broadcast_id}:{step}:{value}"
+
+
+# ---------------------------------------------------------------- what graduates get
+
+
+@dataclass(frozen=True)
+class NewsMessage:
+    """A broadcast as one graduate receives it."""
+
+    text: str
+    photo: str | None
+    keyboard: InlineKeyboardMarkup | None
+
+
+def render_news(broadcast: Broadcast, language: str | None) -> NewsMessage:
+    """The broadcast in `language` (its default language's version if there is none)."""
+    lang = language if language in broadcast.texts else broadcast.default_language
+    text = broadcast.texts.get(lang) or next(iter(broadcast.texts.values()), "")
+    keyboard = None
+    if broadcast.link_url:
+        label = (
+            broadcast.link_labels.get(lang)
+            or broadcast.link_labels.get(broadcast.default_language)
+            or broadcast.link_url
+        )
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(label, url=broadcast.link_url)]])
+    return NewsMessage(text, broadcast.photo, keyboard)
+
+
+async def send_news(bot: Bot, chat_id: int, news: NewsMessage) -> Message:
+    """Send `news` exactly as graduates get it (HTML, photo with caption, link button)."""
+    if news.photo:
+        return await bot.send_photo(
+            chat_id,
+            news.photo,
+            caption=news.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=news.keyboard,
+        )
+    return await bot.send_message(
+        chat_id, news.text, parse_mode=ParseMode.HTML, reply_markup=news.keyboard
+    )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _audience(broadcast: Broadcast) -> Audience:
+    try:
+        return Audience.from_filter(broadcast.filter)
+    except AudienceError:
+        return Audience()
+
+
+async def audience_count(session: AsyncSession, broadcast: Broadcast) -> int:
+    return await count_audience(session, _audience(broadcast).within(broadcast.institution_id))
+
+
+async def _school_timezone(session: AsyncSession, institution_id: int | None) -> str:
+    school = await session.get(Institution, institution_id) if institution_id else None
+    return school.timezone if school else "UTC"
+
+
+def parse_when(text: str, timezone: str) -> datetime | None:
+    """A typed local date and time (2026-12-01 10:00 or 01-12-2026 10:00) as aware UTC."""
+    value = re.sub(r"\s+", " ", text.strip())
+    for fmt in DATE_FORMATS:
+        try:
+            local = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        return local.replace(tzinfo=ZoneInfo(timezone)).astimezone(ZoneInfo("UTC"))
+    return None
+
+
+def local_time(moment: datetime, timezone: str) -> str:
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+async def _programmes(session: AsyncSession, institution_id: int | None) -> list[Programme]:
+    query = select(Programme).where(col(Programme.active))
+    if institution_id is not None:
+        query = query.where(Programme.institution_id == institution_id)
+    return list((await session.exec(query.order_by(col(Programme.name)).limit(20))).all())
+
+
+async def _years(session: AsyncSession, institution_id: int | None) -> list[int]:
+    year = extract("year", col(Graduate.graduation_date))
+    query = select(year).distinct()
+    if institution_id is not None:
+        query = query.where(Graduate.institution_id == institution_id)
+    years = sorted({int(y) for y in (await session.exec(query)).all() if y is not None})
+    return years[-8:]
+
+
+async def _segments(session: AsyncSession, institution_id: int | None) -> list[Segment]:
+    query = select(Segment)
+    if institution_id is not None:
+        query = query.where(Segment.institution_id == institution_id)
+    return list((await session.exec(query.order_by(col(Segment.id).desc()).limit(10))).all())
+
+
+def _mark(on: bool, label: str) -> str:
+    return f"{'✅' if on else '⬜'} {label}"
+
+
+async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadcast) -> Prompt:
+    assert broadcast.id is not None
+    bid = broadcast.id
+    audience = _audience(broadcast)
+    rows: list[list[InlineKeyboardButton]] = []
+    for programme in await _programmes(session, broadcast.institution_id):
+        on = programme.id in audience.programme_ids
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    _mark(on, programme.name), callback_data=_cb(bid, AUDIENCE, f"p{programme.id}")
+                )
+            ]
+        )
+    years = [
+        InlineKeyboardButton(
+            _mark(y in audience.graduation_years, str(y)), callback_data=_cb(bid, AUDIENCE, f"y{y}")
+        )
+        for y in await _years(session, broadcast.institution_id)
+    ]
+    rows.extend(years[i : i + 4] for i in range(0, len(years), 4))
+    langs = [
+        InlineKeyboardButton(
+            _mark(code in audience.languages, code.upper()),
+            callback_data=_cb(bid, AUDIENCE, f"l{code}"),
+        )
+        for code in LANGUAGES
+    ]
+    rows.append(langs)
+    for wave in rt.plans.default.waves:
+        on = audience.wave == wave.name
+        label = _("Not responded yet to {wave}").format(wave=wave.name)
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    _mark(on, label), callback_data=_cb(bid, AUDIENCE, f"w{wave.name}")
+                )
+            ]
+        )
+    for segment in await _segments(session, broadcast.institution_id):
+        label = _("Segment: {name}").format(name=segment.name)
+        rows.append(
+            [InlineKeyboardButton(label[:60], callback_data=_cb(bid, AUDIENCE, f"g{segment.id}"))]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(_("Save as segment"), callback_data=_cb(bid, AUDIENCE, "save")),
+            InlineKeyboardButton(_("Continue"), callback_data=_cb(bid, AUDIENCE, "go")),
+        ]
+    )
+    count = await audience_count(session, broadcast)
+    text = _(
+        "Who should receive it? Tap to choose programmes, graduation years, languages or a "
+        "wave; nothing chosen means everyone.\n\nRecipients now: {count}"
+    ).format(count=count)
+    return Prompt(text, InlineKeyboardMarkup(rows))
+
+
+async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
+    bid = state.data.get("broadcast_id")
+    async with rt.db.session() as session:
+        broadcast = await session.get(Broadcast, bid) if bid else None
+        if broadcast is None or broadcast.status != BroadcastStatus.DRAFT.value:
+            return None
+        assert broadcast.id is not None
+        step = state.step
+        if step == TEXT:
+            return Prompt(
+                _(
+                    "Send the news text. Formatting is kept. You can also send a photo with "
+                    "a caption. /cancel discards the news."
+                )
+            )
+        if step == MORE:
+            buttons = [
+                InlineKeyboardButton(
+                    _("Add {language}").format(language=language_name(code)),
+                    callback_data=_cb(broadcast.id, MORE, code),
+                )
+                for code in LANGUAGES
+                if code not in broadcast.texts
+            ]
+            rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+            rows.append(
+                [InlineKeyboardButton(_("Done"), callback_data=_cb(broadcast.id, MORE, "done"))]
+            )
+            written = ", ".join(language_name(code) for code in broadcast.texts)
+            return Prompt(
+                _(
+                    "Saved ({languages}). Add a version in another language, or tap Done. "
+                    "Graduates without a version in their language get the {default} one."
+                ).format(languages=written, default=language_name(broadcast.default_language)),
+                InlineKeyboardMarkup(rows),
+            )
+        if step == LANG_TEXT:
+            code = str(state.data.get("lang", ""))
+            return Prompt(
+                _("Send the {language} version of the news.").format(
+                    language=language_name(code) if code in LANGUAGES else code
+                )
+            )
+        if step == AUDIENCE:
+            return await _audience_prompt(rt, session, broadcast)
+        if step == SEG_NAME:
+            return Prompt(_("Type a name for this segment."))
+        if step == PREVIEW:
+            count = await audience_count(session, broadcast)
+            news = render_news(broadcast, broadcast.default_language)
+            await send_news(rt.bot, state.chat_id, news)
+            return Prompt(
+                _(
+                    "Above is the news as graduates will see it in {language}. "
+                    "Recipients now: {count}."
+                ).format(language=language_name(broadcast.default_language), count=count),
+                InlineKeyboardMarkup(
+                    [
+                        [
+                            InlineKeyboardButton(
+                                _("Send now"), callback_data=_cb(broadcast.id, PREVIEW, "now")
+                            ),
+                            InlineKeyboardButton(
+                                _("Schedule"), callback_data=_cb(broadcast.id, PREVIEW, "later")
+                            ),
+                        ],
+                        [
+                            InlineKeyboardButton(
+                                _("Change the audience"),
+                                callback_data=_cb(broadcast.id, PREVIEW, "back"),
+                            )
+                        ],
+                    ]
+                ),
+            )
+        if step == WHEN:
+            timezone = await _school_timezone(session, broadcast.institution_id)
+            return Prompt(
+                _(
+                    "When should it go out? Type the date and time ({timezone}), for example "
+                    "2026-12-01 10:00 or 01-12-2026 10:00."
+                ).format(timezone=timezone)
+            )
+    return None
+
+
+def _move(state: ChatState, step: str) -> None:
+    state.step = step
+    state.prompt_pending = bool(step)
+    if not step:
+        state.flow = ""
+        state.data = {}
+    touch_state(state)
+
+
+# ---------------------------------------------------------------- handlers
+
+
+async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
+    """/news from staff: a new draft, or back to the one being written."""
+    rt = runtime(context)
+    assert update.effective_chat is not None and update.effective_message is not None
+    chat_id = update.effective_chat.id
+    language = staff_language(staff, update)
+    resumed = False
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, chat_id)
+        draft = (
+            await session.get(Broadcast, state.data.get("broadcast_id"))
+            if state.flow == FLOW and state.data.get("broadcast_id")
+            else None
+        )
+        if draft is not None and draft.status == BroadcastStatus.DRAFT.value:
+            resumed = True
+        else:
+            school = (
+                await session.get(Institution, staff.institution_id)
+                if staff.institution_id
+                else None
+            )
+            broadcast = Broadcast(
+                institution_id=staff.institution_id,
+                created_by=staff.id,
+                default_language=school.default_language if school else "en",
+                report_chat_id=chat_id,
+                status=BroadcastStatus.DRAFT.value,
+            )
+            session.add(broadcast)
+            await session.flush()
+            state.flow = FLOW
+            state.data = {"broadcast_id": broadcast.id}
+            _move(state, TEXT)
+        state.language = language
+        state.prompt_pending = True
+        session.add(state)
+    set_language(language)
+    if resumed:
+        await update.effective_message.reply_text(
+            _("You are already writing news. Let's continue; /cancel discards it.")
+        )
+    await send_prompt(rt, chat_id)
+
+
+def _plain_length(message: Message) -> int:
+    return len(message.text or message.caption or "")
+
+
+async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Text or a photo: an open news step takes it; other text goes to the usual handler."""
+    from conversations import account
+
+    rt = runtime(context)
+    message = update.effective_message
+    assert message is not None and update.effective_chat is not None
+    chat_id = update.effective_chat.id
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        composing = state.flow == FLOW and bool(state.step)
+        session.add(state)
+    if not composing:
+        if message.text is not None:
+            await account.on_text(update, context)
+        return
+    staff = await load_staff(update, context)
+    if staff is None:
+        return
+    error = ""
+    done_text = ""
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, chat_id)
+        broadcast = await session.get(Broadcast, state.data.get("broadcast_id"))
+        if broadcast is None or broadcast.status != BroadcastStatus.DRAFT.value:
+            _move(state, "")
+            session.add(state)
+            error = _("This news is no longer being written. Send /news to begin again.")
+        elif state.step in (TEXT, LANG_TEXT):
+            html_text = message.text_html if message.text is not None else None
+            if html_text is None and message.caption is not None:
+                html_text = message.caption_html
+            lang = (
+                broadcast.default_language
+                if state.step == TEXT
+                else str(state.data.get("lang") or broadcast.default_language)
+            )
+            photo = message.photo[-1].file_id if message.photo and state.step == TEXT else None
+            if not html_text:
+                error = _("Please send the news as text, or as a photo with a caption.")
+            elif (photo or broadcast.photo) and _plain_length(message) > CAPTION_LIMIT:
+                error = _(
+                    "With a photo the text can be at most 1024 characters. Please shorten it."
+                )
+            else:
+                broadcast.texts = {**broadcast.texts, lang: html_text}
+                if state.step == TEXT:
+                    broadcast.photo = photo
+                session.add(broadcast)
+                state.data.pop("lang", None)
+                _move(state, MORE)
+        elif state.step == SEG_NAME:
+            name = (message.text or "").strip()[:100]
+            if not name:
+                error = _("Type a name for this segment.")
+            else:
+                session.add(
+                    Segment(
+                        institution_id=broadcast.institution_id,
+                        name=name,
+                        filter=dict(broadcast.filter),
+                        created_by=staff.id,
+                    )
+                )
+                done_text = _("Segment saved: {name}").format(name=name)
+                _move(state, AUDIENCE)
+        elif state.step == WHEN:
+            timezone = await _school_timezone(session, broadcast.institution_id)
+            due = parse_when(message.text or "", timezone)
+            if due is None:
+                error = _(
+                    "I could not read that date. Please type it like 2026-12-01 10:00 "
+                    "or 01-12-2026 10:00."
+                )
+            elif due <= rt.clock.now():
+                error = _("That moment has passed. Please type a date and time in the future.")
+            else:
+                count = await audience_count(session, broadcast)
+                await schedule(session, broadcast, due)
+                _move(state, "")
+                done_text = _(
+                    "Scheduled: the news goes to {count} graduates on {time} ({timezone})."
+                ).format(count=count, time=local_time(due, timezone), timezone=timezone)
+        else:
+            error = _("Please answer with the buttons below the question.")
+        session.add(state)
+        pending = state.prompt_pending
+    if error:
+        await message.reply_text(error)
+        return
+    if done_text:
+        await message.reply_text(done_text)
+    if pending:
+        await send_prompt(rt, chat_id)
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`nc:<broadcast>:<step>:<value>`."""
+    rt = runtime(context)
+    query = update.callback_query
+    assert query is not None and query.data is not None and update.effective_chat is not None
+    chat_id = update.effective_chat.id
+    staff = await load_staff(update, context)
+    if staff is None:
+        from conversations.account import on_stale_button
+
+        await on_stale_button(update, context)
+        return
+    _prefix, bid, step, value = [*query.data.split(":", 3), "", "", ""][:4]
+    label = ""
+    edit: Prompt | None = None
+    done_text = ""
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, chat_id)
+        broadcast = await session.get(Broadcast, int(bid)) if bid.isdigit() else None
+        if (
+            broadcast is None
+            or state.flow != FLOW
+            or state.step != step
+            or state.data.get("broadcast_id") != broadcast.id
+            or broadcast.status != BroadcastStatus.DRAFT.value
+        ):
+            await query.answer(_("This button is no longer active."))
+            return
+        if step == MORE:
+            if value == "done":
+                _move(state, AUDIENCE)
+                label = _("Done")
+            elif value in LANGUAGES and value not in broadcast.texts:
+                state.data["lang"] = value
+                _move(state, LANG_TEXT)
+                label = language_name(value)
+            else:
+                await query.answer(_("This button is no longer active."))
+                return
+        elif step == AUDIENCE:
+            result = await _audience_button(session, broadcast, value)
+            if result is None:
+                await query.answer(_("This button is no longer active."))
+                return
+            if value == "save":
+                _move(state, SEG_NAME)
+                label = _("Save as segment")
+            elif value == "go":
+                _move(state, PREVIEW)
+                label = _("Continue")
+            else:
+                broadcast.filter = result.to_filter()
+                session.add(broadcast)
+                touch_state(state)
+                await session.flush()
+                edit = await _audience_prompt(rt, session, broadcast)
+        elif step == PREVIEW:
+            if value == "now":
+                count = await audience_count(session, broadcast)
+                await schedule(session, broadcast, rt.clock.now())
+                _move(state, "")
+                label = _("Send now")
+                done_text = _(
+                    "Sending now to {count} graduates. I will report the progress here."
+                ).format(count=count)
+            elif value == "later":
+                _move(state, WHEN)
+                label = _("Schedule")
+            elif value == "back":
+                _move(state, AUDIENCE)
+                label = _("Change the audience")
+            else:
+                await query.answer(_("This button is no longer active."))
+                return
+        else:
+            await query.answer(_("This button is no longer active."))
+            return
+        session.add(state)
+        pending = state.prompt_pending
+    await query.answer()
+    if edit is not None:
+        try:
+            await query.edit_message_text(edit.text, reply_markup=edit.keyboard)
+        except BadRequest as exc:
+            log.debug("audience message not edited: %s", exc)
+        return
+    await close_question(query, label)
+    if done_text:
+        await rt.bot.send_message(chat_id, done_text)
+    if pending:
+        await send_prompt(rt, chat_id)
+
+
+async def _audience_button(
+    session: AsyncSession, broadcast: Broadcast, value: str
+) -> Audience | None:
+    """The audience after pressing `value`; None for a button that does not apply."""
+    audience = _audience(broadcast)
+    if value in ("save", "go"):
+        return audience
+    kind, arg = value[:1], value[1:]
+
+    def toggle(items: tuple[Any, ...], item: Any) -> tuple[Any, ...]:
+        return tuple(i for i in items if i != item) if item in items else (*items, item)
+
+    data = audience.to_filter()
+    if kind == "p" and arg.isdigit():
+        programme = await session.get(Programme, int(arg))
+        if programme is None or (
+            broadcast.institution_id is not None
+            and programme.institution_id != broadcast.institution_id
+        ):
+            return None
+        data["programme_ids"] = list(toggle(audience.programme_ids, programme.id))
+    elif kind == "y" and arg.isdigit():
+        data["graduation_years"] = list(toggle(audience.graduation_years, int(arg)))
+    elif kind == "l" and arg in LANGUAGES:
+        data["languages"] = list(toggle(audience.languages, arg))
+    elif kind == "w" and arg:
+        if audience.wave == arg:
+            data["wave"], data["wave_status"] = None, None
+        else:
+            data["wave"], data["wave_status"] = arg, "not_responded"
+    elif kind == "g" and arg.isdigit():
+        segment = await session.get(Segment, int(arg))
+        if segment is None or (
+            broadcast.institution_id is not None
+            and segment.institution_id != broadcast.institution_id
+        ):
+            return None
+        try:
+            return Audience.from_filter(dict(segment.filter))
+        except AudienceError:
+            return None
+    else:
+        return None
+    return Audience.from_filter(data)
+
+
+@staff_only
+async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
+    """/cancel: discard the news being written."""
+    rt = runtime(context)
+    assert update.effective_chat is not None and update.effective_message is not None
+    discarded = False
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, update.effective_chat.id)
+        if state.flow == FLOW:
+            broadcast = await session.get(Broadcast, state.data.get("broadcast_id"))
+            if broadcast is not None and broadcast.status == BroadcastStatus.DRAFT.value:
+                broadcast.status = BroadcastStatus.CANCELLED.value
+                broadcast.cancelled_at = rt.clock.now()
+                session.add(broadcast)
+                discarded = True
+            _move(state, "")
+            session.add(state)
+    if discarded:
+        await update.effective_message.reply_text(_("The news draft is discarded."))
+    else:
+        await update.effective_message.reply_text(_("There is nothing to cancel."))
+
+
+# ---------------------------------------------------------------- /broadcasts
+
+
+def _in_scope(staff: Staff, broadcast: Broadcast) -> bool:
+    if staff.institution_id is None:
+        return staff.role == "admin"
+    return broadcast.institution_id == staff.institution_id
+
+
+def status_name(status: str) -> str:
+    names = {
+        BroadcastStatus.DRAFT.value: _("draft"),
+        BroadcastStatus.SCHEDULED.value: _("scheduled"),
+        BroadcastStatus.SENDING.value: _("sending"),
+        BroadcastStatus.DONE.value: _("sent"),
+        BroadcastStatus.CANCELLED.value: _("cancelled"),
+    }
+    return names.get(status, status)
+
+
+def _snippet(broadcast: Broadcast) -> str:
+    raw = broadcast.texts.get(broadcast.default_language) or next(
+        iter(broadcast.texts.values()), ""
+    )
+    plain = html.unescape(re.sub(r"<[^>]+>", "", raw)).replace("\n", " ").strip()
+    return plain if len(plain) <= 40 else plain[:39] + "…"
+
+
+async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The last 10 broadcasts in the staff member's scope, with a Cancel button for each
+    that can still be stopped."""
+    query = select(Broadcast).where(Broadcast.status != BroadcastStatus.DRAFT.value)
+    if staff.institution_id is not None:
+        query = query.where(Broadcast.institution_id == staff.institution_id)
+    elif staff.role != "admin":
+        query = query.where(col(Broadcast.id) < 0)
+    async with rt.db.session() as session:
+        found = list((await session.exec(query.order_by(col(Broadcast.id).desc()).limit(10))).all())
+        timezones = {
+            b.institution_id: await _school_timezone(session, b.institution_id) for b in found
+        }
+    rows = []
+    lines = [_("The latest news:")] if found else [_("No news has been sent yet.")]
+    for item in found:
+        assert item.id is not None
+        if item.status == BroadcastStatus.SENDING.value:
+            item = await refresh_broadcast(rt.db, item.id, rt.clock.now())
+        when = local_time(item.due_at, timezones[item.institution_id]) if item.due_at else "—"
+        lines.append("")
+        lines.append(f"#{item.id} · {status_name(item.status)} · {when} · {_snippet(item)}")
+        lines.append(
+            _("sent {sent} · blocked {blocked} · failed {failed} · pending {pending}").format(
+                sent=item.sent,
+                blocked=item.blocked,
+                failed=item.failed,
+                pending=pending_count(item),
+            )
+        )
+        if item.status in (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value):
+            rows.append(
+                [
+                    InlineKeyboardButton(
+                        _("Cancel #{id}").format(id=item.id),
+                        callback_data=f"{CANCEL_PREFIX}{item.id}",
+                    )
+                ]
+            )
+    return "\n".join(lines), InlineKeyboardMarkup(rows) if rows else None
+
+
+@staff_only
+async def broadcasts_command(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
+) -> None:
+    text, keyboard = await broadcasts_view(runtime(context), staff)
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+
+@staff_only
+async def on_cancel_button(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
+) -> None:
+    """`bc:<id>`: stop a scheduled or sending broadcast of the staff member's scope."""
+    rt = runtime(context)
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    broadcast_id = int(query.data[len(CANCEL_PREFIX) :])
+    async with rt.db.session() as session:
+        await claim(session)
+        broadcast = await session.get(Broadcast, broadcast_id)
+        live = (
+            broadcast is not None
+            and _in_scope(staff, broadcast)
+            and broadcast.status in (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value)
+        )
+    if not live:
+        await query.answer(_("This button is no longer active."))
+        return
+    await cancel(rt.db, broadcast_id, rt.clock.now())
+    await query.answer(_("Cancelled."))
+    text, keyboard = await broadcasts_view(rt, staff)
+    try:
+        await query.edit_message_text(text, reply_markup=keyboard)
+    except BadRequest as exc:
+        log.debug("broadcast list not edited: %s", exc)
+
+
+register(FLOW, _render)

@@ -1,0 +1,251 @@
+"""Officers write alumni news in the chat: through the sandbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlmodel import select
+
+from bot.sandbox.spec import UploadedFile
+from bot.sandbox.state import SandboxUser, TranscriptEntry
+from conversations.news_compose import render_news, send_news
+from storage.models import (
+    Broadcast,
+    BroadcastStatus,
+    ChatState,
+    Graduate,
+    Institution,
+    Programme,
+    Segment,
+)
+from storage.staff import add_staff
+from tests.harness import Harness, eventually, tr
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (640).to_bytes(4, "big") * 2 + b"\x00" * 40
+
+
+async def _seed(harness: Harness, school: Institution, reader_chat: int, base: int) -> None:
+    """Graduates with different programmes, years, languages and consents."""
+    async with harness.db.session() as session:
+        programmes = {
+            p.code: p.id
+            for p in (
+                await session.exec(select(Programme).where(Programme.institution_id == school.id))
+            ).all()
+        }
+        assert school.id is not None
+        rows = [
+            ("ICT4", 2025, "nl", True, reader_chat),
+            ("ICT4", 2026, "en", True, base + 1),
+            ("CHEF4", 2026, "nl", True, base + 2),
+            ("CHEF4", 2026, "nl", False, base + 3),  # no news consent
+            ("ICT4", 2026, "es", True, None),  # never opened the chat
+        ]
+        for n, (code, year, lang, news, chat) in enumerate(rows):
+            programme_id = programmes[code]
+            assert programme_id is not None
+            session.add(
+                Graduate(
+                    institution_id=school.id,
+                    programme_id=programme_id,
+                    student_ref=f"{school.code}-{n}",
+                    graduation_date=date(year, 6, 30),
+                    language=lang,
+                    consent_news=news,
+                    chat_id=chat,
+                )
+            )
+
+
+async def _officer(harness: Harness, code: str, language: str = "en") -> SandboxUser:
+    user = harness.user(language)
+    await add_staff(harness.db, user.id, "officer", school_code=code)
+    return user
+
+
+async def _shows(harness: Harness, user: SandboxUser, message: TranscriptEntry, text: str) -> None:
+    def shown(transcript: list[TranscriptEntry]) -> bool:
+        entry = next(e for e in transcript if e.message_id == message.message_id)
+        return text in (entry.text or "")
+
+    await harness.sandbox.wait_until(harness.token, user.id, shown)
+
+
+async def _broadcast(harness: Harness, chat_id: int) -> Broadcast:
+    async with harness.db.session() as session:
+        state = await session.get(ChatState, chat_id)
+        bid = state.data["broadcast_id"] if state and state.data else None
+        query = select(Broadcast).where(Broadcast.report_chat_id == chat_id)
+        found = (await session.exec(query.order_by(Broadcast.id.desc()))).first()  # type: ignore[union-attr]
+        assert found is not None and (bid is None or found.id == bid)
+        return found
+
+
+async def test_compose_photo_two_languages_audience_preview_schedule(harness: Harness) -> None:
+    school = await harness.school("alfa", language="nl")
+    other = await harness.school("beta", language="es")
+    reader = harness.user("nl")
+    await harness.send(reader, "/start")  # the reader's chat exists
+    await _seed(harness, school, reader.id, 9_000_000)
+    await _seed(harness, other, 9_100_000, 9_100_000)
+    officer = await _officer(harness, "alfa")
+
+    (ask,) = await harness.send(officer, "/news")
+    assert ask.content.startswith("Send the news text.")
+    # A photo with a caption, as the officer sends it from Telegram.
+    bot_account = harness.sandbox.bot(harness.token)
+    stored = harness.sandbox.state.store_file(bot_account, UploadedFile(PNG), "photo")
+    size = {
+        "file_id": stored.file_id,
+        "file_unique_id": stored.file_unique_id,
+        "width": 640,
+        "height": 640,
+    }
+    harness.sandbox.state.user_message(
+        bot_account,
+        officer.id,
+        media={"photo": [size], "caption": "Open dag op vrijdag <3 & meer"},
+    )
+    (more,) = await harness.replies(officer, 1)
+    assert more.content.startswith("Saved (Nederlands).")
+    (ask_en,) = await harness.press(officer, "Add English")
+    assert ask_en.text == "Send the English version of the news."
+    (more,) = await harness.send(officer, "Open day on Friday <3 & more")
+    assert more.content.startswith("Saved (Nederlands, English).")
+    (audience,) = await harness.press(officer, "Done")
+    more = next(
+        e
+        for e in harness.sandbox.transcript(harness.token, officer.id)
+        if e.message_id == more.message_id
+    )
+    assert "Recipients now: 3" in (audience.text or "")
+    assert more.buttons == []  # answered: its buttons are gone
+
+    async def toggle(label: str, count: int) -> None:
+        await harness.press(officer, label, expect=0, message=audience)
+        await _shows(harness, officer, audience, f"Recipients now: {count}")
+
+    await toggle("Software developer", 2)
+    await toggle("2026", 1)
+    await toggle("NL", 0)
+    await toggle("NL", 1)
+    await toggle("Software developer", 2)
+    await toggle("Not responded yet to m2", 0)
+    await toggle("Not responded yet to m2", 2)
+
+    (name_ask,) = await harness.press(officer, "Save as segment", message=audience)
+    assert name_ask.text == "Type a name for this segment."
+    saved, audience = await harness.send(officer, "Class of 2026", expect=2)
+    assert saved.text == "Segment saved: Class of 2026"
+    assert "Recipients now: 2" in (audience.text or "")
+    async with harness.db.session() as session:
+        segment = (await session.exec(select(Segment))).one()
+        assert segment.institution_id == school.id and segment.filter["graduation_years"] == [2026]
+
+    preview, prompt = await harness.press(officer, "Continue", expect=2, message=audience)
+    assert prompt.text == (
+        "Above is the news as graduates will see it in Nederlands. Recipients now: 2."
+    )
+    broadcast = await _broadcast(harness, officer.id)
+    assert broadcast.status == BroadcastStatus.DRAFT.value
+    assert broadcast.photo == stored.file_id
+    assert broadcast.texts == {
+        "nl": "Open dag op vrijdag &lt;3 &amp; meer",
+        "en": "Open day on Friday &lt;3 &amp; more",
+    }
+    # The preview is exactly what a graduate reading Dutch gets.
+    await send_news(harness.runtime.bot, reader.id, render_news(broadcast, "nl"))
+    (got,) = await harness.replies(reader, 1)
+    assert got.caption == preview.caption == "Open dag op vrijdag <3 & meer"
+    assert got.caption_entities == preview.caption_entities
+    assert got.reply_markup == preview.reply_markup
+    assert got.photo and preview.photo
+    assert got.photo[-1]["file_id"] == preview.photo[-1]["file_id"]
+
+    (when,) = await harness.press(officer, "Schedule", message=prompt)
+    assert "(Europe/Amsterdam)" in (when.text or "")
+    (bad,) = await harness.send(officer, "next friday")
+    assert bad.content.startswith("I could not read that date.")
+    (past,) = await harness.send(officer, "2020-01-01 10:00")
+    assert past.content.startswith("That moment has passed.")
+    (done,) = await harness.send(officer, "01-12-2026 10:00")
+    assert done.text == (
+        "Scheduled: the news goes to 2 graduates on 2026-12-01 10:00 (Europe/Amsterdam)."
+    )
+    broadcast = await _broadcast(harness, officer.id)
+    assert broadcast.status == BroadcastStatus.SCHEDULED.value
+    assert broadcast.due_at == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    assert broadcast.institution_id == school.id and broadcast.default_language == "nl"
+    assert broadcast.report_chat_id == officer.id
+    async with harness.db.session() as session:
+        state = await session.get(ChatState, officer.id)
+        assert state is not None and state.flow == ""
+
+
+async def test_restart_mid_compose_resumes_and_cancel_discards(harness: Harness) -> None:
+    await harness.school("alfa")
+    officer = await _officer(harness, "alfa", "it")
+    await harness.send(officer, "/news")
+    (more,) = await harness.send(officer, "Ciao a tutti")
+    await harness.restart_bot()
+    (audience,) = await harness.press(officer, tr("it", "Done"), message=more)
+    assert audience.buttons
+    broadcast = await _broadcast(harness, officer.id)
+    assert broadcast.texts == {"nl": "Ciao a tutti"}
+    await harness.restart_bot()
+    _again, prompt = await harness.send(officer, "/news", expect=2)
+    assert prompt.text == audience.text
+    assert (await _broadcast(harness, officer.id)).id == broadcast.id
+    await harness.send(officer, "/cancel")
+    broadcast = await _broadcast(harness, officer.id)
+    assert broadcast.status == BroadcastStatus.CANCELLED.value
+    # A button of the discarded draft changes nothing.
+    await harness.press(officer, tr("it", "Continue"), expect=0, message=audience)
+    await eventually(lambda: len(harness.callback_answers(officer)) == 1)
+
+
+async def test_broadcasts_are_seen_and_cancelled_only_within_the_school(
+    harness: Harness,
+) -> None:
+    alfa = await harness.school("alfa")
+    beta = await harness.school("beta")
+    due = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    ids = {}
+    async with harness.db.session() as session:
+        for school in (alfa, beta):
+            item = Broadcast(
+                institution_id=school.id,
+                texts={"nl": f"News of {school.code}"},
+                default_language="nl",
+                status=BroadcastStatus.SCHEDULED.value,
+                due_at=due,
+            )
+            session.add(item)
+            await session.flush()
+            ids[school.code] = item.id
+    officer_a = await _officer(harness, "alfa")
+    officer_b = await _officer(harness, "beta")
+    (listing_a,) = await harness.send(officer_a, "/broadcasts")
+    assert f"#{ids['alfa']}" in (listing_a.text or "") and "News of alfa" in (listing_a.text or "")
+    assert f"#{ids['beta']}" not in (listing_a.text or "")
+    assert "10:00" in (listing_a.text or "")  # in the school's time zone
+    assert [b["text"] for b in listing_a.buttons] == [f"Cancel #{ids['alfa']}"]
+    (listing_b,) = await harness.send(officer_b, "/broadcasts")
+    assert f"#{ids['alfa']}" not in (listing_b.text or "")
+
+    # Officer A moves to school B: the old button of school A's news does nothing.
+    await add_staff(harness.db, officer_a.id, "officer", school_code="beta")
+    await harness.press(officer_a, f"Cancel #{ids['alfa']}", expect=0, message=listing_a)
+    await eventually(
+        lambda: harness.callback_answers(officer_a) == ["This button is no longer active."]
+    )
+    async with harness.db.session() as session:
+        kept = await session.get(Broadcast, ids["alfa"])
+        assert kept is not None and kept.status == BroadcastStatus.SCHEDULED.value
+
+    await harness.press(officer_b, f"Cancel #{ids['beta']}", expect=0, message=listing_b)
+    await eventually(lambda: harness.callback_answers(officer_b) == ["Cancelled."])
+    await _shows(harness, officer_b, listing_b, "cancelled")
+    async with harness.db.session() as session:
+        gone = await session.get(Broadcast, ids["beta"])
+        assert gone is not None and gone.status == BroadcastStatus.CANCELLED.value
