@@ -4,6 +4,7 @@ runtime wired to both."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -199,3 +200,16 @@ def machine() -> str:
 
 def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def command_line(
+    description: str | None,
+    run: Callable[[int, float, str | None], Coroutine[Any, Any, None]],
+) -> None:
+    """The delivery benchmarks' options: --count, --rate, --database-url."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    asyncio.run(run(args.count, args.rate, args.database_url))

@@ -15,15 +15,13 @@ creates and drops its own database next to the one named.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.common import CHUNK, bench, machine, peak_memory_mb, seed_graduates
+from bench.common import CHUNK, bench, command_line, machine, peak_memory_mb, seed_graduates
 from bot.delivery import RateLimiter, dispatch_due
 from storage.models import Invitation
 
@@ -72,12 +70,7 @@ async def run(count: int, rate: float, database_url: str | None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
-    asyncio.run(run(args.count, args.rate, args.database_url))
+    command_line(__doc__, run)
 
 
 if __name__ == "__main__":

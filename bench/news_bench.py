@@ -11,14 +11,12 @@ bulk rate. Reported: the achieved rate as a fraction of the configured limit (go
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import time
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import make_url
 
-from bench.common import bench, machine, peak_memory_mb, seed_graduates
+from bench.common import bench, command_line, machine, peak_memory_mb, seed_graduates
 from bot.delivery import RateLimiter
 from bot.news import dispatch_news
 from storage import news
@@ -66,12 +64,7 @@ async def run(count: int, rate: float, database_url: str | None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
-    asyncio.run(run(args.count, args.rate, args.database_url))
+    command_line(__doc__, run)
 
 
 if __name__ == "__main__":
