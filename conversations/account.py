@@ -12,7 +12,8 @@ from bot.dedupe import claim
 from bot.i18n import _, language_name, set_language
 from bot.runtime import runtime
 from conversations import onboarding, survey
-from conversations.rules import LANGUAGES, choose_language
+from conversations.prompting import use_chat_language
+from conversations.rules import LANGUAGES
 from storage.models import ConsentKind, Graduate, Institution
 from storage.queries import get_chat_state, graduate_by_chat, set_consent
 from storage.types import utcnow
@@ -23,25 +24,8 @@ LANG_PREFIX = "lang:"
 PRIVACY_PREFIX = "pv:"
 
 
-async def _use_chat_language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Graduate | None:
-    """Set this update's language from the chat's state, the graduate or Telegram."""
-    rt = runtime(context)
-    assert update.effective_chat is not None
-    async with rt.db.session() as session:
-        state = await get_chat_state(session, update.effective_chat.id)
-        graduate = await graduate_by_chat(session, update.effective_chat.id)
-        session.add(state)
-    tg_language = update.effective_user.language_code if update.effective_user else None
-    set_language(
-        choose_language(
-            state.language or (graduate.language if graduate else None), tg_language, None
-        )
-    )
-    return graduate
-
-
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await _use_chat_language(update, context)
+    await use_chat_language(update, context)
     assert update.effective_message is not None
     await update.effective_message.reply_text(help_text())
 
@@ -64,7 +48,7 @@ def help_text() -> str:
 
 
 async def language_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await _use_chat_language(update, context)
+    await use_chat_language(update, context)
     assert update.effective_message is not None
     await update.effective_message.reply_text(
         _("Which language do you prefer?"),
@@ -79,7 +63,7 @@ async def on_language_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
     chat_id = update.effective_chat.id
     code = query.data[len(LANG_PREFIX) :]
     if code not in LANGUAGES:
-        await _use_chat_language(update, context)
+        await use_chat_language(update, context)
         await query.answer(_("Please choose one of the buttons."))
         return
     async with rt.db.session() as session:
@@ -126,7 +110,7 @@ def _privacy_status(graduate: Graduate) -> str:
 
 async def privacy_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = runtime(context)
-    graduate = await _use_chat_language(update, context)
+    graduate = await use_chat_language(update, context)
     message = update.effective_message
     assert message is not None
     if graduate is None:
@@ -148,7 +132,7 @@ async def on_privacy_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     rt = runtime(context)
     query = update.callback_query
     assert query is not None and query.data is not None and update.effective_chat is not None
-    await _use_chat_language(update, context)
+    await use_chat_language(update, context)
     kind_value = query.data[len(PRIVACY_PREFIX) :]
     try:
         kind = ConsentKind(kind_value)
@@ -175,7 +159,7 @@ async def on_privacy_button(update: Update, context: ContextTypes.DEFAULT_TYPE) 
 async def stop_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/stop: no more messages of any kind until the graduate sends /start again."""
     rt = runtime(context)
-    graduate = await _use_chat_language(update, context)
+    graduate = await use_chat_language(update, context)
     assert update.effective_message is not None and update.effective_chat is not None
     if graduate is not None:
         async with rt.db.session() as session:
@@ -194,7 +178,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Any text: an open onboarding question takes it; otherwise point to /help."""
     if await onboarding.on_text(update, context) or await survey.on_text(update, context):
         return
-    graduate = await _use_chat_language(update, context)
+    graduate = await use_chat_language(update, context)
     assert update.effective_message is not None
     if graduate is None:
         await update.effective_message.reply_text(onboarding.not_registered_text())
@@ -206,7 +190,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_stale_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A button whose data we do not know (an old message, or forged data)."""
-    await _use_chat_language(update, context)
+    await use_chat_language(update, context)
     query = update.callback_query
     assert query is not None
     await query.answer(_("This button is no longer active."))

@@ -12,13 +12,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from telegram import CallbackQuery, InlineKeyboardMarkup
+from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden
+from telegram.ext import ContextTypes
 
-from bot.i18n import use_language
-from bot.runtime import Runtime, mark_unreachable
+from bot.i18n import set_language, use_language
+from bot.runtime import Runtime, mark_unreachable, runtime
+from conversations.rules import choose_language
 from storage.models import ChatState, Graduate
-from storage.queries import get_chat_state, pending_prompts
+from storage.queries import get_chat_state, graduate_by_chat, pending_prompts
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,23 @@ _renderers: dict[str, Renderer] = {}
 
 def register(flow: str, renderer: Renderer) -> None:
     _renderers[flow] = renderer
+
+
+async def use_chat_language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Graduate | None:
+    """Set this update's language from the chat's state, the graduate or Telegram."""
+    rt = runtime(context)
+    assert update.effective_chat is not None
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, update.effective_chat.id)
+        graduate = await graduate_by_chat(session, update.effective_chat.id)
+        session.add(state)
+    tg_language = update.effective_user.language_code if update.effective_user else None
+    set_language(
+        choose_language(
+            state.language or (graduate.language if graduate else None), tg_language, None
+        )
+    )
+    return graduate
 
 
 async def close_question(query: CallbackQuery, label: str | None) -> None:

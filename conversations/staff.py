@@ -16,6 +16,7 @@ from telegram.ext import ContextTypes
 from bot.dedupe import claim
 from bot.i18n import _, set_language
 from bot.runtime import runtime
+from conversations.prompting import use_chat_language
 from conversations.rules import choose_language
 from storage.models import ConsentKind, Graduate, Institution, Staff
 from storage.queries import get_chat_state, graduate_by_chat, set_consent
@@ -36,19 +37,7 @@ def _tg_language(update: Update) -> str | None:
 
 async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Tell someone who is not staff, in their language, that the command is not for them."""
-    rt = runtime(context)
-    assert update.effective_chat is not None
-    async with rt.db.session() as session:
-        state = await get_chat_state(session, update.effective_chat.id)
-        graduate = await graduate_by_chat(session, update.effective_chat.id)
-        session.add(state)
-    set_language(
-        choose_language(
-            state.language or (graduate.language if graduate else None),
-            _tg_language(update),
-            None,
-        )
-    )
+    await use_chat_language(update, context)
     text = _("This command is for school staff.")
     if update.callback_query is not None:
         await update.callback_query.answer(text, show_alert=True)
