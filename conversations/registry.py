@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlmodel import col, func, select
+from sqlmodel import func, select
 
 from conversations.questionnaire import Questionnaire, parse_questionnaire
 from storage.db import Database
 from storage.models import QuestionnaireDefinition, SurveyResponse
+from storage.queries import stored_questionnaire
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +106,10 @@ class QuestionnaireRegistry:
         key = (form_id, version)
         if key not in self._versions:
             async with db.session() as session:
-                stored = (
-                    await session.exec(
-                        select(QuestionnaireDefinition)
-                        .where(
-                            QuestionnaireDefinition.form_id == form_id,
-                            QuestionnaireDefinition.version == version,
-                        )
-                        .order_by(col(QuestionnaireDefinition.id).desc())
-                    )
-                ).first()
+                stored = await stored_questionnaire(session, form_id, version)
             if stored is None:
                 raise KeyError(f"questionnaire {form_id} version {version} is unknown")
             self._versions[key] = parse_questionnaire(
-                stored.source, source=f"{form_id} {version} (stored)"
+                stored, source=f"{form_id} {version} (stored)"
             )
         return self._versions[key]

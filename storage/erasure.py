@@ -72,9 +72,9 @@ from storage.models import (
     Graduate,
     Invitation,
     InvitationStatus,
-    QuestionnaireDefinition,
     SurveyResponse,
 )
+from storage.queries import stored_questionnaire
 
 log = logging.getLogger(__name__)
 
@@ -314,16 +314,7 @@ def _closed_value(questionnaire: Questionnaire, question: Question, value: Any) 
 
 async def _questionnaire(session: AsyncSession, form_id: str, version: str) -> Questionnaire | None:
     """The stored questionnaire version, or None when it is unknown or does not load."""
-    stored = (
-        await session.exec(
-            select(QuestionnaireDefinition.source)
-            .where(
-                QuestionnaireDefinition.form_id == form_id,
-                QuestionnaireDefinition.version == version,
-            )
-            .order_by(col(QuestionnaireDefinition.id).desc())
-        )
-    ).first()
+    stored = await stored_questionnaire(session, form_id, version)
     if stored is None:
         log.warning(
             "erasure: questionnaire %s version %s is not stored; deleting all its answers",

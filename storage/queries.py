@@ -10,7 +10,15 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import ChatState, ConsentEvent, ConsentKind, Graduate, Institution, Programme
+from storage.models import (
+    ChatState,
+    ConsentEvent,
+    ConsentKind,
+    Graduate,
+    Institution,
+    Programme,
+    QuestionnaireDefinition,
+)
 from storage.types import utcnow
 
 
@@ -86,3 +94,16 @@ def set_consent(
             at=when,
         )
     )
+
+
+async def stored_questionnaire(session: AsyncSession, form_id: str, version: str) -> str | None:
+    """The YAML of a questionnaire version as stored when it was first loaded, or None."""
+    result = await session.exec(
+        select(QuestionnaireDefinition.source)
+        .where(
+            QuestionnaireDefinition.form_id == form_id,
+            QuestionnaireDefinition.version == version,
+        )
+        .order_by(col(QuestionnaireDefinition.id).desc())
+    )
+    return result.first()
