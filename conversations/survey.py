@@ -351,7 +351,21 @@ def _set_position(state: ChatState, response: SurveyResponse, position: str) -> 
     touch_state(state)
 
 
-async def _submit(session: AsyncSession, loaded: Loaded, state: ChatState) -> None:
+def mark_complete(
+    response: SurveyResponse, questionnaire: Questionnaire, answers: engine.Answers
+) -> None:
+    """Set `complete` from the answers that apply (a declined response never is), and note
+    when the response first became complete."""
+    response.complete = not response.declined and engine.is_complete(
+        questionnaire, engine.relevant_answers(questionnaire, answers)
+    )
+    if response.complete and response.completed_at is None:
+        response.completed_at = utcnow()
+
+
+async def _submit(
+    session: AsyncSession, loaded: Loaded, state: ChatState, *, declined: bool = False
+) -> None:
     """Keep only the answers that apply, mark the response sent, leave the survey flow."""
     response = loaded.response
     assert response.id is not None
@@ -359,7 +373,8 @@ async def _submit(session: AsyncSession, loaded: Loaded, state: ChatState) -> No
     for name in set(loaded.answers) - set(kept):
         await _delete_answer(session, response.id, name)
     response.status = ResponseStatus.SUBMITTED.value
-    response.complete = engine.is_complete(loaded.questionnaire, kept)
+    response.declined = declined
+    mark_complete(response, loaded.questionnaire, kept)
     response.submitted_at = utcnow()
     response.updated_at = response.submitted_at
     response.current = ""
@@ -644,7 +659,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 loaded.answers[question.name] = value
                 position = _next_position(loaded, question.name, editing)
                 if position == REVIEW and _only_the_first_answered(loaded):
-                    await _submit(session, loaded, state)
+                    await _submit(session, loaded, state, declined=True)
                     outcome = "finished"
                 else:
                     _set_position(state, response, position)
@@ -656,7 +671,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if outcome == "next" and response.current == REVIEW:
             state.data["editing"] = False
             touch_state(state)
-        response.complete = engine.is_complete(q, engine.relevant_answers(q, loaded.answers))
+        mark_complete(response, q, loaded.answers)
         session.add(response)
         session.add(state)
     await query.answer()
@@ -752,9 +767,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
             _set_position(state, response, position)
             if position == REVIEW:
                 state.data["editing"] = False
-            response.complete = engine.is_complete(
-                loaded.questionnaire, engine.relevant_answers(loaded.questionnaire, loaded.answers)
-            )
+            mark_complete(response, loaded.questionnaire, loaded.answers)
             session.add(response)
             session.add(state)
     if reply:

@@ -189,8 +189,11 @@ class SurveyResponse(SQLModel, table=True):
     status: str = Field(sa_type=String(16), default=ResponseStatus.OPEN.value, index=True)
     current: str = Field(sa_type=String(32), default="", description="Question name or review")
     complete: bool = Field(default=False, description="The routing core is answered")
+    declined: bool = Field(default=False, description="Said no to the opening consent question")
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    completed_at: datetime | None = _ts(index=True)
+    """When the routing core was first complete: the date of "responses over time"."""
     submitted_at: datetime | None = _ts()
 
 
@@ -334,3 +337,19 @@ class StaffInvite(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = _ts()
     used_by: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class DashboardLogin(SQLModel, table=True):
+    """A one-time dashboard login link sent by `/dashboard` in the chat, and then the session
+    it opened. The link's token is stored only as a SHA-256 hash."""
+
+    __tablename__ = "dashboard_login"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, description="The link works until then")
+    used_at: datetime | None = _ts()
+    session_expires_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts()  # logged out

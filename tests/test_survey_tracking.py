@@ -108,7 +108,10 @@ async def test_tracking_route(tracking_harness: Harness, route: str, lang: str) 
         stored = await session.get(SurveyResponse, response.id)
         rows = (await session.exec(select(Answer).where(Answer.response_id == response.id))).all()
     assert stored is not None and stored.status == ResponseStatus.SUBMITTED.value
-    assert stored.complete
+    # A decline is no response: the statistics count it apart from complete responses.
+    assert stored.declined is (route == "declined")
+    assert stored.complete is (route != "declined")
+    assert (stored.completed_at is not None) is stored.complete
     answers = {row.question: row.value for row in rows}
     assert answers == engine.relevant_answers(q, walk.answers)
     # Routing: the blocks asked are exactly those the route leads to.

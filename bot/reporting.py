@@ -1,0 +1,133 @@
+"""One statistics report for a scope: the counts from storage/stats.py run through the maths of
+conversations/indicators.py. `/stats`, the dashboard, the exports and the benchmark use it."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from conversations.indicators import (
+    BREAKDOWNS,
+    DropOff,
+    Funnel,
+    Indicators,
+    IndicatorSpec,
+    drop_off,
+    funnels,
+    indicators,
+    weekly,
+)
+from conversations.registry import QuestionnaireRegistry
+from conversations.waves import Wave, WavePlans
+from storage import stats
+from storage.db import Database
+from storage.models import Staff
+from storage.stats import Names, Scope
+
+
+def staff_scope(staff: Staff, programme_id: int | None = None, cohort: int | None = None) -> Scope:
+    """Staff of a school see that school only; staff without a school (admins) see all."""
+    return Scope(institution_id=staff.institution_id, programme_id=programme_id, cohort=cohort)
+
+
+@dataclass
+class Report:
+    scope: Scope
+    names: Names
+    waves: list[Wave]
+    """Every wave of the plans in scope, in plan order (first plan first)."""
+    by_wave: dict[str | None, Funnel]
+    by_wave_programme: dict[tuple[str | None, int], Funnel]
+    by_wave_cohort: dict[tuple[str | None, int], Funnel]
+    by_wave_school: dict[tuple[str | None, int], Funnel]
+    days: list[stats.DayRow]
+    indicators: dict[str, dict[str, dict[str | None, dict[Hashable, Indicators]]]] = field(
+        default_factory=dict
+    )
+    """form id -> breakdown -> wave -> breakdown value -> counts."""
+    cohorts: list[int] = field(default_factory=list)
+
+    def wave(self, name: str) -> Wave | None:
+        return next((w for w in self.waves if w.name == name), None)
+
+    def weekly(self, wave: str | None = None) -> list[tuple[date, int | None]]:
+        return weekly(self.days, wave)
+
+    def wave_indicators(self, wave: str, by: str = "total") -> dict[Hashable, Indicators]:
+        w = self.wave(wave)
+        if w is None:
+            return {}
+        return self.indicators.get(w.questionnaire, {}).get(by, {}).get(wave, {})
+
+
+async def build_report(
+    db: Database,
+    plans: WavePlans,
+    specs: dict[str, IndicatorSpec],
+    scope: Scope,
+) -> Report:
+    async with db.session() as session:
+        names = await stats.names(session, scope.institution_id)
+        population = await stats.population(session, scope)
+        wave_rows = await stats.wave_counts(session, scope)
+        days = await stats.completions_per_day(session, scope)
+        outcomes = {
+            form_id: await stats.outcomes(session, scope, spec.questions)
+            for form_id, spec in specs.items()
+        }
+
+    plan_waves: dict[tuple[int, int], tuple[Wave, ...]] = {}
+
+    def plan_of(institution_id: int, programme_id: int) -> tuple[Wave, ...]:
+        key = (institution_id, programme_id)
+        if key not in plan_waves:
+            school = names.schools.get(institution_id)
+            programme = names.programmes.get(programme_id)
+            plan = plans.for_graduate(
+                school.code if school else "", programme.code if programme else None
+            )
+            plan_waves[key] = plan.waves
+        return plan_waves[key]
+
+    def waves_of(institution_id: int, programme_id: int) -> list[str]:
+        return [w.name for w in plan_of(institution_id, programme_id)]
+
+    ordered: dict[str, Wave] = {w.name: w for w in plans.default.waves}
+    for pop in population:
+        for w in plan_of(pop.institution_id, pop.programme_id):
+            ordered.setdefault(w.name, w)
+
+    report = Report(
+        scope=scope,
+        names=names,
+        waves=list(ordered.values()),
+        by_wave=funnels(population, wave_rows, waves_of, lambda w, i, p, c: w),
+        by_wave_programme=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, p)),
+        by_wave_cohort=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, c)),
+        by_wave_school=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, i)),
+        days=days,
+        cohorts=sorted({pop.cohort for pop in population}),
+    )
+    for form_id, rows in outcomes.items():
+        spec = specs[form_id]
+        report.indicators[form_id] = {by: indicators(rows, spec, by) for by in BREAKDOWNS}
+    return report
+
+
+async def question_drop_off(
+    db: Database, registry: QuestionnaireRegistry, plans: WavePlans, scope: Scope, wave: Wave
+) -> list[DropOff]:
+    async with db.session() as session:
+        rows = await stats.question_counts(session, scope, wave.name)
+    try:
+        questionnaire = registry.deployed(wave.questionnaire)
+    except KeyError:
+        return []
+    return drop_off(rows, questionnaire)
+
+
+async def current_waves(db: Database, scope: Scope, now: datetime) -> list[tuple[str, int]]:
+    """(wave, cohort) pairs with an invitation out and not closed yet at `now`."""
+    async with db.session() as session:
+        return await stats.open_waves(session, scope, now)

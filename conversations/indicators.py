@@ -1,0 +1,398 @@
+"""Response counts, rates and the EQAVET indicators 5a, 5b, 6a and 6b1, with small-cell
+suppression: plain functions over the rows of `storage/stats.py`, no database, no Telegram.
+
+Definitions (from shared/reference/tracking-questionnaire.md, decided where it is silent):
+
+- Respondents of a wave: its completed responses (routing core answered). Partial and declined
+  responses count in the response rates, not in the indicators.
+- 5a: respondents per destination group (conversations/indicators.yaml maps the activity
+  question's codes to the groups) over respondents.
+- 5b: employed respondents (employed, self-employed, working and studying) over respondents.
+- 6a: employed respondents whose work is completely or partly related to the training, over
+  the employed respondents who answered that question.
+- 6b1: employed respondents who use what they learnt a lot or a little, over the employed
+  respondents who answered that question.
+- Suppression: a count of 1 to 4 people is never shown, nor a rate whose numerator or
+  denominator is one; 0 is shown. Where the parts of a total are shown and exactly one part is
+  hidden, the smallest other part is hidden too, so that no subtraction reveals it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from conversations.questionnaire import Questionnaire, QuestionType
+from storage.stats import DayRow, IndicatorQuestions, OutcomeRow, PopulationRow, WaveRow
+
+SUPPRESS_BELOW = 5
+"""Cells of fewer people than this are suppressed (0 is shown)."""
+
+DESTINATIONS = ("employed", "working_and_studying", "studying", "looking_for_work", "other")
+"""EQAVET 5a destination groups, in display order."""
+
+BREAKDOWNS = ("total", "programme", "eqf", "gender", "age_band")
+
+DEFAULT_SPEC_FILE = Path(__file__).with_name("indicators.yaml")
+
+K = TypeVar("K", bound=Hashable)
+
+
+# ---------------------------------------------------------------- suppression
+
+
+def hidden(n: int) -> bool:
+    return 0 < n < SUPPRESS_BELOW
+
+
+def suppress(n: int) -> int | None:
+    """`n`, or None when it is a small cell."""
+    return None if hidden(n) else n
+
+
+def suppress_parts(parts: Sequence[int]) -> list[int | None]:
+    """Suppress the small parts of a total, and one more when only one would be hidden."""
+    shown: list[int | None] = [suppress(n) for n in parts]
+    if sum(1 for value in shown if value is None) == 1:
+        others = [(n, i) for i, n in enumerate(parts) if shown[i] is not None and n > 0]
+        if others:
+            shown[min(others)[1]] = None
+    return shown
+
+
+@dataclass(frozen=True)
+class Rate:
+    """numerator / denominator; `value` is None when suppressed or undefined (0 / 0)."""
+
+    numerator: int
+    denominator: int
+
+    @property
+    def value(self) -> float | None:
+        if self.denominator == 0 or hidden(self.numerator) or hidden(self.denominator):
+            return None
+        return self.numerator / self.denominator
+
+    @property
+    def suppressed(self) -> bool:
+        return self.denominator > 0 and self.value is None
+
+
+# ---------------------------------------------------------------- response counts
+
+
+@dataclass
+class Funnel:
+    """Counts of graduates through one wave (or several added up)."""
+
+    graduates: int = 0
+    reachable: int = 0
+    invited: int = 0
+    started: int = 0
+    completed: int = 0
+    declined: int = 0
+
+    @property
+    def partial(self) -> int:
+        return self.started - self.completed - self.declined
+
+    def add(self, other: Funnel) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def rate(self) -> Rate:
+        """Response rate over all graduates."""
+        return Rate(self.completed, self.graduates)
+
+    @property
+    def rate_reachable(self) -> Rate:
+        """Response rate over the graduates the bot can reach."""
+        return Rate(self.completed, self.reachable)
+
+    def shown(self) -> dict[str, int | None]:
+        """Every count, suppressed; completed, partial and declined are parts of started."""
+        completed, partial, declined = suppress_parts([self.completed, self.partial, self.declined])
+        return {
+            "graduates": suppress(self.graduates),
+            "reachable": suppress(self.reachable),
+            "invited": suppress(self.invited),
+            "started": suppress(self.started),
+            "completed": completed,
+            "partial": partial,
+            "declined": declined,
+        }
+
+
+WavesOf = Callable[[int, int], Sequence[str]]
+"""The wave names of the plan of (institution id, programme id)."""
+
+
+def funnels(
+    population: Iterable[PopulationRow],
+    waves: Iterable[WaveRow],
+    waves_of: WavesOf,
+    key: Callable[[str | None, int, int, int], K],
+) -> dict[K, Funnel]:
+    """Funnel counts grouped by `key(wave, institution, programme, cohort)`. A wave's graduates
+    and reachable graduates are those whose plan has the wave; responses without a wave (a
+    survey taken outside a wave) have no population."""
+    result: dict[K, Funnel] = defaultdict(Funnel)
+    for pop in population:
+        for wave in waves_of(pop.institution_id, pop.programme_id):
+            k = key(wave, pop.institution_id, pop.programme_id, pop.cohort)
+            result[k].add(Funnel(graduates=pop.graduates, reachable=pop.reachable))
+    for row in waves:
+        k = key(row.wave, row.institution_id, row.programme_id, row.cohort)
+        result[k].add(
+            Funnel(
+                invited=row.invited,
+                started=row.started,
+                completed=row.completed,
+                declined=row.declined,
+            )
+        )
+    return dict(result)
+
+
+def weekly(days: Iterable[DayRow], wave: str | None = None) -> list[tuple[date, int | None]]:
+    """Completed responses per ISO week (Monday), gaps filled with 0, small weeks suppressed."""
+    counts: dict[date, int] = defaultdict(int)
+    for row in days:
+        if wave is None or row.wave == wave:
+            counts[row.day - timedelta(days=row.day.weekday())] += row.completed
+    if not counts:
+        return []
+    week, last = min(counts), max(counts)
+    series: list[tuple[date, int | None]] = []
+    while week <= last:
+        series.append((week, suppress(counts.get(week, 0))))
+        week += timedelta(days=7)
+    return series
+
+
+# ---------------------------------------------------------------- drop-off
+
+
+@dataclass(frozen=True)
+class DropOff:
+    question: str
+    answered: int
+    stopped: int
+
+    @property
+    def shown(self) -> int:
+        return self.answered + self.stopped
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(self.stopped, self.shown)
+
+
+def drop_off(rows: Iterable[Any], questionnaire: Questionnaire) -> list[DropOff]:
+    """Per answerable question of `questionnaire`, in its order: those who answered it and
+    those who stopped at it without answering. Shown = answered + stopped (an optional question
+    that was skipped is not stored, so it does not count as shown)."""
+    counts: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        if row.form_id == questionnaire.form_id:
+            answered, stopped = counts.get(row.question, (0, 0))
+            counts[row.question] = (answered + row.answered, stopped + row.stopped)
+    return [
+        DropOff(q.name, *counts.get(q.name, (0, 0)))
+        for q in questionnaire.questions
+        if q.answerable and q.name in counts
+    ]
+
+
+# ---------------------------------------------------------------- EQAVET indicators
+
+
+@dataclass(frozen=True)
+class IndicatorSpec:
+    """Which answers count for the indicators of one questionnaire (indicators.yaml)."""
+
+    form_id: str
+    activity: str
+    destinations: Mapping[str, frozenset[str]]
+    employed: frozenset[str]
+    related: str
+    related_yes: frozenset[str]
+    relevant: str
+    relevant_yes: frozenset[str]
+
+    @property
+    def questions(self) -> IndicatorQuestions:
+        return IndicatorQuestions(self.form_id, self.activity, self.related, self.relevant)
+
+    def destination(self, code: str | None) -> str | None:
+        for group, codes in self.destinations.items():
+            if code in codes:
+                return group
+        return None
+
+
+class IndicatorSpecError(ValueError):
+    pass
+
+
+def _codes(value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise IndicatorSpecError(f"{where}: a list of choice codes is expected")
+    return frozenset(value)
+
+
+def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, IndicatorSpec]:
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise IndicatorSpecError(f"{source}: a mapping of questionnaire ids is expected")
+    specs: dict[str, IndicatorSpec] = {}
+    for form_id, raw in data.items():
+        where = f"{source}: {form_id}"
+        if not isinstance(raw, dict):
+            raise IndicatorSpecError(f"{where}: a mapping is expected")
+        try:
+            destinations = raw["destinations"]
+            if not isinstance(destinations, dict):
+                raise IndicatorSpecError(f"{where}: destinations must be a mapping")
+            unknown = set(destinations) - set(DESTINATIONS)
+            if unknown:
+                raise IndicatorSpecError(
+                    f"{where}: unknown destination {sorted(unknown)[0]!r} "
+                    f"(known: {', '.join(DESTINATIONS)})"
+                )
+            groups = {
+                name: _codes(destinations[name], f"{where}: destinations.{name}")
+                for name in DESTINATIONS
+                if name in destinations
+            }
+            related, relevant = raw["related"], raw["relevant"]
+            spec = IndicatorSpec(
+                form_id=str(form_id),
+                activity=str(raw["activity"]),
+                destinations=groups,
+                employed=_codes(raw["employed"], f"{where}: employed"),
+                related=str(related["question"]),
+                related_yes=_codes(related["yes"], f"{where}: related.yes"),
+                relevant=str(relevant["question"]),
+                relevant_yes=_codes(relevant["yes"], f"{where}: relevant.yes"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise IndicatorSpecError(f"{where}: {exc} is missing") from exc
+        seen: set[str] = set()
+        for codes in groups.values():
+            if codes & seen:
+                raise IndicatorSpecError(f"{where}: {sorted(codes & seen)[0]} is in two groups")
+            seen |= codes
+        specs[spec.form_id] = spec
+    return specs
+
+
+def load_specs(path: Path = DEFAULT_SPEC_FILE) -> dict[str, IndicatorSpec]:
+    return parse_specs(path.read_text(encoding="utf-8"), path.name)
+
+
+def check_spec(spec: IndicatorSpec, questionnaire: Questionnaire) -> list[str]:
+    """Problems of `spec` against the questionnaire it is for (empty: it fits)."""
+    problems: list[str] = []
+    lists = [
+        (spec.activity, spec.employed | frozenset().union(*spec.destinations.values())),
+        (spec.related, spec.related_yes),
+        (spec.relevant, spec.relevant_yes),
+    ]
+    for name, codes in lists:
+        if name not in questionnaire:
+            problems.append(f"{spec.form_id}: the questionnaire has no question {name}")
+            continue
+        question = questionnaire.question(name)
+        if question.type != QuestionType.SELECT_ONE:
+            problems.append(f"{spec.form_id}: {name} must be a select_one question")
+            continue
+        known = {c.name for c in questionnaire.choices_for(question)}
+        for code in sorted(codes - known):
+            problems.append(f"{spec.form_id}: {name} has no choice {code}")
+    return problems
+
+
+@dataclass
+class Indicators:
+    """The counts behind the indicators for one group of respondents."""
+
+    respondents: int = 0
+    destinations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DESTINATIONS, 0))
+    employed: int = 0
+    related_yes: int = 0
+    related_answered: int = 0
+    relevant_yes: int = 0
+    relevant_answered: int = 0
+
+    def count(self, row: OutcomeRow, spec: IndicatorSpec) -> None:
+        n = row.count
+        self.respondents += n
+        group = spec.destination(row.activity)
+        if group is not None:
+            self.destinations[group] += n
+        if row.activity in spec.employed:
+            self.employed += n
+            if row.related is not None:
+                self.related_answered += n
+                self.related_yes += n if row.related in spec.related_yes else 0
+            if row.relevant is not None:
+                self.relevant_answered += n
+                self.relevant_yes += n if row.relevant in spec.relevant_yes else 0
+
+    def shares_5a(self) -> dict[str, Rate | None]:
+        """Share of respondents per destination; None where the count is suppressed together
+        with another (secondary suppression)."""
+        counts = [self.destinations[d] for d in DESTINATIONS]
+        shown = suppress_parts(counts)
+        return {
+            d: (Rate(n, self.respondents) if s is not None else None)
+            for d, n, s in zip(DESTINATIONS, counts, shown, strict=True)
+        }
+
+    @property
+    def i5b(self) -> Rate:
+        return Rate(self.employed, self.respondents)
+
+    @property
+    def i6a(self) -> Rate:
+        return Rate(self.related_yes, self.related_answered)
+
+    @property
+    def i6b1(self) -> Rate:
+        return Rate(self.relevant_yes, self.relevant_answered)
+
+
+def breakdown_key(row: OutcomeRow, by: str) -> Hashable:
+    if by == "programme":
+        return row.programme_id
+    if by == "eqf":
+        return row.eqf_level
+    if by == "gender":
+        return row.gender or "unknown"
+    if by == "age_band":
+        return row.age_band
+    return "total"
+
+
+def indicators(
+    rows: Iterable[OutcomeRow], spec: IndicatorSpec, by: str = "total"
+) -> dict[str | None, dict[Hashable, Indicators]]:
+    """Indicator counts per wave and breakdown value."""
+    if by not in BREAKDOWNS:
+        raise ValueError(f"unknown breakdown {by!r}")
+    result: dict[str | None, dict[Hashable, Indicators]] = defaultdict(dict)
+    for row in rows:
+        groups = result[row.wave]
+        key = breakdown_key(row, by)
+        if key not in groups:
+            groups[key] = Indicators()
+        groups[key].count(row, spec)
+    return dict(result)

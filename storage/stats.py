@@ -1,0 +1,431 @@
+"""Counts for the statistics, straight from GROUP BY queries: a few hundred rows of numbers,
+whatever the number of graduates. The maths on top (rates, indicators, suppression) is in
+`conversations/indicators.py`; nothing here names a person.
+
+Definitions (the README's "Statistics" section explains them to staff):
+
+- graduates: every roster row (erased ones too: erasure keeps the row for these counts);
+- reachable: started the bot and neither blocked it, stopped, nor was erased;
+- invited: got a wave's invitation or a reminder (Telegram accepted it);
+- started: has a response for the wave; completed: its routing core is answered;
+  declined: said no to the opening consent question; partial: started, neither of those;
+- cohort: the graduation year.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    distinct,
+    extract,
+    func,
+    literal_column,
+)
+from sqlalchemy import select as core_select
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Executable
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import (
+    Answer,
+    Graduate,
+    Institution,
+    Invitation,
+    InvitationStatus,
+    Programme,
+    ResponseStatus,
+    SurveyResponse,
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose numbers: one school (None: all schools), optionally one programme and cohort."""
+
+    institution_id: int | None = None
+    programme_id: int | None = None
+    cohort: int | None = None
+
+
+@dataclass(frozen=True)
+class PopulationRow:
+    institution_id: int
+    programme_id: int
+    cohort: int
+    graduates: int
+    reachable: int
+
+
+@dataclass(frozen=True)
+class WaveRow:
+    institution_id: int
+    programme_id: int
+    cohort: int
+    wave: str | None
+    invited: int
+    started: int
+    completed: int
+    declined: int
+
+    @property
+    def partial(self) -> int:
+        return self.started - self.completed - self.declined
+
+
+@dataclass(frozen=True)
+class DayRow:
+    wave: str | None
+    day: date
+    completed: int
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    """Completed responses of one wave with the same breakdown values and indicator answers."""
+
+    wave: str | None
+    programme_id: int
+    eqf_level: int | None
+    gender: str | None
+    age_band: str
+    activity: str | None
+    related: str | None
+    relevant: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class QuestionRow:
+    """How many responses answered `question`, and how many stopped there without answering."""
+
+    form_id: str
+    question: str
+    answered: int
+    stopped: int
+
+
+@dataclass(frozen=True)
+class IndicatorQuestions:
+    """The questions whose answers the EQAVET indicators count (see conversations/indicators)."""
+
+    form_id: str
+    activity: str
+    related: str
+    relevant: str
+
+
+AGE_BANDS = ("under_20", "20_24", "25_29", "30_plus", "unknown")
+"""Age at graduation (graduation year minus birth year)."""
+
+
+def cohort_of() -> ColumnElement[Any]:
+    return extract("year", col(Graduate.graduation_date))
+
+
+def _age_band() -> ColumnElement[Any]:
+    age = cohort_of() - col(Graduate.birth_year)
+    return case(
+        (col(Graduate.birth_year).is_(None), "unknown"),
+        (age < 20, "under_20"),
+        (age < 25, "20_24"),
+        (age < 30, "25_29"),
+        else_="30_plus",
+    )
+
+
+def _reachable() -> ColumnElement[bool]:
+    return and_(
+        col(Graduate.chat_id).is_not(None),
+        col(Graduate.unreachable_at).is_(None),
+        col(Graduate.opted_out_at).is_(None),
+        col(Graduate.erased_at).is_(None),
+    )
+
+
+def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if scope.institution_id is not None:
+        where.append(col(Graduate.institution_id) == scope.institution_id)
+    if scope.programme_id is not None:
+        where.append(col(Graduate.programme_id) == scope.programme_id)
+    if scope.cohort is not None:
+        where.append(cohort_of() == scope.cohort)
+    return where
+
+
+async def _all(session: AsyncSession, query: Executable) -> list[tuple[Any, ...]]:
+    connection = await session.connection()
+    return [tuple(row) for row in await connection.execute(query)]
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def json_text(column: Any, dialect: str) -> ColumnElement[Any]:
+    """A JSON column holding a string, as text (NULL for anything else that is not text)."""
+    if dialect == "postgresql":
+        return column.op("#>>", return_type=String)(literal_column("'{}'"))
+    return func.json_extract(column, "$")
+
+
+def _utc_day(column: Any, dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)  # SQLite stores UTC without zone
+
+
+async def population(session: AsyncSession, scope: Scope) -> list[PopulationRow]:
+    cohort = cohort_of().label("cohort")
+    query = (
+        core_select(
+            col(Graduate.institution_id),
+            col(Graduate.programme_id),
+            cohort,
+            func.count(),
+            func.count(case((_reachable(), 1))),
+        )
+        .where(*_in_scope(scope))
+        .group_by(col(Graduate.institution_id), col(Graduate.programme_id), cohort)
+    )
+    rows = await _all(session, query)
+    return [PopulationRow(int(i), int(p), int(c), int(n), int(r)) for i, p, c, n, r in rows]
+
+
+async def wave_counts(session: AsyncSession, scope: Scope) -> list[WaveRow]:
+    cohort = cohort_of().label("cohort")
+    keys = (col(Graduate.institution_id), col(Graduate.programme_id), cohort)
+    graduate_id = col(SurveyResponse.graduate_id)
+    responses = (
+        core_select(
+            *keys,
+            col(SurveyResponse.wave),
+            func.count(distinct(graduate_id)),
+            func.count(distinct(case((col(SurveyResponse.complete), graduate_id)))),
+            func.count(distinct(case((col(SurveyResponse.declined), graduate_id)))),
+        )
+        .join(Graduate, col(Graduate.id) == graduate_id)
+        .where(*_in_scope(scope))
+        .group_by(*keys, col(SurveyResponse.wave))
+    )
+    invited = (
+        core_select(*keys, col(Invitation.wave), func.count(distinct(col(Invitation.graduate_id))))
+        .join(Graduate, col(Graduate.id) == col(Invitation.graduate_id))
+        .where(col(Invitation.status) == InvitationStatus.SENT.value, *_in_scope(scope))
+        .group_by(*keys, col(Invitation.wave))
+    )
+    found: dict[tuple[int, int, int, str | None], list[int]] = {}
+    for i, p, c, wave, started, completed, declined in await _all(session, responses):
+        found[(int(i), int(p), int(c), wave)] = [0, int(started), int(completed), int(declined)]
+    for i, p, c, wave, count in await _all(session, invited):
+        found.setdefault((int(i), int(p), int(c), wave), [0, 0, 0, 0])[0] = int(count)
+    return [WaveRow(*key, *values) for key, values in sorted(found.items(), key=_sort_key)]
+
+
+def _sort_key(item: tuple[tuple[int, int, int, str | None], list[int]]) -> tuple[Any, ...]:
+    (i, p, c, wave), _values = item
+    return (i, p, c, wave or "")
+
+
+async def completions_per_day(session: AsyncSession, scope: Scope) -> list[DayRow]:
+    dialect = _dialect(session)
+    day = _utc_day(col(SurveyResponse.completed_at), dialect).label("day")
+    query = (
+        core_select(col(SurveyResponse.wave), day, func.count())
+        .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
+        .where(col(SurveyResponse.completed_at).is_not(None), *_in_scope(scope))
+        .group_by(col(SurveyResponse.wave), day)
+        .order_by(day)
+    )
+    rows = await _all(session, query)
+    return [DayRow(wave, _as_date(value), int(n)) for wave, value, n in rows]
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+async def outcomes(
+    session: AsyncSession, scope: Scope, spec: IndicatorQuestions
+) -> list[OutcomeRow]:
+    """Completed responses of `spec.form_id`, grouped by wave, breakdowns and the answers the
+    indicators count."""
+    dialect = _dialect(session)
+    answers = {name: aliased(Answer, name=f"a_{name}") for name in ("act", "rel", "use")}
+    questions = {"act": spec.activity, "rel": spec.related, "use": spec.relevant}
+    values = {
+        name: json_text(col(alias.value), dialect).label(name) for name, alias in answers.items()
+    }
+    band = _age_band().label("band")
+    keys: Sequence[Any] = (
+        col(SurveyResponse.wave),
+        col(Graduate.programme_id),
+        col(Programme.eqf_level),
+        col(Graduate.gender),
+        band,
+        values["act"],
+        values["rel"],
+        values["use"],
+    )
+    query = (
+        core_select(*keys, func.count())
+        .select_from(SurveyResponse)
+        .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
+        .join(Programme, col(Programme.id) == col(Graduate.programme_id))
+        .where(
+            col(SurveyResponse.form_id) == spec.form_id,
+            col(SurveyResponse.complete),
+            *_in_scope(scope),
+        )
+        .group_by(*keys)
+    )
+    for name, alias in answers.items():
+        query = query.outerjoin(
+            alias,
+            and_(
+                col(alias.response_id) == col(SurveyResponse.id),
+                col(alias.question) == questions[name],
+            ),
+        )
+    rows = await _all(session, query)
+    return [
+        OutcomeRow(wave, int(p), eqf, gender, str(age), act, rel, use, int(n))
+        for wave, p, eqf, gender, age, act, rel, use, n in rows
+    ]
+
+
+async def question_counts(session: AsyncSession, scope: Scope, wave: str) -> list[QuestionRow]:
+    """Per question of the wave's responses: answered, and stopped there (the response is
+    still open at that question and it has no answer)."""
+    answered_q = (
+        core_select(col(SurveyResponse.form_id), col(Answer.question), func.count())
+        .join(SurveyResponse, col(SurveyResponse.id) == col(Answer.response_id))
+        .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
+        .where(col(SurveyResponse.wave) == wave, *_in_scope(scope))
+        .group_by(col(SurveyResponse.form_id), col(Answer.question))
+    )
+    at = aliased(Answer, name="at_current")
+    stopped_q = (
+        core_select(col(SurveyResponse.form_id), col(SurveyResponse.current), func.count())
+        .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
+        .outerjoin(
+            at,
+            and_(
+                col(at.response_id) == col(SurveyResponse.id),
+                col(at.question) == col(SurveyResponse.current),
+            ),
+        )
+        .where(
+            col(SurveyResponse.wave) == wave,
+            col(SurveyResponse.status) == ResponseStatus.OPEN.value,
+            col(at.id).is_(None),
+            *_in_scope(scope),
+        )
+        .group_by(col(SurveyResponse.form_id), col(SurveyResponse.current))
+    )
+    counts: dict[tuple[str, str], list[int]] = {}
+    for form_id, question, n in await _all(session, answered_q):
+        counts.setdefault((form_id, question), [0, 0])[0] = int(n)
+    for form_id, question, n in await _all(session, stopped_q):
+        if question:
+            counts.setdefault((form_id, question), [0, 0])[1] = int(n)
+    return [QuestionRow(f, q, a, s) for (f, q), (a, s) in sorted(counts.items())]
+
+
+async def open_waves(session: AsyncSession, scope: Scope, now: datetime) -> list[tuple[str, int]]:
+    """(wave, cohort) pairs whose invitation is due and whose wave has not closed at `now`."""
+    cohort = cohort_of().label("cohort")
+    query = (
+        core_select(col(Invitation.wave), cohort)
+        .join(Graduate, col(Graduate.id) == col(Invitation.graduate_id))
+        .where(
+            col(Invitation.seq) == 0,
+            col(Invitation.due_at) <= now,
+            col(Invitation.closes_at) > now,
+            *_in_scope(scope),
+        )
+        .group_by(col(Invitation.wave), cohort)
+        .order_by(cohort, col(Invitation.wave))
+    )
+    return [(wave, int(c)) for wave, c in await _all(session, query)]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Codes and names of schools and programmes, for labels."""
+
+    schools: dict[int, Institution]
+    programmes: dict[int, Programme]
+
+
+async def names(session: AsyncSession, institution_id: int | None) -> Names:
+    schools = select(Institution)
+    programmes = select(Programme)
+    if institution_id is not None:
+        schools = schools.where(Institution.id == institution_id)
+        programmes = programmes.where(Programme.institution_id == institution_id)
+    return Names(
+        schools={s.id: s for s in (await session.exec(schools)).all() if s.id is not None},
+        programmes={
+            p.id: p
+            for p in (await session.exec(programmes.order_by(col(Programme.code)))).all()
+            if p.id is not None
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ResponseRow:
+    response: SurveyResponse
+    school: str
+    programme: str
+    cohort: int
+    answers: dict[str, Any]
+
+
+async def iter_responses(
+    session: AsyncSession, scope: Scope, form_id: str, wave: str | None = None, batch: int = 1000
+) -> AsyncIterator[ResponseRow]:
+    """Every response of `form_id` in scope with its answers, batch by batch (for exports)."""
+    last = 0
+    while True:
+        query = (
+            select(SurveyResponse, Institution.code, Programme.code, cohort_of())
+            .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
+            .join(Institution, col(Institution.id) == col(Graduate.institution_id))
+            .join(Programme, col(Programme.id) == col(Graduate.programme_id))
+            .where(
+                col(SurveyResponse.form_id) == form_id,
+                col(SurveyResponse.id) > last,
+                *_in_scope(scope),
+            )
+            .order_by(col(SurveyResponse.id))
+            .limit(batch)
+        )
+        if wave is not None:
+            query = query.where(col(SurveyResponse.wave) == wave)
+        rows = (await session.exec(query)).all()
+        if not rows:
+            return
+        ids = [r.id for r, *_rest in rows if r.id is not None]
+        found: dict[int, dict[str, Any]] = {i: {} for i in ids}
+        answers = await session.exec(select(Answer).where(col(Answer.response_id).in_(ids)))
+        for answer in answers.all():
+            found[answer.response_id][answer.question] = answer.value
+        for response, school, programme, cohort in rows:
+            assert response.id is not None
+            yield ResponseRow(response, school, programme, int(cohort), found[response.id])
+        last = ids[-1]
