@@ -17,6 +17,8 @@ from bot.news_cli import add_news_parser, cmd_news
 from bot.settings import Settings, get_settings
 from storage.db import Database
 from storage.migrate import upgrade
+from storage.staff import create_invite
+from storage.types import utcnow
 
 log = logging.getLogger("gradtrack")
 
@@ -113,7 +115,7 @@ async def cmd_run(settings: Settings) -> int:
     db = Database(settings.database_url)
     try:
         demo = await ensure_demo(db)
-        async with _running_bot(settings, db) as running:
+        async with _running_bot(settings, db) as running, _web(running, db, None, settings):
             updater = running.application.updater
             assert updater is not None
             await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
@@ -122,14 +124,19 @@ async def cmd_run(settings: Settings) -> int:
             print(f"gradtrack is running as @{username} (database: {db.dialect})")
             if running.sandbox_url:
                 token, url = running.token, running.sandbox_url
+                staff = await create_invite(db, "admin", None, 24, utcnow())
                 print("No TELEGRAM_BOT_TOKEN: using the built-in Telegram sandbox.")
                 invite = sandbox_chat_link(url, token, demo.invite_token)
                 school = sandbox_chat_link(url, token, "s_" + demo.school_code)
+                admin = sandbox_chat_link(url, token, "t_" + staff.token)
                 print(f"  Web chat, as a new graduate:  {invite}")
                 print(f"  Self-registration (school):   {school}")
+                print(f"  Web chat, as an admin:        {admin}")
+                print("    (then send /dashboard there for a dashboard login link, or /stats)")
             else:
                 print(f"  Demo invite:       {start_link(username, demo.invite_token)}")
                 print(f"  Demo school link:  {start_link(username, 's_' + demo.school_code)}")
+            print(f"  Dashboard:         {settings.base_url}/dashboard (log in via /dashboard)")
             print("Press Ctrl+C to stop.", flush=True)
             await _wait_for_stop()
     finally:
@@ -137,12 +144,29 @@ async def cmd_run(settings: Settings) -> int:
     return 0
 
 
-async def cmd_serve(settings: Settings) -> int:
-    """Webhook mode: one aiohttp server on $PORT. Without a token, the sandbox delivers."""
+@asynccontextmanager
+async def _web(
+    running: RunningBot, db: Database, secret: str | None, settings: Settings
+) -> AsyncIterator[None]:
+    """The aiohttp server on HOST:PORT: dashboard and health checks, and in webhook mode
+    (`secret` given) the webhook route."""
     from aiohttp import web
 
+    from bot.web.server import build_web_app
+
+    runner = web.AppRunner(build_web_app(running.application, db, secret))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def cmd_serve(settings: Settings) -> int:
+    """Webhook mode: one aiohttp server on $PORT. Without a token, the sandbox delivers."""
     from bot.app import ALLOWED_UPDATES
-    from bot.web.server import WEBHOOK_PATH, build_web_app, webhook_secret
+    from bot.web.server import WEBHOOK_PATH, webhook_secret
 
     if not settings.uses_sandbox and not settings.public_url:
         print("PUBLIC_URL is required for `gradtrack serve` with a real bot token.")
@@ -159,10 +183,7 @@ async def cmd_serve(settings: Settings) -> int:
     try:
         async with _running_bot(settings, db) as running:
             secret = webhook_secret(settings.webhook_secret, running.token)
-            runner = web.AppRunner(build_web_app(running.application, db, secret))
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, settings.host, settings.port).start()
+            async with _web(running, db, secret, settings):
                 await running.application.bot.set_webhook(
                     url=public_url.rstrip("/") + WEBHOOK_PATH,
                     secret_token=secret,
@@ -170,8 +191,6 @@ async def cmd_serve(settings: Settings) -> int:
                 )
                 print(f"gradtrack serving on {settings.host}:{settings.port}", flush=True)
                 await _wait_for_stop()
-            finally:
-                await runner.cleanup()
     finally:
         await db.dispose()
     return 0

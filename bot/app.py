@@ -32,6 +32,7 @@ from conversations import (
     news_compose,
     onboarding,
     prompting,
+    reports,
     rights,
     staff,
     survey,
@@ -161,6 +162,8 @@ def build_application(
     application.add_handler(CommandHandler("news", staff.news_command))
     application.add_handler(CommandHandler("cancel", news_compose.cancel_command))
     application.add_handler(CommandHandler("broadcasts", news_compose.broadcasts_command))
+    application.add_handler(CommandHandler("stats", reports.stats_command))
+    application.add_handler(CommandHandler("dashboard", reports.dashboard_command))
     application.add_handler(CallbackQueryHandler(staff.on_news_button, pattern=staff.NEWS_PATTERN))
     application.add_handler(
         CallbackQueryHandler(news_compose.on_button, pattern=news_compose.PATTERN)

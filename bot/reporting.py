@@ -7,12 +7,16 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from babel.numbers import format_decimal, format_percent
+
+from bot import i18n
 from conversations.indicators import (
     BREAKDOWNS,
     DropOff,
     Funnel,
     Indicators,
     IndicatorSpec,
+    Rate,
     drop_off,
     funnels,
     indicators,
@@ -24,6 +28,21 @@ from storage import stats
 from storage.db import Database
 from storage.models import Staff
 from storage.stats import Names, Scope
+
+
+def count_text(n: int | None) -> str:
+    if n is None:
+        return "<5"
+    return format_decimal(n, locale=i18n.current_language())
+
+
+def rate_text(rate: Rate | None) -> str:
+    if rate is None or rate.suppressed:
+        return "<5"
+    value = rate.value
+    if value is None:
+        return "–"
+    return format_percent(value, format="#,##0.0%", locale=i18n.current_language())
 
 
 def staff_scope(staff: Staff, programme_id: int | None = None, cohort: int | None = None) -> Scope:

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         return (self.secret_key or "gradtrack-development-key-not-for-production").encode()
 
     @property
+    def base_url(self) -> str:
+        """Where people reach this service's web pages (the dashboard's login links)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
     def uses_sandbox(self) -> bool:
         return not self.telegram_bot_token
 

@@ -13,8 +13,9 @@ Definitions (from shared/reference/tracking-questionnaire.md, decided where it i
 - 6b1: employed respondents who use what they learnt a lot or a little, over the employed
   respondents who answered that question.
 - Suppression: a count of 1 to 4 people is never shown, nor a rate whose numerator or
-  denominator is one; 0 is shown. Where the parts of a total are shown and exactly one part is
-  hidden, the smallest other part is hidden too, so that no subtraction reveals it.
+  denominator is one; 0 is shown. In the 5a distribution (shares of respondents that add up
+  to 100 %), where exactly one share is hidden the smallest other one is hidden too, so that
+  no subtraction reveals it.
 """
 
 from __future__ import annotations
@@ -117,16 +118,17 @@ class Funnel:
         return Rate(self.completed, self.reachable)
 
     def shown(self) -> dict[str, int | None]:
-        """Every count, suppressed; completed, partial and declined are parts of started."""
-        completed, partial, declined = suppress_parts([self.completed, self.partial, self.declined])
+        """Every count, small ones suppressed. These are counts of answering behaviour, not of
+        outcomes: they get the primary suppression only (hiding the completed count whenever
+        one partial response is hidden would hide the number that matters most)."""
         return {
             "graduates": suppress(self.graduates),
             "reachable": suppress(self.reachable),
             "invited": suppress(self.invited),
             "started": suppress(self.started),
-            "completed": completed,
-            "partial": partial,
-            "declined": declined,
+            "completed": suppress(self.completed),
+            "partial": suppress(self.partial),
+            "declined": suppress(self.declined),
         }
 
 

@@ -39,6 +39,7 @@ class Harness:
         self.questionnaires: QuestionnaireRegistry | None = None
         self.plans: WavePlans | None = None
         self.clock = FrozenClock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
+        self._web_runners: list[Any] = []
 
     # -- the bot ---------------------------------------------------------------------
 
@@ -62,6 +63,7 @@ class Harness:
         self.app = app
 
     async def stop_bot(self) -> None:
+        await self.stop_web()
         app, self.app = self.app, None
         if app is None:
             return
@@ -75,6 +77,27 @@ class Harness:
     async def restart_bot(self) -> None:
         await self.stop_bot()
         await self.start_bot()
+
+    async def start_web(self) -> str:
+        """Serve the dashboard (the service's aiohttp app, without the webhook) on a free
+        loopback port; returns its base URL. Login links the bot sends point there."""
+        from aiohttp import web
+
+        from bot.web.server import build_web_app
+
+        assert self.app is not None, "start the bot first"
+        runner = web.AppRunner(build_web_app(self.app, self.db, None))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._web_runners.append(runner)
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.settings.host, self.settings.port = "127.0.0.1", int(port)
+        return self.settings.base_url
+
+    async def stop_web(self) -> None:
+        while self._web_runners:
+            await self._web_runners.pop().cleanup()
 
     # -- graduates -------------------------------------------------------------------
 

@@ -32,10 +32,15 @@ def webhook_secret(configured: str, bot_token: str) -> str:
     return hashlib.sha256(b"gradtrack-webhook:" + bot_token.encode()).hexdigest()[:48]
 
 
+MAX_UPDATE_BYTES = 1024 * 1024
+
+
 async def _webhook(request: web.Request) -> web.Response:
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), request.app[SECRET_KEY].encode()):
         return web.json_response({"ok": False, "error": "forbidden"}, status=403)
+    if (request.content_length or 0) > MAX_UPDATE_BYTES:
+        return web.json_response({"ok": False, "error": "update too large"}, status=413)
     try:
         payload = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -65,12 +70,24 @@ async def _ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def build_web_app(application: Any, db: Database, secret: str) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+def build_web_app(
+    application: Any, db: Database, secret: str | None, *, dashboard: bool = True
+) -> web.Application:
+    """The service's aiohttp app: the webhook route (when `secret` is given: webhook mode),
+    health checks, and the dashboard."""
+    from bot.runtime import RUNTIME_KEY, Runtime
+    from bot.web.dashboard import MAX_UPLOAD, add_dashboard
+
+    app = web.Application(client_max_size=MAX_UPLOAD + 64 * 1024)
     app[APP_KEY] = application
     app[DB_KEY] = db
-    app[SECRET_KEY] = secret
-    app.router.add_post(WEBHOOK_PATH, _webhook)
+    if secret is not None:
+        app[SECRET_KEY] = secret
+        app.router.add_post(WEBHOOK_PATH, _webhook)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
+    if dashboard:
+        rt = application.bot_data[RUNTIME_KEY]
+        assert isinstance(rt, Runtime)
+        add_dashboard(app, rt, secure_cookie=rt.settings.base_url.startswith("https://"))
     return app

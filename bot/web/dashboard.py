@@ -1,0 +1,1023 @@
+"""The admin dashboard: aiohttp pages under /dashboard, rendered on the server (Jinja2 with
+autoescaping, charts as inline SVG), in the staff member's language.
+
+Access: a session from a one-time login link (bot/web/auth.py). Staff of a school see that
+school only; staff without a school (admins of all schools) see all and may pick one. Every
+POST checks the session's CSRF token. No page loads anything from another origin.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+from babel.dates import format_date
+from markupsafe import Markup
+from sqlmodel import col, select
+
+from bot import i18n
+from bot.i18n import _
+from bot.reporting import Report, build_report, count_text, question_drop_off, rate_text
+from bot.runtime import Runtime
+from bot.web import auth, charts, exports
+from conversations.indicators import (
+    BREAKDOWNS,
+    DESTINATIONS,
+    Funnel,
+    Indicators,
+    IndicatorSpec,
+    Rate,
+    load_specs,
+    suppress,
+)
+from conversations.rules import choose_language
+from conversations.waves import Wave
+from storage import stats
+from storage.models import Broadcast, Delivery, Institution, Programme, Staff
+from storage.roster import import_roster
+from storage.stats import Scope
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/dashboard"
+MAX_UPLOAD = 5 * 1024 * 1024
+TEMPLATES = Path(__file__).with_name("templates")
+STATIC = Path(__file__).with_name("static")
+
+DASHBOARD_KEY = web.AppKey("gradtrack_dashboard", object)
+SESSION_KEY = web.RequestKey("gradtrack_session", object)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+# ---------------------------------------------------------------- labels and formats
+
+
+def destination_label(key: str) -> str:
+    return {
+        "employed": _("Employed"),
+        "working_and_studying": _("Working and studying"),
+        "studying": _("In education or training"),
+        "looking_for_work": _("Looking for work"),
+        "other": _("Other"),
+    }[key]
+
+
+def breakdown_title(by: str) -> str:
+    return {
+        "total": _("All respondents"),
+        "programme": _("Programme"),
+        "eqf": _("EQF level"),
+        "gender": _("Gender"),
+        "age_band": _("Age at graduation"),
+    }[by]
+
+
+def gender_label(code: str) -> str:
+    return {
+        "female": _("Female"),
+        "male": _("Male"),
+        "other": _("Other"),
+    }.get(code, _("Unknown"))
+
+
+def age_band_label(code: str) -> str:
+    return {
+        "under_20": _("Under 20"),
+        "20_24": "20–24",
+        "25_29": "25–29",
+        "30_plus": _("30 and over"),
+    }.get(code, _("Unknown"))
+
+
+def date_text(value: date | None) -> str:
+    if value is None:
+        return "–"
+    return format_date(value, format="medium", locale=i18n.current_language())
+
+
+def _percent(rate: Rate | None) -> float | None:
+    if rate is None or rate.value is None:
+        return None
+    return rate.value * 100
+
+
+# ---------------------------------------------------------------- context
+
+
+@dataclass
+class Dashboard:
+    rt: Runtime
+    cookies: auth.Cookies
+    env: jinja2.Environment
+    specs: dict[str, IndicatorSpec]
+    secure_cookie: bool
+
+    def respondent_key(self, graduate_id: int) -> str:
+        digest = hmac.new(self.rt.settings.key, f"respondent:{graduate_id}".encode(), "sha256")
+        return digest.hexdigest()[:16]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+        undefined=jinja2.StrictUndefined,
+    )
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.gettext, i18n.ngettext, newstyle=True
+    )
+    env.globals.update(
+        count=count_text,
+        rate=rate_text,
+        day=date_text,
+        destination_label=destination_label,
+        breakdown_title=breakdown_title,
+        language_name=i18n.language_name,
+        LANGUAGES=i18n.LANGUAGES,
+        DESTINATIONS=DESTINATIONS,
+    )
+    return env
+
+
+def dashboard(request: web.Request) -> Dashboard:
+    value = request.app[DASHBOARD_KEY]
+    assert isinstance(value, Dashboard)
+    return value
+
+
+def _request_language(request: web.Request, staff: Staff | None) -> str:
+    accepted = request.headers.get("Accept-Language", "")
+    first = accepted.split(",")[0].split(";")[0].strip() if accepted else None
+    return choose_language(staff.language if staff else None, first, None)
+
+
+def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    d = dashboard(request)
+    session = request.get(SESSION_KEY)
+    values.setdefault("query", "")
+    body = d.env.get_template(template).render(
+        session=session,
+        lang=i18n.current_language(),
+        path=request.path_qs,
+        **values,
+    )
+    return web.Response(text=body, content_type="text/html", status=status, charset="utf-8")
+
+
+def message(request: web.Request, title: str, text: str, status: int) -> web.Response:
+    return render(request, "message.html", status=status, title=title, text=text)
+
+
+# ---------------------------------------------------------------- middleware
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(PREFIX):
+        return await handler(request)
+    d = dashboard(request)
+    session = await auth.load_session(
+        d.rt.db, d.cookies, request.cookies.get(auth.COOKIE_NAME), d.rt.clock.now()
+    )
+    i18n.set_language(_request_language(request, session.staff if session else None))
+    public = request.path.startswith((f"{PREFIX}/login", f"{PREFIX}/static/"))
+    if session is None and not public:
+        response: web.StreamResponse = message(
+            request,
+            _("Please log in"),
+            _(
+                "Your session has ended or you are not logged in. Send /dashboard to the bot "
+                "in Telegram to get a new login link."
+            ),
+            401,
+        )
+    else:
+        request[SESSION_KEY] = session
+        if request.method == "POST" and session is not None and not public:
+            form = await request.post()
+            if not auth.csrf_ok(session, form.get("csrf")):
+                response = message(
+                    request,
+                    _("This form has expired"),
+                    _("Please go back, reload the page and try again."),
+                    403,
+                )
+                _secure(response)
+                return response
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                response = message(request, _error_title(exc.status), exc.reason, exc.status)
+            else:
+                raise
+    _secure(response)
+    return response
+
+
+def _error_title(status: int) -> str:
+    if status == 403:
+        return _("Not allowed")
+    if status == 404:
+        return _("Not found")
+    return _("Please check your request")
+
+
+def _secure(response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def _session(request: web.Request) -> auth.Session:
+    session = request.get(SESSION_KEY)
+    assert isinstance(session, auth.Session)
+    return session
+
+
+# ---------------------------------------------------------------- login and logout
+
+
+async def login_page(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    token = request.match_info["token"]
+    checked = await auth.check_login(d.rt.db, token, d.rt.clock.now())
+    if isinstance(checked, auth.LoginProblem):
+        return _login_problem(request, checked)
+    _login, staff = checked
+    i18n.set_language(_request_language(request, staff))
+    return render(request, "login.html", token=token, name=staff.name or "")
+
+
+def _login_problem(request: web.Request, problem: auth.LoginProblem) -> web.Response:
+    texts = {
+        auth.LoginProblem.UNKNOWN: _(
+            "This login link is not valid. Send /dashboard to the bot to get a new one."
+        ),
+        auth.LoginProblem.USED: _(
+            "This login link has already been used. Send /dashboard to the bot to get a new one."
+        ),
+        auth.LoginProblem.EXPIRED: _(
+            "This login link has expired. Send /dashboard to the bot to get a new one."
+        ),
+    }
+    return message(request, _("Cannot log in"), texts[problem], 403)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    d = dashboard(request)
+    form = await request.post()
+    token = form.get("token")
+    if not isinstance(token, str):
+        return _login_problem(request, auth.LoginProblem.UNKNOWN)
+    redeemed = await auth.redeem_login(d.rt.db, token, d.rt.clock.now())
+    if isinstance(redeemed, auth.LoginProblem):
+        return _login_problem(request, redeemed)
+    login, _staff = redeemed
+    assert login.id is not None
+    response = web.Response(status=303, headers={"Location": PREFIX})
+    response.set_cookie(
+        auth.COOKIE_NAME,
+        d.cookies.seal(login.id, auth.new_csrf()),
+        max_age=auth.SESSION_HOURS * 3600,
+        path=PREFIX,
+        httponly=True,
+        secure=d.secure_cookie,
+        samesite="Lax",
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    d = dashboard(request)
+    await auth.end_session(d.rt.db, _session(request).login_id, d.rt.clock.now())
+    request[SESSION_KEY] = None
+    response = message(
+        request, _("Logged out"), _("You are logged out. You can close this page."), 200
+    )
+    response.del_cookie(auth.COOKIE_NAME, path=PREFIX)
+    return response
+
+
+async def set_language(request: web.Request) -> web.StreamResponse:
+    d = dashboard(request)
+    form = await request.post()
+    lang = form.get("language")
+    if not isinstance(lang, str) or lang not in i18n.LANGUAGES:
+        raise web.HTTPBadRequest(reason=_("Unknown language"))
+    staff_id = _session(request).staff.id
+    async with d.rt.db.session() as session:
+        staff = await session.get(Staff, staff_id)
+        if staff is not None:
+            staff.language = lang
+            session.add(staff)
+    back = form.get("next")
+    target = back if isinstance(back, str) and back.startswith(PREFIX) else PREFIX
+    return web.Response(status=303, headers={"Location": target})
+
+
+# ---------------------------------------------------------------- scope
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise web.HTTPBadRequest(reason=_("Please check the filter values."))
+    return int(value)
+
+
+def scope_of(request: web.Request, programme_id: int | None = None) -> Scope:
+    """The session's scope, narrowed by ?school= (admins of all schools) and ?cohort=."""
+    staff = _session(request).staff
+    school = _int_param(request, "school")
+    if staff.institution_id is not None:
+        if school is not None and school != staff.institution_id:
+            raise web.HTTPForbidden(reason=_("You can only see your own school."))
+        school = staff.institution_id
+    return Scope(
+        institution_id=school, programme_id=programme_id, cohort=_int_param(request, "cohort")
+    )
+
+
+def _query(scope: Scope, **extra: Any) -> str:
+    params = {"school": scope.institution_id, "cohort": scope.cohort, **extra}
+    kept = {k: v for k, v in params.items() if v is not None and v != ""}
+    return "?" + urlencode(kept) if kept else ""
+
+
+async def _report(request: web.Request, scope: Scope) -> Report:
+    d = dashboard(request)
+    return await build_report(d.rt.db, d.rt.plans, d.specs, scope)
+
+
+def _scope_name(report: Report, scope: Scope) -> str:
+    if scope.institution_id is None:
+        return _("All schools")
+    school = report.names.schools.get(scope.institution_id)
+    return school.name if school else "?"
+
+
+def _wave_title(d: Dashboard, wave: Wave | None, name: str | None) -> str:
+    if name is None:
+        return _("Without a wave")
+    if wave is None:
+        return name
+    try:
+        title = d.rt.questionnaires.deployed(wave.questionnaire).title_in(i18n.current_language())
+    except KeyError:
+        return name
+    return f"{name} · {title}"
+
+
+# ---------------------------------------------------------------- tables for templates
+
+
+@dataclass
+class FunnelLine:
+    label: str
+    href: str | None
+    funnel: Funnel
+
+    def __post_init__(self) -> None:
+        self.shown = self.funnel.shown()
+
+
+@dataclass
+class IndicatorLine:
+    label: str
+    counts: Indicators
+
+    def __post_init__(self) -> None:
+        self.respondents = suppress(self.counts.respondents)
+        self.shares = self.counts.shares_5a()
+
+
+def _wave_lines(d: Dashboard, report: Report, scope: Scope) -> list[FunnelLine]:
+    lines = []
+    for wave in report.waves:
+        funnel = report.by_wave.get(wave.name, Funnel())
+        href = f"{PREFIX}/waves/{wave.name}{_query(scope)}"
+        lines.append(FunnelLine(_wave_title(d, wave, wave.name), href, funnel))
+    if None in report.by_wave:
+        lines.append(FunnelLine(_wave_title(d, None, None), None, report.by_wave[None]))
+    return lines
+
+
+def _breakdown_label(report: Report, by: str, key: Hashable) -> str:
+    if by == "programme":
+        programme = report.names.programmes.get(key) if isinstance(key, int) else None
+        return f"{programme.code} · {programme.name}" if programme else str(key)
+    if by == "eqf":
+        return _("EQF {level}").format(level=key) if key is not None else _("Unknown")
+    if by == "gender":
+        return gender_label(str(key))
+    if by == "age_band":
+        return age_band_label(str(key))
+    return _("All respondents")
+
+
+def _indicator_lines(report: Report, wave: str, by: str) -> list[IndicatorLine]:
+    groups = report.wave_indicators(wave, by)
+    lines = [IndicatorLine(_breakdown_label(report, by, k), v) for k, v in groups.items()]
+    return sorted(lines, key=lambda line: line.label)
+
+
+def _tracking_waves(report: Report) -> list[Wave]:
+    return [w for w in report.waves if w.questionnaire in report.indicators]
+
+
+# ---------------------------------------------------------------- charts
+
+
+def _rate_chart(title: str, lines: list[FunnelLine]) -> Markup:
+    bars = [
+        charts.Bar(line.label, _percent(line.funnel.rate), rate_text(line.funnel.rate), line.href)
+        for line in lines
+    ]
+    return Markup(charts.bar_chart(title, bars, max_value=100, empty_text=_("No data yet")))
+
+
+def _funnel_chart(title: str, funnel: Funnel) -> Markup:
+    shown = funnel.shown()
+    steps = [
+        (_("Graduates"), "graduates"),
+        (_("Reachable"), "reachable"),
+        (_("Invited"), "invited"),
+        (_("Started"), "started"),
+        (_("Completed"), "completed"),
+    ]
+    bars = [charts.Bar(label, shown[key], count_text(shown[key])) for label, key in steps]
+    return Markup(charts.bar_chart(title, bars, empty_text=_("No data yet")))
+
+
+def _weekly_chart(title: str, series: list[tuple[date, int | None]]) -> Markup:
+    points = [charts.Bar(date_text(week), n, count_text(n)) for week, n in series]
+    return Markup(charts.column_chart(title, points, empty_text=_("No data yet")))
+
+
+def _destinations_chart(title: str, rows: list[tuple[str, Indicators]]) -> Markup:
+    stacked = []
+    for label, counts in rows:
+        shares = counts.shares_5a()
+        segments = [
+            charts.Bar(
+                destination_label(key),
+                _percent(shares[key]) if shares[key] is not None else None,
+                rate_text(shares[key]),
+            )
+            for key in DESTINATIONS
+        ]
+        stacked.append((label, segments))
+    legend = [destination_label(key) for key in DESTINATIONS]
+    return Markup(charts.stacked_bar(title, stacked, legend=legend, empty_text=_("No data yet")))
+
+
+def _indicator_chart(title: str, rows: list[tuple[str, Rate]]) -> Markup:
+    bars = [charts.Bar(label, _percent(r), rate_text(r)) for label, r in rows]
+    return Markup(charts.bar_chart(title, bars, max_value=100, empty_text=_("No data yet")))
+
+
+# ---------------------------------------------------------------- pages
+
+
+async def overview(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    scope = scope_of(request)
+    report = await _report(request, scope)
+    lines = _wave_lines(d, report, scope)
+    focus = next((line for line in lines if line.funnel.started), lines[0] if lines else None)
+    tracking = _tracking_waves(report)
+    totals = [
+        (_wave_title(d, w, w.name), report.wave_indicators(w.name).get("total", Indicators()))
+        for w in tracking
+    ]
+    programme_rows = _programme_matrix(report, scope)
+    schools = await _schools(d, _session(request).staff)
+    return render(
+        request,
+        "overview.html",
+        scope=scope,
+        scope_name=_scope_name(report, scope),
+        schools=schools,
+        cohorts=report.cohorts,
+        lines=lines,
+        waves=report.waves,
+        programme_rows=programme_rows,
+        indicator_rows=[IndicatorLine(label, counts) for label, counts in totals],
+        rate_chart=_rate_chart(_("Response rate per wave"), lines),
+        funnel_chart=(
+            _funnel_chart(_("Status funnel: {wave}").format(wave=focus.label), focus.funnel)
+            if focus
+            else None
+        ),
+        weekly_chart=_weekly_chart(_("Completed responses per week"), report.weekly()),
+        destinations_chart=_destinations_chart(_("EQAVET 5a: destinations"), totals),
+        employed_chart=_indicator_chart(
+            _("EQAVET 5b: employed"), [(label, c.i5b) for label, c in totals]
+        ),
+        related_chart=_indicator_chart(
+            _("EQAVET 6a: work related to the training"), [(label, c.i6a) for label, c in totals]
+        ),
+        relevant_chart=_indicator_chart(
+            _("EQAVET 6b1: training relevant to the job"),
+            [(label, c.i6b1) for label, c in totals],
+        ),
+        query=_query(scope),
+    )
+
+
+@dataclass
+class ProgrammeRow:
+    label: str
+    href: str
+    cells: list[tuple[int | None, Rate]]
+
+
+def _programme_matrix(report: Report, scope: Scope) -> list[ProgrammeRow]:
+    rows = []
+    for programme_id, programme in report.names.programmes.items():
+        cells = []
+        seen = False
+        for wave in report.waves:
+            funnel = report.by_wave_programme.get((wave.name, programme_id))
+            if funnel is not None:
+                seen = True
+            funnel = funnel or Funnel()
+            cells.append((funnel.shown()["completed"], funnel.rate))
+        if seen:
+            href = f"{PREFIX}/programmes/{programme_id}{_query(scope)}"
+            rows.append(ProgrammeRow(f"{programme.code} · {programme.name}", href, cells))
+    return rows
+
+
+async def _schools(d: Dashboard, staff: Staff) -> list[Institution]:
+    if staff.institution_id is not None:
+        return []
+    async with d.rt.db.session() as session:
+        return list((await session.exec(select(Institution).order_by(col(Institution.name)))).all())
+
+
+async def wave_page(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    name = request.match_info["wave"]
+    scope = scope_of(request)
+    report = await _report(request, scope)
+    wave = report.wave(name)
+    if wave is None:
+        raise web.HTTPNotFound(reason=_("There is no such wave."))
+    funnel = report.by_wave.get(name, Funnel())
+    by_programme = [
+        FunnelLine(
+            _breakdown_label(report, "programme", p),
+            f"{PREFIX}/programmes/{p}{_query(scope)}",
+            f,
+        )
+        for (w, p), f in sorted(report.by_wave_programme.items(), key=lambda kv: kv[0][1])
+        if w == name
+    ]
+    by_cohort = [
+        FunnelLine(str(c), f"{PREFIX}/waves/{name}{_query(scope, cohort=c)}", f)
+        for (w, c), f in sorted(report.by_wave_cohort.items(), key=lambda kv: kv[0][1])
+        if w == name
+    ]
+    by_school = [
+        FunnelLine(
+            report.names.schools[i].name if i in report.names.schools else str(i),
+            f"{PREFIX}/waves/{name}{_query(Scope(i, None, scope.cohort))}",
+            f,
+        )
+        for (w, i), f in sorted(report.by_wave_school.items(), key=lambda kv: kv[0][1])
+        if w == name
+    ]
+    breakdowns = {by: _indicator_lines(report, name, by) for by in BREAKDOWNS if by != "total"}
+    total = report.wave_indicators(name).get("total")
+    drop = await question_drop_off(d.rt.db, d.rt.questionnaires, d.rt.plans, scope, wave)
+    try:
+        questionnaire = d.rt.questionnaires.deployed(wave.questionnaire)
+        labels = {q.name: q.label(i18n.current_language()) for q in questionnaire.questions}
+    except KeyError:
+        labels = {}
+    return render(
+        request,
+        "wave.html",
+        scope=scope,
+        scope_name=_scope_name(report, scope),
+        title=_wave_title(d, wave, name),
+        funnel=FunnelLine(name, None, funnel),
+        funnel_chart=_funnel_chart(_("Status funnel"), funnel),
+        weekly_chart=_weekly_chart(_("Completed responses per week"), report.weekly(name)),
+        by_programme=by_programme,
+        by_cohort=by_cohort,
+        by_school=by_school if scope.institution_id is None else [],
+        has_indicators=wave.questionnaire in report.indicators,
+        total=IndicatorLine(_("All respondents"), total) if total else None,
+        breakdowns=breakdowns,
+        drop_off=drop,
+        question_labels=labels,
+        suppress=suppress,
+        query=_query(scope),
+    )
+
+
+async def programme_page(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    raw = request.match_info["programme"]
+    if not raw.isdigit():
+        raise web.HTTPNotFound(reason=_("There is no such programme."))
+    base = scope_of(request)
+    async with d.rt.db.session() as session:
+        programme = await session.get(Programme, int(raw))
+    if programme is None or (
+        base.institution_id is not None and programme.institution_id != base.institution_id
+    ):
+        raise web.HTTPNotFound(reason=_("There is no such programme."))
+    scope = Scope(programme.institution_id, programme.id, base.cohort)
+    report = await _report(request, scope)
+    lines = _wave_lines(d, report, base)
+    by_cohort = [
+        FunnelLine(f"{w} · {c}", None, f)
+        for (w, c), f in sorted(
+            report.by_wave_cohort.items(), key=lambda kv: (kv[0][1], kv[0][0] or "")
+        )
+    ]
+    tracking = _tracking_waves(report)
+    totals = [
+        IndicatorLine(
+            _wave_title(d, w, w.name), report.wave_indicators(w.name).get("total", Indicators())
+        )
+        for w in tracking
+    ]
+    return render(
+        request,
+        "programme.html",
+        scope=base,
+        scope_name=_scope_name(report, base),
+        programme=programme,
+        lines=lines,
+        by_cohort=by_cohort,
+        indicator_rows=totals,
+        rate_chart=_rate_chart(_("Response rate per wave"), lines),
+        query=_query(base),
+    )
+
+
+async def broadcasts_page(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    staff = _session(request).staff
+    async with d.rt.db.session() as session:
+        query = select(Broadcast).where(Broadcast.status != "draft")
+        if staff.institution_id is not None:
+            query = query.where(Broadcast.institution_id == staff.institution_id)
+        rows = (await session.exec(query.order_by(col(Broadcast.id).desc()).limit(200))).all()
+    return render(request, "broadcasts.html", broadcasts=rows, query="")
+
+
+async def broadcast_page(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    staff = _session(request).staff
+    raw = request.match_info["broadcast"]
+    if not raw.isdigit():
+        raise web.HTTPNotFound(reason=_("There is no such broadcast."))
+    async with d.rt.db.session() as session:
+        broadcast = await session.get(Broadcast, int(raw))
+        if broadcast is None or (
+            staff.institution_id is not None and broadcast.institution_id != staff.institution_id
+        ):
+            raise web.HTTPNotFound(reason=_("There is no such broadcast."))
+        statuses = await stats_of_deliveries(session, int(raw))
+    return render(request, "broadcast.html", broadcast=broadcast, statuses=statuses, query="")
+
+
+async def stats_of_deliveries(session: Any, broadcast_id: int) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = await session.exec(
+        select(Delivery.status, func.count())
+        .where(Delivery.broadcast_id == broadcast_id)
+        .group_by(col(Delivery.status))
+    )
+    return {status: int(n) for status, n in rows.all()}
+
+
+async def roster_page(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    schools = await _schools(d, _session(request).staff)
+    return render(request, "roster.html", schools=schools, result=None, query="")
+
+
+async def roster_upload(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    staff = _session(request).staff
+    form = await request.post()
+    upload = form.get("file")
+    schools = await _schools(d, staff)
+    if not isinstance(upload, web.FileField):
+        return render(
+            request,
+            "roster.html",
+            status=400,
+            schools=schools,
+            result=None,
+            error=_("Please choose a CSV or XLSX file."),
+            query="",
+        )
+    school_code: str | None = None
+    async with d.rt.db.session() as session:
+        if staff.institution_id is not None:
+            own = await session.get(Institution, staff.institution_id)
+            school_code = own.code if own else None
+        else:
+            chosen = form.get("school")
+            if isinstance(chosen, str) and chosen:
+                school_code = chosen
+    suffix = Path(upload.filename or "roster.csv").suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        return render(
+            request,
+            "roster.html",
+            status=400,
+            schools=schools,
+            result=None,
+            error=_("Please choose a CSV or XLSX file."),
+            query="",
+        )
+    data = upload.file.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        return render(
+            request,
+            "roster.html",
+            status=413,
+            schools=schools,
+            result=None,
+            error=_("The file is larger than 5 MB."),
+            query="",
+        )
+    dry_run = form.get("mode") != "import"
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / f"roster{suffix}"
+        path.write_bytes(data)
+        result = await import_roster(
+            d.rt.db,
+            path,
+            school_code=school_code,
+            dry_run=dry_run,
+            today=d.rt.clock.now().date(),
+            ref_key=d.rt.settings.key,
+        )
+    return render(
+        request,
+        "roster.html",
+        status=200 if result.ok else 422,
+        schools=schools,
+        result=result,
+        filename=upload.filename,
+        query="",
+    )
+
+
+# ---------------------------------------------------------------- exports
+
+
+async def exports_page(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    scope = scope_of(request)
+    report = await _report(request, scope)
+    return render(
+        request,
+        "exports.html",
+        scope=scope,
+        forms=d.rt.questionnaires.form_ids,
+        waves=report.waves,
+        query=_query(scope),
+    )
+
+
+def _export_language(request: web.Request) -> str:
+    lang = request.query.get("lang") or i18n.current_language()
+    if lang not in i18n.LANGUAGES:
+        raise web.HTTPBadRequest(reason=_("Unknown language"))
+    return lang
+
+
+def _download(request: web.Request, name: str, sheets: list[exports.Sheet]) -> web.Response:
+    kind = request.match_info["format"]
+    if kind == "csv":
+        body = exports.to_csv(sheets[0])
+        content_type = "text/csv"
+    else:
+        body = exports.to_xlsx(sheets)
+        content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        charset="utf-8" if kind == "csv" else None,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'},
+    )
+
+
+def _form(request: web.Request) -> Any:
+    d = dashboard(request)
+    form_id = request.query.get("form", "tracking")
+    try:
+        return d.rt.questionnaires.deployed(form_id)
+    except KeyError:
+        raise web.HTTPNotFound(reason=_("There is no such questionnaire.")) from None
+
+
+async def export_responses(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    scope = scope_of(request)
+    lang = _export_language(request)
+    questionnaire = _form(request)
+    wave = request.query.get("wave") or None
+    records: list[exports.ResponseRecord] = []
+    async with d.rt.db.session() as session:
+        async for row in stats.iter_responses(session, scope, questionnaire.form_id, wave):
+            r = row.response
+            records.append(
+                exports.ResponseRecord(
+                    respondent=d.respondent_key(r.graduate_id),
+                    school=row.school,
+                    programme=row.programme,
+                    cohort=row.cohort,
+                    wave=r.wave,
+                    form_id=r.form_id,
+                    version=r.version,
+                    status=r.status,
+                    outcome=(
+                        "completed" if r.complete else "declined" if r.declined else "partial"
+                    ),
+                    started=r.started_at.date(),
+                    completed=r.completed_at.date() if r.completed_at else None,
+                    answers=row.answers,
+                )
+            )
+    sheet = exports.response_sheet(questionnaire, records, lang)
+    name = f"responses-{questionnaire.form_id}" + (f"-{wave}" if wave else "")
+    return _download(request, name, [sheet])
+
+
+async def export_codebook(request: web.Request) -> web.Response:
+    lang = _export_language(request)
+    questionnaire = _form(request)
+    sheet = exports.codebook_sheet(questionnaire, lang)
+    return _download(request, f"codebook-{questionnaire.form_id}-{questionnaire.version}", [sheet])
+
+
+def _rate_cell(rate: Rate | None) -> object:
+    if rate is None or rate.suppressed:
+        return "<5"
+    return round(rate.value * 100, 1) if rate.value is not None else None
+
+
+def _count_cell(n: int | None) -> object:
+    return "<5" if n is None else n
+
+
+async def export_indicators(request: web.Request) -> web.Response:
+    d = dashboard(request)
+    scope = scope_of(request)
+    lang = _export_language(request)
+    report = await _report(request, scope)
+    with i18n.use_language(lang):
+        indicator_rows = list(_indicator_export_rows(d, report))
+        rate_rows = list(_rate_export_rows(report))
+    indicators_sheet = exports.Sheet(
+        "indicators",
+        [
+            "wave",
+            "breakdown",
+            "group",
+            "respondents",
+            *(f"5a_{key}_pct" for key in DESTINATIONS),
+            "5b_employed_pct",
+            "6a_related_pct",
+            "6b1_relevant_pct",
+        ],
+        indicator_rows,
+    )
+    rates_sheet = exports.Sheet(
+        "response_rates",
+        [
+            "wave",
+            "school",
+            "programme",
+            "cohort",
+            "graduates",
+            "reachable",
+            "invited",
+            "started",
+            "completed",
+            "partial",
+            "declined",
+            "rate_pct",
+            "rate_reachable_pct",
+        ],
+        rate_rows,
+    )
+    if request.match_info["table"] == "rates":
+        return _download(request, "response-rates", [rates_sheet])
+    return _download(request, "indicators", [indicators_sheet, rates_sheet])
+
+
+def _indicator_export_rows(d: Dashboard, report: Report) -> Iterator[list[object]]:
+    for wave in _tracking_waves(report):
+        for by in BREAKDOWNS:
+            for line in _indicator_lines(report, wave.name, by):
+                c = line.counts
+                yield [
+                    wave.name,
+                    by,
+                    line.label,
+                    _count_cell(line.respondents),
+                    *(_rate_cell(line.shares[key]) for key in DESTINATIONS),
+                    _rate_cell(c.i5b),
+                    _rate_cell(c.i6a),
+                    _rate_cell(c.i6b1),
+                ]
+
+
+def _rate_export_rows(report: Report) -> Iterator[list[object]]:
+    # Per wave x school x programme x cohort: the finest cells the report holds.
+    for wave in report.waves:
+        for (w, programme_id), funnel in sorted(
+            report.by_wave_programme.items(), key=lambda kv: kv[0][1]
+        ):
+            if w != wave.name:
+                continue
+            programme = report.names.programmes.get(programme_id)
+            school = report.names.schools.get(programme.institution_id) if programme else None
+            shown = funnel.shown()
+            yield [
+                wave.name,
+                school.code if school else "",
+                programme.code if programme else "",
+                report.scope.cohort if report.scope.cohort is not None else "",
+                *(_count_cell(shown[k]) for k in ("graduates", "reachable", "invited", "started")),
+                *(_count_cell(shown[k]) for k in ("completed", "partial", "declined")),
+                _rate_cell(funnel.rate),
+                _rate_cell(funnel.rate_reachable),
+            ]
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def static_path() -> Path:
+    return STATIC
+
+
+def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> None:
+    """Mount the dashboard on `app` (the same aiohttp app as the webhook)."""
+    app[DASHBOARD_KEY] = Dashboard(
+        rt=rt,
+        cookies=auth.Cookies(rt.settings.key),
+        env=_environment(),
+        specs=load_specs(),
+        secure_cookie=secure_cookie,
+    )
+    app.middlewares.append(session_middleware)
+    r = app.router
+    r.add_get(f"{PREFIX}/login/{{token}}", login_page)
+    r.add_post(f"{PREFIX}/login", login_submit)
+    r.add_post(f"{PREFIX}/logout", logout)
+    r.add_post(f"{PREFIX}/language", set_language)
+    r.add_get(PREFIX, overview)
+    r.add_get(f"{PREFIX}/waves/{{wave}}", wave_page)
+    r.add_get(f"{PREFIX}/programmes/{{programme}}", programme_page)
+    r.add_get(f"{PREFIX}/broadcasts", broadcasts_page)
+    r.add_get(f"{PREFIX}/broadcasts/{{broadcast}}", broadcast_page)
+    r.add_get(f"{PREFIX}/roster", roster_page)
+    r.add_post(f"{PREFIX}/roster", roster_upload)
+    r.add_get(f"{PREFIX}/exports", exports_page)
+    r.add_get(f"{PREFIX}/exports/responses.{{format:csv|xlsx}}", export_responses)
+    r.add_get(f"{PREFIX}/exports/codebook.{{format:csv|xlsx}}", export_codebook)
+    r.add_get(f"{PREFIX}/exports/{{table:indicators|rates}}.{{format:csv|xlsx}}", export_indicators)
+    r.add_static(f"{PREFIX}/static/", STATIC)
+
+
+def login_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}{PREFIX}/login/{token}"

@@ -1,0 +1,110 @@
+"""Staff commands for the numbers: `/stats` (the current waves' counts and rates, in the chat)
+and `/dashboard` (a one-time login link to the web dashboard)."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram.ext import ContextTypes
+
+from bot.dedupe import claim
+from bot.i18n import _
+from bot.reporting import Report, build_report, count_text, current_waves, rate_text, staff_scope
+from bot.runtime import runtime
+from bot.web import auth
+from bot.web.dashboard import login_url
+from conversations.indicators import Funnel, load_specs
+from conversations.staff import staff_language, staff_only
+from storage.models import Institution, Staff
+
+log = logging.getLogger(__name__)
+
+
+def funnel_lines(title: str, funnel: Funnel) -> list[str]:
+    shown = funnel.shown()
+    return [
+        title,
+        _("Graduates {graduates} · reachable {reachable} · invited {invited}").format(
+            graduates=count_text(shown["graduates"]),
+            reachable=count_text(shown["reachable"]),
+            invited=count_text(shown["invited"]),
+        ),
+        _(
+            "Started {started} · completed {completed} · partial {partial} · declined {declined}"
+        ).format(
+            started=count_text(shown["started"]),
+            completed=count_text(shown["completed"]),
+            partial=count_text(shown["partial"]),
+            declined=count_text(shown["declined"]),
+        ),
+        _("Response rate {rate} (of the reachable: {reachable_rate})").format(
+            rate=rate_text(funnel.rate), reachable_rate=rate_text(funnel.rate_reachable)
+        ),
+    ]
+
+
+def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) -> str:
+    lines = [_("📊 Responses · {scope}").format(scope=scope_name), ""]
+    if current:
+        for wave, cohort in current:
+            funnel = report.by_wave_cohort.get((wave, cohort), Funnel())
+            title = _("Wave {wave}, cohort {cohort}").format(wave=wave, cohort=cohort)
+            lines += [*funnel_lines(title, funnel), ""]
+    else:
+        lines += [_("No wave is open right now. All waves so far:"), ""]
+        for plan_wave in report.waves:
+            so_far = report.by_wave.get(plan_wave.name)
+            if so_far is not None and (so_far.invited or so_far.started):
+                title = _("Wave {wave}").format(wave=plan_wave.name)
+                lines += [*funnel_lines(title, so_far), ""]
+        if len(lines) == 4:
+            lines += [_("No invitations or responses yet."), ""]
+    lines.append(_("Cells with fewer than 5 people are shown as <5. More in /dashboard."))
+    return "\n".join(lines)
+
+
+@staff_only
+async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
+    rt = runtime(context)
+    scope = staff_scope(staff)
+    report = await build_report(rt.db, rt.plans, load_specs(), scope)
+    current = await current_waves(rt.db, scope, rt.clock.now())
+    if staff.institution_id is None:
+        scope_name = _("All schools")
+    else:
+        async with rt.db.session() as session:
+            school = await session.get(Institution, staff.institution_id)
+        scope_name = school.name if school else "?"
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(stats_text(report, scope_name, current))
+
+
+@staff_only
+async def dashboard_command(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
+) -> None:
+    """A one-time login link, valid for a few minutes. Sent without a link preview, and the
+    link only shows a page with a button: nothing spends it before the person presses it."""
+    rt = runtime(context)
+    assert staff.id is not None and update.effective_message is not None
+    async with rt.db.session() as session:
+        await claim(session)
+        token = auth.add_login(session, staff.id, rt.clock.now())
+        if staff.language is None:
+            # The dashboard speaks the staff member's language: the chat's, until they choose.
+            staff.language = staff_language(staff, update)
+            session.add(staff)
+    url = login_url(rt.settings.base_url, token)
+    text = _(
+        "Your dashboard login link (it works once, for {minutes} minutes):\n{url}\n\n"
+        "Do not forward it: whoever opens it is logged in as you."
+    ).format(minutes=auth.LINK_MINUTES, url=url)
+    keyboard = None
+    if url.startswith("https://"):
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(_("Open the dashboard"), url=url)]])
+    await update.effective_message.reply_text(
+        text,
+        reply_markup=keyboard,
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )

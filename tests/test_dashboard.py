@@ -1,0 +1,283 @@
+"""The dashboard over HTTP: login links from the bot, sessions, CSRF, scoping, pages and
+exports, on SQLite and PostgreSQL. (tests/test_dashboard_browser.py drives it in Chromium.)"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import aiohttp
+import pytest
+from openpyxl import load_workbook
+from sqlmodel import select
+from yarl import URL
+
+from bot.sandbox import SandboxUser
+from storage.models import Answer, Graduate, Programme, Staff, SurveyResponse
+from storage.staff import add_staff
+from tests.harness import Harness, tr
+
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/dashboard/login/[A-Za-z0-9_-]+)")
+
+
+def client_session(**kwargs: object) -> aiohttp.ClientSession:
+    """A browser-like client: keeps cookies of 127.0.0.1 (aiohttp refuses IP hosts' cookies
+    unless told)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), **kwargs)  # type: ignore[arg-type]
+
+
+async def login_link(h: Harness, user: SandboxUser) -> str:
+    (reply,) = await h.send(user, "/dashboard")
+    found = LINK.search(reply.content)
+    assert found, reply.content
+    return found.group(1)
+
+
+async def log_in(h: Harness, client: aiohttp.ClientSession, user: SandboxUser) -> str:
+    """Log `user` in through the link the bot sends; returns the session's CSRF token."""
+    link = await login_link(h, user)
+    async with client.get(link) as page:
+        assert page.status == 200
+        token = re.search(r'name="token" value="([^"]+)"', await page.text())
+    assert token
+    async with client.post(
+        f"{h.settings.base_url}/dashboard/login", data={"token": token.group(1)}
+    ) as response:
+        assert response.status == 200  # followed the redirect to the overview
+        assert str(response.url).endswith("/dashboard")
+        overview = await response.text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', overview)
+    assert csrf
+    return csrf.group(1)
+
+
+async def seed_small(h: Harness) -> tuple[int, int]:
+    """Two schools; alfa has 6 graduates of P1 (cohort 2026), 5 of whom completed m2."""
+    alfa = await h.school(code="alfa")
+    beta = await h.school(code="beta", country="ES", language="es")
+    assert alfa.id is not None and beta.id is not None
+    async with h.db.session() as session:
+        p1 = Programme(institution_id=alfa.id, code="P1", name="Cook", eqf_level=4)
+        p3 = Programme(institution_id=beta.id, code="P3", name="Electrician", eqf_level=4)
+        session.add_all([p1, p3])
+        await session.flush()
+        assert p1.id is not None and p3.id is not None
+        for k in range(6):
+            g = Graduate(
+                institution_id=alfa.id,
+                programme_id=p1.id,
+                student_ref=f"a{k}",
+                name=f"Secret Name {k}",
+                graduation_date=date(2026, 6, 30),
+                chat_id=900_000 + k,
+            )
+            session.add(g)
+            await session.flush()
+            assert g.id is not None
+            done = k < 5
+            r = SurveyResponse(
+                graduate_id=g.id,
+                form_id="tracking",
+                version="2026.1",
+                wave="m2",
+                status="submitted" if done else "open",
+                current="" if done else "E2",
+                complete=done,
+                completed_at=datetime(2026, 9, 2, tzinfo=UTC) if done else None,
+            )
+            session.add(r)
+            await session.flush()
+            assert r.id is not None
+            session.add(Answer(response_id=r.id, question="C0", value="yes"))
+            session.add(Answer(response_id=r.id, question="Q1", value="employed"))
+            session.add(
+                Answer(
+                    response_id=r.id,
+                    question="E4",
+                    value='=HYPERLINK("http://evil")' if k == 0 else "Chef",
+                )
+            )
+        for k in range(3):
+            session.add(
+                Graduate(
+                    institution_id=beta.id,
+                    programme_id=p3.id,
+                    student_ref=f"b{k}",
+                    graduation_date=date(2026, 6, 30),
+                )
+            )
+    return alfa.id, beta.id
+
+
+@pytest.fixture
+async def web(harness: Harness) -> str:
+    return await harness.start_web()
+
+
+async def test_staff_log_in_with_a_link_from_the_bot_and_see_their_school(
+    harness: Harness, web: str
+) -> None:
+    h = harness
+    _alfa_id, beta_id = await seed_small(h)
+    officer = h.user("nl")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    async with client_session() as client:
+        await log_in(h, client, officer)
+        async with client.get(f"{web}/dashboard") as page:
+            html = await page.text()
+        # In the officer's language (Telegram's language_code nl), for their school only.
+        assert 'lang="nl"' in html and "Alfa College" in html
+        assert "Beta College" not in html
+        # m2: 6 graduates, 5 completed, 1 partial (shown as <5); 5/6 = 83.3 %.
+        row = re.search(
+            r"<tr>\s*<th scope=\"row\"><a href=\"/dashboard/waves/m2[^>]*>.*?</tr>", html, re.S
+        )
+        assert row, html
+        cells = dict(re.findall(r'data-key="(\w+)">([^<]*)<', row.group(0)))
+        assert cells["graduates"] == "6" and cells["completed"] == "5"
+        assert cells["partial"] == "&lt;5"
+        assert cells["rate"].replace("\xa0", " ").startswith("83,3")
+        assert "<svg" in html  # charts drawn on the server
+        # Another school's numbers are refused, and its programmes are not found.
+        async with client.get(f"{web}/dashboard?school={beta_id}") as other:
+            assert other.status == 403
+        async with h.db.session() as session:
+            p3 = (await session.exec(select(Programme).where(Programme.code == "P3"))).first()
+        assert p3 is not None
+        async with client.get(f"{web}/dashboard/programmes/{p3.id}") as other:
+            assert other.status == 404
+        async with client.get(f"{web}/dashboard/waves/m2") as wave:
+            assert wave.status == 200
+            text = await wave.text()
+        assert "Drop-off" in text or "drop-off" in text.lower() or "Uitval" in text
+
+
+async def test_a_login_link_works_once_and_expires(harness: Harness, web: str) -> None:
+    h = harness
+    await seed_small(h)
+    admin = h.user("en")
+    await add_staff(h.db, admin.id, "admin")
+    link = await login_link(h, admin)
+    token = link.rsplit("/", 1)[1]
+    async with client_session() as client:
+        # Opening the link (as a link preview would) does not spend it.
+        async with client.get(link) as page:
+            assert page.status == 200
+        async with client.get(link) as page:
+            assert page.status == 200
+        async with client.post(f"{web}/dashboard/login", data={"token": token}) as first:
+            assert first.status == 200
+        async with (
+            client_session() as other,
+            other.post(f"{web}/dashboard/login", data={"token": token}) as again,
+        ):
+            assert again.status == 403
+            assert "already been used" in await again.text()
+    late = await login_link(h, admin)
+    h.clock.advance(timedelta(minutes=11))
+    async with client_session() as client, client.get(late) as page:
+        assert page.status == 403
+        assert "expired" in await page.text()
+
+
+async def test_no_session_or_a_wrong_csrf_token_is_refused(harness: Harness, web: str) -> None:
+    h = harness
+    await seed_small(h)
+    admin = h.user("en")
+    await add_staff(h.db, admin.id, "admin")
+    async with client_session() as stranger:
+        for path in ("/dashboard", "/dashboard/waves/m2", "/dashboard/exports/responses.csv"):
+            async with stranger.get(f"{web}{path}") as page:
+                assert page.status == 401, path
+                assert "/dashboard" in await page.text()
+        stranger.cookie_jar.update_cookies({"gradtrack_session": "forged"})
+        async with stranger.get(f"{web}/dashboard") as page:
+            assert page.status == 401
+    async with client_session() as client:
+        csrf = await log_in(h, client, admin)
+        async with client.post(
+            f"{web}/dashboard/language", data={"language": "et", "csrf": "wrong"}
+        ) as refused:
+            assert refused.status == 403
+        async with client.post(f"{web}/dashboard/language", data={"language": "et"}) as refused:
+            assert refused.status == 403
+        async with h.db.session() as session:
+            staff = (
+                await session.exec(select(Staff).where(Staff.telegram_user_id == admin.id))
+            ).first()
+        assert staff is not None and staff.language == "en"  # the chat's, from /dashboard
+        async with client.post(
+            f"{web}/dashboard/language", data={"language": "et", "csrf": csrf}
+        ) as changed:
+            assert changed.status == 200
+            assert 'lang="et"' in await changed.text()
+        # Logging out ends the session for good, even for a copy of the cookie.
+        cookie = client.cookie_jar.filter_cookies(URL(f"{web}/dashboard"))[
+            "gradtrack_session"
+        ].value  # type: ignore[arg-type]
+        async with client.post(f"{web}/dashboard/logout", data={"csrf": csrf}) as out:
+            assert out.status == 200
+    async with (
+        client_session(cookies={"gradtrack_session": cookie}) as copy,
+        copy.get(f"{web}/dashboard") as page,
+    ):
+        assert page.status == 401
+
+
+async def test_graduates_get_no_login_link(harness: Harness, web: str) -> None:
+    h = harness
+    _graduate, user = await h.consenting_graduate("es")
+    (reply,) = await h.send(user, "/dashboard")
+    assert reply.content == tr("es", "This command is for school staff.")
+    assert "/dashboard/login/" not in reply.content
+
+
+async def test_exports_neutralise_formulas_and_hold_no_personal_data(
+    harness: Harness, web: str
+) -> None:
+    h = harness
+    await seed_small(h)
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    async with client_session() as client:
+        await log_in(h, client, officer)
+        async with client.get(
+            f"{web}/dashboard/exports/responses.csv?form=tracking&lang=nl"
+        ) as download:
+            assert download.status == 200
+            assert "attachment" in download.headers["Content-Disposition"]
+            body = (await download.read()).decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(body)))
+        assert len(rows) == 6
+        assert {row["Q1"] for row in rows} == {"employed"}
+        assert {row["Q1_label"] for row in rows} == {"Ik werk in loondienst"}
+        assert sorted(row["outcome"] for row in rows) == ["completed"] * 5 + ["partial"]
+        assert any(row["E4"].startswith("'=HYPERLINK") for row in rows)
+        for secret in ("Secret Name", "900000", "a0", str(officer.id)):
+            assert secret not in body
+        async with client.get(f"{web}/dashboard/exports/indicators.xlsx?lang=es") as download:
+            assert download.status == 200
+            workbook = load_workbook(io.BytesIO(await download.read()))
+        assert workbook.sheetnames == ["indicators", "response_rates"]
+        rates = list(workbook["response_rates"].iter_rows(values_only=True))
+        assert rates[0][:4] == ("wave", "school", "programme", "cohort")
+        m2 = [row for row in rates[1:] if row[0] == "m2"]
+        assert m2 and m2[0][1] == "alfa" and m2[0][4] == 6 and m2[0][8] == 5
+        async with client.get(f"{web}/dashboard/exports/codebook.csv?form=tracking&lang=it") as cb:
+            assert cb.status == 200
+            codebook = (await cb.read()).decode("utf-8-sig")
+        assert "Di cosa ti occupi principalmente in questo momento?" in codebook
+
+
+async def test_stats_in_the_chat_for_staff(harness: Harness) -> None:
+    h = harness
+    await seed_small(h)
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    (reply,) = await h.send(officer, "/stats")
+    assert "Alfa College" in reply.content
+    assert "Wave m2" in reply.content
+    assert "completed 5" in reply.content and "partial <5" in reply.content
+    assert "Beta" not in reply.content
