@@ -128,7 +128,7 @@ async def cmd_run(settings: Settings) -> int:
                 print("No TELEGRAM_BOT_TOKEN: using the built-in Telegram sandbox.")
                 invite = sandbox_chat_link(url, token, demo.invite_token)
                 school = sandbox_chat_link(url, token, "s_" + demo.school_code)
-                admin = sandbox_chat_link(url, token, "t_" + staff.token)
+                admin = sandbox_chat_link(url, token, staff.token)
                 print(f"  Web chat, as a new graduate:  {invite}")
                 print(f"  Self-registration (school):   {school}")
                 print(f"  Web chat, as an admin:        {admin}")

@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.i18n import _
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
 from storage.db import Database
 from storage.erasure import ref_hash
@@ -256,8 +257,10 @@ def read_csv(data: bytes) -> Table:
         line = data[: error.start].count(b"\n") + 1
         raise FileProblem(
             line,
-            f"the file is not UTF-8 text (byte 0x{data[error.start]:02x}); "
-            "in Excel choose 'Save as' → 'CSV UTF-8'",
+            _(
+                "the file is not UTF-8 text (byte 0x{byte}); "
+                "in Excel choose 'Save as' → 'CSV UTF-8'"
+            ).format(byte=f"{data[error.start]:02x}"),
         ) from error
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     header: list[Any] | None = None
@@ -274,9 +277,11 @@ def read_csv(data: bytes) -> Table:
             else:
                 rows.append((line, record))
     except csv.Error as error:
-        raise FileProblem(reader.line_num, f"the CSV cannot be read here: {error}") from error
+        raise FileProblem(
+            reader.line_num, _("the CSV cannot be read here: {error}").format(error=error)
+        ) from error
     if header is None:
-        raise FileProblem(1, "the file is empty")
+        raise FileProblem(1, _("the file is empty"))
     return Table(header, header_line, rows)
 
 
@@ -288,7 +293,9 @@ def read_xlsx(path: Path) -> Table:
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as error:
-        raise FileProblem(0, f"not a readable .xlsx workbook: {error}") from error
+        raise FileProblem(
+            0, _("not a readable .xlsx workbook: {error}").format(error=error)
+        ) from error
     try:
         sheet = workbook.worksheets[0]
         # Some writers store a wrong used range; read every row that is really there.
@@ -307,7 +314,7 @@ def read_xlsx(path: Path) -> Table:
     finally:
         workbook.close()
     if header is None:
-        raise FileProblem(1, "the first sheet is empty")
+        raise FileProblem(1, _("the first sheet is empty"))
     return Table(header, header_line, rows)
 
 
@@ -316,7 +323,9 @@ def read_table(path: Path) -> Table:
     if suffix in (".xlsx", ".xlsm"):
         return read_xlsx(path)
     if suffix == ".xls":
-        raise FileProblem(0, "old Excel .xls files are not supported: save as .xlsx or CSV UTF-8")
+        raise FileProblem(
+            0, _("old Excel .xls files are not supported: save as .xlsx or CSV UTF-8")
+        )
     return read_csv(path.read_bytes())
 
 
@@ -352,10 +361,9 @@ def parse_date(value: Any, today: date) -> date | str:
     elif isinstance(value, date):
         parsed = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        return (
-            f"graduation_date {clean_text(value)!r} is a number, not a date: "
-            "format the cells as dates"
-        )
+        return _(
+            "graduation_date {value} is a number, not a date: format the cells as dates"
+        ).format(value=repr(clean_text(value)))
     else:
         text = clean_text(value)
         iso, dmy = _ISO_DATE.match(text), _DMY_DATE.match(text)
@@ -365,15 +373,19 @@ def parse_date(value: Any, today: date) -> date | str:
             elif dmy:
                 parsed = date(int(dmy[4]), int(dmy[3]), int(dmy[1]))
             else:
-                return (
-                    f"graduation_date {text!r} is not a date: "
+                return _(
+                    "graduation_date {value} is not a date: "
                     "use 2026-06-30, 30-06-2026, 30/06/2026 or 30.06.2026"
-                )
+                ).format(value=repr(text))
         except ValueError:
-            return f"graduation_date {text!r} is not a date of the calendar"
+            return _("graduation_date {value} is not a date of the calendar").format(
+                value=repr(text)
+            )
     last = today.year + GRADUATION_YEARS_AHEAD
     if not EARLIEST_GRADUATION_YEAR <= parsed.year <= last:
-        return f"graduation_date {parsed.isoformat()} is outside {EARLIEST_GRADUATION_YEAR}-{last}"
+        return _("graduation_date {value} is outside {first}-{last}").format(
+            value=parsed.isoformat(), first=EARLIEST_GRADUATION_YEAR, last=last
+        )
     return parsed
 
 
@@ -433,7 +445,14 @@ def _map_header(header: list[Any], line: int) -> tuple[dict[str, int], list[str]
             continue
         if canonical in columns:
             first = clean_text(header[columns[canonical]])
-            problems.append(Problem(line, f"columns {first!r} and {title!r} both give {canonical}"))
+            problems.append(
+                Problem(
+                    line,
+                    _("columns {first} and {second} both give {column}").format(
+                        first=repr(first), second=repr(title), column=canonical
+                    ),
+                )
+            )
             continue
         columns[canonical] = index
     return columns, ignored, problems
@@ -452,8 +471,12 @@ def _find_programme(programmes: list[Programme], value: str, school: str) -> Pro
         return named[0]
     if named:
         codes = ", ".join(sorted(p.code for p in named))
-        return f"programme name {value!r} is ambiguous at school {school!r}: use a code ({codes})"
-    return f"unknown programme {value!r} at school {school!r}"
+        return _(
+            "programme name {value} is ambiguous at school {school}: use a code ({codes})"
+        ).format(value=repr(value), school=repr(school), codes=codes)
+    return _("unknown programme {value} at school {school}").format(
+        value=repr(value), school=repr(school)
+    )
 
 
 def _check_rows(
@@ -479,37 +502,49 @@ def _check_rows(
         ref = clean_text(cell("student_ref"))
         if "student_ref" in columns:
             if not ref:
-                bad.append("student_ref is empty")
+                bad.append(_("student_ref is empty"))
             elif len(ref) > REF_MAX:
-                bad.append(f"student_ref is longer than {REF_MAX} characters ({len(ref)})")
+                bad.append(
+                    _("student_ref is longer than {limit} characters ({length})").format(
+                        limit=REF_MAX, length=len(ref)
+                    )
+                )
 
         name = clean_text(cell("name"))
         if "name" in columns:
             if not name:
-                bad.append("name is empty")
+                bad.append(_("name is empty"))
             elif len(name) > NAME_MAX:
-                bad.append(f"name is longer than {NAME_MAX} characters ({len(name)})")
+                bad.append(
+                    _("name is longer than {limit} characters ({length})").format(
+                        limit=NAME_MAX, length=len(name)
+                    )
+                )
             else:
                 values["name"] = name
 
         school: Institution | None = None
         code = clean_text(cell("school")).lower()
         if school_code and code and code != school_code:
-            bad.append(f"school {code!r} is not {school_code!r} given with --school")
+            bad.append(
+                _("school {code} is not {school}, the school chosen for this import").format(
+                    code=repr(code), school=repr(school_code)
+                )
+            )
         code = code or (school_code or "")
         if not code:
             if "school" in columns:
-                bad.append("school is empty")
+                bad.append(_("school is empty"))
         else:
             school = lookups.schools.get(code)
             if school is None:
-                bad.append(f"unknown school {code!r}")
+                bad.append(_("unknown school {code}").format(code=repr(code)))
 
         programme: Programme | None = None
         programme_text = clean_text(cell("programme"))
         if "programme" in columns:
             if not programme_text:
-                bad.append("programme is empty")
+                bad.append(_("programme is empty"))
             elif school is not None:
                 assert school.id is not None
                 found = _find_programme(
@@ -526,21 +561,26 @@ def _check_rows(
             if clean_text(raw):
                 level = parse_eqf(raw)
                 if level is None:
-                    bad.append(f"eqf_level {clean_text(raw)!r} is not a level from 1 to 8")
+                    bad.append(
+                        _("eqf_level {value} is not a level from 1 to 8").format(
+                            value=repr(clean_text(raw))
+                        )
+                    )
                 elif (
                     programme is not None
                     and programme.eqf_level is not None
                     and programme.eqf_level != level
                 ):
                     bad.append(
-                        f"eqf_level {level} does not match programme {programme.code!r} "
-                        f"(EQF {programme.eqf_level})"
+                        _("eqf_level {level} does not match programme {code} (EQF {eqf})").format(
+                            level=level, code=repr(programme.code), eqf=programme.eqf_level
+                        )
                     )
 
         if "graduation_date" in columns:
             raw = cell("graduation_date")
             if not clean_text(raw):
-                bad.append("graduation_date is empty")
+                bad.append(_("graduation_date is empty"))
             else:
                 parsed = parse_date(raw, today)
                 if isinstance(parsed, str):
@@ -552,7 +592,11 @@ def _check_rows(
             text = clean_text(cell("language"))
             language = parse_language(text)
             if language is None:
-                bad.append(f"language {text!r} is not supported: use {', '.join(LANGUAGES)}")
+                bad.append(
+                    _("language {value} is not supported: use {languages}").format(
+                        value=repr(text), languages=", ".join(LANGUAGES)
+                    )
+                )
             else:
                 values["language"] = language or None
 
@@ -560,7 +604,9 @@ def _check_rows(
             text = clean_text(cell("gender"))
             gender = parse_gender(text, school.country if school else None)
             if gender is None:
-                bad.append(f"gender {text!r} is not recognised: use F, M, X or U")
+                bad.append(
+                    _("gender {value} is not recognised: use F, M, X or U").format(value=repr(text))
+                )
             else:
                 values["gender"] = gender or None
 
@@ -572,8 +618,10 @@ def _check_rows(
                 year = parse_birth_year(text, today)
                 if year is None:
                     bad.append(
-                        f"birth_year {text!r} is not a plausible year of birth "
-                        f"(4 digits, {today.year - 100}-{today.year - 10})"
+                        _(
+                            "birth_year {value} is not a plausible year of birth "
+                            "(4 digits, {first}-{last})"
+                        ).format(value=repr(text), first=today.year - 100, last=today.year - 10)
                     )
                 else:
                     values["birth_year"] = year
@@ -581,7 +629,11 @@ def _check_rows(
         if ref and code:
             key = (code, ref)
             if key in seen:
-                bad.append(f"duplicate student_ref {ref!r} (also on line {seen[key]})")
+                bad.append(
+                    _("duplicate student_ref {value} (also on line {line})").format(
+                        value=repr(ref), line=seen[key]
+                    )
+                )
             else:
                 seen[key] = line
 
@@ -751,7 +803,7 @@ async def import_roster(
     result.problems.extend(header_problems)
     required = [c for c in REQUIRED if not (c == "school" and school_code)]
     result.problems.extend(
-        Problem(table.header_line, f"missing required column {name!r}")
+        Problem(table.header_line, _("missing required column {name}").format(name=repr(name)))
         for name in required
         if name not in columns
     )
@@ -760,7 +812,9 @@ async def import_roster(
         async with db.session() as session:
             lookups = await _lookups(session)
             if code and code not in lookups.schools:
-                result.problems.insert(0, Problem(0, f"unknown school {code!r} (--school)"))
+                result.problems.insert(
+                    0, Problem(0, _("unknown school {code}").format(code=repr(code)))
+                )
                 return result
             rows, row_problems = _check_rows(table, columns, lookups, code, today)
             result.problems.extend(row_problems)
@@ -779,8 +833,10 @@ async def import_roster(
         result.problems.append(
             Problem(
                 0,
-                "the database refused the import, nothing was written (did another import "
-                f"run at the same time? try again): {error.orig}",
+                _(
+                    "the database refused the import, nothing was written (did another "
+                    "import run at the same time? try again): {error}"
+                ).format(error=error.orig),
             )
         )
     return result

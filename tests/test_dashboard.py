@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import aiohttp
 import pytest
 from openpyxl import load_workbook
-from sqlmodel import select
+from sqlmodel import col, select
 from yarl import URL
 
 from bot.sandbox import SandboxUser
@@ -281,3 +281,61 @@ async def test_stats_in_the_chat_for_staff(harness: Harness) -> None:
     assert "Wave m2" in reply.content
     assert "completed 5" in reply.content and "partial <5" in reply.content
     assert "Beta" not in reply.content
+
+
+ROSTER_HEADER = "student_ref,name,programme,graduation_date,gender,birth_year"
+
+
+async def test_roster_upload_reports_problems_in_the_staff_language_and_writes_nothing(
+    harness: Harness, web: str
+) -> None:
+    h = harness
+    alfa_id, _beta_id = await seed_small(h)
+    officer = h.user("nl")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    bad = f"{ROSTER_HEADER}\nN1,Noor,P1,2026-06-30,F,2007\n,Sam,P1,2026-06-30,M,2006\n"
+    good = f"{ROSTER_HEADER}\nN1,Noor,P1,2026-06-30,F,2007\nN2,Sam,P1,30-06-2026,M,2006\n"
+    async with client_session() as client:
+        csrf = await log_in(h, client, officer)
+
+        async def upload(text: str, mode: str, token: str = csrf) -> tuple[int, str]:
+            form = aiohttp.FormData()
+            form.add_field("csrf", token)
+            form.add_field("mode", mode)
+            form.add_field("file", text.encode(), filename="klas.csv", content_type="text/csv")
+            async with client.post(f"{web}/dashboard/roster", data=form) as response:
+                return response.status, await response.text()
+
+        status, page = await upload(bad, "import")
+        assert status == 422
+        empty = tr("nl", "student_ref is empty")
+        assert empty != "student_ref is empty"  # a Dutch report, not the English one
+        assert empty in page and "<td>3</td>" in page  # the line of the bad row
+        assert (
+            tr(
+                "nl",
+                "Nothing was written. Please correct these problems and upload the file again.",
+            )
+            in page
+        )
+        status, page = await upload(good, "import", token="forged")
+        assert status == 403
+        async with h.db.session() as session:
+            refs = (await session.exec(select(Graduate.student_ref))).all()
+        assert "N1" not in refs and "N2" not in refs
+        status, page = await upload(good, "check")
+        assert status == 200
+        async with h.db.session() as session:
+            assert "N1" not in (await session.exec(select(Graduate.student_ref))).all()
+        status, page = await upload(good, "import")
+        assert status == 200 and tr("nl", "Imported.") in page
+        async with h.db.session() as session:
+            rows = (
+                await session.exec(
+                    select(Graduate).where(col(Graduate.student_ref).in_(["N1", "N2"]))
+                )
+            ).all()
+        assert {(g.student_ref, g.gender, g.institution_id) for g in rows} == {
+            ("N1", "female", alfa_id),
+            ("N2", "male", alfa_id),
+        }

@@ -389,10 +389,12 @@ async def test_file_level_problems(db: Database, tmp_path: Path) -> None:
     assert "not a readable .xlsx" in (await import_roster(db, broken)).problems[0].message
     good = write(tmp_path, f"{HEADER}\nA1,Ann,,ICT4,,2026-06-30,,,\n", "school.csv")
     unknown = await import_roster(db, good, school_code="nope")
-    assert unknown.problems == [Problem(0, "unknown school 'nope' (--school)")]
+    assert unknown.problems == [Problem(0, "unknown school 'nope'")]
     other = write(tmp_path, f"{HEADER}\nA1,Ann,bcn,ADM,,2026-06-30,,,\n", "other.csv")
     mismatch = await import_roster(db, other, school_code="demo-nl", today=TODAY)
-    assert mismatch.problems == [Problem(2, "school 'bcn' is not 'demo-nl' given with --school")]
+    assert mismatch.problems == [
+        Problem(2, "school 'bcn' is not 'demo-nl', the school chosen for this import")
+    ]
     assert await count(db) == 0
 
 
