@@ -15,7 +15,15 @@ from sqlmodel import col, select
 from yarl import URL
 
 from bot.sandbox import SandboxUser
-from storage.models import Answer, Graduate, Programme, Staff, SurveyResponse
+from storage.models import (
+    Answer,
+    Broadcast,
+    Delivery,
+    Graduate,
+    Programme,
+    Staff,
+    SurveyResponse,
+)
 from storage.staff import add_staff
 from tests.harness import Harness, tr
 
@@ -339,3 +347,51 @@ async def test_roster_upload_reports_problems_in_the_staff_language_and_writes_n
             ("N1", "female", alfa_id),
             ("N2", "male", alfa_id),
         }
+
+
+async def test_broadcasts_with_their_delivery_reports_for_the_own_school_only(
+    harness: Harness, web: str
+) -> None:
+    h = harness
+    alfa_id, beta_id = await seed_small(h)
+    async with h.db.session() as session:
+        graduates = (
+            await session.exec(select(Graduate).where(Graduate.institution_id == alfa_id))
+        ).all()
+        ours = Broadcast(
+            institution_id=alfa_id,
+            texts={"nl": "<b>Open dag</b> op 12 december", "en": "Open day"},
+            status="done",
+            total=6,
+            sent=5,
+            blocked=1,
+        )
+        theirs = Broadcast(institution_id=beta_id, texts={"es": "Jornada"}, status="done")
+        session.add_all([ours, theirs])
+        await session.flush()
+        assert ours.id is not None
+        for k, graduate in enumerate(graduates):
+            assert graduate.id is not None
+            session.add(
+                Delivery(
+                    broadcast_id=ours.id,
+                    graduate_id=graduate.id,
+                    status="blocked" if k == 0 else "sent",
+                )
+            )
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    async with client_session() as client:
+        await log_in(h, client, officer)
+        async with client.get(f"{web}/dashboard/broadcasts") as page:
+            listing = await page.text()
+        assert f'href="/dashboard/broadcasts/{ours.id}"' in listing
+        assert f'href="/dashboard/broadcasts/{theirs.id}"' not in listing
+        async with client.get(f"{web}/dashboard/broadcasts/{ours.id}") as page:
+            detail = await page.text()
+        report = dict(re.findall(r'<th scope="row">(\w+)</th><td>(\d+)</td>', detail))
+        assert report == {"blocked": "1", "sent": "5"}
+        # The news text is shown as text, never run as HTML.
+        assert "&lt;b&gt;Open dag&lt;/b&gt;" in detail
+        async with client.get(f"{web}/dashboard/broadcasts/{theirs.id}") as page:
+            assert page.status == 404
