@@ -222,9 +222,8 @@ async def test_no_session_or_a_wrong_csrf_token_is_refused(harness: Harness, web
             assert changed.status == 200
             assert 'lang="et"' in await changed.text()
         # Logging out ends the session for good, even for a copy of the cookie.
-        cookie = client.cookie_jar.filter_cookies(URL(f"{web}/dashboard"))[
-            "gradtrack_session"
-        ].value  # type: ignore[arg-type]
+        jar = client.cookie_jar.filter_cookies(URL(f"{web}/dashboard"))
+        cookie = jar["gradtrack_session"].value
         async with client.post(f"{web}/dashboard/logout", data={"csrf": csrf}) as out:
             assert out.status == 200
     async with (
