@@ -112,9 +112,17 @@ async def build_report(
     def waves_of(institution_id: int, programme_id: int) -> list[str]:
         return [w.name for w in plan_of(institution_id, programme_id)]
 
-    ordered: dict[str, Wave] = {w.name: w for w in plans.default.waves}
-    for pop in population:
-        for w in plan_of(pop.institution_id, pop.programme_id):
+    # The waves of the plans in scope only (a school with a plan of its own does not see the
+    # default's), the default plan first when it is one of them or nobody is in scope.
+    in_scope = [
+        plan_of(pop.institution_id, pop.programme_id)
+        for pop in sorted(population, key=lambda p: (p.institution_id, p.programme_id, p.cohort))
+    ]
+    if not in_scope or plans.default.waves in in_scope:
+        in_scope.insert(0, plans.default.waves)
+    ordered: dict[str, Wave] = {}
+    for waves in in_scope:
+        for w in waves:
             ordered.setdefault(w.name, w)
 
     report = Report(

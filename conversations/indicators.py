@@ -275,6 +275,9 @@ def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, Indicat
                 if name in destinations
             }
             related, relevant = raw["related"], raw["relevant"]
+            for key, value in (("related", related), ("relevant", relevant)):
+                if not isinstance(value, dict):
+                    raise IndicatorSpecError(f"{where}: {key} must be a mapping (question, yes)")
             spec = IndicatorSpec(
                 form_id=str(form_id),
                 activity=str(raw["activity"]),
@@ -319,6 +322,10 @@ def check_spec(spec: IndicatorSpec, questionnaire: Questionnaire) -> list[str]:
         known = {c.name for c in questionnaire.choices_for(question)}
         for code in sorted(codes - known):
             problems.append(f"{spec.form_id}: {name} has no choice {code}")
+        if name == spec.activity:
+            grouped = frozenset().union(*spec.destinations.values())
+            for code in sorted(known - grouped):
+                problems.append(f"{spec.form_id}: {name} has choice {code} in no destination group")
     return problems
 
 

@@ -1,0 +1,387 @@
+"""The maths of conversations/indicators.py on hand-made rows: suppression, rates, funnels,
+weekly series, drop-off, the indicator spec and the indicators themselves. No database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from conversations.indicators import (
+    DEFAULT_SPEC_FILE,
+    DESTINATIONS,
+    Funnel,
+    IndicatorSpecError,
+    Rate,
+    check_spec,
+    drop_off,
+    funnels,
+    indicators,
+    load_specs,
+    parse_specs,
+    suppress,
+    suppress_parts,
+    weekly,
+)
+from conversations.questionnaire import Questionnaire, load_questionnaire
+from storage.stats import DayRow, OutcomeRow, PopulationRow, QuestionRow, WaveRow
+
+QUESTIONNAIRES = Path(__file__).parent.parent / "conversations" / "questionnaires"
+SPEC_TEXT = DEFAULT_SPEC_FILE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tracking() -> Questionnaire:
+    return load_questionnaire(QUESTIONNAIRES / "tracking.yaml")
+
+
+# ---------------------------------------------------------------- suppression
+
+
+def test_suppress_hides_one_to_four_and_shows_zero() -> None:
+    assert suppress(0) == 0
+    assert [suppress(n) for n in (1, 2, 3, 4)] == [None] * 4
+    assert suppress(5) == 5 and suppress(1234) == 1234
+
+
+def test_suppress_parts_primary() -> None:
+    # two small parts hide each other: nothing more is hidden
+    assert suppress_parts([10, 3, 2, 7]) == [10, None, None, 7]
+    assert suppress_parts([1, 2, 3]) == [None, None, None]
+
+
+def test_suppress_parts_secondary() -> None:
+    # 3 alone would be total - 10 - 7: the smallest other part (7) goes too
+    assert suppress_parts([10, 3, 7]) == [10, None, None]
+    assert suppress_parts([6, 5, 1]) == [6, None, None]
+    # zeros are shown and are never the one hidden with it (hiding 0 protects nothing)
+    assert suppress_parts([10, 3, 7, 0]) == [10, None, None, 0]
+    assert suppress_parts([0, 8, 4, 0, 9]) == [0, None, None, 0, 9]
+    # a tie: exactly one of the two hides with the small part
+    tied = suppress_parts([5, 2, 5])
+    assert tied[1] is None and tied.count(None) == 2
+
+
+def test_suppress_parts_zeros_and_nothing_hidden() -> None:
+    assert suppress_parts([5, 6, 100]) == [5, 6, 100]
+    assert suppress_parts([0, 0, 8]) == [0, 0, 8]
+    assert suppress_parts([0, 0, 0]) == [0, 0, 0]
+    assert suppress_parts([]) == []
+    # the only non-zero part is small: there is no other part to hide
+    assert suppress_parts([0, 3, 0]) == [0, None, 0]
+
+
+# ---------------------------------------------------------------- rates
+
+
+def test_rate_edge_cases() -> None:
+    undefined = Rate(0, 0)
+    assert undefined.value is None and not undefined.suppressed
+    assert Rate(0, 12).value == 0.0 and not Rate(0, 12).suppressed
+    assert Rate(5, 20).value == 0.25
+    assert Rate(20, 20).value == 1.0
+    # small numerator
+    assert Rate(3, 40).value is None and Rate(3, 40).suppressed
+    # small denominator, even with a numerator of 0 (0 of 4 says all 4 did not)
+    assert Rate(0, 4).value is None and Rate(0, 4).suppressed
+    assert Rate(4, 4).value is None and Rate(4, 4).suppressed
+    assert Rate(5, 5).value == 1.0
+
+
+# ---------------------------------------------------------------- response counts
+
+
+def test_funnel_counts_rates_and_shown() -> None:
+    f = Funnel(graduates=40, reachable=30, invited=28, started=20, completed=12, declined=3)
+    assert f.partial == 5  # 20 - 12 - 3
+    assert f.rate == Rate(12, 40) and f.rate.value == 0.3
+    assert f.rate_reachable == Rate(12, 30) and f.rate_reachable.value == 0.4
+    # primary suppression only: declined 3 is hidden, partial 5 and completed 12 stay
+    assert f.shown() == {
+        "graduates": 40,
+        "reachable": 30,
+        "invited": 28,
+        "started": 20,
+        "completed": 12,
+        "partial": 5,
+        "declined": None,
+    }
+    f.add(Funnel(graduates=2, reachable=1, invited=1, started=1, completed=0, declined=1))
+    assert (f.graduates, f.reachable, f.invited, f.started, f.completed, f.declined) == (
+        42,
+        31,
+        29,
+        21,
+        12,
+        4,
+    )
+    small = Funnel(graduates=4, reachable=0, invited=0, started=0)
+    assert small.shown()["graduates"] is None and small.shown()["reachable"] == 0
+    assert small.rate.value is None and small.rate.suppressed  # 0 of 4
+
+
+def test_funnels_population_follows_the_plan() -> None:
+    population = [
+        PopulationRow(1, 10, 2025, graduates=20, reachable=15),
+        PopulationRow(1, 11, 2025, graduates=8, reachable=6),
+        PopulationRow(1, 10, 2026, graduates=9, reachable=9),
+    ]
+    waves = [
+        WaveRow(1, 10, 2025, "m2", invited=12, started=9, completed=7, declined=1),
+        WaveRow(1, 11, 2025, "m2", invited=5, started=4, completed=2, declined=1),
+        WaveRow(1, 10, 2025, None, invited=0, started=1, completed=1, declined=0),
+    ]
+
+    def waves_of(institution: int, programme: int) -> list[str]:
+        return ["m2", "m6"] if programme == 10 else ["m2"]  # programme 11 has no m6
+
+    by_wave = funnels(population, waves, waves_of, lambda w, i, p, c: w)
+    assert by_wave["m2"] == Funnel(37, 30, 17, 13, 9, 2)  # 20 + 8 + 9, 15 + 6 + 9
+    assert by_wave["m2"].partial == 2  # 13 - 9 - 2
+    assert by_wave["m6"] == Funnel(29, 24)  # programme 10 only: 20 + 9, 15 + 9
+    assert by_wave[None] == Funnel(0, 0, 0, 1, 1, 0)  # outside a wave: no population
+    by_cohort = funnels(population, waves, waves_of, lambda w, i, p, c: (w, c))
+    assert by_cohort[("m2", 2026)] == Funnel(9, 9)
+    assert by_cohort[("m2", 2025)] == Funnel(28, 21, 17, 13, 9, 2)
+
+
+def test_weekly_fills_gaps_and_suppresses() -> None:
+    days = [
+        DayRow("m2", date(2025, 9, 22), 6),  # Monday
+        DayRow("m2", date(2025, 9, 3), 3),  # Wednesday: week of Monday 1 September
+        DayRow("m6", date(2025, 9, 10), 9),
+        DayRow("m2", date(2025, 9, 7), 2),  # Sunday: same week
+        DayRow("m2", date(2025, 9, 1), 1),
+        DayRow("m2", date(2025, 10, 5), 2),  # Sunday: week of Monday 29 September
+    ]
+    assert weekly(days, "m2") == [
+        (date(2025, 9, 1), 6),  # 3 + 2 + 1
+        (date(2025, 9, 8), 0),
+        (date(2025, 9, 15), 0),
+        (date(2025, 9, 22), 6),
+        (date(2025, 9, 29), None),  # 2
+    ]
+    assert weekly(days) == [
+        (date(2025, 9, 1), 6),
+        (date(2025, 9, 8), 9),  # m6
+        (date(2025, 9, 15), 0),
+        (date(2025, 9, 22), 6),
+        (date(2025, 9, 29), None),
+    ]
+    assert weekly(days, "m6") == [(date(2025, 9, 8), 9)]
+    assert weekly(days, "pregrad") == []
+    assert weekly([]) == []
+
+
+# ---------------------------------------------------------------- drop-off
+
+
+def test_drop_off_in_questionnaire_order(tracking: Questionnaire) -> None:
+    rows = [
+        QuestionRow("tracking", "S1", answered=3, stopped=1),
+        QuestionRow("tracking", "C0", answered=12, stopped=0),
+        QuestionRow("pregrad", "P1", answered=5, stopped=5),  # another questionnaire
+        QuestionRow("tracking", "Q1", answered=8, stopped=2),
+        QuestionRow("tracking", "E1", answered=4, stopped=0),
+        QuestionRow("tracking", "Q1", answered=1, stopped=0),  # added up
+        QuestionRow("tracking", "Z9", answered=7, stopped=7),  # not in this version
+    ]
+    result = drop_off(rows, tracking)
+    assert [(d.question, d.answered, d.stopped) for d in result] == [
+        ("C0", 12, 0),
+        ("Q1", 9, 2),
+        ("E1", 4, 0),
+        ("S1", 3, 1),
+    ]
+    q1 = result[1]
+    assert q1.shown == 11 and q1.rate == Rate(2, 11) and q1.rate.value is None
+    assert result[0].rate.value == 0.0
+    assert drop_off([], tracking) == []
+
+
+# ---------------------------------------------------------------- the indicator spec
+
+
+def test_the_spec_file() -> None:
+    spec = load_specs()["tracking"]
+    assert spec.activity == "Q1" and spec.related == "E6" and spec.relevant == "E7"
+    assert set(spec.destinations) == set(DESTINATIONS)
+    assert spec.destinations["employed"] == {"employed", "self_employed"}
+    assert spec.destinations["other"] == {"not_available", "other"}
+    assert spec.employed == {"employed", "self_employed", "working_and_studying"}
+    assert spec.related_yes == {"completely", "partly"}
+    assert spec.relevant_yes == {"a_lot", "a_little"}
+    assert spec.destination("working_and_studying") == "working_and_studying"
+    assert spec.destination("unemployed_looking") == "looking_for_work"
+    assert spec.destination(None) is None
+
+
+def broken(old: str, new: str) -> str:
+    assert old in SPEC_TEXT
+    return SPEC_TEXT.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            broken("    studying: [studying]", "    studying: [studying]\n    jobless: [x]"),
+            "tracking: unknown destination 'jobless'",
+        ),
+        (
+            broken("other: [not_available, other]", "other: [not_available, other, employed]"),
+            "tracking: employed is in two groups",
+        ),
+        (broken("  activity: Q1\n", ""), "tracking: 'activity' is missing"),
+        (broken('  relevant: {question: E7, "yes": [a_lot, a_little]}\n', ""), "'relevant'"),
+        (broken('{question: E6, "yes"', '{"yes"'), "tracking: 'question' is missing"),
+        (
+            broken("employed: [employed, self_employed, working", "employed: employed #"),
+            "tracking: employed: a list of choice codes is expected",
+        ),
+        (
+            broken("related: {question: E6", "related: E6 #"),
+            "tracking: related must be a mapping (question, yes)",
+        ),
+        ("- tracking\n", "a mapping of questionnaire ids is expected"),
+        ("tracking: [Q1]\n", "tracking: a mapping is expected"),
+    ],
+)
+def test_parse_specs_errors(text: str, message: str) -> None:
+    with pytest.raises(IndicatorSpecError) as error:
+        parse_specs(text)
+    assert message in str(error.value)
+
+
+def test_parse_specs_of_nothing() -> None:
+    assert parse_specs("") == {}
+
+
+def test_check_spec_fits_the_tracking_questionnaire(tracking: Questionnaire) -> None:
+    assert check_spec(load_specs()["tracking"], tracking) == []
+
+
+def test_check_spec_reports_what_is_missing(tracking: Questionnaire) -> None:
+    spec = load_specs()["tracking"]
+    no_question = replace(spec, activity="Q9")
+    assert check_spec(no_question, tracking) == ["tracking: the questionnaire has no question Q9"]
+    not_select = replace(spec, related="E4")  # a text question
+    assert check_spec(not_select, tracking) == ["tracking: E4 must be a select_one question"]
+    no_choice = replace(
+        spec,
+        relevant_yes=frozenset({"a_lot", "heaps"}),
+        destinations={
+            **spec.destinations,
+            "other": frozenset({"not_available", "other", "retired"}),
+        },
+    )
+    assert check_spec(no_choice, tracking) == [
+        "tracking: Q1 has no choice retired",
+        "tracking: E7 has no choice heaps",
+    ]
+
+
+def test_check_spec_reports_an_activity_in_no_group(tracking: Questionnaire) -> None:
+    """A choice of the activity question in no destination group would drop its respondents
+    from the 5a shares (they would no longer add up to 100 %)."""
+    spec = load_specs()["tracking"]
+    forgotten = replace(spec, destinations={**spec.destinations, "other": frozenset({"other"})})
+    assert check_spec(forgotten, tracking) == [
+        "tracking: Q1 has choice not_available in no destination group"
+    ]
+
+
+# ---------------------------------------------------------------- the indicators
+
+
+def outcome(
+    activity: str | None,
+    related: str | None = None,
+    relevant: str | None = None,
+    count: int = 1,
+    *,
+    wave: str | None = "m2",
+    programme: int = 1,
+    eqf: int | None = 4,
+    gender: str | None = "female",
+    age: str = "20_24",
+) -> OutcomeRow:
+    return OutcomeRow(wave, programme, eqf, gender, age, activity, related, relevant, count)
+
+
+def test_indicators_count_the_employed_only() -> None:
+    spec = load_specs()["tracking"]
+    rows = [
+        outcome("employed", "completely", "a_lot", 4),
+        outcome("self_employed", "not_at_all", "a_little", 2),
+        outcome("working_and_studying", "partly", "not_at_all", 3),
+        outcome("employed", None, None, 1),  # E6 and E7 not stored: not in the denominators
+        outcome("studying", "completely", "a_lot", 5),  # stale answers of a non-employed
+        outcome("unemployed_looking", count=2),
+        outcome("not_available", count=1),
+        outcome("other", count=1),
+    ]
+    result = indicators(rows, spec)
+    assert set(result) == {"m2"}
+    total = result["m2"]["total"]
+    assert total.respondents == 19  # 4 + 2 + 3 + 1 + 5 + 2 + 1 + 1
+    assert total.destinations == {
+        "employed": 7,  # 4 + 2 + 1
+        "working_and_studying": 3,
+        "studying": 5,
+        "looking_for_work": 2,
+        "other": 2,  # not_available + other
+    }
+    assert total.employed == 10  # 7 + 3
+    assert (total.related_yes, total.related_answered) == (7, 9)  # 4 + 3 of 4 + 2 + 3
+    assert (total.relevant_yes, total.relevant_answered) == (6, 9)  # 4 + 2 of 9
+    assert total.i5b == Rate(10, 19)
+    assert total.i6a == Rate(7, 9) and total.i6b1 == Rate(6, 9)
+    shares = total.shares_5a()
+    # w+s 3, looking 2, other 2 hidden: three small parts, no secondary suppression
+    assert shares["employed"] == Rate(7, 19) and shares["studying"] == Rate(5, 19)
+    assert shares["working_and_studying"] is None
+    assert shares["looking_for_work"] is None and shares["other"] is None
+
+
+def test_shares_5a_secondary_suppression() -> None:
+    spec = load_specs()["tracking"]
+    rows = [
+        outcome("employed", "completely", "a_lot", 9),
+        outcome("studying", count=6),
+        outcome("unemployed_looking", count=2),
+    ]
+    shares = indicators(rows, spec)["m2"]["total"].shares_5a()
+    # looking 2 is the only small part: studying 6 (smaller than 9) is hidden too, zeros show
+    assert shares == {
+        "employed": Rate(9, 17),
+        "working_and_studying": Rate(0, 17),
+        "studying": None,
+        "looking_for_work": None,
+        "other": Rate(0, 17),
+    }
+
+
+def test_indicators_by_breakdown_and_wave() -> None:
+    spec = load_specs()["tracking"]
+    rows = [
+        outcome("employed", "completely", "a_lot", 5, gender="male", programme=1, eqf=4),
+        outcome("employed", "partly", "a_lot", 2, gender=None, programme=2, eqf=None),
+        outcome("studying", count=3, gender="unknown", programme=2, eqf=None, age="unknown"),
+        outcome("employed", "completely", "a_lot", 7, wave="m6"),
+    ]
+    by_gender = indicators(rows, spec, "gender")
+    assert set(by_gender) == {"m2", "m6"}
+    assert set(by_gender["m2"]) == {"male", "unknown"}  # None and "unknown" are one group
+    assert by_gender["m2"]["unknown"].respondents == 5
+    assert by_gender["m6"]["female"].respondents == 7
+    by_eqf = indicators(rows, spec, "eqf")["m2"]
+    assert {k: v.respondents for k, v in by_eqf.items()} == {4: 5, None: 5}
+    by_programme = indicators(rows, spec, "programme")["m2"]
+    assert {k: v.employed for k, v in by_programme.items()} == {1: 5, 2: 2}
+    by_age = indicators(rows, spec, "age_band")["m2"]
+    assert {k: v.respondents for k, v in by_age.items()} == {"20_24": 7, "unknown": 3}
+    with pytest.raises(ValueError, match="unknown breakdown"):
+        indicators(rows, spec, "colour")
