@@ -85,7 +85,11 @@ async def build_report(
     plans: WavePlans,
     specs: dict[str, IndicatorSpec],
     scope: Scope,
+    today: date | None = None,
 ) -> Report:
+    """The report of `scope`. With `today`, a wave's graduates are only those it has opened
+    for by then (graduation date + the wave's opening offset), so that a cohort a wave has
+    not reached yet does not lower its response rate."""
     async with db.session() as session:
         names = await stats.names(session, scope.institution_id)
         population = await stats.population(session, scope)
@@ -112,6 +116,17 @@ async def build_report(
     def waves_of(institution_id: int, programme_id: int) -> list[str]:
         return [w.name for w in plan_of(institution_id, programme_id)]
 
+    def opened(wave_name: str, pop: stats.PopulationRow) -> bool:
+        wave = next(
+            (w for w in plan_of(pop.institution_id, pop.programme_id) if w.name == wave_name),
+            None,
+        )
+        if wave is None or pop.graduation_date is None or today is None:
+            return True
+        return wave.opens.apply(pop.graduation_date) <= today
+
+    when = opened if today is not None else None
+
     # The waves of the plans in scope only (a school with a plan of its own does not see the
     # default's), the default plan first when it is one of them or nobody is in scope.
     in_scope = [
@@ -129,10 +144,10 @@ async def build_report(
         scope=scope,
         names=names,
         waves=list(ordered.values()),
-        by_wave=funnels(population, wave_rows, waves_of, lambda w, i, p, c: w),
-        by_wave_programme=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, p)),
-        by_wave_cohort=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, c)),
-        by_wave_school=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, i)),
+        by_wave=funnels(population, wave_rows, waves_of, lambda w, i, p, c: w, when),
+        by_wave_programme=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, p), when),
+        by_wave_cohort=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, c), when),
+        by_wave_school=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, i), when),
         days=days,
         cohorts=sorted({pop.cohort for pop in population}),
     )

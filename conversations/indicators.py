@@ -141,13 +141,17 @@ def funnels(
     waves: Iterable[WaveRow],
     waves_of: WavesOf,
     key: Callable[[str | None, int, int, int], K],
+    opened: Callable[[str, PopulationRow], bool] | None = None,
 ) -> dict[K, Funnel]:
     """Funnel counts grouped by `key(wave, institution, programme, cohort)`. A wave's graduates
-    and reachable graduates are those whose plan has the wave; responses without a wave (a
-    survey taken outside a wave) have no population."""
+    and reachable graduates are those whose plan has the wave (and, with `opened`, for whom
+    the wave has opened); responses without a wave (a survey taken outside a wave) have no
+    population."""
     result: dict[K, Funnel] = defaultdict(Funnel)
     for pop in population:
         for wave in waves_of(pop.institution_id, pop.programme_id):
+            if opened is not None and not opened(wave, pop):
+                continue
             k = key(wave, pop.institution_id, pop.programme_id, pop.cohort)
             result[k].add(Funnel(graduates=pop.graduates, reachable=pop.reachable))
     for row in waves:

@@ -63,6 +63,9 @@ class PopulationRow:
     cohort: int
     graduates: int
     reachable: int
+    graduation_date: date | None = None
+    """Set by `population`: the rows are per graduation date, so that a wave counts only the
+    graduates it has reached (its opening lies relative to the graduation date)."""
 
 
 @dataclass(frozen=True)
@@ -185,20 +188,24 @@ def _utc_day(column: Any, dialect: str) -> ColumnElement[Any]:
 
 
 async def population(session: AsyncSession, scope: Scope) -> list[PopulationRow]:
-    cohort = cohort_of().label("cohort")
+    """Graduates and reachable graduates per school, programme and graduation date."""
+    day = col(Graduate.graduation_date)
     query = (
         core_select(
             col(Graduate.institution_id),
             col(Graduate.programme_id),
-            cohort,
+            day,
             func.count(),
             func.count(case((_reachable(), 1))),
         )
         .where(*_in_scope(scope))
-        .group_by(col(Graduate.institution_id), col(Graduate.programme_id), cohort)
+        .group_by(col(Graduate.institution_id), col(Graduate.programme_id), day)
     )
     rows = await _all(session, query)
-    return [PopulationRow(int(i), int(p), int(c), int(n), int(r)) for i, p, c, n, r in rows]
+    return [
+        PopulationRow(int(i), int(p), _as_date(d).year, int(n), int(r), _as_date(d))
+        for i, p, d, n, r in rows
+    ]
 
 
 async def wave_counts(session: AsyncSession, scope: Scope) -> list[WaveRow]:

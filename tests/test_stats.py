@@ -689,3 +689,21 @@ async def test_a_school_with_its_own_plan_sees_its_own_waves(db: Database) -> No
     assert [w.name for w in everyone.waves] == ["pregrad", "m2", "m6", "m3"]
     assert counts(everyone.by_wave["pregrad"])[:2] == (55, 43)  # both plans have pregrad
     assert counts(everyone.by_wave["m6"])[:2] == (33, 25)  # alfa only
+
+
+async def test_a_wave_counts_only_the_graduates_it_has_opened_for(db: Database) -> None:
+    """With `today`, a cohort a wave has not reached yet does not count in its graduates."""
+    await seed(db)
+    # 2026-11-23: m2 (2 months after graduation) has opened for everyone; m6 (6 months) for
+    # the 2025 cohort only (2025-06-30 + 6m = 2025-12-30; 2026-06-30 + 6m = 2026-12-30).
+    report = await build_report(db, PLANS, SPECS, Scope(), today=date(2026, 11, 23))
+    assert (report.by_wave["m2"].graduates, report.by_wave["m2"].reachable) == (55, 43)
+    assert (report.by_wave["m6"].graduates, report.by_wave["m6"].reachable) == (37, 31)
+    assert report.by_wave["pregrad"].graduates == 55
+    assert report.by_wave["m6"].rate.suppressed  # 2 complete / 37: fewer than 5 people
+    # 2026-08-28: m2 has opened for beta's 2026 cohort (2026-06-26 + 2m = 08-26), not yet
+    # for alfa's (2026-06-30 + 2m = 08-30): 37 of 2025 + 11 of P3 2026; reachable 31 + 9.
+    early = await build_report(db, PLANS, SPECS, Scope(), today=date(2026, 8, 28))
+    assert (early.by_wave["m2"].graduates, early.by_wave["m2"].reachable) == (48, 40)
+    assert early.by_wave["m2"].completed == 23
+    assert (early.by_wave_cohort[("m2", 2026)].graduates) == 11

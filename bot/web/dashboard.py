@@ -370,7 +370,7 @@ def _query(scope: Scope, **extra: Any) -> str:
 
 async def _report(request: web.Request, scope: Scope) -> Report:
     d = dashboard(request)
-    return await build_report(d.rt.db, d.rt.plans, d.specs, scope)
+    return await build_report(d.rt.db, d.rt.plans, d.specs, scope, today=d.rt.clock.now().date())
 
 
 def _scope_name(report: Report, scope: Scope) -> str:
