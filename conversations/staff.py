@@ -110,8 +110,9 @@ async def accept_staff_invite(
         where = school_name or _("all schools")
         await message.reply_text(
             _(
-                "Welcome! You are now {role} for {school}. Send /news to write alumni news "
-                "and /broadcasts to see the news sent."
+                "Welcome! You are now {role} for {school}. Send /news to write alumni news, "
+                "/broadcasts to see the news sent, /stats for the response figures and "
+                "/dashboard for a login link to the web dashboard."
             ).format(role=role_name(staff.role), school=where)
         )
     elif result is InviteResult.USED:

@@ -82,8 +82,9 @@ async def test_staff_invite_link_once_and_not_expired(harness: Harness) -> None:
     (welcome,) = await harness.send(user, f"/start {invite.token}")
     assert welcome.text == tr(
         "it",
-        "Welcome! You are now {role} for {school}. Send /news to write alumni news "
-        "and /broadcasts to see the news sent.",
+        "Welcome! You are now {role} for {school}. Send /news to write alumni news, "
+        "/broadcasts to see the news sent, /stats for the response figures and "
+        "/dashboard for a login link to the web dashboard.",
     ).format(role=tr("it", "alumni officer"), school=school.name)
     async with harness.db.session() as session:
         member = await staff_of(session, user.id)
