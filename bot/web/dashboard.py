@@ -22,6 +22,7 @@ import jinja2
 from aiohttp import web
 from babel.dates import format_date
 from markupsafe import Markup
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from bot import i18n
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/dashboard"
 MAX_UPLOAD = 5 * 1024 * 1024
+EXPORT_BATCH = 1000
+"""Responses per piece of a streamed CSV export."""
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 
@@ -712,8 +715,6 @@ async def broadcast_page(request: web.Request) -> web.Response:
 
 
 async def stats_of_deliveries(session: Any, broadcast_id: int) -> dict[str, int]:
-    from sqlalchemy import func
-
     rows = await session.exec(
         select(Delivery.status, func.count())
         .where(Delivery.broadcast_id == broadcast_id)
@@ -847,37 +848,69 @@ def _form(request: web.Request) -> Any:
         raise web.HTTPNotFound(reason=_("There is no such questionnaire.")) from None
 
 
-async def export_responses(request: web.Request) -> web.Response:
+def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
+    r = row.response
+    return exports.ResponseRecord(
+        respondent=d.respondent_key(r.graduate_id),
+        school=row.school,
+        programme=row.programme,
+        cohort=row.cohort,
+        wave=r.wave,
+        form_id=r.form_id,
+        version=r.version,
+        status=r.status,
+        outcome="completed" if r.complete else "declined" if r.declined else "partial",
+        started=r.started_at.date(),
+        completed=r.completed_at.date() if r.completed_at else None,
+        answers=row.answers,
+    )
+
+
+async def export_responses(request: web.Request) -> web.StreamResponse:
+    """Every response in scope with codes and labels. CSV streams batch by batch (any size in
+    little memory); XLSX is built whole (openpyxl writes the zip at the end)."""
     d = dashboard(request)
     scope = scope_of(request)
     lang = _export_language(request)
     questionnaire = _form(request)
     wave = request.query.get("wave") or None
-    records: list[exports.ResponseRecord] = []
+    name = f"responses-{questionnaire.form_id}" + (f"-{wave}" if wave else "")
+    if request.match_info["format"] == "xlsx":
+        async with d.rt.db.session() as session:
+            records = [
+                _record(d, row)
+                async for row in stats.iter_responses(session, scope, questionnaire.form_id, wave)
+            ]
+        return _download(request, name, [exports.response_sheet(questionnaire, records, lang)])
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{name}.csv"',
+        }
+    )
+    _secure(response)
+    await response.prepare(request)
+    batch: list[exports.ResponseRecord] = []
+    first = True
+
+    async def flush() -> None:
+        nonlocal first
+        pieces = exports.iter_csv(exports.response_sheet(questionnaire, batch, lang))
+        if not first:
+            next(pieces), next(pieces)  # the byte order mark and the header: written once
+        await response.write(b"".join(pieces))
+        first = False
+        batch.clear()
+
     async with d.rt.db.session() as session:
         async for row in stats.iter_responses(session, scope, questionnaire.form_id, wave):
-            r = row.response
-            records.append(
-                exports.ResponseRecord(
-                    respondent=d.respondent_key(r.graduate_id),
-                    school=row.school,
-                    programme=row.programme,
-                    cohort=row.cohort,
-                    wave=r.wave,
-                    form_id=r.form_id,
-                    version=r.version,
-                    status=r.status,
-                    outcome=(
-                        "completed" if r.complete else "declined" if r.declined else "partial"
-                    ),
-                    started=r.started_at.date(),
-                    completed=r.completed_at.date() if r.completed_at else None,
-                    answers=row.answers,
-                )
-            )
-    sheet = exports.response_sheet(questionnaire, records, lang)
-    name = f"responses-{questionnaire.form_id}" + (f"-{wave}" if wave else "")
-    return _download(request, name, [sheet])
+            batch.append(_record(d, row))
+            if len(batch) >= EXPORT_BATCH:
+                await flush()
+    if batch or first:
+        await flush()
+    await response.write_eof()
+    return response
 
 
 async def export_codebook(request: web.Request) -> web.Response:
