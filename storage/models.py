@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, MetaData, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime, utcnow
@@ -221,7 +221,11 @@ class Invitation(SQLModel, table=True):
     """A message a wave owes a graduate: the invitation (seq 0) or reminder seq 1, 2, ...
     Time is data: a dispatcher claims the due rows and sends them."""
 
-    __table_args__ = (UniqueConstraint("graduate_id", "wave", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("graduate_id", "wave", "seq"),
+        # The waves open now (`/stats`): seq = 0 and not closed yet, a small part of the table.
+        Index("ix_invitation_seq_closes_at", "seq", "closes_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     graduate_id: int = Field(foreign_key="graduate.id", index=True)

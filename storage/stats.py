@@ -24,7 +24,6 @@ from sqlalchemy import (
     String,
     and_,
     case,
-    distinct,
     extract,
     func,
     literal_column,
@@ -209,26 +208,45 @@ async def population(session: AsyncSession, scope: Scope) -> list[PopulationRow]
 
 
 async def wave_counts(session: AsyncSession, scope: Scope) -> list[WaveRow]:
+    """Invited, started, completed and declined graduates per school, programme, cohort and
+    wave. Each (graduate, wave) pair is made distinct first, then counted: one sort of pairs
+    instead of a COUNT(DISTINCT) per group."""
     cohort = cohort_of().label("cohort")
     keys = (col(Graduate.institution_id), col(Graduate.programme_id), cohort)
-    graduate_id = col(SurveyResponse.graduate_id)
+    in_scope = _in_scope(scope)
+    graduates = core_select(col(Graduate.id)).where(*in_scope) if in_scope else None
+
+    response_id = col(SurveyResponse.graduate_id)
+    pairs: Any = core_select(
+        response_id.label("gid"),
+        col(SurveyResponse.wave).label("wave"),
+        func.max(case((col(SurveyResponse.complete), 1), else_=0)).label("done"),
+        func.max(case((col(SurveyResponse.declined), 1), else_=0)).label("no"),
+    ).group_by(response_id, col(SurveyResponse.wave))
+    if graduates is not None:
+        pairs = pairs.where(response_id.in_(graduates))
+    per = pairs.subquery()
     responses = (
-        core_select(
-            *keys,
-            col(SurveyResponse.wave),
-            func.count(distinct(graduate_id)),
-            func.count(distinct(case((col(SurveyResponse.complete), graduate_id)))),
-            func.count(distinct(case((col(SurveyResponse.declined), graduate_id)))),
-        )
-        .join(Graduate, col(Graduate.id) == graduate_id)
-        .where(*_in_scope(scope))
-        .group_by(*keys, col(SurveyResponse.wave))
+        core_select(*keys, per.c.wave, func.count(), func.sum(per.c.done), func.sum(per.c.no))
+        .select_from(per)
+        .join(Graduate, col(Graduate.id) == per.c.gid)
+        .group_by(*keys, per.c.wave)
     )
+
+    invitation_id = col(Invitation.graduate_id)
+    sent_pairs: Any = (
+        core_select(invitation_id.label("gid"), col(Invitation.wave).label("wave"))
+        .where(col(Invitation.status) == InvitationStatus.SENT.value)
+        .distinct()
+    )
+    if graduates is not None:
+        sent_pairs = sent_pairs.where(invitation_id.in_(graduates))
+    sent = sent_pairs.subquery()
     invited = (
-        core_select(*keys, col(Invitation.wave), func.count(distinct(col(Invitation.graduate_id))))
-        .join(Graduate, col(Graduate.id) == col(Invitation.graduate_id))
-        .where(col(Invitation.status) == InvitationStatus.SENT.value, *_in_scope(scope))
-        .group_by(*keys, col(Invitation.wave))
+        core_select(*keys, sent.c.wave, func.count())
+        .select_from(sent)
+        .join(Graduate, col(Graduate.id) == sent.c.gid)
+        .group_by(*keys, sent.c.wave)
     )
     found: dict[tuple[int, int, int, str | None], list[int]] = {}
     for i, p, c, wave, started, completed, declined in await _all(session, responses):
