@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from bot.sandbox import RateLimits, SandboxServer
 from bot.settings import Settings
@@ -106,3 +108,45 @@ async def harness(
     await h.start_bot()
     yield h
     await h.stop_bot()
+
+
+@pytest.fixture
+async def web(harness: Harness) -> str:
+    """The dashboard (the service's web app) served for `harness`'s bot; its base URL."""
+    return await harness.start_web()
+
+
+# ---------------------------------------------------------------- a real browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    """Debian's Chromium (`make test` installs it); missing: skipped, or failed in CI."""
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[Browser]:
+    """Headless Chromium driven by Playwright (nothing downloaded: the system's browser)."""
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        await chromium.close()

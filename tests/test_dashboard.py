@@ -119,11 +119,6 @@ async def seed_small(h: Harness) -> tuple[int, int]:
     return alfa.id, beta.id
 
 
-@pytest.fixture
-async def web(harness: Harness) -> str:
-    return await harness.start_web()
-
-
 async def test_staff_log_in_with_a_link_from_the_bot_and_see_their_school(
     harness: Harness, web: str
 ) -> None:

@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -23,45 +20,17 @@ from playwright.async_api import (
     Locator,
     Page,
     Request,
-    async_playwright,
     expect,
 )
 from sqlmodel import select
 
 from storage.models import Programme, Staff
 from storage.staff import add_staff
-from tests.databases import in_ci
 from tests.harness import Harness, tr
 from tests.test_dashboard import login_link, seed_small
-from tests.test_webchat_browser import CHROMIUM, CHROMIUM_ARGS
 
 TIMEOUT = 15_000  # ms, for every wait in the browser: a shared, noisy machine
 expect.set_options(timeout=TIMEOUT)
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    if not os.path.exists(CHROMIUM):
-        message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def web(harness: Harness) -> str:
-    return await harness.start_web()
 
 
 @dataclass
