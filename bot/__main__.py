@@ -31,12 +31,14 @@ class RunningBot:
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """LOG_LEVEL and LOG_FORMAT (text or json) on stderr; bot tokens never written (bot.logs)."""
+    from bot import logs
+
+    logs.setup(
+        settings.log_level,
+        settings.log_format,
+        secrets=(settings.telegram_bot_token, settings.webhook_secret, settings.secret_key),
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 async def _wait_for_stop() -> None:

@@ -21,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import dedupe
+from bot import dedupe, metrics
 from bot.clock import Clock, SystemClock
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
@@ -118,11 +118,19 @@ def build_application(
     questionnaires: QuestionnaireRegistry | None = None,
     plans: WavePlans | None = None,
     clock: Clock | None = None,
+    observed: metrics.Metrics | None = None,
 ) -> GradtrackApp:
-    """The bot, wired to `db` and to the Bot API at `base_url` (Telegram by default)."""
+    """The bot, wired to `db` and to the Bot API at `base_url` (Telegram by default).
+    Its metrics are `observed` (new ones by default: see bot.metrics)."""
+    observed = observed or metrics.Metrics()
     builder = Application.builder().token(token or settings.telegram_bot_token)
     api = (base_url or settings.telegram_api_base_url).rstrip("/")
     builder = builder.base_url(api).base_file_url(api.replace("/bot", "/file/bot", 1))
+    # python-telegram-bot's default transports (pool sizes as its builder's), counting answers.
+    builder = builder.request(metrics.InstrumentedRequest(observed, connection_pool_size=256))
+    builder = builder.get_updates_request(
+        metrics.InstrumentedRequest(observed, connection_pool_size=1)
+    )
     if rate_limiter:
         limiter: Any = AIORateLimiter(max_retries=3)
         builder = builder.rate_limiter(limiter)
@@ -132,9 +140,12 @@ def build_application(
         path = Path(settings.waves_file) if settings.waves_file else DEFAULT_PLAN_FILE
         plans = load_plans(path, set(registry.form_ids))
     install(application, db, settings, registry, plans, clock or SystemClock())
+    application.bot_data[metrics.METRICS_KEY] = observed
 
+    application.add_handler(TypeHandler(Update, metrics.update_started), group=metrics.FIRST_GROUP)
     application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
     application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)
+    application.add_handler(TypeHandler(Update, metrics.update_finished), group=metrics.LAST_GROUP)
     application.add_handler(CommandHandler("start", onboarding.start))
     application.add_handler(CommandHandler("help", account.help_command))
     application.add_handler(CommandHandler("language", account.language_command))

@@ -32,6 +32,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.i18n import use_language
+from bot.metrics import sending
 from bot.runtime import Runtime, mark_unreachable
 from conversations.invitations import PREFIX, invitation_message
 from conversations.waves import Plan, next_allowed
@@ -213,12 +214,13 @@ async def _deliver(
     await limiter.wait()
     assert graduate.chat_id is not None
     chat_id = graduate.chat_id
-    result = await send_safely(
-        rt,
-        chat_id,
-        lambda: rt.bot.send_message(chat_id, text, reply_markup=markup),
-        invitation.attempts,
-    )
+    with sending("invitation"):
+        result = await send_safely(
+            rt,
+            chat_id,
+            lambda: rt.bot.send_message(chat_id, text, reply_markup=markup),
+            invitation.attempts,
+        )
     if result.outcome == "sent":
         await _finish(
             rt,

@@ -25,6 +25,7 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.delivery import RateLimiter, send_safely
 from bot.i18n import _, use_language
+from bot.metrics import sending
 from bot.runtime import Runtime
 from conversations.news_compose import render_news, send_news
 from storage import news
@@ -157,12 +158,13 @@ async def _deliver_one(
         return
     chat_id = graduate.chat_id
     await limiter.wait()
-    result = await send_safely(
-        rt,
-        chat_id,
-        lambda: send_news(rt.bot, chat_id, render_news(broadcast, graduate.language)),
-        delivery.attempts,
-    )
+    with sending("news"):
+        result = await send_safely(
+            rt,
+            chat_id,
+            lambda: send_news(rt.bot, chat_id, render_news(broadcast, graduate.language)),
+            delivery.attempts,
+        )
     if result.outcome == "sent":
         await _record(
             rt,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,11 +67,26 @@ class Settings(BaseSettings):
         default=36, description="Personal data is erased this long after graduation."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(time, level, logger, message, pid, update_id, chat_id, exception ...).",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="If set, GET /metrics requires `Authorization: Bearer <token>`; empty: "
+        "/metrics is open (keep it off the public internet then).",
+    )
     secret_key: str = Field(
         default="",
         description="Secret for keyed hashes and signed links; required by `serve` with a "
         "real bot token. Empty in development: a fixed development key.",
     )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def key(self) -> bytes:

@@ -1,4 +1,5 @@
-"""The aiohttp server of `gradtrack serve`: Telegram webhook route and health checks."""
+"""The aiohttp server of `gradtrack serve`: Telegram webhook route, health checks and
+Prometheus metrics (`/metrics`, see bot.metrics)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from telegram import Update
 
 from storage.db import Database
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,24 @@ async def _webhook(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus' scrape: this process's counters, and the due work counted in the database."""
+    from bot.metrics import CONTENT_TYPE, metrics_of
+    from bot.runtime import RUNTIME_KEY, Runtime
+
+    application: Any = request.app[APP_KEY]
+    rt = application.bot_data.get(RUNTIME_KEY)
+    wanted = rt.settings.metrics_token if isinstance(rt, Runtime) else ""
+    if wanted:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {wanted}".encode()):
+            return web.Response(status=401, text="unauthorized\n")
+    observed = metrics_of(application)
+    now = rt.clock.now() if isinstance(rt, Runtime) else utcnow()
+    await observed.refresh(request.app[DB_KEY], now)
+    return web.Response(body=observed.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def _health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -74,7 +94,7 @@ def build_web_app(
     application: Any, db: Database, secret: str | None, *, dashboard: bool = True
 ) -> web.Application:
     """The service's aiohttp app: the webhook route (when `secret` is given: webhook mode),
-    health checks, and the dashboard."""
+    health checks, Prometheus metrics (/metrics), and the dashboard."""
     from bot.runtime import RUNTIME_KEY, Runtime
     from bot.web.dashboard import MAX_UPLOAD, add_dashboard
 
@@ -86,6 +106,7 @@ def build_web_app(
         app.router.add_post(WEBHOOK_PATH, _webhook)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
+    app.router.add_get("/metrics", _metrics)
     if dashboard:
         rt = application.bot_data[RUNTIME_KEY]
         assert isinstance(rt, Runtime)
