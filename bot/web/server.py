@@ -3,6 +3,7 @@ Prometheus metrics (`/metrics`, see bot.metrics)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -47,16 +48,32 @@ async def _webhook(request: web.Request) -> web.Response:
         payload = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return web.json_response({"ok": False, "error": "body is not JSON"}, status=400)
-    if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+    update_id = payload.get("update_id") if isinstance(payload, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
         return web.json_response({"ok": False, "error": "not an update"}, status=400)
     application: Any = request.app[APP_KEY]
     try:
         update = Update.de_json(payload, application.bot)
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("malformed update %s: %s", payload.get("update_id"), exc)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        log.warning("malformed update %s: %s", update_id, exc)
         return web.json_response({"ok": False, "error": "malformed update"}, status=400)
-    await application.update_queue.put(update)
+    # 200 only for an update that will be processed. No await between the check and the
+    # enqueue: an update queued while the application runs is ahead of the stop signal that
+    # Application.stop() queues, and stop() processes every update ahead of it. Once stopping
+    # (or if the queue is full), 503: Telegram delivers the update again later.
+    if not application.running:
+        return _unavailable("stopping")
+    try:
+        application.update_queue.put_nowait(update)
+    except asyncio.QueueFull:
+        return _unavailable("busy")
     return web.json_response({"ok": True})
+
+
+def _unavailable(reason: str) -> web.Response:
+    return web.json_response(
+        {"ok": False, "error": reason}, status=503, headers={"Retry-After": "1"}
+    )
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -1,0 +1,281 @@
+"""`gradtrack serve`'s webhook: only Telegram gets in (the secret token), each update takes
+effect once however often it is delivered, and SIGTERM loses no acknowledged update.
+
+The first tests run the service's real aiohttp app in-process on a loopback port, for the
+harness's bot (both databases), with the sandbox delivering updates to it as Telegram does.
+The last runs `gradtrack serve` as a process (SQLite), against a sandbox of the test's own
+so that what the sandbox still holds can be read after the process has exited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlmodel import select
+
+from bot.app import ALLOWED_UPDATES
+from bot.i18n import use_language
+from bot.sandbox import RateLimits, SandboxServer
+from bot.sandbox.state import SandboxUser
+from bot.web.server import SECRET_HEADER, WEBHOOK_PATH, build_web_app, webhook_secret
+from conversations.account import help_text
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import ProcessedUpdate
+from tests.harness import Harness, eventually, tr
+from tests.test_cli import _free_port, _wait_for_line, gradtrack
+
+LONG = 60.0
+
+
+@dataclass
+class Webhook:
+    """The service's web app serving the webhook route for the harness's bot, which the
+    sandbox delivers to (polling stopped, webhook set with the secret)."""
+
+    url: str
+    secret: str
+    session: aiohttp.ClientSession
+
+    async def post(self, body: bytes | dict[str, Any], secret: str | None) -> int:
+        """POST `body` (JSON unless bytes) with `secret` in the header (None: no header)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers[SECRET_HEADER] = secret
+        async with self.session.post(self.url, data=data, headers=headers) as response:
+            await response.read()
+            return response.status
+
+
+@pytest.fixture
+async def webhook(harness: Harness) -> AsyncIterator[Webhook]:
+    app = harness.app
+    assert app is not None and app.updater is not None
+    await app.updater.stop()
+    secret = webhook_secret("", harness.token)
+    runner = web.AppRunner(build_web_app(app, harness.db, secret))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}{WEBHOOK_PATH}"
+    await app.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Webhook(url, secret, session)
+    finally:
+        await app.bot.delete_webhook()
+        await runner.cleanup()
+
+
+def _last_update(harness: Harness, user: SandboxUser, kind: str) -> dict[str, Any]:
+    """The newest update of `kind` ("message", "callback_query") the sandbox sent from user."""
+    for update in reversed(harness.sandbox.bot(harness.token).history):
+        if kind in update and update[kind]["from"]["id"] == user.id:
+            return dict(update)
+    raise AssertionError(f"no {kind} update from user {user.id}")
+
+
+def _bot_texts(harness: Harness, user: SandboxUser) -> list[str]:
+    return [e.text or "" for e in harness.sandbox.bot_messages(harness.token, user.id)]
+
+
+async def _processed(db: Database, *update_ids: int) -> set[int]:
+    """Which of `update_ids` are recorded in processed_update (all of them: none given)."""
+    async with db.session() as session:
+        query = select(ProcessedUpdate.update_id)
+        if update_ids:
+            query = query.where(ProcessedUpdate.update_id.in_(update_ids))  # type: ignore[attr-defined]
+        return set((await session.exec(query)).all())
+
+
+async def _recorded(db: Database, *update_ids: int) -> bool:
+    return await _processed(db, *update_ids) == set(update_ids)
+
+
+async def test_webhook_refuses_calls_without_the_secret_and_bodies_that_are_no_update(
+    harness: Harness, webhook: Webhook
+) -> None:
+    """A request without the secret token, or with a wrong one (the same length, shorter,
+    longer, empty) is refused with 403 and its update has no effect; with the secret, a body
+    that is not JSON or not an update is refused with 400. The same update with the secret is
+    answered 200 and processed: the refusals were about the request, not the update."""
+    user = harness.user("en")
+    await harness.send(user, "/help")  # the sandbox delivers it through the webhook
+    forged = _last_update(harness, user, "message") | {"update_id": 900_000_001}
+    secret = webhook.secret
+    wrong = {
+        "missing": None,
+        "empty": "",
+        "same length": secret[:-1] + ("0" if secret[-1] != "0" else "1"),
+        "upper case": secret.upper(),
+        "shorter": secret[:-1],
+        "longer": secret + "0",
+    }
+    assert secret.upper() != secret and len(wrong["same length"] or "") == len(secret)
+    statuses = {name: await webhook.post(forged, given) for name, given in wrong.items()}
+    assert statuses == dict.fromkeys(wrong, 403)
+
+    not_updates: dict[str, bytes | dict[str, Any]] = {
+        "not JSON": b"{this is not json",
+        "not UTF-8": b'{"update_id": 1, "x": "\xff"}',
+        "a JSON list": b"[1, 2, 3]",
+        "no update_id": {"message": forged["message"]},
+        "update_id a string": {"update_id": "900000002"},
+        "update_id a boolean": {"update_id": True},
+        "message a string": {"update_id": 900_000_003, "message": "hello"},
+        "message without date": {"update_id": 900_000_004, "message": {"text": "/help"}},
+    }
+    statuses = {name: await webhook.post(body, secret) for name, body in not_updates.items()}
+    assert statuses == dict.fromkeys(not_updates, 400)
+
+    assert await _processed(harness.db, forged["update_id"]) == set()
+    assert len(_bot_texts(harness, user)) == 1
+
+    assert await webhook.post(forged, secret) == 200
+    await harness.replies(user, 1)
+    with use_language("en"):
+        assert _bot_texts(harness, user) == [help_text()] * 2  # the /help, then its copy
+    await eventually(lambda: _recorded(harness.db, forged["update_id"]))  # after the reply
+    assert await _processed(harness.db, 900_000_002, 900_000_003, 900_000_004) == set()
+
+
+async def test_a_redelivered_update_takes_effect_once(harness: Harness, webhook: Webhook) -> None:
+    """A graduate's `/start <invite>` and their press of "Yes" to the survey consent, each
+    delivered three more times (twice POSTed again to the webhook with the secret, each
+    answered 200, and once redelivered by the sandbox): the bot answers each once (the
+    transcript), the press is stored as one consent event, and both update ids are recorded
+    in processed_update. Updates are processed in order, so the next update's answer shows
+    that the copies before it were handled (dropped)."""
+    school = await harness.school()
+    graduate = await harness.graduate(school)
+    user = harness.user("en")
+
+    (welcome,) = await harness.send(user, f"/start {graduate.invite_token}")
+    start = _last_update(harness, user, "message")
+    for _ in range(2):
+        assert await webhook.post(start, webhook.secret) == 200
+    harness.sandbox.redeliver(harness.token, start["update_id"])
+    after_language = await harness.press(user, "English", expect=2)
+    texts = _bot_texts(harness, user)
+    assert texts == [welcome.text, *(m.text for m in after_language)]
+    assert (await harness.reload(graduate)).chat_id == user.id
+
+    assert not await harness.consent_events(graduate)
+    await harness.press(user, tr("en", "Yes"))
+    press = _last_update(harness, user, "callback_query")
+    for _ in range(2):
+        assert await webhook.post(press, webhook.secret) == 200
+    harness.sandbox.redeliver(harness.token, press["update_id"])
+    before = len(_bot_texts(harness, user))
+    await harness.press(user, tr("en", "Yes"))  # the next question: after the copies
+    assert len(_bot_texts(harness, user)) == before + 1
+    kinds = Counter(event.kind for event in await harness.consent_events(graduate))
+    assert sorted(kinds.values()) == [1, 1], kinds  # two presses, two consents, each once
+    assert not harness.sandbox.bot(harness.token).redeliveries
+    assert await _processed(harness.db, start["update_id"], press["update_id"]) == {
+        start["update_id"],
+        press["update_id"],
+    }
+
+
+async def test_sigterm_processes_every_acknowledged_update(tmp_path: Path) -> None:
+    """`gradtrack serve` (SQLite) with a sandbox of the test's own as its Bot API (a real
+    token and TELEGRAM_API_BASE_URL, as against Telegram). Ten graduates keep sending /help;
+    each reply is held back 0.2 s by the sandbox, so that updates pile up in the bot's queue
+    while the webhook acknowledges them at once. SIGTERM comes when at least five acknowledged
+    updates are not processed yet, while messages keep coming. Asserted:
+    - the process exits with 0;
+    - every update the webhook acknowledged (the sandbox dropped it from its pending
+      updates on the 200) is in processed_update: the drain processed the queue;
+    - no update was lost on the sandbox's side: each is acknowledged or still pending there,
+      and some are pending (the ones sent while the process stopped);
+    - a second `gradtrack serve` gets the pending updates delivered; in the end every
+      update is processed and each graduate got exactly one reply per /help sent: nothing
+      lost, nothing answered twice."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'serve.sqlite3'}"
+    await upgrade(url)
+    db = Database(url)
+    sandbox = SandboxServer(rate_limits=RateLimits(enabled=False), host="127.0.0.1", port=0)
+    await sandbox.start()
+    sandbox.webhooks.max_retry_delay = 0.5  # the second process gets redeliveries soon
+    token = sandbox.create_bot(username="gradtrack_serve_bot", first_name="GradTrack")
+    account = sandbox.bot(token)
+    port = _free_port()
+    env = {
+        "DATABASE_URL": url,
+        "TELEGRAM_BOT_TOKEN": token,
+        "TELEGRAM_API_BASE_URL": f"{sandbox.url}/bot",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SECRET_KEY": "test-secret-key-of-at-least-32-characters",
+        "SANDBOX_PORT": str(_free_port()),  # unused: a token is given
+    }
+    users = [sandbox.create_user(token, first_name=f"Grad{i}") for i in range(10)]
+    sent: Counter[int] = Counter()
+    sending = True
+
+    async def keep_sending() -> None:
+        i = 0
+        while sending:
+            user = users[i % len(users)]
+            await sandbox.send_text(token, user.id, "/help")
+            sent[user.id] += 1
+            i += 1
+            await asyncio.sleep(0.02)
+
+    def update_ids() -> list[int]:
+        return [u["update_id"] for u in account.history]
+
+    def pending_ids() -> set[int]:
+        return {u["update_id"] for u in [*account.redeliveries, *account.updates]}
+
+    try:
+        async with gradtrack("serve", env) as (process, lines):
+            await _wait_for_line(lines, f"gradtrack serving on 127.0.0.1:{port}")
+            sandbox.faults.add("sendMessage", status=None, count=None, delay=0.2, process=True)
+            sender = asyncio.create_task(keep_sending())
+
+            async def queue_builds_up() -> bool:
+                acknowledged = set(update_ids()) - pending_ids()
+                return len(acknowledged) - len(await _processed(db)) >= 5
+
+            await eventually(queue_builds_up, timeout=LONG)
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), LONG)
+            sending = False
+            await sender
+        assert code == 0, "\n".join(lines[-30:])
+        assert len(update_ids()) < account.history.maxlen  # type: ignore[operator]
+
+        everything, pending = set(update_ids()), pending_ids()
+        acknowledged = everything - pending
+        processed = await _processed(db)
+        assert acknowledged <= processed, sorted(acknowledged - processed)
+        assert sandbox.webhooks.delivered == len(acknowledged)
+        assert account.dropped_updates == 0 and pending
+        assert sum(sent.values()) == len(everything)
+
+        sandbox.faults.clear()
+        async with gradtrack("serve", env) as (_process, lines):
+            await _wait_for_line(lines, f"gradtrack serving on 127.0.0.1:{port}")
+
+            async def all_processed() -> bool:
+                return not pending_ids() and await _processed(db) >= everything
+
+            await eventually(all_processed, timeout=LONG)  # each reply precedes its record
+        replies = {u.id: len(sandbox.bot_messages(token, u.id)) for u in users}
+        assert replies == {u.id: sent[u.id] for u in users}
+    finally:
+        sending = False
+        await sandbox.stop()
+        await db.dispose()
