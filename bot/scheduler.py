@@ -1,24 +1,39 @@
 """APScheduler ticks a few dispatcher jobs; the work itself is in rows with due times.
 
 No job per graduate and nothing pickled: `dispatch` claims due invitations and reminders,
-`plan` creates the rows newly imported or newly consenting graduates are owed, `retention`
-erases personal data past the retention period. Every job is safe to run twice at once or
-to miss a tick.
+`news` sends alumni news, `plan` creates the rows newly imported or newly consenting
+graduates are owed, `retention` erases personal data past the retention period. Every job is
+safe to run twice at once or to miss a tick.
+
+Only the scheduler leader runs them (bot/leader.py): on PostgreSQL, several processes share
+the database and the one holding the scheduler lock leads; on SQLite the one process does.
+The jobs are paused while this process follows; when it becomes the leader they resume (the
+dispatchers at once), and when it steps down they are paused again and the work in progress
+is stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.delivery import RateLimiter, dispatch_due
+from bot.leader import Leadership
 from bot.news import dispatch_news
 from bot.runtime import Runtime
 from storage.invitations import plan_invitations
 
 log = logging.getLogger(__name__)
+
+#: Jobs that run as soon as this process becomes the leader; the others wait for their tick.
+RUN_AT_ONCE = ("dispatch", "news", "plan")
 
 
 async def plan_job(rt: Runtime) -> int:
@@ -39,40 +54,119 @@ async def retention_job(rt: Runtime) -> int:
     return erased
 
 
-def start_scheduler(rt: Runtime) -> AsyncIOScheduler:
-    """Start the dispatcher jobs on the running event loop."""
+class LeaderScheduler(AsyncIOScheduler):
+    """An AsyncIOScheduler whose jobs run only while `leadership` says this process leads.
+
+    `shutdown()` also stops watching the leadership and closes the lock connection, which
+    hands the lock to another process at once."""
+
+    def __init__(self, leadership: Leadership, **options: Any) -> None:
+        super().__init__(**options)
+        self.leadership = leadership
+        self._watch: asyncio.Task[None] | None = None
+        self._work: set[asyncio.Task[Any]] = set()
+
+    def add_leader_job(self, func: Callable[..., Awaitable[Any]], **options: Any) -> None:
+        """Add `func` as a job, paused until this process leads."""
+        options.setdefault("next_run_time", None)  # None: added paused
+        self.add_job(self._while_leading(func), **options)
+
+    def watch(self) -> None:
+        """Start following the leadership (on the running event loop)."""
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(
+                self.leadership.run(self._on_change), name="gradtrack-scheduler-leadership"
+            )
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._stand_down()
+        self.leadership.terminate()
+        super().shutdown(wait)
+
+    @property
+    def running_work(self) -> int:
+        """How many job runs are in progress."""
+        return len(self._work)
+
+    def _on_change(self, leading: bool) -> None:
+        if leading:
+            now = datetime.now(UTC)
+            for job in self.get_jobs():
+                if job.id in RUN_AT_ONCE:
+                    self.modify_job(job.id, next_run_time=now)
+                else:
+                    self.resume_job(job.id)
+            log.info("scheduler: dispatcher jobs running in this process")
+        else:
+            self._stand_down()
+            log.info("scheduler: dispatcher jobs paused in this process")
+
+    def _stand_down(self) -> None:
+        if self.running:
+            for job in self.get_jobs():
+                self.pause_job(job.id)
+        for task in list(self._work):
+            task.cancel()
+
+    def _while_leading(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(func)
+        async def job(*args: Any, **kwargs: Any) -> Any:
+            if not self.leadership.is_leader:
+                return None
+            work = asyncio.ensure_future(func(*args, **kwargs))
+            self._work.add(work)
+            try:
+                return await work
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if work.cancelled() and (current is None or not current.cancelling()):
+                    log.info("scheduler: %s stopped (this process stepped down)", func.__name__)
+                    return None
+                raise
+            finally:
+                self._work.discard(work)
+                if not work.done():
+                    work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await work
+
+        return job
+
+
+def start_scheduler(rt: Runtime, leadership: Leadership | None = None) -> LeaderScheduler:
+    """Start the dispatcher jobs on the running event loop; they run while this process is
+    the scheduler leader (`leadership`, by default on `rt.db` with the default timings)."""
     limiter = RateLimiter(rt.settings.bulk_send_per_second)
-    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler = LeaderScheduler(leadership or Leadership(rt.db), timezone="UTC")
     options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-    scheduler.add_job(
+    interval = rt.settings.dispatch_interval_seconds
+    scheduler.add_leader_job(
         dispatch_due,
-        "interval",
-        seconds=rt.settings.dispatch_interval_seconds,
+        trigger="interval",
+        seconds=interval,
         args=[rt],
         kwargs={"limiter": limiter},
         id="dispatch",
-        next_run_time=datetime.now(),
         **options,
     )
-    scheduler.add_job(
+    scheduler.add_leader_job(
         dispatch_news,
-        "interval",
-        seconds=rt.settings.dispatch_interval_seconds,
+        trigger="interval",
+        seconds=interval,
         args=[rt],
         kwargs={"limiter": limiter},
         id="news",
-        next_run_time=datetime.now(),
         **options,
     )
-    scheduler.add_job(
-        plan_job,
-        "interval",
-        minutes=10,
-        args=[rt],
-        id="plan",
-        next_run_time=datetime.now(),
-        **options,
+    scheduler.add_leader_job(
+        plan_job, trigger="interval", minutes=10, args=[rt], id="plan", **options
     )
-    scheduler.add_job(retention_job, "interval", hours=24, args=[rt], id="retention", **options)
+    scheduler.add_leader_job(
+        retention_job, trigger="interval", hours=24, args=[rt], id="retention", **options
+    )
     scheduler.start()
+    scheduler.watch()
     return scheduler
