@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 
 from conversations.questionnaire import Questionnaire, parse_questionnaire
@@ -54,7 +55,21 @@ class QuestionnaireRegistry:
         return self._deployed[form_id]
 
     async def sync(self, db: Database) -> None:
-        """Store every deployed version; refuse a changed file under a used version."""
+        """Store every deployed version; refuse a changed file under a used version.
+
+        Several processes starting at once (workers of `serve`) may store the same version at
+        the same moment: the loser's insert violates the unique (form_id, version) and it
+        checks again against what the winner stored."""
+        for attempt in range(3):
+            try:
+                await self._sync_once(db)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("another process stored the questionnaires just now; checking again")
+
+    async def _sync_once(self, db: Database) -> None:
         async with db.session() as session:
             for form_id, questionnaire in self._deployed.items():
                 text = self._texts[form_id]

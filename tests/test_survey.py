@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from sqlmodel import select
 
 from conversations.registry import QuestionnaireRegistry, VersionConflictError
 from conversations.waves import parse_plans
-from storage.models import Answer, ResponseStatus, SurveyResponse
+from storage.db import Database
+from storage.models import Answer, QuestionnaireDefinition, ResponseStatus, SurveyResponse
 from tests.harness import Harness, eventually, tr
 
 CHAT_DIR = Path(__file__).parent / "data" / "chat"
@@ -283,3 +285,15 @@ async def test_unchanged_version_with_changed_text_is_refused_once_used(
         VersionConflictError, match=r"give the changed file a new settings\.version"
     ):
         await QuestionnaireRegistry(tmp_path).sync(mini.db)
+
+
+async def test_workers_starting_at_once_store_each_version_once(db: Database) -> None:
+    """Several `serve` processes sync the deployed questionnaires at the same moment: none
+    fails on the unique (form_id, version), and each version is stored once."""
+    registries = [QuestionnaireRegistry() for _ in range(4)]
+    await asyncio.gather(*(registry.sync(db) for registry in registries))
+    async with db.session() as session:
+        rows = (await session.exec(select(QuestionnaireDefinition))).all()
+    stored = sorted((row.form_id, row.version) for row in rows)
+    deployed = sorted((f, registries[0].deployed(f).version) for f in registries[0].form_ids)
+    assert stored == deployed
