@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -305,6 +306,12 @@ def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, Indicat
 
 def load_specs(path: Path = DEFAULT_SPEC_FILE) -> dict[str, IndicatorSpec]:
     return parse_specs(path.read_text(encoding="utf-8"), path.name)
+
+
+@cache
+def default_specs() -> dict[str, IndicatorSpec]:
+    """The deployed indicators.yaml, read once per process."""
+    return load_specs()
 
 
 def check_spec(spec: IndicatorSpec, questionnaire: Questionnaire) -> list[str]:

@@ -14,7 +14,7 @@ from bot.reporting import Report, build_report, count_text, current_waves, rate_
 from bot.runtime import runtime
 from bot.web import auth
 from bot.web.dashboard import login_url
-from conversations.indicators import Funnel, load_specs
+from conversations.indicators import Funnel, default_specs
 from conversations.staff import staff_language, staff_only
 from storage.models import Institution, Staff
 
@@ -68,7 +68,9 @@ def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) 
 async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
     rt = runtime(context)
     scope = staff_scope(staff)
-    report = await build_report(rt.db, rt.plans, load_specs(), scope, today=rt.clock.now().date())
+    report = await build_report(
+        rt.db, rt.plans, default_specs(), scope, today=rt.clock.now().date()
+    )
     current = await current_waves(rt.db, scope, rt.clock.now())
     if staff.institution_id is None:
         scope_name = _("All schools")

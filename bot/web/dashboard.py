@@ -37,7 +37,7 @@ from conversations.indicators import (
     Indicators,
     IndicatorSpec,
     Rate,
-    load_specs,
+    default_specs,
     suppress,
 )
 from conversations.rules import choose_language
@@ -1029,7 +1029,7 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
         rt=rt,
         cookies=auth.Cookies(rt.settings.key),
         env=_environment(),
-        specs=load_specs(),
+        specs=default_specs(),
         secure_cookie=secure_cookie,
     )
     app.middlewares.append(session_middleware)
