@@ -158,7 +158,7 @@ async def build_report(
 
 
 async def question_drop_off(
-    db: Database, registry: QuestionnaireRegistry, plans: WavePlans, scope: Scope, wave: Wave
+    db: Database, registry: QuestionnaireRegistry, scope: Scope, wave: Wave
 ) -> list[DropOff]:
     async with db.session() as session:
         rows = await stats.question_counts(session, scope, wave.name)

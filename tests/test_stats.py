@@ -277,7 +277,7 @@ async def test_days_are_utc_days_whatever_the_session_time_zone(db: Database) ->
 async def test_all_schools_drop_off(db: Database) -> None:
     await seed(db)
     scope = Scope()
-    m2 = await question_drop_off(db, REGISTRY, PLANS, scope, PLANS.default.waves[1])
+    m2 = await question_drop_off(db, REGISTRY, scope, PLANS.default.waves[1])
     assert [(d.question, d.answered, d.stopped) for d in m2] == [
         ("C0", 31, 0),  # every started response (declined ones answered "no")
         ("Q1", 26, 2),  # 23 complete + A14 B08 C07; A13 and C08 stopped there
@@ -294,12 +294,12 @@ async def test_all_schools_drop_off(db: Database) -> None:
     q1 = m2[1]
     assert q1.shown == 28 and q1.rate.value is None  # 2 stopped of 28: a small numerator
     assert m2[0].rate.value == 0.0  # 0 of 31
-    pregrad = await question_drop_off(db, REGISTRY, PLANS, scope, PLANS.default.waves[0])
+    pregrad = await question_drop_off(db, REGISTRY, scope, PLANS.default.waves[0])
     assert [(d.question, d.answered, d.stopped) for d in pregrad] == [
         ("P0", 8, 0),  # D01-D08
         ("P1", 6, 1),  # D01-D06; D08 stopped there
     ]
-    m6 = await question_drop_off(db, REGISTRY, PLANS, scope, PLANS.default.waves[2])
+    m6 = await question_drop_off(db, REGISTRY, scope, PLANS.default.waves[2])
     assert [(d.question, d.answered, d.stopped) for d in m6] == [
         (q, 2, 0) for q in ("C0", "Q1", "E1", "E2", "E6", "E7")
     ]
@@ -468,7 +468,7 @@ async def test_officer_sees_alfa_only(db: Database) -> None:
 
     m2_wave = report.wave("m2")
     assert m2_wave is not None
-    drop = await question_drop_off(db, REGISTRY, PLANS, scope, m2_wave)
+    drop = await question_drop_off(db, REGISTRY, scope, m2_wave)
     assert [(d.question, d.answered, d.stopped) for d in drop] == [
         ("C0", 22, 0),  # A01-A15, B01-B06, B08
         ("Q1", 19, 1),  # 17 complete + A14 B08; A13 stopped
@@ -523,7 +523,7 @@ async def test_alfa_p2(db: Database) -> None:
     }
     m2_wave = report.wave("m2")
     assert m2_wave is not None
-    drop = await question_drop_off(db, REGISTRY, PLANS, scope, m2_wave)
+    drop = await question_drop_off(db, REGISTRY, scope, m2_wave)
     assert [(d.question, d.answered, d.stopped) for d in drop] == [
         ("C0", 7, 0),
         ("Q1", 6, 0),  # B01-B05 + B08

@@ -617,7 +617,7 @@ async def wave_page(request: web.Request) -> web.Response:
     ]
     breakdowns = {by: _indicator_lines(report, name, by) for by in BREAKDOWNS if by != "total"}
     total = report.wave_indicators(name).get("total")
-    drop = await question_drop_off(d.rt.db, d.rt.questionnaires, d.rt.plans, scope, wave)
+    drop = await question_drop_off(d.rt.db, d.rt.questionnaires, scope, wave)
     try:
         questionnaire = d.rt.questionnaires.deployed(wave.questionnaire)
         labels = {q.name: q.label(i18n.current_language()) for q in questionnaire.questions}
