@@ -48,14 +48,15 @@ def build(
 
 
 async def serve_webhook(application: Application[Any, Any, Any, Any, Any, Any], port: int) -> None:
-    """Webhook mode: an aiohttp route that checks the secret and queues the update."""
+    """Webhook mode: an aiohttp route that checks the secret and processes the update before
+    answering, as gradtrack's route does."""
 
     async def webhook(request: web.Request) -> web.Response:
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not hmac.compare_digest(given.encode(), SECRET.encode()):
             return web.Response(status=403)
         update = Update.de_json(await request.json(), application.bot)
-        await application.update_queue.put(update)
+        await application.process_update(update)
         return web.json_response({"ok": True})
 
     app = web.Application()

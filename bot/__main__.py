@@ -155,9 +155,8 @@ async def _web(
 
     On exit (before the bot stops: see `cmd_serve`) the server drains: it stops listening and
     closes idle keep-alive connections, so that Telegram's new deliveries fail and are retried
-    later, then waits for the requests in progress (webhook calls take milliseconds; a
-    dashboard export is cancelled after 20 s), so that every update the webhook acknowledged
-    is in the application's update queue."""
+    later, then waits for the requests in progress (a webhook call is answered once its update
+    is processed; a dashboard export is cancelled after 20 s)."""
     from aiohttp import web
 
     from bot.web.server import build_web_app
@@ -174,13 +173,12 @@ async def _web(
 async def cmd_serve(settings: Settings) -> int:
     """Webhook mode: one aiohttp server on $PORT. Without a token, the sandbox delivers.
 
-    SIGTERM (or SIGINT) drains, so that no update acknowledged to Telegram is lost:
-    1. the web server stops accepting requests and finishes those in progress (`_web`): each
-       webhook call it answered 200 has put its update in the application's update queue;
-    2. `Application.stop()` (`_running_bot`) processes every update queued before it was
-       called (the webhook answers 503 from then on, see bot.web.server), then the bot stops.
-    Updates Telegram could not deliver meanwhile stay pending there and are delivered again
-    to the next process; an update delivered twice takes effect once (bot.dedupe)."""
+    The webhook answers an update once it is processed (bot.web.server), so an update
+    Telegram saw acknowledged has taken effect, whatever happens to the process afterwards.
+    SIGTERM (or SIGINT) drains: the web server stops accepting requests and finishes those in
+    progress (`_web`), then the bot stops. Updates Telegram could not deliver meanwhile stay
+    pending there and are delivered again to the next process; an update delivered twice
+    takes effect once (bot.dedupe)."""
     from bot.app import ALLOWED_UPDATES
     from bot.web.server import WEBHOOK_PATH, webhook_secret
 
@@ -207,7 +205,7 @@ async def cmd_serve(settings: Settings) -> int:
                 )
                 print(f"gradtrack serving on {settings.host}:{settings.port}", flush=True)
                 await _wait_for_stop()
-                log.info("stopping: finishing webhook calls, then the queued updates")
+                log.info("stopping: finishing the webhook calls in progress")
         log.info("stopped: every acknowledged update was processed")
     finally:
         await db.dispose()

@@ -34,9 +34,10 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def gradtrack(
-    command: str, env: dict[str, str]
+    command: str, env: dict[str, str], *, exit_code: int = 0
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
-    """Start `gradtrack COMMAND`; stop it with SIGTERM at the end and expect a clean exit."""
+    """Start `gradtrack COMMAND`; stop it with SIGTERM at the end and expect `exit_code`
+    (a clean exit by default)."""
     full_env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"} | env
     process = await asyncio.create_subprocess_exec(
         GRADTRACK,
@@ -60,7 +61,7 @@ async def gradtrack(
             process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 30)
         await reader
-        assert code == 0, "\n".join(lines[-30:])
+        assert code == exit_code, "\n".join(lines[-30:])
 
 
 async def _wait_for_line(lines: list[str], needle: str, timeout: float = 60) -> str:

@@ -1,10 +1,12 @@
 """`gradtrack serve`'s webhook: only Telegram gets in (the secret token), each update takes
-effect once however often it is delivered, and SIGTERM loses no acknowledged update.
+effect once however often it is delivered, and no signal (SIGTERM, SIGKILL)
+loses an update it acknowledged.
 
 The first tests run the service's real aiohttp app in-process on a loopback port, for the
 harness's bot (both databases), with the sandbox delivering updates to it as Telegram does.
-The last runs `gradtrack serve` as a process (SQLite), against a sandbox of the test's own
-so that what the sandbox still holds can be read after the process has exited."""
+The last run `gradtrack serve` as a process (SQLite), against a sandbox of the test's own
+so that what the sandbox still holds can be read after the process has exited, and stop it
+with SIGTERM or SIGKILL."""
 
 from __future__ import annotations
 
@@ -26,7 +28,13 @@ from bot.app import ALLOWED_UPDATES
 from bot.i18n import use_language
 from bot.sandbox import RateLimits, SandboxServer
 from bot.sandbox.state import SandboxUser
-from bot.web.server import SECRET_HEADER, WEBHOOK_PATH, build_web_app, webhook_secret
+from bot.web.server import (
+    SECRET_HEADER,
+    WEBHOOK_PATH,
+    KeyedLocks,
+    build_web_app,
+    webhook_secret,
+)
 from conversations.account import help_text
 from storage.db import Database
 from storage.migrate import upgrade
@@ -187,20 +195,55 @@ async def test_a_redelivered_update_takes_effect_once(harness: Harness, webhook:
     }
 
 
-async def test_sigterm_processes_every_acknowledged_update(tmp_path: Path) -> None:
-    """`gradtrack serve` (SQLite) with a sandbox of the test's own as its Bot API (a real
-    token and TELEGRAM_API_BASE_URL, as against Telegram). Ten graduates keep sending /help;
-    each reply is held back 0.2 s by the sandbox, so that updates pile up in the bot's queue
-    while the webhook acknowledges them at once. SIGTERM comes when at least five acknowledged
-    updates are not processed yet, while messages keep coming. Asserted:
-    - the process exits with 0;
-    - every update the webhook acknowledged (the sandbox dropped it from its pending
-      updates on the 200) is in processed_update: the drain processed the queue;
-    - no update was lost on the sandbox's side: each is acknowledged or still pending there,
-      and some are pending (the ones sent while the process stopped);
-    - a second `gradtrack serve` gets the pending updates delivered; in the end every
-      update is processed and each graduate got exactly one reply per /help sent: nothing
-      lost, nothing answered twice."""
+async def test_one_chats_updates_wait_for_each_other_other_chats_do_not() -> None:
+    """The webhook processes updates while answering (several at once, as Telegram opens
+    several connections): holders of one chat's lock take turns in arrival order, another
+    chat's holder goes ahead meanwhile, and no lock is kept once nobody holds it."""
+    locks = KeyedLocks()
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def work(chat: int | None, name: str, wait: bool) -> None:
+        async with locks.hold(chat):
+            order.append(f"{name} in")
+            if wait:
+                await release.wait()
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(work(1, "a1", True))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(work(1, "a2", False))
+    other = asyncio.create_task(work(2, "b", False))
+    no_chat = asyncio.create_task(work(None, "n", False))
+    await asyncio.wait_for(asyncio.gather(other, no_chat), 5)
+    assert order == ["a1 in", "b in", "b out", "n in", "n out"]
+    assert len(locks) == 1
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert order[5:] == ["a1 out", "a2 in", "a2 out"]
+    assert len(locks) == 0
+
+
+@dataclass
+class Stopped:
+    """What a `gradtrack serve` stopped by a signal left behind, and how its successor did."""
+
+    code: int
+    acknowledged: set[int]  # updates the webhook answered 200 (Telegram dropped them)
+    pending: set[int]  # updates still waiting at the sandbox when the first process was gone
+    processed: set[int]  # processed_update when the first process was gone
+    sent: dict[int, int]  # /help messages per user
+    replies: dict[int, int]  # bot messages per user once the successor processed everything
+    lines: list[str]
+
+
+async def _serve_until(tmp_path: Path, sig: signal.Signals) -> Stopped:
+    """`gradtrack serve` (SQLite) with a sandbox of the test's own as its Bot API (a real token
+    and TELEGRAM_API_BASE_URL, as against Telegram). Ten graduates keep sending /help; the
+    sandbox holds each reply 0.2 s, so that a webhook call is in progress most of the time.
+    Once at least five updates are processed, `sig` comes while messages keep coming. Then a
+    second `gradtrack serve` (no delay) gets what the sandbox still holds, until it has
+    processed all of that."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'serve.sqlite3'}"
     await upgrade(url)
     db = Database(url)
@@ -233,49 +276,78 @@ async def test_sigterm_processes_every_acknowledged_update(tmp_path: Path) -> No
             i += 1
             await asyncio.sleep(0.02)
 
-    def update_ids() -> list[int]:
-        return [u["update_id"] for u in account.history]
+    def update_ids() -> set[int]:
+        return {u["update_id"] for u in account.history}
 
     def pending_ids() -> set[int]:
         return {u["update_id"] for u in [*account.redeliveries, *account.updates]}
 
     try:
-        async with gradtrack("serve", env) as (process, lines):
+        exit_code = 0 if sig == signal.SIGTERM else -sig
+        async with gradtrack("serve", env, exit_code=exit_code) as (process, lines):
             await _wait_for_line(lines, f"gradtrack serving on 127.0.0.1:{port}")
             sandbox.faults.add("sendMessage", status=None, count=None, delay=0.2, process=True)
             sender = asyncio.create_task(keep_sending())
 
-            async def queue_builds_up() -> bool:
-                acknowledged = set(update_ids()) - pending_ids()
-                return len(acknowledged) - len(await _processed(db)) >= 5
+            async def some_processed() -> bool:
+                return len(await _processed(db)) >= 5
 
-            await eventually(queue_builds_up, timeout=LONG)
-            process.send_signal(signal.SIGTERM)
+            await eventually(some_processed, timeout=LONG)
+            process.send_signal(sig)
             code = await asyncio.wait_for(process.wait(), LONG)
             sending = False
             await sender
-        assert code == 0, "\n".join(lines[-30:])
         assert len(update_ids()) < account.history.maxlen  # type: ignore[operator]
-
-        everything, pending = set(update_ids()), pending_ids()
-        acknowledged = everything - pending
-        processed = await _processed(db)
-        assert acknowledged <= processed, sorted(acknowledged - processed)
+        pending = pending_ids()
+        acknowledged = update_ids() - pending
         assert sandbox.webhooks.delivered == len(acknowledged)
-        assert account.dropped_updates == 0 and pending
-        assert sum(sent.values()) == len(everything)
+        assert account.dropped_updates == 0
+        assert sum(sent.values()) == len(update_ids())
+        processed = await _processed(db)
 
         sandbox.faults.clear()
-        async with gradtrack("serve", env) as (_process, lines):
-            await _wait_for_line(lines, f"gradtrack serving on 127.0.0.1:{port}")
+        async with gradtrack("serve", env) as (_process, more_lines):
+            await _wait_for_line(more_lines, f"gradtrack serving on 127.0.0.1:{port}")
 
-            async def all_processed() -> bool:
-                return not pending_ids() and await _processed(db) >= everything
+            async def successor_done() -> bool:  # each reply precedes its record
+                return not pending_ids() and await _processed(db) >= pending
 
-            await eventually(all_processed, timeout=LONG)  # each reply precedes its record
+            await eventually(successor_done, timeout=LONG)
         replies = {u.id: len(sandbox.bot_messages(token, u.id)) for u in users}
-        assert replies == {u.id: sent[u.id] for u in users}
+        return Stopped(code, acknowledged, pending, processed, dict(sent), replies, lines)
     finally:
         sending = False
         await sandbox.stop()
         await db.dispose()
+
+
+async def test_sigterm_processes_every_acknowledged_update(tmp_path: Path) -> None:
+    """SIGTERM while updates keep coming: the process finishes the webhook call in progress
+    and exits with 0; every update it acknowledged is processed; the rest stay with Telegram
+    (the sandbox) and the next process handles them: each graduate got exactly one reply
+    per /help sent, nothing lost, nothing answered twice."""
+    stopped = await _serve_until(tmp_path, signal.SIGTERM)
+    assert stopped.code == 0, "\n".join(stopped.lines[-30:])
+    assert stopped.acknowledged <= stopped.processed, sorted(
+        stopped.acknowledged - stopped.processed
+    )
+    assert stopped.pending, "the signal came after every update was delivered"
+    assert stopped.replies == stopped.sent
+
+
+async def test_sigkill_loses_no_acknowledged_update(tmp_path: Path) -> None:
+    """SIGKILL while updates keep coming, most likely while a webhook call is in progress:
+    every update the webhook acknowledged had been processed before its 200 (so nothing
+    Telegram considers delivered is lost), and the next process handles the rest. Each /help
+    gets its reply; at most the one update in progress at the kill, whose reply may have been
+    sent before its record was written, is answered twice."""
+    stopped = await _serve_until(tmp_path, signal.SIGKILL)
+    assert stopped.code == -signal.SIGKILL
+    assert stopped.acknowledged <= stopped.processed, sorted(
+        stopped.acknowledged - stopped.processed
+    )
+    assert stopped.pending, "the kill came after every update was delivered"
+    assert set(stopped.replies) == set(stopped.sent)
+    extra = {user: stopped.replies[user] - stopped.sent[user] for user in stopped.sent}
+    assert all(n >= 0 for n in extra.values()), extra
+    assert sum(extra.values()) <= 1, extra

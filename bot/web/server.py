@@ -4,10 +4,12 @@ Prometheus metrics (`/metrics`, see bot.metrics)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -57,17 +59,55 @@ async def _webhook(request: web.Request) -> web.Response:
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         log.warning("malformed update %s: %s", update_id, exc)
         return web.json_response({"ok": False, "error": "malformed update"}, status=400)
-    # 200 only for an update that will be processed. No await between the check and the
-    # enqueue: an update queued while the application runs is ahead of the stop signal that
-    # Application.stop() queues, and stop() processes every update ahead of it. Once stopping
-    # (or if the queue is full), 503: Telegram delivers the update again later.
+    # Processed before it is answered: a 200 means the update took effect (or its handler
+    # failed and the person was told so), so no crash, not even SIGKILL, loses an update
+    # Telegram considers delivered. Updates of one chat are processed in order; other chats'
+    # run side by side (Telegram opens up to setWebhook's max_connections at once). Once the
+    # bot is stopping, 503: Telegram delivers the update again, to this or another process.
     if not application.running:
         return _unavailable("stopping")
-    try:
-        application.update_queue.put_nowait(update)
-    except asyncio.QueueFull:
-        return _unavailable("busy")
+    async with request.app[LOCKS_KEY].hold(_chat_key(update)):
+        await application.process_update(update)
     return web.json_response({"ok": True})
+
+
+def _chat_key(update: Update) -> int | None:
+    """The chat (or, without one, the user) whose updates must not overlap."""
+    if update.effective_chat is not None:
+        return update.effective_chat.id
+    if update.effective_user is not None:
+        return update.effective_user.id
+    return None
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int | None) -> AsyncIterator[None]:
+        if key is None:
+            yield
+            return
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+LOCKS_KEY = web.AppKey("gradtrack_chat_locks", KeyedLocks)
 
 
 def _unavailable(reason: str) -> web.Response:
@@ -120,6 +160,7 @@ def build_web_app(
     app[DB_KEY] = db
     if secret is not None:
         app[SECRET_KEY] = secret
+        app[LOCKS_KEY] = KeyedLocks()
         app.router.add_post(WEBHOOK_PATH, _webhook)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
