@@ -2,7 +2,8 @@
 
 No job per graduate and nothing pickled: `dispatch` claims due invitations and reminders,
 `news` sends alumni news, `plan` creates the rows newly imported or newly consenting
-graduates are owed, `retention` erases personal data past the retention period. Every job is
+graduates are owed, `prompts` sends questions a crash or a failure of Telegram left unsent,
+`retention` erases personal data past the retention period. Every job is
 safe to run twice at once or to miss a tick.
 
 Only the scheduler leader runs them (bot/leader.py): on PostgreSQL, several processes share
@@ -28,12 +29,13 @@ from bot.delivery import RateLimiter, dispatch_due
 from bot.leader import Leadership
 from bot.news import dispatch_news
 from bot.runtime import Runtime
+from conversations.prompting import resend_pending_prompts
 from storage.invitations import plan_invitations
 
 log = logging.getLogger(__name__)
 
 #: Jobs that run as soon as this process becomes the leader; the others wait for their tick.
-RUN_AT_ONCE = ("dispatch", "news", "plan")
+RUN_AT_ONCE = ("dispatch", "news", "plan", "prompts")
 
 
 async def plan_job(rt: Runtime) -> int:
@@ -159,6 +161,14 @@ def start_scheduler(rt: Runtime, leadership: Leadership | None = None) -> Leader
         args=[rt],
         kwargs={"limiter": limiter},
         id="news",
+        **options,
+    )
+    scheduler.add_leader_job(
+        resend_pending_prompts,
+        trigger="interval",
+        seconds=interval,
+        args=[rt],
+        id="prompts",
         **options,
     )
     scheduler.add_leader_job(

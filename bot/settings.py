@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         description="A claimed invitation or news delivery whose sender died is sent again "
         "after this long.",
     )
+    prompt_resend_seconds: float = Field(
+        default=60.0,
+        description="A question decided but not sent (a crash, Telegram failing) is sent again "
+        "after this long.",
+    )
     retention_months: int = Field(
         default=36, description="Personal data is erased this long after graduation."
     )

@@ -6,10 +6,10 @@ Two ways in:
   programme, graduation year and month, and giving their birth year.
 
 Every step is a row in `chat_state`, committed before the next question is sent; the
-question is marked sent afterwards. After a crash or restart the bot re-sends questions that
-were decided but not sent (`resend_pending_prompts`), and any later message from the person
-re-asks the open question. Buttons carry their step (`ob:<step>:<value>`), so a button from an
-earlier question is recognised as stale and changes nothing.
+question is marked sent afterwards. After a crash or a failure of Telegram the bot re-sends
+questions that were decided but not sent (`resend_pending_prompts`), and any later message
+from the person re-asks the open question. Buttons carry their step (`ob:<step>:<value>`), so
+a button from an earlier question is recognised as stale and changes nothing.
 """
 
 from __future__ import annotations

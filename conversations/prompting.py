@@ -1,9 +1,12 @@
 """Sending the open question of a chat, whatever the conversation (onboarding, survey).
 
 Each flow registers a renderer: given the chat's state, in the chat's language, it returns
-the question to send. `send_prompt` sends it and then marks it sent; a question that was
+the question to send. `send_prompt` sends it and then marks it sent. A question that was
 decided (state committed with `prompt_pending`) but never marked sent, because of a crash or
-a failure of Telegram, is sent by `resend_pending_prompts` when the bot starts again.
+a failure of Telegram, is sent by `resend_pending_prompts`: at start, and every few seconds
+by the scheduler leader. It takes only questions left untouched for
+`PROMPT_RESEND_SECONDS` (so not one a live handler is about to send) and claims each before
+sending it, so that processes starting at once do not both send it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden
@@ -20,7 +24,8 @@ from bot.i18n import set_language, use_language
 from bot.runtime import Runtime, mark_unreachable, runtime
 from conversations.rules import choose_language
 from storage.models import ChatState, Graduate
-from storage.queries import get_chat_state, graduate_by_chat, pending_prompts
+from storage.queries import claim_prompt, get_chat_state, graduate_by_chat, stale_prompts
+from storage.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +99,21 @@ async def send_prompt(rt: Runtime, chat_id: int) -> None:
         session.add(state)
 
 
-async def resend_pending_prompts(rt: Runtime) -> int:
-    """After a restart: send every question that was decided but never marked sent."""
+async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = None) -> int:
+    """Send every question decided but not marked sent for `older_than` (by default
+    PROMPT_RESEND_SECONDS), each claimed first; returns how many this process sent."""
+    if older_than is None:
+        older_than = timedelta(seconds=rt.settings.prompt_resend_seconds)
     async with rt.db.session() as session:
-        chats = [s.chat_id for s in await pending_prompts(session)]
-    for chat_id in chats:
+        stale = await stale_prompts(session, utcnow() - older_than)
+    sent = 0
+    for chat_id, seen in stale:
         try:
+            async with rt.db.session() as session:
+                if not await claim_prompt(session, chat_id, seen):
+                    continue  # another process took it, or the person moved on
             await send_prompt(rt, chat_id)
+            sent += 1
         except Exception:  # one chat's failure must not stop the others
             log.exception("could not resend the pending question to chat %s", chat_id)
-    return len(chats)
+    return sent

@@ -144,7 +144,10 @@ class ChatState(SQLModel, table=True):
     language: str | None = Field(default=None, sa_type=String(8))
     graduate_id: int | None = Field(default=None, foreign_key="graduate.id", index=True)
     prompt_pending: bool = Field(default=False, index=True)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set on every write: a pending prompt untouched for a while has lost its sender.
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs={"onupdate": utcnow}
+    )
 
 
 class ProcessedUpdate(SQLModel, table=True):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.orm.attributes import flag_modified
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import (
@@ -37,10 +37,28 @@ def touch_state(state: ChatState) -> None:
     state.updated_at = utcnow()
 
 
-async def pending_prompts(session: AsyncSession) -> Sequence[ChatState]:
-    """Chats whose next question was decided but may not have been sent (crash, restart)."""
-    result = await session.exec(select(ChatState).where(col(ChatState.prompt_pending)))
-    return result.all()
+async def stale_prompts(session: AsyncSession, before: datetime) -> list[tuple[int, datetime]]:
+    """Chats whose next question was decided but not marked sent, untouched since `before`
+    (the handler that decided it crashed, or Telegram failed): (chat id, updated_at)."""
+    query = select(ChatState.chat_id, ChatState.updated_at).where(
+        col(ChatState.prompt_pending), col(ChatState.updated_at) < before
+    )
+    return [(chat_id, seen) for chat_id, seen in (await session.exec(query)).all()]
+
+
+async def claim_prompt(session: AsyncSession, chat_id: int, seen: datetime) -> bool:
+    """Take over sending the chat's pending question, if it is still as `seen`: only one of
+    several processes trying at once wins (compare-and-set on updated_at)."""
+    result = await session.exec(
+        update(ChatState)
+        .where(
+            col(ChatState.chat_id) == chat_id,
+            col(ChatState.prompt_pending),
+            col(ChatState.updated_at) == seen,
+        )
+        .values(updated_at=utcnow())
+    )
+    return bool(result.rowcount)
 
 
 async def graduate_by_chat(session: AsyncSession, chat_id: int) -> Graduate | None:

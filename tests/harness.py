@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select, update
 
 from bot.app import ALLOWED_UPDATES, GradtrackApp, build_application, on_startup
 from bot.clock import FrozenClock
@@ -21,8 +21,16 @@ from conversations.registry import QuestionnaireRegistry
 from conversations.rules import new_invite_token
 from conversations.waves import WavePlans
 from storage.db import Database
-from storage.models import ConsentEvent, Graduate, Institution, Programme, SurveyResponse
+from storage.models import (
+    ChatState,
+    ConsentEvent,
+    Graduate,
+    Institution,
+    Programme,
+    SurveyResponse,
+)
 from storage.queries import get_chat_state
+from storage.types import utcnow
 
 TIMEOUT = 15.0
 
@@ -244,6 +252,18 @@ class Harness:
             state = await get_chat_state(session, stored.chat_id)
             response = await survey.begin(rt, session, stored, form_id, state)
         return response
+
+    async def age_chat_state(self, chat_id: int, seconds: float | None = None) -> None:
+        """Pretend the chat's state was last written `seconds` ago (by default just longer
+        than PROMPT_RESEND_SECONDS: a question it left pending is taken as lost)."""
+        if seconds is None:
+            seconds = self.settings.prompt_resend_seconds + 1
+        async with self.db.session() as session:
+            await session.exec(
+                update(ChatState)
+                .where(col(ChatState.chat_id) == chat_id)
+                .values(updated_at=utcnow() - timedelta(seconds=seconds))
+            )
 
     @property
     def runtime(self) -> Runtime:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+import asyncio
+from datetime import date, timedelta
 
 import pytest
 from sqlmodel import select
 
 from bot.i18n import LANGUAGES, language_name, use_language
+from bot.sandbox.state import SandboxUser
+from bot.scheduler import start_scheduler
 from conversations.onboarding import privacy_notice
+from conversations.prompting import resend_pending_prompts
 from storage.models import ChatState, Graduate
 from storage.queries import get_chat_state
 from storage.types import utcnow
@@ -211,9 +215,10 @@ async def test_restart_in_the_middle_resumes(harness: Harness) -> None:
     )
 
 
-async def test_question_lost_in_a_crash_is_sent_after_restart(harness: Harness) -> None:
+async def _question_left_unsent(harness: Harness) -> tuple[Graduate, SandboxUser]:
+    """The answer to the survey consent is committed, then sending the next question fails
+    (Telegram answers 502): the follow-up question stays pending. Telegram is back after."""
     _school, graduate, user = await harness.at_consents()
-    # The answer is committed, then sending the next question fails (Telegram down).
     harness.sandbox.faults.add(method="sendMessage", status=502, count=10)
     await harness.press(user, "Yes", expect=0)
 
@@ -225,14 +230,71 @@ async def test_question_lost_in_a_crash_is_sent_after_restart(harness: Harness) 
     await eventually(answer_stored_question_unsent)
     await eventually(lambda: any(c.status == 502 for c in harness.sandbox.calls("sendMessage")))
     harness.sandbox.faults.clear()
+    return graduate, user
+
+
+async def _followups(harness: Harness, user: SandboxUser) -> int:
+    return sum(m.text == FOLLOWUP_Q for m in harness.sandbox.bot_messages(harness.token, user.id))
+
+
+async def _prompt_pending(harness: Harness, user: SandboxUser) -> bool:
+    async with harness.db.session() as session:
+        state = await session.get(ChatState, user.id)
+        assert state is not None
+        return state.prompt_pending
+
+
+async def test_question_lost_in_a_crash_is_sent_after_restart(harness: Harness) -> None:
+    """A question left unsent a while ago (longer than PROMPT_RESEND_SECONDS) is sent when
+    the bot starts again, and marked sent; the answer before it was kept."""
+    graduate, user = await _question_left_unsent(harness)
+    await harness.age_chat_state(user.id)
 
     await harness.restart_bot()
     (followup,) = await harness.replies(user, 1)
     assert followup.text == FOLLOWUP_Q
-    async with harness.db.session() as session:
-        state = await session.get(ChatState, user.id)
-        assert state is not None and not state.prompt_pending
+    assert not await _prompt_pending(harness, user)
     assert (await harness.reload(graduate)).consent_survey is True
+
+
+async def test_processes_resending_at_once_send_a_lost_question_once(harness: Harness) -> None:
+    """Several processes starting at once each resend the questions left unsent: a question
+    whose chat was written just now is left alone (a live handler may be about to send it);
+    once it is older than PROMPT_RESEND_SECONDS, three resends racing send it exactly once."""
+    rt = harness.runtime
+    _graduate, user = await _question_left_unsent(harness)
+
+    assert await resend_pending_prompts(rt) == 0  # written moments ago: not ours to send
+    assert await _prompt_pending(harness, user) and await _followups(harness, user) == 0
+
+    await harness.age_chat_state(user.id)
+    sent = await asyncio.gather(*(resend_pending_prompts(rt) for _ in range(3)))
+    assert sorted(sent) == [0, 0, 1]
+    await harness.replies(user, 1)
+    assert await _followups(harness, user) == 1
+    assert not await _prompt_pending(harness, user)
+    assert await resend_pending_prompts(rt, timedelta(0)) == 0  # nothing left pending
+
+
+async def test_the_scheduler_sends_a_lost_question_once_telegram_is_back(
+    harness: Harness,
+) -> None:
+    """Without any restart and without the graduate writing again, the scheduler leader's
+    `prompts` job sends the question Telegram failed to take, once."""
+    rt = harness.runtime
+    _graduate, user = await _question_left_unsent(harness)
+    await harness.age_chat_state(user.id)
+    rt.settings.dispatch_interval_seconds = 0.2
+    scheduler = start_scheduler(rt)
+    try:
+        (followup,) = await harness.replies(user, 1)
+        assert followup.text == FOLLOWUP_Q
+        await eventually(lambda: scheduler.running_work == 0)
+        await asyncio.sleep(0.5)  # more ticks: nothing more to send
+    finally:
+        scheduler.shutdown(wait=False)
+    assert await _followups(harness, user) == 1
+    assert not await _prompt_pending(harness, user)
 
 
 async def test_stale_and_repeated_buttons_change_nothing(harness: Harness) -> None:

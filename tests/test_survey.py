@@ -206,6 +206,7 @@ async def test_question_lost_in_a_crash_is_sent_after_restart(mini: Harness) -> 
     await eventually(answer_stored)
     await eventually(lambda: any(c.status == 502 for c in mini.sandbox.calls("sendMessage")))
     mini.sandbox.faults.clear()
+    await mini.age_chat_state(user.id)  # the crash was a while ago
     await mini.restart_bot()
     (q1,) = await mini.replies(user, 1)
     assert "What do you do now?" in q1.content
