@@ -638,6 +638,7 @@ def _bot_env(url: str, sandbox: str, port: int) -> dict[str, str]:
         PUBLIC_URL=f"http://127.0.0.1:{port}",
         SECRET_KEY="bench-secret-key-" * 3,
         METRICS_TOKEN="",
+        THROTTLE_PER_SECOND="0",  # the simulated graduates answer as fast as the bot does
         PYTHONUNBUFFERED="1",
     )
     return env

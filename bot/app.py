@@ -21,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import dedupe, metrics
+from bot import dedupe, metrics, throttle
 from bot.clock import Clock, SystemClock
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
@@ -142,6 +142,10 @@ def build_application(
     install(application, db, settings, registry, plans, clock or SystemClock())
     application.bot_data[metrics.METRICS_KEY] = observed
 
+    application.bot_data[throttle.THROTTLE_KEY] = throttle.ChatThrottle(
+        settings.throttle_per_second, settings.throttle_burst
+    )
+    application.add_handler(TypeHandler(Update, throttle.check), group=throttle.GROUP)
     application.add_handler(TypeHandler(Update, metrics.update_started), group=metrics.FIRST_GROUP)
     application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
     application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)

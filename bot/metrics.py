@@ -116,6 +116,11 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.updates_throttled = Counter(
+            "gradtrack_updates_throttled",
+            "Updates dropped because their chat sent faster than THROTTLE_PER_SECOND.",
+            registry=self.registry,
+        )
         self.invitations_due = Gauge(
             "gradtrack_invitations_due",
             "Invitations and reminders pending with a due time in the past (whole service).",

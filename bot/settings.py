@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         description="A question decided but not sent (a crash, Telegram failing) is sent again "
         "after this long.",
     )
+    throttle_per_second: float = Field(
+        default=3.0,
+        description="Updates per second one chat may send on average; faster ones are dropped "
+        "(the person is told once). 0 turns flood control off.",
+    )
+    throttle_burst: int = Field(
+        default=20, description="Updates one chat may send at once before flood control."
+    )
     retention_months: int = Field(
         default=36, description="Personal data is erased this long after graduation."
     )

@@ -97,7 +97,11 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, telegram_bot_token="", _env_file=None)
+    """The harness's settings. Flood control is off: simulated graduates answer as fast as
+    the bot does (tests/test_hostile.py turns it on)."""
+    return Settings(
+        database_url=database_url, telegram_bot_token="", throttle_per_second=0, _env_file=None
+    )
 
 
 @pytest.fixture

@@ -262,6 +262,7 @@ async def _serve_until(tmp_path: Path, sig: signal.Signals) -> Stopped:
         "PORT": str(port),
         "SECRET_KEY": "test-secret-key-of-at-least-32-characters",
         "SANDBOX_PORT": str(_free_port()),  # unused: a token is given
+        "THROTTLE_PER_SECOND": "0",  # each graduate sends 5 a second
     }
     users = [sandbox.create_user(token, first_name=f"Grad{i}") for i in range(10)]
     sent: Counter[int] = Counter()
