@@ -21,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import dedupe, metrics, throttle
+from bot import dedupe, gate, metrics, throttle
 from bot.clock import Clock, SystemClock
 from bot.i18n import LANGUAGES, _, use_language
 from bot.runtime import Runtime, install, mark_unreachable, runtime
@@ -38,6 +38,7 @@ from conversations import (
     survey,
 )
 from conversations.registry import QuestionnaireRegistry
+from conversations.rules import choose_language
 from conversations.waves import DEFAULT_PLAN_FILE, WavePlans, load_plans
 from storage.db import Database
 from storage.queries import get_chat_state, graduate_by_chat
@@ -95,9 +96,10 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             graduate = await graduate_by_chat(session, chat_id)
             language = state.language or (graduate.language if graduate else None)
             session.expunge(state)
-    except Exception:  # the database may be what failed
+    except Exception:  # the database may be what failed: Telegram's language_code will do
         log.debug("no language for the error message", exc_info=True)
-    with use_language(language):
+    user = update.effective_user
+    with use_language(choose_language(language, user.language_code if user else None, None)):
         text = _("Sorry, something went wrong on our side. Please try again in a minute.")
     try:
         if update.callback_query is not None:
@@ -146,6 +148,7 @@ def build_application(
         settings.throttle_per_second, settings.throttle_burst
     )
     application.add_handler(TypeHandler(Update, throttle.check), group=throttle.GROUP)
+    application.add_handler(TypeHandler(Update, gate.admit), group=gate.GROUP)
     application.add_handler(TypeHandler(Update, metrics.update_started), group=metrics.FIRST_GROUP)
     application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
     application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)

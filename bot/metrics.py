@@ -121,6 +121,11 @@ class Metrics:
             "Updates dropped because their chat sent faster than THROTTLE_PER_SECOND.",
             registry=self.registry,
         )
+        self.updates_refused = Counter(
+            "gradtrack_updates_refused",
+            "Updates dropped because they did not come from a private chat with the bot.",
+            registry=self.registry,
+        )
         self.invitations_due = Gauge(
             "gradtrack_invitations_due",
             "Invitations and reminders pending with a due time in the past (whole service).",

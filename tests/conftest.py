@@ -7,14 +7,18 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web as aioweb
 from playwright.async_api import Browser, async_playwright
 
+from bot.app import ALLOWED_UPDATES
 from bot.sandbox import RateLimits, SandboxServer
 from bot.settings import Settings
+from bot.web.server import WEBHOOK_PATH, build_web_app, webhook_secret
 from storage.db import Database
 from tests.databases import PostgresProvider, SqliteProvider, find_postgres, in_ci
-from tests.harness import Harness
+from tests.harness import Harness, Webhook
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -154,3 +158,22 @@ async def browser(chromium_path: str) -> AsyncIterator[Browser]:
         )
         yield chromium
         await chromium.close()
+
+
+@pytest.fixture
+async def webhook(harness: Harness) -> AsyncIterator[Webhook]:
+    app = harness.app
+    assert app is not None and app.updater is not None
+    await app.updater.stop()
+    secret = webhook_secret("", harness.token)
+    runner = aioweb.AppRunner(build_web_app(app, harness.db, secret))
+    await runner.setup()
+    await aioweb.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}{WEBHOOK_PATH}"
+    await app.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Webhook(url, secret, session)
+    finally:
+        await app.bot.delete_webhook()
+        await runner.cleanup()

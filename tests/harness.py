@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import aiohttp
 from sqlmodel import col, select, update
 
 from bot.app import ALLOWED_UPDATES, GradtrackApp, build_application, on_startup
@@ -16,6 +19,7 @@ from bot.runtime import Runtime
 from bot.sandbox import RateLimits, SandboxServer
 from bot.sandbox.state import SandboxUser, TranscriptEntry
 from bot.settings import Settings
+from bot.web.server import SECRET_HEADER
 from conversations import survey
 from conversations.registry import QuestionnaireRegistry
 from conversations.rules import new_invite_token
@@ -323,3 +327,23 @@ def tr(lang: str, message: str) -> str:
 
 
 NO_LIMITS = RateLimits(enabled=False)
+
+
+@dataclass
+class Webhook:
+    """The service's web app serving the webhook route for the harness's bot, which the
+    sandbox delivers to (polling stopped, webhook set with the secret)."""
+
+    url: str
+    secret: str
+    session: aiohttp.ClientSession
+
+    async def post(self, body: bytes | dict[str, Any], secret: str | None) -> int:
+        """POST `body` (JSON unless bytes) with `secret` in the header (None: no header)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers[SECRET_HEADER] = secret
+        async with self.session.post(self.url, data=data, headers=headers) as response:
+            await response.read()
+            return response.status

@@ -11,77 +11,28 @@ with SIGTERM or SIGKILL."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import pytest
-from aiohttp import web
 from sqlmodel import select
 
-from bot.app import ALLOWED_UPDATES
 from bot.i18n import use_language
 from bot.sandbox import RateLimits, SandboxServer
 from bot.sandbox.state import SandboxUser
 from bot.web.server import (
-    SECRET_HEADER,
-    WEBHOOK_PATH,
     KeyedLocks,
-    build_web_app,
-    webhook_secret,
 )
 from conversations.account import help_text
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import ProcessedUpdate
-from tests.harness import Harness, eventually, tr
+from tests.harness import Harness, Webhook, eventually, tr
 from tests.test_cli import _free_port, _wait_for_line, gradtrack
 
 LONG = 60.0
-
-
-@dataclass
-class Webhook:
-    """The service's web app serving the webhook route for the harness's bot, which the
-    sandbox delivers to (polling stopped, webhook set with the secret)."""
-
-    url: str
-    secret: str
-    session: aiohttp.ClientSession
-
-    async def post(self, body: bytes | dict[str, Any], secret: str | None) -> int:
-        """POST `body` (JSON unless bytes) with `secret` in the header (None: no header)."""
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
-        if secret is not None:
-            headers[SECRET_HEADER] = secret
-        async with self.session.post(self.url, data=data, headers=headers) as response:
-            await response.read()
-            return response.status
-
-
-@pytest.fixture
-async def webhook(harness: Harness) -> AsyncIterator[Webhook]:
-    app = harness.app
-    assert app is not None and app.updater is not None
-    await app.updater.stop()
-    secret = webhook_secret("", harness.token)
-    runner = web.AppRunner(build_web_app(app, harness.db, secret))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}{WEBHOOK_PATH}"
-    await app.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Webhook(url, secret, session)
-    finally:
-        await app.bot.delete_webhook()
-        await runner.cleanup()
 
 
 def _last_update(harness: Harness, user: SandboxUser, kind: str) -> dict[str, Any]:

@@ -343,15 +343,19 @@ class SandboxServer:
         callback_data: str | None = None,
         *,
         text: str | None = None,
+        forged: bool = False,
     ) -> str:
         """The user presses the inline button with `callback_data` (or label `text`) on
         message `message_id` (or that entry); returns the callback query id.
-        `SandboxError` if the message has no such button."""
+        `SandboxError` if the message has no such button, unless `forged` (a modified client
+        sending any callback data)."""
         if isinstance(message_id, TranscriptEntry):
             if message_id.message_id is None:
                 raise SandboxError("that transcript entry is not a message")
             message_id = message_id.message_id
-        return self.state.press_button(self.bot(bot), user_id, message_id, callback_data, text=text)
+        return self.state.press_button(
+            self.bot(bot), user_id, message_id, callback_data, text=text, forged=forged
+        )
 
     def block(self, bot: str | int | None, user_id: int) -> None:
         """The user blocks the bot (the bot gets my_chat_member: member -> kicked)."""

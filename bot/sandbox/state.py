@@ -731,22 +731,31 @@ class SandboxState:
         callback_data: str | None = None,
         *,
         text: str | None = None,
+        forged: bool = False,
     ) -> str:
-        """The user presses a callback button; returns the callback query id."""
+        """The user presses a callback button; returns the callback query id. `forged`: a
+        modified client sends `callback_data` from message `message_id` whatever its buttons
+        say (Telegram passes any callback data of up to 64 bytes on to the bot)."""
         if callback_data is None and text is None:
             raise SandboxError("give the button's callback_data or its text")
         chat = self._user_chat(bot, user_id, need_started=True)
         message = chat.messages.get(message_id)
         if message is None or message.deleted:
             raise SandboxError(f"message {message_id} is not in the chat")
-        button = next(
-            (
-                b
-                for b in message.buttons
-                if (callback_data is None or b.get("callback_data") == callback_data)
-                and (text is None or b.get("text") == text)
-            ),
-            None,
+        if forged and (callback_data is None or len(callback_data.encode()) > 64):
+            raise SandboxError("forged callback data must be 1-64 bytes")
+        button: dict[str, Any] | None = (
+            {"text": "(forged)", "callback_data": callback_data}
+            if forged
+            else next(
+                (
+                    b
+                    for b in message.buttons
+                    if (callback_data is None or b.get("callback_data") == callback_data)
+                    and (text is None or b.get("text") == text)
+                ),
+                None,
+            )
         )
         if button is None:
             shown = [(b.get("text"), b.get("callback_data")) for b in message.buttons]
