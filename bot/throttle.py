@@ -34,8 +34,8 @@ from storage.queries import graduate_by_chat
 log = logging.getLogger(__name__)
 
 THROTTLE_KEY = "gradtrack_throttle"
-#: Before everything else, metrics included (bot.metrics.FIRST_GROUP is -10).
-GROUP = -20
+#: After the private-chat gate (bot.gate.GROUP), before the metrics (bot.metrics.FIRST_GROUP).
+GROUP = -15
 
 
 @dataclass
