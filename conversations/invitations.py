@@ -21,6 +21,7 @@ from conversations import survey
 from conversations.prompting import send_prompt
 from storage.models import Institution, Invitation
 from storage.queries import get_chat_state, graduate_by_chat
+from storage.types import row_id
 
 PREFIX = "wv:"
 PATTERN = r"^wv:"
@@ -63,7 +64,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         state = await get_chat_state(session, chat_id)
         graduate = await graduate_by_chat(session, chat_id)
         set_language(state.language or (graduate.language if graduate else None))
-        invitation = await session.get(Invitation, int(raw_id)) if raw_id.isdigit() else None
+        invitation_id = row_id(raw_id)
+        invitation = await session.get(Invitation, invitation_id) if invitation_id else None
         if invitation is None or graduate is None or invitation.graduate_id != graduate.id:
             await query.answer(_("This button is no longer active."))
             return

@@ -44,6 +44,7 @@ from storage.models import (
 from storage.news import Audience, AudienceError, cancel, count_audience, pending_count, schedule
 from storage.news import refresh_counts as refresh_broadcast
 from storage.queries import get_chat_state, touch_state
+from storage.types import row_id
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +495,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     async with rt.db.session() as session:
         await claim(session)
         state = await get_chat_state(session, chat_id)
-        broadcast = await session.get(Broadcast, int(bid)) if bid.isdigit() else None
+        broadcast_id = row_id(bid)
+        broadcast = await session.get(Broadcast, broadcast_id) if broadcast_id else None
         if (
             broadcast is None
             or state.flow != FLOW
@@ -582,16 +584,17 @@ async def _audience_button(
         return tuple(i for i in items if i != item) if item in items else (*items, item)
 
     data = audience.to_filter()
-    if kind == "p" and arg.isdigit():
-        programme = await session.get(Programme, int(arg))
+    number = row_id(arg)
+    if kind == "p" and number:
+        programme = await session.get(Programme, number)
         if programme is None or (
             broadcast.institution_id is not None
             and programme.institution_id != broadcast.institution_id
         ):
             return None
         data["programme_ids"] = list(toggle(audience.programme_ids, programme.id))
-    elif kind == "y" and arg.isdigit():
-        data["graduation_years"] = list(toggle(audience.graduation_years, int(arg)))
+    elif kind == "y" and number:
+        data["graduation_years"] = list(toggle(audience.graduation_years, number))
     elif kind == "l" and arg in LANGUAGES:
         data["languages"] = list(toggle(audience.languages, arg))
     elif kind == "w" and arg:
@@ -599,8 +602,8 @@ async def _audience_button(
             data["wave"], data["wave_status"] = None, None
         else:
             data["wave"], data["wave_status"] = arg, "not_responded"
-    elif kind == "g" and arg.isdigit():
-        segment = await session.get(Segment, int(arg))
+    elif kind == "g" and number:
+        segment = await session.get(Segment, number)
         if segment is None or (
             broadcast.institution_id is not None
             and segment.institution_id != broadcast.institution_id
@@ -726,16 +729,16 @@ async def on_cancel_button(
     rt = runtime(context)
     query = update.callback_query
     assert query is not None and query.data is not None
-    broadcast_id = int(query.data[len(CANCEL_PREFIX) :])
+    broadcast_id = row_id(query.data[len(CANCEL_PREFIX) :])
     async with rt.db.session() as session:
         await claim(session)
-        broadcast = await session.get(Broadcast, broadcast_id)
+        broadcast = await session.get(Broadcast, broadcast_id) if broadcast_id else None
         live = (
             broadcast is not None
             and _in_scope(staff, broadcast)
             and broadcast.status in (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value)
         )
-    if not live:
+    if not live or broadcast_id is None:
         await query.answer(_("This button is no longer active."))
         return
     await cancel(rt.db, broadcast_id, rt.clock.now())

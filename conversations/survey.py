@@ -48,7 +48,7 @@ from storage.models import (
     SurveyResponse,
 )
 from storage.queries import get_chat_state, graduate_by_chat, touch_state
-from storage.types import utcnow
+from storage.types import MAX_ROW_ID, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def encode_id(value: int) -> str:
 def decode_id(text: str) -> int | None:
     if not text or len(text) > 8 or any(c not in BASE36 for c in text):
         return None
-    return int(text, 36)
+    value = int(text, 36)
+    return value if value <= MAX_ROW_ID else None  # beyond what PostgreSQL's int4 holds
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,14 @@ register(SURVEY, render)
 # ---------------------------------------------------------------- moving on
 
 
+def first_position(questionnaire: Questionnaire) -> str:
+    """Where a new response starts: its first question (notes before it are said with it)."""
+    question = engine.next_question(questionnaire, {}, None)
+    while question is not None and not question.answerable:
+        question = engine.next_question(questionnaire, {}, question.name)
+    return question.name if question is not None else REVIEW
+
+
 def _next_position(loaded: Loaded, after: str, editing: bool) -> str:
     """Where to go after `after` was answered (or kept, or skipped)."""
     q, answers = loaded.questionnaire, loaded.answers
@@ -420,8 +429,7 @@ async def begin(
     )
     session.add(response)
     await session.flush()
-    first = engine.next_question(questionnaire, {}, None)
-    response.current = first.name if first is not None else REVIEW
+    response.current = first_position(questionnaire)
     state.flow, state.step = SURVEY, ""
     state.graduate_id = graduate.id
     state.data = {"response_id": response.id, "editing": False}

@@ -9,6 +9,18 @@ from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+MAX_ROW_ID = 2**31 - 1
+
+
+def row_id(text: str) -> int | None:
+    """`text` as a row id (ASCII digits, at most what an integer column holds), else None.
+    For ids read from callback data, which a modified client can set to anything: "²" is a
+    digit to str.isdigit() but not to int(), and PostgreSQL refuses an id beyond int4."""
+    if not text or len(text) > 10 or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ROW_ID else None
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""

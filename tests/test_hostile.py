@@ -200,7 +200,7 @@ async def _answers(harness: Harness, graduate: Graduate) -> dict[str, Any]:
     return {row.question: row.value for row in rows}
 
 
-FORGED_PRESSES = 12
+FORGED_PRESSES = 13
 
 
 async def test_forged_button_data_is_refused_and_stores_nothing(harness: Harness) -> None:
@@ -208,7 +208,8 @@ async def test_forged_button_data_is_refused_and_stores_nothing(harness: Harness
     chat. Graduate B sends A's buttons (A's response), buttons of a question that is not
     open, of a question or choice that does not exist, of another questionnaire's
     response, and garbage in every button family of the bot. Each press is answered
-    (B's button stops spinning, no alert needed), nothing is stored for A or B, and B's own
+    with one of the bot's clear answers in B's language ("no longer active", "already
+    answered"), never the apology for an error, nothing is stored for A or B, and B's own
     real button still works afterwards."""
     a, _a_user, a_question = await _survey_question(harness, "en")
     b, b_user, b_question = await _survey_question(harness, "it")
@@ -227,22 +228,34 @@ async def test_forged_button_data_is_refused_and_stores_nothing(harness: Harness
         "sv:" + "9" * 60,
         "ob:lang:klingon",
         "lang:xx",
+        "wv:²",  # a digit to str.isdigit(), not to int()
         "\u202e" * 21,  # 63 bytes of right-to-left overrides
     ]
     assert len(forged) == FORGED_PRESSES
     before_a, before_b = await _answers(harness, a), await _answers(harness, b)
+    clear = {
+        tr("it", text)
+        for text in (
+            "This button is no longer active.",
+            "This question has already been answered.",
+            "This questionnaire is already finished. Thank you!",
+            "Please choose one of the buttons.",
+        )
+    }
     for data in forged:
         query = await harness.sandbox.press_button(
             harness.token, b_user.id, b_question.message_id or 0, data, forged=True
         )
 
-        def answered(query: str = query) -> bool:
-            return any(
-                (c.params or {}).get("callback_query_id") == query
+        def answers(query: str = query) -> list[str]:
+            return [
+                str((c.params or {}).get("text", ""))
                 for c in harness.sandbox.calls("answerCallbackQuery")
-            )
+                if (c.params or {}).get("callback_query_id") == query
+            ]
 
-        await eventually(answered)
+        await eventually(lambda: bool(answers()))
+        assert set(answers()) <= clear, (data, answers())  # never the apology for an error
     assert await _answers(harness, a) == before_a
     assert await _answers(harness, b) == before_b
     await harness.press(b_user, tr("it", "Yes"), message=b_question)
