@@ -4,7 +4,7 @@ never a bot token in either.
 `LOG_FORMAT=json` writes lines such as
 
     {"time": "2026-11-23T10:00:00.123Z", "level": "INFO", "logger": "bot.delivery",
-     "message": "dispatch: ...", "pid": 4242, "update_id": 81, "chat_id": 1001}
+     "message": "dispatch: ...", "pid": 4242, "update_id": 81, "chat": "3f9a0c51be27"}
 
 with the fields given through `extra=` and those of the update being handled (`bind`, set
 for every update by bot.metrics) added, and an exception as the string field `exception`.
@@ -14,14 +14,29 @@ Tokens: python-telegram-bot puts the token into every request URL
 at WARNING, and `RedactTokens` replaces anything shaped like a bot token (and the configured
 token itself, wherever it appears) in every record our handler writes: message, exception and
 extra fields.
+
+Personal data: a chat id is personal data (it is the person's Telegram account), and logs
+outlive an erasure. Log lines name a chat by `chat_ref(chat_id)`: the first 12 hex digits of
+an HMAC-SHA256 of the id, keyed with the server's secrets (given to `setup`; a random key per
+process when there are none), so the same chat has the same reference in every line but the
+id cannot be recovered (nor a known id checked) without the secret. An extra or bound field
+named `chat_id` is written as `chat` with its reference. Our log lines never carry names,
+student numbers, invite tokens or answers. The parameters SQLAlchemy puts into a database
+error (`[parameters: ...]`) and PostgreSQL's `DETAIL:` line (`Key (chat_id)=(1001) already
+exists`) are redacted. python-telegram-bot logs whole updates and API calls (names, chat ids,
+message texts) at DEBUG, aiosqlite every statement with its parameters: those libraries are
+kept at INFO or above whatever LOG_LEVEL says (LOG_LEVEL=DEBUG debugs our own code).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
 import re
+import secrets as _secrets
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,8 +51,23 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TOKEN_RE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,}")
 REDACTED = "<redacted>"
 
-# Libraries that log request URLs (so the token) below WARNING.
-NOISY_LOGGERS = ("httpx", "httpcore", "aiohttp.access")
+#: The least level of libraries that log too much: request URLs (so the token) below WARNING;
+#: whole updates, API calls (names, chat ids, texts) or SQL parameters at DEBUG.
+NOISY_LOGGERS: dict[str, int] = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "aiohttp.access": logging.WARNING,
+    "telegram": logging.INFO,
+    "aiosqlite": logging.INFO,
+    "asyncpg": logging.INFO,
+}
+
+#: A database error's parameters (SQLAlchemy) and PostgreSQL's detail line: they hold values.
+SQL_PARAMETERS_RE = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
+SQL_DETAIL_RE = re.compile(r"^DETAIL: .*$", re.MULTILINE)
+
+CHAT_REF_LENGTH = 12
+_chat_key: bytes = _secrets.token_bytes(32)
 
 _context: ContextVar[Mapping[str, Any] | None] = ContextVar("gradtrack_log_context", default=None)
 
@@ -46,6 +76,26 @@ _RECORD_FIELDS = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "taskName"}
 )
+
+
+def set_chat_key(secrets: tuple[str, ...] = ()) -> None:
+    """Key `chat_ref` with the server's `secrets` (the same references in every process and
+    after a restart); none given: a new random key (references valid for this process)."""
+    global _chat_key
+    given = [s for s in secrets if s]
+    if given:
+        material = "\0".join(["gradtrack-log-chat-ref", *given]).encode()
+        _chat_key = hashlib.sha256(material).digest()
+    else:
+        _chat_key = _secrets.token_bytes(32)
+
+
+def chat_ref(chat_id: int | str | None) -> str | None:
+    """The pseudonym of a chat in log lines (see the module docstring); None stays None."""
+    if chat_id is None:
+        return None
+    digest = hmac.new(_chat_key, str(chat_id).encode(), hashlib.sha256).hexdigest()
+    return digest[:CHAT_REF_LENGTH]
 
 
 def bind(**fields: Any) -> None:
@@ -76,10 +126,13 @@ def context_fields() -> Mapping[str, Any]:
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` with bot tokens (and each of `secrets`) replaced by `<redacted>`."""
+    """`text` with bot tokens (and each of `secrets`), the parameters of a database error and
+    PostgreSQL's DETAIL line replaced by `<redacted>`."""
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
+    text = SQL_PARAMETERS_RE.sub(f"[parameters: {REDACTED}]", text)
+    text = SQL_DETAIL_RE.sub(f"DETAIL: {REDACTED}", text)
     return TOKEN_RE.sub(REDACTED, text)
 
 
@@ -115,6 +168,8 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     fields.update(
         (key, value) for key, value in record.__dict__.items() if key not in _RECORD_FIELDS
     )
+    if "chat_id" in fields:  # never the raw id: its reference
+        fields["chat"] = chat_ref(fields.pop("chat_id"))
     return fields
 
 
@@ -168,8 +223,9 @@ def setup(
     stream: TextIO | None = None,
 ) -> logging.Handler:
     """Configure the root logger: one handler on `stream` (stderr) in `fmt` ("text" or
-    "json") at `level`, tokens redacted; the chatty libraries at WARNING. Replaces the
-    handlers a previous call installed. Returns the handler."""
+    "json") at `level`, tokens redacted, chats named by `chat_ref` keyed with `secrets`; the
+    chatty libraries at their NOISY_LOGGERS level at least. Replaces the handlers a previous
+    call installed. Returns the handler."""
     if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
     root = logging.getLogger()
@@ -180,6 +236,7 @@ def setup(
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    set_chat_key(secrets)
+    for name, least in NOISY_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(least, root.level))
     return handler

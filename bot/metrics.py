@@ -269,7 +269,7 @@ async def update_started(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     _started.set(time.perf_counter())
     chat = update.effective_chat
     logs.clear()
-    logs.bind(update_id=update.update_id, chat_id=chat.id if chat is not None else None)
+    logs.bind(update_id=update.update_id, chat=logs.chat_ref(chat.id) if chat is not None else None)
 
 
 async def update_finished(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -10,6 +10,7 @@ from telegram import Bot
 from telegram.error import Forbidden
 from telegram.ext import Application, ContextTypes
 
+from bot import logs
 from bot.clock import Clock
 from bot.settings import Settings
 from conversations.registry import QuestionnaireRegistry
@@ -70,7 +71,7 @@ def unreachable_reason(exc: Forbidden) -> str:
 
 async def mark_unreachable(rt: Runtime, chat_id: int, exc: Forbidden) -> None:
     """Telegram said 403 for this chat: never retry it, and count the graduate unreachable."""
-    log.info("chat %s is unreachable: %s", chat_id, exc.message)
+    log.info("chat %s is unreachable: %s", logs.chat_ref(chat_id), exc.message)
     async with rt.db.session() as session:
         graduate = await graduate_by_chat(session, chat_id)
         if graduate is not None and graduate.unreachable_at is None:

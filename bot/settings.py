@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="text: one readable line per record; json: one JSON object per line "
-        "(time, level, logger, message, pid, update_id, chat_id, exception ...).",
+        "(time, level, logger, message, pid, update_id, chat, exception ...).",
     )
     metrics_token: str = Field(
         default="",

@@ -21,6 +21,7 @@ from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
 from bot.i18n import set_language, use_language
+from bot.logs import chat_ref
 from bot.runtime import Runtime, mark_unreachable, runtime
 from conversations.rules import choose_language
 from storage.models import ChatState, Graduate
@@ -115,5 +116,5 @@ async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = Non
             await send_prompt(rt, chat_id)
             sent += 1
         except Exception:  # one chat's failure must not stop the others
-            log.exception("could not resend the pending question to chat %s", chat_id)
+            log.exception("could not resend the pending question to chat %s", chat_ref(chat_id))
     return sent

@@ -239,7 +239,9 @@ async def _erase(
         graduate.updated_at = now
         session.add(graduate)
     await session.flush()
-    log.info("erased %d graduate(s), reason %s: ids %s", len(ids), reason, ids)
+    # No ids: during /delete this line carries the chat's reference (bot/logs.py), and the
+    # id would tie that chat to the kept, anonymised row.
+    log.info("erased %d graduate(s), reason %s", len(ids), reason)
 
 
 async def _erase_answers(session: AsyncSession, graduate_ids: list[int]) -> None:
