@@ -4,14 +4,16 @@ commands, error handling. The same code runs against Telegram and against the sa
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.error import Forbidden, TelegramError
+from telegram.error import Forbidden, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
@@ -79,8 +81,23 @@ async def on_startup(application: GradtrackApp) -> None:
         log.info("re-sent %d questions that were pending at the last stop", resent)
 
 
+#: The update whose sender was last told that something went wrong.
+_told: ContextVar[int | None] = ContextVar("gradtrack_error_told", default=None)
+
+
 async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the failure and tell the person, in their language, to try again."""
+    """Report the failure (`_report_error`). When it was the duplicate check that failed, the
+    update goes no further: handled without the check, a redelivered copy could take effect
+    twice, and its effect would not be recorded as processed."""
+    await _report_error(update, context)
+    if isinstance(update, Update) and dedupe.check_failed(update.update_id):
+        raise ApplicationHandlerStop
+
+
+async def _report_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the failure and tell the person, in their language, to try again: once per
+    update, however many of its handler groups fail (with the database down, all do), and
+    not when Telegram failed after their answer was stored (the next question comes)."""
     log.error("error while handling an update", exc_info=context.error)
     if not isinstance(update, Update) or update.effective_chat is None:
         return
@@ -89,15 +106,25 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if isinstance(context.error, Forbidden):
         await mark_unreachable(rt, chat_id, context.error)
         return
+    if _told.get() == update.update_id:
+        return
+    _told.set(update.update_id)
     language = None
+    pending = False
     try:
         async with rt.db.session() as session:
             state = await get_chat_state(session, chat_id)
             graduate = await graduate_by_chat(session, chat_id)
             language = state.language or (graduate.language if graduate else None)
+            pending = state.prompt_pending
             session.expunge(state)
     except Exception:  # the database may be what failed: Telegram's language_code will do
         log.debug("no language for the error message", exc_info=True)
+    if pending and isinstance(context.error, NetworkError):
+        # Telegram failed (5xx, timeout) after the answer was stored with the next question
+        # pending: that question is sent again (prompting.resend_pending_prompts). "Try
+        # again" would make the person type this answer again, as the next question's.
+        return
     user = update.effective_user
     with use_language(choose_language(language, user.language_code if user else None, None)):
         text = _("Sorry, something went wrong on our side. Please try again in a minute.")

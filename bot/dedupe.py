@@ -21,18 +21,29 @@ from storage.models import ProcessedUpdate
 log = logging.getLogger(__name__)
 
 _pending: ContextVar[int | None] = ContextVar("gradtrack_pending_update", default=None)
+_unchecked: ContextVar[int | None] = ContextVar("gradtrack_unchecked_update", default=None)
 
 
 async def skip_processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """First handler of every update: drop it if it took effect before."""
     rt = runtime(context)
-    async with rt.db.session() as session:
-        seen = await session.get(ProcessedUpdate, update.update_id)
+    try:
+        async with rt.db.session() as session:
+            seen = await session.get(ProcessedUpdate, update.update_id)
+    except Exception:
+        _pending.set(None)
+        _unchecked.set(update.update_id)  # the error handler stops the update (bot.app)
+        raise
     if seen is not None:
         _pending.set(None)
         log.info("update %s was delivered again; it took effect already", update.update_id)
         raise ApplicationHandlerStop
     _pending.set(update.update_id)
+
+
+def check_failed(update_id: int) -> bool:
+    """Whether the duplicate check of update `update_id` failed (the database is down)."""
+    return _unchecked.get() == update_id
 
 
 async def claim(session: AsyncSession) -> None:

@@ -46,6 +46,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # A server that does not answer fails a connection attempt after 10 s (asyncpg waits 60),
+    # so the person hears "try again" soon; the pool replaces broken connections (pre-ping).
+    kwargs.setdefault("connect_args", {"timeout": 10})
     return create_async_engine(url, **kwargs)
 
 
