@@ -678,7 +678,7 @@ async def test_an_update_whose_duplicate_check_fails_goes_no_further(harness: Ha
 
     await eventually(recorded)
     async with harness.db.session() as session:
-        await session.exec(text("ALTER TABLE processed_update RENAME TO processed_update_away"))
+        await session.execute(text("ALTER TABLE processed_update RENAME TO processed_update_away"))
     try:
         (apology,) = await harness.send(user, "/help")
         assert apology.content == tr(
