@@ -678,7 +678,10 @@ async def test_an_update_whose_duplicate_check_fails_goes_no_further(harness: Ha
 
     await eventually(recorded)
     async with harness.db.session() as session:
-        await session.execute(text("ALTER TABLE processed_update RENAME TO processed_update_away"))
+        connection = await session.connection()
+        await connection.execute(
+            text("ALTER TABLE processed_update RENAME TO processed_update_away")
+        )
     try:
         (apology,) = await harness.send(user, "/help")
         assert apology.content == tr(
@@ -687,7 +690,10 @@ async def test_an_update_whose_duplicate_check_fails_goes_no_further(harness: Ha
         update_id = harness.sandbox.bot(harness.token).history[-1]["update_id"]
     finally:
         async with harness.db.session() as session:
-            await session.exec(text("ALTER TABLE processed_update_away RENAME TO processed_update"))
+            connection = await session.connection()
+            await connection.execute(
+                text("ALTER TABLE processed_update_away RENAME TO processed_update")
+            )
     harness.sandbox.redeliver(harness.token, update_id)
 
     async def redelivered_recorded() -> bool:  # after its reply
