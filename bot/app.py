@@ -91,6 +91,7 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     twice, and its effect would not be recorded as processed."""
     await _report_error(update, context)
     if isinstance(update, Update) and dedupe.check_failed(update.update_id):
+        await metrics.update_finished(update, context)  # the last group will not run
         raise ApplicationHandlerStop
 
 
