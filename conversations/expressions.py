@@ -221,8 +221,10 @@ def _tokenize(text: str) -> list[_Token]:
         nxt = text[i + 1] if i + 1 < n else ""
         starts_number = c.isascii() and c.isdigit()
         starts_number |= c == "." and nxt.isascii() and nxt.isdigit()
+        after_dot = text[i + 2 : i + 3]
         starts_number |= c == "-" and (
-            (nxt.isascii() and nxt.isdigit()) or (nxt == "." and text[i + 2 : i + 3].isdigit())
+            (nxt.isascii() and nxt.isdigit())
+            or (nxt == "." and after_dot.isascii() and after_dot.isdigit())
         )
         if starts_number:
             match = _NUMBER_RE.match(text, i)

@@ -46,7 +46,7 @@ from storage.queries import (
     set_consent,
     touch_state,
 )
-from storage.types import utcnow
+from storage.types import row_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -487,7 +487,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 label = language_name(value)
                 set_language(value)
         elif step == PROGRAMME:
-            programme = await session.get(Programme, int(value)) if value.isdigit() else None
+            programme_id = row_id(value)
+            programme = await session.get(Programme, programme_id) if programme_id else None
             if programme is None or programme.institution_id != school.id or not programme.active:
                 error = _("Please choose one of the buttons.")
             else:
@@ -495,14 +496,14 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 label = programme.name
                 next_step = GRAD_YEAR
         elif step == GRAD_YEAR:
-            if not value.isdigit() or int(value) not in graduation_years(_today()):
+            if row_id(value) not in graduation_years(_today()):
                 error = _("Please choose one of the buttons.")
             else:
                 state.data["grad_year"] = int(value)
                 label = value
                 next_step = GRAD_MONTH
         elif step == GRAD_MONTH:
-            if not value.isdigit() or not 1 <= int(value) <= 12:
+            if row_id(value) not in range(1, 13):
                 error = _("Please choose one of the buttons.")
             else:
                 state.data["grad_month"] = int(value)

@@ -34,6 +34,8 @@ MAX_BUTTON_DATA_BYTES = 64
 DEFAULT_SCALE = (1, 5)
 MAX_SCALE_BUTTONS = 10
 MAX_COLUMNS = 4
+MAX_YAML_DEPTH = 50
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab, line feed, CR
 
 
 def button_data(question: str, code: str, session: str = "zzzzzzzz") -> str:
@@ -290,6 +292,23 @@ class _LineLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicates: list[tuple[int, str, int]] = []
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # PyYAML composes nested nodes recursively: thousands of levels of [ or - would end
+        # in a RecursionError. No questionnaire nests more than a few levels.
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"the file nests more than {MAX_YAML_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[_LineDict]:
@@ -466,7 +485,14 @@ class _Builder:
         )
 
     def load_yaml(self, text: str) -> _LineDict | None:
-        loader = _LineLoader(text)
+        try:
+            loader = _LineLoader(text)
+        except yaml.reader.ReaderError as error:  # checked before anything is parsed
+            self.problem(
+                text.count("\n", 0, error.position) + 1,
+                f"the character U+{error.character:04X} is not allowed in YAML; remove it",
+            )
+            return None
         try:
             data = loader.get_single_data()
         except yaml.MarkedYAMLError as error:
@@ -516,6 +542,13 @@ class _Builder:
             if not text.strip():
                 self.problem(at, f"{what} in {lang} is empty")
                 continue
+            control = _CONTROL_RE.search(text)
+            if control:  # never meant, and a spreadsheet cannot hold them (export failed)
+                self.problem(
+                    at,
+                    f"{what} in {lang} holds the control character "
+                    f"U+{ord(control.group()):04X}; remove it",
+                )
             if len(text) > limit:
                 self.problem(at, f"{what} in {lang} is {len(text)} characters, at most {limit}")
             result[str(lang)] = text

@@ -331,7 +331,8 @@ async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     parts = query.data.split(":")
     choice = parts[1] if len(parts) == 4 else ""
     graduate_id = decode_id(parts[2]) if len(parts) == 4 else None
-    asked = decode_id(parts[3]) if len(parts) == 4 else None
+    # A time, not a row id: past 2038-01-19 it is beyond MAX_ROW_ID.
+    asked = decode_id(parts[3], maximum=36**8 - 1) if len(parts) == 4 else None
     now = rt.clock.now()
     outcome = ""
     async with rt.db.session() as session:

@@ -70,11 +70,13 @@ def encode_id(value: int) -> str:
             return digits
 
 
-def decode_id(text: str) -> int | None:
+def decode_id(text: str, maximum: int = MAX_ROW_ID) -> int | None:
+    """A number written by encode_id, up to `maximum` (by default what PostgreSQL's int4 id
+    holds); None for anything else."""
     if not text or len(text) > 8 or any(c not in BASE36 for c in text):
         return None
     value = int(text, 36)
-    return value if value <= MAX_ROW_ID else None  # beyond what PostgreSQL's int4 holds
+    return value if value <= maximum else None
 
 
 @dataclass(frozen=True)
@@ -596,6 +598,15 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 if previous is None:
                     await _stale(query, response)
                     return
+                # Ticks are stored as they are tapped: leave none behind that Done refuses.
+                ticked = loaded.answers.get(question.name) if question.is_multiple else None
+                if ticked and not engine.check_constraint(q, question, ticked, loaded.answers):
+                    await query.answer(
+                        engine.constraint_message(question, loaded.language)
+                        or _("This answer is not possible here. Please check it."),
+                        show_alert=True,
+                    )
+                    return
                 _set_position(state, response, previous.name)
                 label = _("◀ Back")
                 outcome = "next"
@@ -609,7 +620,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 label = _("Skipped")
                 outcome = "next"
             elif press.kind == "sn":
-                if question.name not in loaded.answers:
+                if question.name not in loaded.answers or question.is_multiple:
                     await _stale(query, response)
                     return
                 _set_position(state, response, _next_position(loaded, question.name, editing))
@@ -636,6 +647,9 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 keyboard = _question_prompt(loaded, question).keyboard
                 outcome = "toggled"
             elif press.kind == "sd":
+                if not question.is_multiple:
+                    await _stale(query, response)
+                    return
                 chosen = list(loaded.answers.get(question.name) or [])
                 if not chosen and question.required:
                     await query.answer(_("Please choose at least one option."))
@@ -651,6 +665,9 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 label = _display(q, question, chosen, loaded.language) if chosen else _("Skipped")
                 outcome = "next"
             elif press.kind == "sv":
+                if question.type not in ("select_one", "scale"):
+                    await _stale(query, response)
+                    return
                 try:
                     value = engine.check_choice(q, question, press.code)
                 except engine.AnswerError:

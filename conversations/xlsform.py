@@ -21,7 +21,6 @@ optional ``warnings`` list, so nothing is dropped silently.
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -30,7 +29,6 @@ from typing import Any
 
 import yaml
 from openpyxl import Workbook, load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.worksheet import Worksheet
 
 from conversations.questionnaire import (
@@ -111,6 +109,10 @@ class _FlowMap(dict[str, Any]):
 
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     style = "|" if "\n" in data else None
+    if any(c in data for c in "\x85\u2028\u2029"):
+        # Line breaks to a YAML reader: written as they are, they came back as spaces or
+        # broke the indentation (PyYAML writes them raw). Double quotes escape them.
+        style = '"'
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
@@ -467,13 +469,15 @@ class _Importer:
     def run(self) -> _Document:
         try:
             workbook = load_workbook(self.path, read_only=True, data_only=True)
-        except (OSError, InvalidFileException, zipfile.BadZipFile, KeyError, ValueError) as error:
-            self.problem(None, 0, f"cannot read the spreadsheet: {error}")
+            try:
+                sheets = {sheet.title.strip().lower(): _read_sheet(sheet) for sheet in workbook}
+            finally:
+                workbook.close()
+        except Exception as error:
+            # A damaged or hostile file: openpyxl reads it lazily, sheet by sheet, and fails
+            # with whatever its zip and XML readers raise (EOFError, ParseError, ...).
+            self.problem(None, 0, f"cannot read the spreadsheet: {error or type(error).__name__}")
             raise QuestionnaireError(self.problems) from None
-        try:
-            sheets = {sheet.title.strip().lower(): _read_sheet(sheet) for sheet in workbook}
-        finally:
-            workbook.close()
         for name in ("survey", "settings"):
             if name not in sheets:
                 self.problem(None, 0, f"the workbook has no {name!r} sheet")

@@ -31,7 +31,6 @@ import csv
 import io
 import re
 import unicodedata
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -288,31 +287,33 @@ def read_csv(data: bytes) -> Table:
 def read_xlsx(path: Path) -> Table:
     """The first sheet; row numbers are Excel's."""
     from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
 
+    header: list[Any] | None = None
+    header_line = 1
+    rows: list[tuple[int, list[Any]]] = []
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as error:
+        try:
+            sheet = workbook.worksheets[0]
+            # Some writers store a wrong used range; read every row that is really there.
+            sheet.reset_dimensions()
+            for number, values in enumerate(sheet.iter_rows(min_row=1, values_only=True), 1):
+                cells = list(values)
+                if _blank(cells):
+                    continue
+                if header is None:
+                    header, header_line = cells, number
+                else:
+                    rows.append((number, cells))
+        finally:
+            workbook.close()
+    except Exception as error:
+        # A damaged or hostile file: openpyxl reads it lazily, row by row, and fails with
+        # whatever its zip and XML readers raise (EOFError, ParseError, OSError, ...).
         raise FileProblem(
-            0, _("not a readable .xlsx workbook: {error}").format(error=error)
+            0,
+            _("not a readable .xlsx workbook: {error}").format(error=error or type(error).__name__),
         ) from error
-    try:
-        sheet = workbook.worksheets[0]
-        # Some writers store a wrong used range; read every row that is really there.
-        sheet.reset_dimensions()
-        header: list[Any] | None = None
-        header_line = 1
-        rows: list[tuple[int, list[Any]]] = []
-        for number, values in enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1):
-            cells = list(values)
-            if _blank(cells):
-                continue
-            if header is None:
-                header, header_line = cells, number
-            else:
-                rows.append((number, cells))
-    finally:
-        workbook.close()
     if header is None:
         raise FileProblem(1, _("the first sheet is empty"))
     return Table(header, header_line, rows)
