@@ -27,7 +27,6 @@ import pytest
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from conversations.questionnaire import (
@@ -47,6 +46,7 @@ from tests.properties import (
     questionnaire_documents,
 )
 from tests.test_properties_expressions import GRAMMAR_PIECES
+from tests.test_xlsform import write_workbook
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "tests" / "data" / "questionnaires" / "small.yaml"
@@ -401,17 +401,8 @@ def workbooks(draw: st.DrawFn) -> dict[str, list[list[Any]]]:
 @settings(PROFILE, max_examples=WORKBOOK_EXAMPLES)
 @given(workbooks())
 def test_random_workbooks_import_or_report_problems(sheets: dict[str, list[list[Any]]]) -> None:
-    workbook = Workbook()
-    default = workbook.active
-    assert default is not None
-    workbook.remove(default)
-    for title, rows in sheets.items():
-        sheet = workbook.create_sheet(title)
-        for row in rows:
-            sheet.append(row)
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "form.xlsx"
-        workbook.save(path)
+        path = write_workbook(Path(directory) / "form.xlsx", sheets)
         warnings: list[str] = []
         try:
             text = import_xlsx(path, warnings=warnings)

@@ -131,7 +131,8 @@ def value_for(header: str, messiness: int = 3) -> st.SearchStrategy[str]:
     return st.integers(0, 9).flatmap(lambda k: bad if k < messiness else good)
 
 
-def _csv_bytes(draw: st.DrawFn, header: list[str], rows: list[list[str]]) -> bytes:
+def _csv_text(draw: st.DrawFn, header: list[str], rows: list[list[str]]) -> str:
+    """The rows as CSV, in a layout a spreadsheet program might choose."""
     buffer = io.StringIO()
     writer = csv.writer(
         buffer,
@@ -141,7 +142,7 @@ def _csv_bytes(draw: st.DrawFn, header: list[str], rows: list[list[str]]) -> byt
     )
     for row in [header, *rows]:
         writer.writerow(row)
-    return buffer.getvalue().encode(draw(st.sampled_from(["utf-8", "utf-8-sig"])))
+    return buffer.getvalue()
 
 
 @st.composite
@@ -160,7 +161,7 @@ def clean_csv_files(draw: st.DrawFn) -> bytes:
             unique_by=lambda row: " ".join(row[ref].split()),
         )
     )
-    return _csv_bytes(draw, header, rows)
+    return _csv_text(draw, header, rows).encode(draw(st.sampled_from(["utf-8", "utf-8-sig"])))
 
 
 @st.composite
@@ -172,16 +173,7 @@ def csv_files(draw: st.DrawFn) -> bytes:
     if messiness:
         cells_of_a_row |= st.lists(cell_texts, max_size=len(header) + 2)  # ragged rows
     rows = draw(st.lists(cells_of_a_row, max_size=6))
-    buffer = io.StringIO()
-    writer = csv.writer(
-        buffer,
-        delimiter=draw(st.sampled_from([",", ";", "\t"])),
-        quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC])),
-        lineterminator=draw(st.sampled_from(["\r\n", "\n", "\r"])),
-    )
-    for row in [header, *rows]:
-        writer.writerow(row)
-    text = buffer.getvalue()
+    text = _csv_text(draw, header, rows)
     encoding = draw(st.sampled_from(["utf-8"] * 5 + ["utf-8-sig", "utf-16", "cp1252"]))
     data = text.encode(encoding, errors="replace")
     if draw(st.integers(0, 19)) == 0:  # damage
