@@ -1,7 +1,7 @@
 """Flood control per chat: a chat that sends far faster than a person can is slowed down
 before its updates cost anything, so that it cannot slow down everyone else.
 
-Each chat (or user, for updates without a chat) has a token bucket: `burst` updates at once,
+Each chat has a token bucket: `burst` updates at once,
 refilled at `per_second`. An update that finds the bucket empty is dropped by the first
 handler, before the dedupe check, the database or any reply; the first one dropped tells the
 person, once, in their language, to slow down (a button press gets the notice as its
@@ -110,9 +110,9 @@ async def check(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(throttle, ChatThrottle) or not throttle.enabled:
         return
     chat, user = update.effective_chat, update.effective_user
-    key = chat.id if chat is not None else user.id if user is not None else None
-    if key is None:
+    if chat is None:  # not let through by bot.gate, which runs first
         return
+    key = chat.id
     allowed, notify = throttle.allow(key)
     if allowed:
         return
@@ -127,7 +127,7 @@ async def check(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
             if update.callback_query is not None:
                 await update.callback_query.answer(text, show_alert=True)
-            elif chat is not None:
+            else:
                 await runtime(context).bot.send_message(chat.id, text)
         except TelegramError:
             log.debug("could not tell a flooding chat to slow down", exc_info=True)
