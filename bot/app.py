@@ -3,6 +3,7 @@ commands, error handling. The same code runs against Telegram and against the sa
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextvars import ContextVar
 from pathlib import Path
@@ -158,9 +159,8 @@ def build_application(
     builder = builder.base_url(api).base_file_url(api.replace("/bot", "/file/bot", 1))
     # python-telegram-bot's default transports (pool sizes as its builder's), counting answers.
     builder = builder.request(metrics.InstrumentedRequest(observed, connection_pool_size=256))
-    builder = builder.get_updates_request(
-        metrics.InstrumentedRequest(observed, connection_pool_size=1)
-    )
+    updates_request = throttle.UpdatesRequest(observed, connection_pool_size=1)
+    builder = builder.get_updates_request(updates_request)
     if rate_limiter:
         limiter: Any = AIORateLimiter(max_retries=3)
         builder = builder.rate_limiter(limiter)
@@ -174,6 +174,9 @@ def build_application(
 
     application.bot_data[throttle.THROTTLE_KEY] = throttle.ChatThrottle(
         settings.throttle_per_second, settings.throttle_burst
+    )
+    updates_request.screen = functools.partial(
+        throttle.screen_updates, application, keep_offset=True
     )
     application.add_handler(TypeHandler(Update, throttle.check), group=throttle.GROUP)
     application.add_handler(TypeHandler(Update, gate.admit), group=gate.GROUP)

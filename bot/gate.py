@@ -21,7 +21,7 @@ from bot.i18n import _, use_language
 
 log = logging.getLogger(__name__)
 
-#: First of all, before flood control (bot.throttle.GROUP) and the metrics.
+#: After flood control's first handler (bot.throttle.GROUP), before the metrics.
 GROUP = -20
 
 

@@ -1,32 +1,43 @@
 """Flood control per chat: a chat that sends far faster than a person can is slowed down
 before its updates cost anything, so that it cannot slow down everyone else.
 
-Each chat has a token bucket: `burst` updates at once,
-refilled at `per_second`. An update that finds the bucket empty is dropped by the first
-handler, before the dedupe check, the database or any reply; the first one dropped tells the
-person, once, in their language, to slow down (a button press gets the notice as its
-answer, so its spinner stops). Later ones in the same flood are dropped silently: answering
-each would let a flood make the bot send as much as it receives. Once the bucket has refilled
-the person is heard again, and warned again at the next flood.
+Each private chat has a token bucket: `burst` updates at once, refilled at `per_second`. The
+updates are judged as they arrive, still raw JSON, before python-telegram-bot parses them:
+in polling by the getUpdates transport (`UpdatesRequest`), behind a webhook by the route
+(bot.web.server). An update that finds its chat's bucket empty is dropped there, unparsed:
+no handler, no database, no reply. The first one dropped tells the person, once, in their
+language, to slow down: that one is let through to the first handler (`check`), which sends
+the notice (a button press gets it as its answer, so its spinner stops) and stops it there.
+Later ones in the same flood are dropped silently: answering each would let a flood make the
+bot send as much as it receives. Once the bucket has refilled the person is heard again, and
+warned again at the next flood.
 
-The buckets live in this process (several `serve` processes each keep their own), at most
-`max_chats` of them, the least recently seen forgotten first: a full bucket and a forgotten
-one behave alike.
+In polling, python-telegram-bot confirms a batch of updates by the id of its last update: when
+that one is dropped, a bare stand-in (`{"update_id": ...}`) takes its place in the batch and
+`check` stops it before the private-chat gate.
+
+Updates of other chats (groups, a button press without its message) are not judged here: the
+private-chat gate (bot.gate) drops them. The buckets live in this process (several `serve`
+processes each keep their own), at most `max_chats` of them, the least recently seen
+forgotten first: a full bucket and a forgotten one behave alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.i18n import _, use_language
+from bot.metrics import InstrumentedRequest, metrics_of
 from bot.runtime import runtime
 from storage.models import ChatState
 from storage.queries import graduate_by_chat
@@ -34,8 +45,16 @@ from storage.queries import graduate_by_chat
 log = logging.getLogger(__name__)
 
 THROTTLE_KEY = "gradtrack_throttle"
-#: After the private-chat gate (bot.gate.GROUP), before the metrics (bot.metrics.FIRST_GROUP).
-GROUP = -15
+#: First of all: before the private-chat gate (bot.gate.GROUP), which would refuse a stand-in.
+GROUP = -25
+#: Dropped updates let through to `check` (the notices and stand-ins) are remembered by id, at
+#: most this many: one the gate stopped first is forgotten in time.
+MAX_HELD = 10_000
+#: Seconds between two getUpdates requests while a flood is being dropped (`UpdatesRequest`).
+FLOOD_POLL_PAUSE = 0.05
+#: The most updates one getUpdates answer holds (the Bot API's limit, python-telegram-bot's
+#: default).
+MAX_BATCH = 100
 
 
 @dataclass
@@ -62,7 +81,11 @@ class ChatThrottle:
         self.max_chats = max_chats
         self.clock = clock
         self.dropped = 0
+        #: Of those, dropped before they were parsed.
+        self.unparsed = 0
         self._buckets: OrderedDict[int, _Bucket] = OrderedDict()
+        #: update id -> tell the person: dropped updates `check` still sees (see the module).
+        self._held: OrderedDict[int, bool] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -93,8 +116,111 @@ class ChatThrottle:
         bucket.warned = True
         return False, notify
 
+    def screen(self, updates: list[Any], *, keep_offset: bool) -> list[Any]:
+        """The raw updates (JSON objects as the Bot API sends them) that go on to be parsed
+        and handled; the others are dropped. With `keep_offset` (a getUpdates batch) a dropped
+        last update leaves a bare stand-in, so that the batch is confirmed whole."""
+        if not self.enabled:
+            return updates
+        kept: list[Any] = []
+        for raw in updates:
+            key = raw_private_chat(raw)
+            update_id = raw.get("update_id") if key is not None else None
+            if key is None or not isinstance(update_id, int) or isinstance(update_id, bool):
+                kept.append(raw)  # not a private chat's update: the gate judges it
+                continue
+            allowed, notify = self.allow(key)
+            if allowed:
+                kept.append(raw)
+            elif notify:
+                self._hold(update_id, True)
+                kept.append(raw)
+            else:
+                self.unparsed += 1
+        if keep_offset and updates and (not kept or kept[-1] is not updates[-1]):
+            last = updates[-1]["update_id"]
+            self._hold(last, False)
+            kept.append({"update_id": last})
+        return kept
+
+    def _hold(self, update_id: int, notify: bool) -> None:
+        self._held[update_id] = notify
+        while len(self._held) > MAX_HELD:
+            self._held.popitem(last=False)
+
+    def held(self, update_id: int) -> bool | None:
+        """For an update `screen` dropped but let through: whether to tell the person (and
+        forget it). None: the update was not dropped."""
+        return self._held.pop(update_id, None)
+
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def raw_private_chat(update: Any) -> int | None:
+    """The private chat a raw update comes from: a message's or a button press's (through its
+    message). None for anything else, malformed included."""
+    try:
+        if "message" in update:
+            chat = update["message"]["chat"]
+        elif "edited_message" in update:
+            chat = update["edited_message"]["chat"]
+        elif "callback_query" in update:
+            chat = update["callback_query"]["message"]["chat"]
+        else:
+            return None
+        chat_id = chat["id"]
+        if chat["type"] != "private" or not isinstance(chat_id, int) or isinstance(chat_id, bool):
+            return None
+        return chat_id
+    except (KeyError, TypeError):
+        return None
+
+
+def screen_updates(application: Any, updates: list[Any], *, keep_offset: bool) -> list[Any]:
+    """`ChatThrottle.screen` with the application's flood control, counting what it drops in
+    the metrics."""
+    throttle = application.bot_data.get(THROTTLE_KEY)
+    if not isinstance(throttle, ChatThrottle) or not throttle.enabled:
+        return updates
+    before = throttle.dropped
+    kept = throttle.screen(updates, keep_offset=keep_offset)
+    if throttle.dropped > before:
+        metrics_of(application).updates_throttled.inc(throttle.dropped - before)
+    return kept
+
+
+class UpdatesRequest(InstrumentedRequest):
+    """The getUpdates transport: the batch Telegram answers goes through `screen` (set once
+    the application exists) before python-telegram-bot parses it.
+
+    Telegram answers getUpdates as soon as one update is waiting, so a flood would be fetched
+    an update or two per request, each request costing more than the updates it brings. After
+    a batch from which updates were dropped, the next request waits until `FLOOD_POLL_PAUSE`
+    after the last (unless the batch was full: more are waiting): during a flood, updates come
+    in batches, everyone's a few hundredths of a second later at most; in quiet times nobody
+    waits."""
+
+    screen: Callable[[list[Any]], list[Any]] | None = None
+    _pause_until: float = 0.0
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        delay = self._pause_until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await super().do_request(*args, **kwargs)
+
+    def parse_json_payload(self, payload: bytes) -> dict[str, Any]:  # type: ignore[override]
+        data = super().parse_json_payload(payload)
+        result = data.get("result")
+        if self.screen is not None and isinstance(result, list) and result:
+            kept = self.screen(result)
+            thinned = len(kept) < len(result) or kept[-1] is not result[-1]
+            more = len(result) >= MAX_BATCH  # more are waiting: fetch them at once
+            pause = thinned and not more
+            self._pause_until = time.monotonic() + FLOOD_POLL_PAUSE if pause else 0.0
+            data["result"] = kept
+        return data
 
 
 def slow_down_text() -> str:
@@ -105,24 +231,19 @@ def slow_down_text() -> str:
 
 
 async def check(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """First handler of every update: drop it if its chat is flooding."""
+    """First handler of every update: stop one that flood control dropped but let through,
+    telling the person to slow down when it is the first of their flood."""
     throttle = context.application.bot_data.get(THROTTLE_KEY)
-    if not isinstance(throttle, ChatThrottle) or not throttle.enabled:
+    if not isinstance(throttle, ChatThrottle):
+        return
+    notify = throttle.held(update.update_id)
+    if notify is None:
         return
     chat, user = update.effective_chat, update.effective_user
-    if chat is None:  # not let through by bot.gate, which runs first
-        return
-    key = chat.id
-    allowed, notify = throttle.allow(key)
-    if allowed:
-        return
-    from bot.metrics import metrics_of
-
-    metrics_of(context.application).updates_throttled.inc()
-    if notify:
+    if notify and chat is not None:
         log.info("update %s dropped: its chat sends too fast", update.update_id)
         language = user.language_code if user is not None else None
-        with use_language(await _chat_language(context, key) or language):
+        with use_language(await _chat_language(context, chat.id) or language):
             text = slow_down_text()
         try:
             if update.callback_query is not None:

@@ -8,14 +8,24 @@ FORGED_PRESSES and FLOOD."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
+import time
 from typing import Any
 
 from sqlmodel import select
 
 from bot.i18n import use_language
-from bot.metrics import metrics_of
+from bot.metrics import Metrics, metrics_of
 from bot.sandbox.state import SandboxUser
-from bot.throttle import THROTTLE_KEY, ChatThrottle, slow_down_text
+from bot.throttle import (
+    MAX_BATCH,
+    THROTTLE_KEY,
+    ChatThrottle,
+    UpdatesRequest,
+    raw_private_chat,
+    slow_down_text,
+)
 from conversations.account import help_text
 from storage.models import Answer, ChatState, Graduate, ProcessedUpdate, SurveyResponse
 from tests.harness import Harness, Webhook, eventually, tr
@@ -285,6 +295,64 @@ def test_a_token_bucket_per_chat() -> None:
     assert ChatThrottle(0, 5).allow(1) == (True, False)  # 0: off
 
 
+def _raw(update_id: int, chat_id: int, kind: str = "private", **extra: Any) -> dict[str, Any]:
+    chat = {"id": chat_id, "type": kind}
+    message = {"message_id": update_id, "date": 0, "chat": chat, "text": "hi", **extra}
+    return {"update_id": update_id, "message": message}
+
+
+def test_flood_control_judges_raw_updates_before_they_are_parsed() -> None:
+    """A batch as the Bot API sends it, judged before python-telegram-bot parses it (burst 2,
+    nothing refilled): a private chat's first two updates go on, the third too, held to tell
+    the person, the rest are dropped unparsed; a group's update, a malformed one and a button
+    press of another private chat go on (the gate and the handlers judge those); the batch's
+    dropped last update leaves a bare stand-in, held silent, so that polling confirms the
+    whole batch; behind a webhook (one update at a time) nothing stands in."""
+    throttle = ChatThrottle(1.0, 2, clock=lambda: 0.0)
+    press = {"id": "q", "data": "x", "message": _raw(0, 7)["message"]}
+    batch = [
+        _raw(1, 5),
+        _raw(2, 5),
+        _raw(3, 5),
+        _raw(4, 5),
+        _raw(5, -100, "group"),
+        {"update_id": 6, "message": 5},
+        {"update_id": 7, "callback_query": press},
+        _raw(8, 5),
+    ]
+    kept = throttle.screen(batch, keep_offset=True)
+    assert [u["update_id"] for u in kept] == [1, 2, 3, 5, 6, 7, 8]
+    assert kept[-1] == {"update_id": 8}
+    assert (throttle.dropped, throttle.unparsed) == (3, 2)
+    assert [throttle.held(n) for n in (1, 3, 3, 8, 7)] == [None, True, None, False, None]
+    assert throttle.screen([_raw(9, 5)], keep_offset=False) == []
+    assert throttle.held(9) is None
+    assert [raw_private_chat(u) for u in batch[4:7]] == [None, None, 7]
+    off = ChatThrottle(0, 2)
+    assert off.screen(batch, keep_offset=True) is batch
+
+
+def test_polling_takes_a_flood_in_batches() -> None:
+    """After a getUpdates batch from which flood control dropped updates, the next request
+    waits a moment, so that a flood arrives in batches rather than an update per request;
+    after a full batch (more are waiting) or a batch with nothing dropped, it does not."""
+    throttle = ChatThrottle(1.0, 1, clock=lambda: 0.0)
+    request = UpdatesRequest(Metrics(), connection_pool_size=1)
+    request.screen = functools.partial(throttle.screen, keep_offset=True)
+
+    def answer(updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        payload = json.dumps({"ok": True, "result": updates}).encode()
+        result: list[dict[str, Any]] = request.parse_json_payload(payload)["result"]
+        return result
+
+    answer([_raw(1, 5), _raw(2, 5), _raw(3, 5)])
+    assert request._pause_until > time.monotonic()
+    assert len(answer([_raw(n, 5) for n in range(10, 10 + MAX_BATCH)])) == 1  # a stand-in
+    assert request._pause_until == 0.0
+    answer([_raw(200, 6)])
+    assert request._pause_until == 0.0
+
+
 FLOOD = 300
 
 
@@ -327,6 +395,9 @@ async def test_a_flooding_chat_is_throttled_and_others_go_on(harness: Harness) -
     assert 20 <= answered <= 20 + 3 * elapsed + 1, (answered, elapsed)
     assert answered + throttle.dropped == FLOOD
     assert metrics_of(harness.app).updates_throttled._value.get() == throttle.dropped
+    # Dropped before parsing, but for the notice and a stand-in per getUpdates batch.
+    batches = harness.sandbox.ok_calls["getupdates"]
+    assert throttle.dropped - batches - 1 <= throttle.unparsed < throttle.dropped
     async with harness.db.session() as session:
         processed = len((await session.exec(select(ProcessedUpdate))).all())
     assert processed < FLOOD  # the dropped ones were never handled
@@ -335,3 +406,35 @@ async def test_a_flooding_chat_is_throttled_and_others_go_on(harness: Harness) -
     throttle.clock = lambda: loop.time() + 10  # ten seconds later
     (again,) = await harness.send(flooder, "/help")
     assert again.text == answer
+
+
+async def test_a_flood_through_the_webhook_is_dropped_before_it_is_parsed(
+    harness: Harness, webhook: Webhook
+) -> None:
+    """Behind the webhook, flood control (3 per second, bursts of 5) drops a flooding chat's
+    updates on arrival: the route answers 200 at once (Telegram must not deliver them again),
+    no handler sees them, and the flooder gets the burst answered and one notice to slow
+    down, in their language (Spanish); another person is answered meanwhile."""
+    assert harness.app is not None
+    throttle = ChatThrottle(3.0, 5)
+    harness.app.bot_data[THROTTLE_KEY] = throttle
+    flooder, other = harness.user("es", first_name="Flood"), harness.user("en")
+    count = 60
+    await asyncio.gather(
+        *(harness.sandbox.send_text(harness.token, flooder.id, f"/help {i}") for i in range(count))
+    )
+    (answer,) = await harness.send(other, "/help")
+    with use_language("en"):
+        assert answer.text == help_text()
+
+    def flooder_texts() -> list[str]:
+        return [m.text or "" for m in harness.sandbox.bot_messages(harness.token, flooder.id)]
+
+    await eventually(lambda: throttle.dropped + len(flooder_texts()) - 1 >= count)
+    with use_language("es"):
+        notice, answered = slow_down_text(), help_text()
+    texts = flooder_texts()
+    assert texts.count(notice) == 1
+    assert texts.count(answered) + throttle.dropped == count
+    assert throttle.unparsed == throttle.dropped - 1  # all but the one that brought the notice
+    await eventually(lambda: not harness.sandbox.bot(harness.token).updates)  # all answered

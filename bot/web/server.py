@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy import text
 from telegram import Update
 
+from bot.throttle import screen_updates
 from storage.db import Database
 from storage.types import utcnow
 
@@ -54,6 +55,8 @@ async def _webhook(request: web.Request) -> web.Response:
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         return web.json_response({"ok": False, "error": "not an update"}, status=400)
     application: Any = request.app[APP_KEY]
+    if not screen_updates(application, [payload], keep_offset=False):
+        return web.json_response({"ok": True})  # a flooding chat's: dropped unparsed
     try:
         update = Update.de_json(payload, application.bot)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
