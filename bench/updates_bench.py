@@ -64,7 +64,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -627,7 +627,9 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return at(0.50), at(0.95), at(0.99)
 
 
-def _bot_env(url: str, sandbox: str, port: int) -> dict[str, str]:
+def _bot_env(
+    url: str, sandbox: str, port: int, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WEBHOOK_"))}
     env.update(
         TELEGRAM_BOT_TOKEN=TOKENS["gradtrack"],
@@ -641,6 +643,7 @@ def _bot_env(url: str, sandbox: str, port: int) -> dict[str, str]:
         THROTTLE_PER_SECOND="0",  # the simulated graduates answer as fast as the bot does
         PYTHONUNBUFFERED="1",
     )
+    env.update(overrides or {})
     return env
 
 
@@ -654,7 +657,15 @@ class BotProcess:
 
     @classmethod
     def start(
-        cls, tmp: Path, sb: Sandbox, url: str, bot: str, mode: str, limiter: bool, profile: str
+        cls,
+        tmp: Path,
+        sb: Sandbox,
+        url: str,
+        bot: str,
+        mode: str,
+        limiter: bool,
+        profile: str,
+        env: Mapping[str, str] | None = None,
     ) -> BotProcess:
         tmp.mkdir()
         port = free_port()
@@ -669,7 +680,7 @@ class BotProcess:
             proc = subprocess.Popen(
                 command,
                 cwd=ROOT,
-                env=_bot_env(url, sb.url, port),
+                env=_bot_env(url, sb.url, port, env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -698,13 +709,21 @@ class BotProcess:
 
 
 async def launch(
-    tmp: Path, sb: Sandbox, url: str, bot: str, mode: str, limiter: bool, profile: str
+    tmp: Path,
+    sb: Sandbox,
+    url: str,
+    bot: str,
+    mode: str,
+    limiter: bool,
+    profile: str,
+    env: Mapping[str, str] | None = None,
 ) -> BotProcess:
-    """Start a bot process; return once it polls (or set its webhook) and is idle."""
+    """Start a bot process; return once it polls (or set its webhook) and is idle. `env`
+    overrides the bot's environment (`_bot_env`)."""
     before = await sb.ok_calls()
     ready = "deletewebhook" if mode == "polling" else "setwebhook"
     launched = time.perf_counter()
-    process = BotProcess.start(tmp, sb, url, bot, mode, limiter, profile)
+    process = BotProcess.start(tmp, sb, url, bot, mode, limiter, profile, env)
 
     async def started() -> bool:
         process.check_alive()
