@@ -215,7 +215,7 @@ class UpdatesRequest(InstrumentedRequest):
         result = data.get("result")
         if self.screen is not None and isinstance(result, list) and result:
             kept = self.screen(result)
-            thinned = len(kept) < len(result) or kept[-1] is not result[-1]
+            thinned = not kept or len(kept) < len(result) or kept[-1] is not result[-1]
             more = len(result) >= MAX_BATCH  # more are waiting: fetch them at once
             pause = thinned and not more
             self._pause_until = time.monotonic() + FLOOD_POLL_PAUSE if pause else 0.0

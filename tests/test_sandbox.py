@@ -492,6 +492,56 @@ async def test_webhook_delivery_in_order_with_secret_and_retries(
         await runner.cleanup()
 
 
+@pytest.mark.parametrize("connections", [40, 1])
+async def test_webhook_calls_run_side_by_side_one_chat_at_a_time(
+    sandbox: SandboxServer, tg: Bot, token: str, connections: int
+) -> None:
+    """Like Telegram, the sandbox keeps up to max_connections webhook calls open: while the
+    webhook holds a call of one chat, another chat's update is delivered, but the held chat's
+    next update waits for its call to be answered (its order kept). With max_connections=1
+    everything waits for the held call."""
+    slow, quick = sandbox.create_user(token, first_name="Slow"), sandbox.create_user(token)
+    received: list[str] = []
+    release = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        text = body["message"]["text"]
+        received.append(text)
+        if text == "slow 1":
+            await release.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        await tg.set_webhook(url, max_connections=connections)
+        for user, text in ((slow, "slow 1"), (slow, "slow 2"), (quick, "quick")):
+            await sandbox.send_text(token, user.id, text)
+        await asyncio.sleep(0.5)
+        if connections > 1:
+            assert received == ["slow 1", "quick"]
+        else:
+            assert received == ["slow 1"]
+        release.set()
+        for _ in range(250):
+            if not (await tg.get_webhook_info()).pending_update_count:
+                break
+            await asyncio.sleep(0.02)
+        if connections > 1:
+            assert received == ["slow 1", "quick", "slow 2"]
+        else:
+            assert received == ["slow 1", "slow 2", "quick"]
+        assert (await tg.get_webhook_info()).pending_update_count == 0
+    finally:
+        await tg.delete_webhook()
+        await runner.cleanup()
+
+
 # --------------------------------------------------------------------------- rate limits
 
 

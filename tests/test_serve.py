@@ -291,8 +291,9 @@ async def test_sigkill_loses_no_acknowledged_update(tmp_path: Path) -> None:
     """SIGKILL while updates keep coming, most likely while a webhook call is in progress:
     every update the webhook acknowledged had been processed before its 200 (so nothing
     Telegram considers delivered is lost), and the next process handles the rest. Each /help
-    gets its reply; at most the one update in progress at the kill, whose reply may have been
-    sent before its record was written, is answered twice."""
+    gets its reply; only the updates in progress at the kill, whose replies may have been sent
+    before their records were written, can be answered twice: one per chat at most (the
+    sandbox, like Telegram, keeps several webhook calls open, one chat's at a time)."""
     stopped = await _serve_until(tmp_path, signal.SIGKILL)
     assert stopped.code == -signal.SIGKILL
     assert stopped.acknowledged <= stopped.processed, sorted(
@@ -301,5 +302,4 @@ async def test_sigkill_loses_no_acknowledged_update(tmp_path: Path) -> None:
     assert stopped.pending, "the kill came after every update was delivered"
     assert set(stopped.replies) == set(stopped.sent)
     extra = {user: stopped.replies[user] - stopped.sent[user] for user in stopped.sent}
-    assert all(n >= 0 for n in extra.values()), extra
-    assert sum(extra.values()) <= 1, extra
+    assert all(0 <= n <= 1 for n in extra.values()), extra

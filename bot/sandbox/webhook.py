@@ -1,8 +1,12 @@
-"""Webhook delivery: POST each pending update, in order, to the bot's webhook URL.
+"""Webhook delivery: POST each pending update to the bot's webhook URL.
 
-One task per bot with a webhook. An update leaves the queue only when the webhook answers
-2xx; otherwise the same update is retried after a growing pause (order is kept), and the
-failure shows in getWebhookInfo's `last_error_date` / `last_error_message`.
+One task per bot with a webhook. Like Telegram, it keeps up to setWebhook's
+`max_connections` (default 40) calls open at once; one chat's updates go one at a time, in
+order, and the others' are not held up behind them (the oldest waiting update of a chat
+without a call open goes next, among the first `SCAN` waiting). An update leaves the queue
+only when the webhook answers 2xx; otherwise the same update is retried after a growing
+pause (its chat's order is kept), and the failure shows in getWebhookInfo's
+`last_error_date` / `last_error_message`.
 
 Like Telegram, a webhook may answer with a Bot API call as its JSON body
 (`{"method": "sendMessage", ...}`); the sandbox carries it out via `on_reply`.
@@ -15,7 +19,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -81,14 +86,34 @@ class WebhookDelivery:
         return self._session
 
     async def _run(self, bot: BotAccount) -> None:
+        calls: dict[int | None, asyncio.Task[None]] = {}  # chat -> its open call
+        try:
+            while bot.webhook is not None and not self.state.closing:
+                picked = None
+                if len(calls) < bot.webhook.max_connections:
+                    picked = _next_update(bot, calls)
+                if picked is None:
+                    await bot.notifier.wait(None)  # a new update, or a call finished
+                    continue
+                chat, source, update = picked
+                task = asyncio.get_running_loop().create_task(self._deliver(bot, source, update))
+                calls[chat] = task
+
+                def finished(_task: asyncio.Task[None], chat: int | None = chat) -> None:
+                    calls.pop(chat, None)
+                    bot.notifier.notify()  # the dispatcher may open another call
+
+                task.add_done_callback(finished)
+        finally:
+            for task in list(calls.values()):
+                task.cancel()
+
+    async def _deliver(
+        self, bot: BotAccount, source: deque[dict[str, Any]], update: dict[str, Any]
+    ) -> None:
+        """POST `update` until the webhook takes it (or the webhook is removed)."""
         delay = self.retry_delay
-        while bot.webhook is not None and not self.state.closing:
-            source = bot.redeliveries if bot.redeliveries else bot.updates
-            if not source:
-                await bot.notifier.wait(None)
-                continue
-            update = source[0]
-            config = bot.webhook
+        while (config := bot.webhook) is not None and not self.state.closing:
             headers = {"Content-Type": "application/json"}
             if config.secret_token:
                 headers["X-Telegram-Bot-Api-Secret-Token"] = config.secret_token
@@ -112,12 +137,54 @@ class WebhookDelivery:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 continue
-            delay = self.retry_delay
-            if source and source[0] is update:
-                source.popleft()
+            with contextlib.suppress(ValueError):  # gone already: dropped as too many
+                _remove(source, update)
             self.delivered += 1
             if isinstance(reply, dict) and "method" in reply and self.on_reply is not None:
                 try:
                     await self.on_reply(bot, reply)
                 except Exception:  # a bad reply must not stop delivery
                     log.exception("webhook reply of bot %s failed", bot.id)
+            return
+
+
+#: How many waiting updates the delivery looks through for one whose chat has no call open.
+SCAN = 1000
+
+
+def _next_update(
+    bot: BotAccount, busy: Mapping[int | None, object]
+) -> tuple[int | None, deque[dict[str, Any]], dict[str, Any]] | None:
+    """The oldest waiting update whose chat has no call open (redeliveries first)."""
+    seen = 0
+    for source in (bot.redeliveries, bot.updates):
+        for update in source:
+            chat = _chat_of(update)
+            if chat not in busy:
+                return chat, source, update
+            seen += 1
+            if seen >= SCAN:
+                return None
+    return None
+
+
+def _chat_of(update: dict[str, Any]) -> int | None:
+    """The chat an update belongs to (else its sender; None: neither)."""
+    for key, value in update.items():
+        if key != "update_id" and isinstance(value, dict):
+            chat = value.get("chat") or (value.get("message") or {}).get("chat")
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return int(chat["id"])
+            sender = value.get("from")
+            if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+                return int(sender["id"])
+    return None
+
+
+def _remove(source: deque[dict[str, Any]], update: dict[str, Any]) -> None:
+    """Take `update` itself (not an equal copy) out of `source`."""
+    for i, waiting in enumerate(source):
+        if waiting is update:
+            del source[i]
+            return
+    raise ValueError("not waiting")
