@@ -2,11 +2,10 @@
 
 One task per bot with a webhook. Like Telegram, it keeps up to setWebhook's
 `max_connections` (default 40) calls open at once; one chat's updates go one at a time, in
-order, and the others' are not held up behind them (the oldest waiting update of a chat
-without a call open goes next, among the first `SCAN` waiting). An update leaves the queue
-only when the webhook answers 2xx; otherwise the same update is retried after a growing
-pause (its chat's order is kept), and the failure shows in getWebhookInfo's
-`last_error_date` / `last_error_message`.
+order, and the others' are not held up behind them (the chats without a call open take
+turns). An update leaves the queue only when the webhook answers 2xx; otherwise the same
+update is retried after a growing pause (its chat's order is kept), and the failure shows in
+getWebhookInfo's `last_error_date` / `last_error_message`.
 
 Like Telegram, a webhook may answer with a Bot API call as its JSON body
 (`{"method": "sendMessage", ...}`); the sandbox carries it out via `on_reply`.
@@ -86,12 +85,14 @@ class WebhookDelivery:
         return self._session
 
     async def _run(self, bot: BotAccount) -> None:
+        queue = _ChatQueues()
         calls: dict[int | None, asyncio.Task[None]] = {}  # chat -> its open call
         try:
             while bot.webhook is not None and not self.state.closing:
+                queue.take_new(bot)
                 picked = None
                 if len(calls) < bot.webhook.max_connections:
-                    picked = _next_update(bot, calls)
+                    picked = queue.next(bot, calls)
                 if picked is None:
                     await bot.notifier.wait(None)  # a new update, or a call finished
                     continue
@@ -101,6 +102,7 @@ class WebhookDelivery:
 
                 def finished(_task: asyncio.Task[None], chat: int | None = chat) -> None:
                     calls.pop(chat, None)
+                    queue.free(chat)
                     bot.notifier.notify()  # the dispatcher may open another call
 
                 task.add_done_callback(finished)
@@ -148,24 +150,63 @@ class WebhookDelivery:
             return
 
 
-#: How many waiting updates the delivery looks through for one whose chat has no call open.
-SCAN = 1000
+class _ChatQueues:
+    """The bot's waiting updates by chat, for one delivery task: `take_new` indexes what
+    arrived since (newest first from the end of `bot.updates`, whose ids only grow), `next`
+    gives the oldest update of the chat that has waited longest without a call open.
+    Updates stay in `bot.updates` (what getWebhookInfo counts) until delivered; one that left
+    it otherwise (dropped as too many, or with drop_pending_updates) is skipped."""
 
+    def __init__(self) -> None:
+        self.waiting: dict[int | None, deque[dict[str, Any]]] = {}
+        self.ready: dict[int | None, None] = {}  # chats with updates and no call, in turn
+        self.busy: set[int | None] = set()
+        self.last_id = 0
 
-def _next_update(
-    bot: BotAccount, busy: Mapping[int | None, object]
-) -> tuple[int | None, deque[dict[str, Any]], dict[str, Any]] | None:
-    """The oldest waiting update whose chat has no call open (redeliveries first)."""
-    seen = 0
-    for source in (bot.redeliveries, bot.updates):
-        for update in source:
+    def take_new(self, bot: BotAccount) -> None:
+        fresh: list[dict[str, Any]] = []
+        for update in reversed(bot.updates):
+            if update["update_id"] <= self.last_id:
+                break
+            fresh.append(update)
+        for update in reversed(fresh):
+            self.last_id = update["update_id"]
             chat = _chat_of(update)
-            if chat not in busy:
-                return chat, source, update
-            seen += 1
-            if seen >= SCAN:
-                return None
-    return None
+            self.waiting.setdefault(chat, deque()).append(update)
+            if chat not in self.busy:
+                self.ready.setdefault(chat, None)
+
+    def next(
+        self, bot: BotAccount, calls: Mapping[int | None, object]
+    ) -> tuple[int | None, deque[dict[str, Any]], dict[str, Any]] | None:
+        for update in bot.redeliveries:  # few, and before everything else
+            chat = _chat_of(update)
+            if chat not in calls:
+                self._take(chat)
+                return chat, bot.redeliveries, update
+        oldest = bot.updates[0]["update_id"] if bot.updates else self.last_id + 1
+        while self.ready:
+            chat = next(iter(self.ready))
+            waiting = self.waiting[chat]
+            while waiting and waiting[0]["update_id"] < oldest:
+                waiting.popleft()  # no longer pending
+            if not waiting:
+                del self.ready[chat], self.waiting[chat]
+                continue
+            self._take(chat)
+            return chat, bot.updates, waiting.popleft()
+        return None
+
+    def _take(self, chat: int | None) -> None:
+        self.ready.pop(chat, None)
+        self.busy.add(chat)
+
+    def free(self, chat: int | None) -> None:
+        self.busy.discard(chat)
+        if self.waiting.get(chat):
+            self.ready[chat] = None  # its turn comes after the chats already waiting
+        else:
+            self.waiting.pop(chat, None)
 
 
 def _chat_of(update: dict[str, Any]) -> int | None:
