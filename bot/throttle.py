@@ -48,7 +48,7 @@ THROTTLE_KEY = "gradtrack_throttle"
 #: First of all: before the private-chat gate (bot.gate.GROUP), which would refuse a stand-in.
 GROUP = -25
 #: Dropped updates let through to `check` (the notices and stand-ins) are remembered by id, at
-#: most this many: one the gate stopped first is forgotten in time.
+#: most this many: one that never reaches `check` (the process stopped first) is forgotten.
 MAX_HELD = 10_000
 #: Seconds between two getUpdates requests while a flood is being dropped (`UpdatesRequest`).
 FLOOD_POLL_PAUSE = 0.05
