@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -92,7 +92,7 @@ class WebhookDelivery:
                 queue.take_new(bot)
                 picked = None
                 if len(calls) < bot.webhook.max_connections:
-                    picked = queue.next(bot, calls)
+                    picked = queue.next(bot)
                 if picked is None:
                     await bot.notifier.wait(None)  # a new update, or a call finished
                     continue
@@ -177,11 +177,11 @@ class _ChatQueues:
                 self.ready.setdefault(chat, None)
 
     def next(
-        self, bot: BotAccount, calls: Mapping[int | None, object]
+        self, bot: BotAccount
     ) -> tuple[int | None, deque[dict[str, Any]], dict[str, Any]] | None:
         for update in bot.redeliveries:  # few, and before everything else
             chat = _chat_of(update)
-            if chat not in calls:
+            if chat not in self.busy:
                 self._take(chat)
                 return chat, bot.redeliveries, update
         oldest = bot.updates[0]["update_id"] if bot.updates else self.last_id + 1
