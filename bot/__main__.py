@@ -11,16 +11,31 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.news_cli import add_news_parser, cmd_news
-from bot.settings import Settings, get_settings
-from storage.db import Database
-from storage.migrate import upgrade
-from storage.staff import create_invite
-from storage.types import utcnow
+from bot.news_cli import add_news_parser
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from storage.db import Database
+
+# Everything heavier than the argument parser (the database layer, python-telegram-bot,
+# aiohttp) is imported by the command that needs it: `gradtrack --help` answers at once.
 
 log = logging.getLogger("gradtrack")
+
+
+async def upgrade(database_url: str) -> None:
+    """Bring the schema up to date (Alembic), as every command that opens the database does."""
+    from storage.migrate import upgrade as alembic_upgrade
+
+    await alembic_upgrade(database_url)
+
+
+def open_database(settings: Settings) -> Database:
+    from storage.db import Database
+
+    return Database(settings.database_url)
 
 
 @dataclass
@@ -57,18 +72,26 @@ async def cmd_migrate(settings: Settings) -> int:
 
 
 async def cmd_demo(settings: Settings) -> int:
-    from bot.links import start_link
+    from bot.links import chat_link
     from storage.demo import ensure_demo
 
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     try:
         demo = await ensure_demo(db)
     finally:
         await db.dispose()
-    username = settings.bot_username or "your_bot"
-    print(f"demo invite:      {start_link(username, demo.invite_token)}")
-    print(f"demo school link: {start_link(username, 's_' + demo.school_code)}")
+    invite = chat_link(settings, demo.invite_token)
+    school = chat_link(settings, "s_" + demo.school_code)
+    if invite is None or school is None:
+        print(f"demo invite:      /start {demo.invite_token}")
+        print(f"demo school link: /start s_{demo.school_code}")
+        print("(set BOT_USERNAME to print them as t.me links)")
+        return 0
+    print(f"demo invite:      {invite}")
+    print(f"demo school link: {school}")
+    if settings.uses_sandbox:
+        print("(links into the sandbox's web chat: they open while `gradtrack run` runs)")
     return 0
 
 
@@ -76,6 +99,7 @@ async def cmd_demo(settings: Settings) -> int:
 async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[RunningBot]:
     """The started bot: against Telegram with a token, else against the built-in sandbox."""
     from bot.app import build_application, on_startup
+    from bot.links import SANDBOX_BOT_USERNAME
     from bot.sandbox import SandboxServer
     from bot.scheduler import start_scheduler
 
@@ -83,7 +107,7 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
     if settings.uses_sandbox:
         sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
         await sandbox.start()
-        token = sandbox.create_bot(username="gradtrack_demo_bot", first_name="GradTrack")
+        token = sandbox.create_bot(username=SANDBOX_BOT_USERNAME, first_name="GradTrack")
         application = build_application(settings, db, token=token, base_url=f"{sandbox.url}/bot")
     else:
         token = settings.telegram_bot_token
@@ -110,11 +134,13 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
 async def cmd_run(settings: Settings) -> int:
     """Long polling (development and the sandbox)."""
     from bot.app import ALLOWED_UPDATES
-    from bot.links import sandbox_chat_link, start_link
+    from bot.links import SANDBOX_BOT_USERNAME, sandbox_chat_link, start_link
     from storage.demo import ensure_demo
+    from storage.staff import create_invite
+    from storage.types import utcnow
 
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     try:
         demo = await ensure_demo(db)
         async with _running_bot(settings, db) as running, _web(running, db, None, settings):
@@ -125,12 +151,12 @@ async def cmd_run(settings: Settings) -> int:
             print()
             print(f"gradtrack is running as @{username} (database: {db.dialect})")
             if running.sandbox_url:
-                token, url = running.token, running.sandbox_url
+                url, bot = running.sandbox_url, SANDBOX_BOT_USERNAME
                 staff = await create_invite(db, "admin", None, 24, utcnow())
                 print("No TELEGRAM_BOT_TOKEN: using the built-in Telegram sandbox.")
-                invite = sandbox_chat_link(url, token, demo.invite_token)
-                school = sandbox_chat_link(url, token, "s_" + demo.school_code)
-                admin = sandbox_chat_link(url, token, staff.token)
+                invite = sandbox_chat_link(url, bot, demo.invite_token)
+                school = sandbox_chat_link(url, bot, "s_" + demo.school_code)
+                admin = sandbox_chat_link(url, bot, staff.token)
                 print(f"  Web chat, as a new graduate:  {invite}")
                 print(f"  Self-registration (school):   {school}")
                 print(f"  Web chat, as an admin:        {admin}")
@@ -193,7 +219,7 @@ async def cmd_serve(settings: Settings) -> int:
         return 2
     public_url = settings.public_url or f"http://127.0.0.1:{settings.port}"
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     try:
         async with _running_bot(settings, db) as running:
             secret = webhook_secret(settings.webhook_secret, running.token)
@@ -262,11 +288,11 @@ def _upsert_word(created: bool, changed: tuple[str, ...]) -> str:
 
 async def cmd_school(settings: Settings, args: argparse.Namespace) -> int:
     """school add / list."""
-    from bot.links import start_link
+    from bot.links import chat_link
     from storage.schools import SchoolError, list_schools, upsert_school
 
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     try:
         if args.action == "add":
             done = await upsert_school(
@@ -284,13 +310,12 @@ async def cmd_school(settings: Settings, args: argparse.Namespace) -> int:
         return _problem_out(error)
     finally:
         await db.dispose()
-    username = settings.bot_username.lstrip("@")
     if not schools:
         print("no schools yet: add one with `gradtrack school add`")
     for s in schools:
         print(f"{s.code}  {s.name}  ({s.country}, language {s.language}, {s.timezone})")
-        link = f"  {start_link(username, s.join_payload)}" if username else ""
-        print(f"  join payload: {s.join_payload}{link}")
+        join = chat_link(settings, s.join_payload)
+        print(f"  join payload: {s.join_payload}" + (f"  {join}" if join else ""))
         for p in s.programmes:
             level = f"EQF {p.eqf_level}" if p.eqf_level else "EQF ?"
             extra = (f", {p.field}" if p.field else "") + ("" if p.active else ", inactive")
@@ -303,7 +328,7 @@ async def cmd_programme(settings: Settings, args: argparse.Namespace) -> int:
     from storage.schools import SchoolError, upsert_programme
 
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     try:
         done = await upsert_programme(
             db, args.school, args.code, name=args.name, eqf_level=args.eqf, field=args.field
@@ -324,7 +349,7 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from storage.roster import import_roster
 
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     try:
         result = await import_roster(
             db, args.file, school_code=args.school, dry_run=args.dry_run, ref_key=settings.key
@@ -366,7 +391,7 @@ async def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
     """invites: per-class link CSVs and QR sheets, or revoke / renew one graduate's link."""
     import re
 
-    from bot.links import start_link
+    from bot.links import chat_link
     from storage.invite_sheets import write_invite_files
     from storage.invites import InviteError, invite_classes, renew_invite, revoke_invite
 
@@ -374,7 +399,7 @@ async def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
     if username and not re.fullmatch(r"[A-Za-z0-9_]{4,32}", username):
         return _problem_out(ValueError(f"BOT_USERNAME {username!r} is not a Telegram username"))
     writing = not (args.revoke or args.renew)
-    if writing and not username:
+    if writing and chat_link(settings, "x") is None:
         return _problem_out(
             ValueError(
                 "BOT_USERNAME is not set: set it to the bot's Telegram username "
@@ -382,7 +407,7 @@ async def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
             )
         )
     await upgrade(settings.database_url)
-    db = Database(settings.database_url)
+    db = open_database(settings)
     try:
         if args.revoke:
             state = await revoke_invite(db, args.revoke, school_code=args.school)
@@ -391,7 +416,7 @@ async def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
         if args.renew:
             state = await renew_invite(db, args.renew, school_code=args.school)
             assert state.token is not None
-            link = start_link(username, state.token) if username else state.token
+            link = chat_link(settings, state.token) or state.token
             print(f"new link for {state.school_code}/{state.student_ref} {state.name}: {link}")
             return 0
         classes = await invite_classes(
@@ -404,7 +429,7 @@ async def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
     if not classes:
         print("no graduates match")
         return 0
-    write_invite_files(classes, args.out, lambda token: start_link(username, token))
+    write_invite_files(classes, args.out, lambda token: chat_link(settings, token) or token)
     for group in classes:
         print(
             f"{group.school_code} {group.programme_code} {group.year}: "
@@ -467,6 +492,24 @@ def _add_roster_parsers(sub: Any) -> None:
     one.add_argument("--renew", metavar="STUDENT_REF", help="give this graduate a new link")
 
 
+def _add_staff_parser(sub: Any) -> None:
+    """`gradtrack staff add|list|remove|invite`."""
+    staff = sub.add_parser("staff", help="alumni officers and admins, and staff invite links")
+    actions = staff.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a staff member, or change their role or school")
+    add.add_argument("--telegram-id", type=int, required=True, help="numeric Telegram user id")
+    add.add_argument("--role", required=True, choices=["officer", "admin"])
+    add.add_argument("--school", help="school code (required for officers; admins: all if none)")
+    add.add_argument("--name")
+    actions.add_parser("list", help="list staff members")
+    remove = actions.add_parser("remove", help="remove a staff member")
+    remove.add_argument("--telegram-id", type=int, required=True)
+    invite = actions.add_parser("invite", help="print a one-time link that makes its opener staff")
+    invite.add_argument("--role", required=True, choices=["officer", "admin"])
+    invite.add_argument("--school", help="school code (required for officers)")
+    invite.add_argument("--hours", type=float, default=48, help="valid for (default 48)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradtrack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -486,9 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="spreadsheet (.xlsx)")
     imp.add_argument("target", help="YAML to write")
     _add_roster_parsers(sub)
-    from conversations.staff import add_staff_parser
-
-    add_staff_parser(sub)
+    _add_staff_parser(sub)
     return parser
 
 
@@ -496,9 +537,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "questionnaire":
         return cmd_questionnaire(args)
+    from bot.settings import get_settings
+
     settings = get_settings()
     _setup_logging(settings)
     if args.command == "news":
+        from bot.news_cli import cmd_news
+
         return asyncio.run(cmd_news(settings, args))
     if args.command == "staff":
         from conversations.staff import cmd_staff

@@ -62,6 +62,10 @@ NOISY_LOGGERS: dict[str, int] = {
     "asyncpg": logging.INFO,
 }
 
+#: Libraries whose routine INFO lines (a job ran, a migration context started) would bury the
+#: links and messages a person looks for: WARNING and above unless LOG_LEVEL is DEBUG.
+ROUTINE_LOGGERS: tuple[str, ...] = ("apscheduler", "alembic")
+
 #: A database error's parameters (SQLAlchemy) and PostgreSQL's detail line: they hold values.
 SQL_PARAMETERS_RE = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
 SQL_DETAIL_RE = re.compile(r"^DETAIL: .*$", re.MULTILINE)
@@ -224,7 +228,8 @@ def setup(
 ) -> logging.Handler:
     """Configure the root logger: one handler on `stream` (stderr) in `fmt` ("text" or
     "json") at `level`, tokens redacted, chats named by `chat_ref` keyed with `secrets`; the
-    chatty libraries at their NOISY_LOGGERS level at least. Replaces the handlers a previous
+    chatty libraries at their NOISY_LOGGERS level at least, the ROUTINE_LOGGERS at WARNING
+    unless `level` is DEBUG. Replaces the handlers a previous
     call installed. Returns the handler."""
     if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -239,4 +244,7 @@ def setup(
     set_chat_key(secrets)
     for name, least in NOISY_LOGGERS.items():
         logging.getLogger(name).setLevel(max(least, root.level))
+    routine = root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+    for name in ROUTINE_LOGGERS:
+        logging.getLogger(name).setLevel(routine)
     return handler

@@ -6,6 +6,9 @@
     gradtrack news dispatch [--concurrency 4]   # send what is due now, then exit
     gradtrack news list [--school alfa]
     gradtrack news cancel ID
+
+Only the argument parser is imported with the module (`gradtrack --help` stays quick); each
+command imports the database layer it needs.
 """
 
 from __future__ import annotations
@@ -14,17 +17,12 @@ import argparse
 import html
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import col, select
-
-from bot.settings import Settings
-from conversations.rules import LANGUAGES
-from storage import news
-from storage.db import Database
-from storage.migrate import upgrade
-from storage.models import Broadcast, Institution, Programme
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from storage.db import Database
 
 TIME_FORMATS = ("%Y-%m-%d %H:%M", "%d-%m-%Y %H:%M", "%d/%m/%Y %H:%M", "%d.%m.%Y %H:%M")
 
@@ -75,6 +73,12 @@ def _fail(message: str) -> int:
 
 
 async def _send(db: Database, args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from conversations.rules import LANGUAGES
+    from storage import news
+    from storage.models import Broadcast, Institution, Programme
+
     async with db.session() as session:
         school = (
             await session.exec(select(Institution).where(Institution.code == args.school.lower()))
@@ -156,6 +160,11 @@ async def _dispatch(settings: Settings, db: Database, args: argparse.Namespace) 
 
 
 async def _list(db: Database, args: argparse.Namespace) -> int:
+    from sqlmodel import col, select
+
+    from storage import news
+    from storage.models import Broadcast, Institution
+
     async with db.session() as session:
         query = select(Broadcast).order_by(col(Broadcast.id).desc()).limit(20)
         if args.school:
@@ -174,6 +183,10 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
 
 
 async def cmd_news(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import news
+    from storage.db import Database
+    from storage.migrate import upgrade
+
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
     try:

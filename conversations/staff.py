@@ -206,26 +206,8 @@ async def on_news_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 # ---------------------------------------------------------------- command line
 
 
-def add_staff_parser(sub: Any) -> None:
-    """`gradtrack staff add|list|remove|invite`."""
-    staff = sub.add_parser("staff", help="alumni officers and admins, and staff invite links")
-    actions = staff.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="add a staff member, or change their role or school")
-    add.add_argument("--telegram-id", type=int, required=True, help="numeric Telegram user id")
-    add.add_argument("--role", required=True, choices=["officer", "admin"])
-    add.add_argument("--school", help="school code (required for officers; admins: all if none)")
-    add.add_argument("--name")
-    actions.add_parser("list", help="list staff members")
-    remove = actions.add_parser("remove", help="remove a staff member")
-    remove.add_argument("--telegram-id", type=int, required=True)
-    invite = actions.add_parser("invite", help="print a one-time link that makes its opener staff")
-    invite.add_argument("--role", required=True, choices=["officer", "admin"])
-    invite.add_argument("--school", help="school code (required for officers)")
-    invite.add_argument("--hours", type=float, default=48, help="valid for (default 48)")
-
-
 async def cmd_staff(settings: Any, args: Any) -> int:
-    from bot.links import start_link
+    from bot.links import chat_link
     from storage.db import Database
     from storage.migrate import upgrade
     from storage.staff import StaffError, add_staff, create_invite, list_staff, remove_staff
@@ -251,14 +233,13 @@ async def cmd_staff(settings: Any, args: Any) -> int:
                 return 1
             print(f"staff {args.telegram_id} removed")
         elif args.action == "invite":
-            username = settings.bot_username.lstrip("@")
-            if not username:
+            if chat_link(settings, "x") is None:
                 print(
                     "error: BOT_USERNAME is not set: set it to print the t.me link", file=sys.stderr
                 )
                 return 1
             invite = await create_invite(db, args.role, args.school, args.hours, utcnow())
-            print(start_link(username, invite.token))
+            print(chat_link(settings, invite.token))
             print(
                 f"one-time link for a new {invite.role}, valid until "
                 f"{invite.expires_at:%Y-%m-%d %H:%M} UTC"

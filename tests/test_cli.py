@@ -119,11 +119,27 @@ async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Pa
             chat_url = f"{base}/chats/{bot}/{user['id']}"
             await _api(session, "POST", f"{chat_url}/messages", json={"text": f"/start {payload}"})
             (first,) = await _bot_texts(session, chat_url, 1)
+
+            # Links printed by other commands meanwhile open in this sandbox's web chat too,
+            # with no BOT_USERNAME set.
+            demo = await asyncio.to_thread(_cli, "demo", env=env)
+            assert demo.returncode == 0, demo.stderr
+            demo_link = demo.stdout.splitlines()[0].split(": ", 1)[1].strip()
+            assert demo_link.startswith(f"http://127.0.0.1:{port}/chat?")
+            demo_query = parse_qs(urlparse(demo_link).query)
+            other = await _api(session, "POST", f"{base}/users", json={"first_name": "Mart"})
+            other_chat = f"{base}/chats/{demo_query['bot'][0]}/{other['id']}"
+            start = f"/start {demo_query['start'][0]}"
+            await _api(session, "POST", f"{other_chat}/messages", json={"text": start})
+            (greeting,) = await _bot_texts(session, other_chat, 1)
     with use_language("et"):
         expected = gettext(
             "Hello! This is the graduate chat of {school}. Which language do you prefer?"
         ).format(school="Demo Vocational College")
     assert first == expected
+    assert greeting.startswith("Hello! This is the graduate chat of Demo Vocational College.")
+    # Routine lines of the scheduler and the migrations do not bury the printed links.
+    assert not [line for line in lines if "apscheduler" in line or "alembic" in line]
 
 
 async def test_serve_answers_through_the_webhook(tmp_path: Path) -> None:
@@ -159,10 +175,36 @@ async def test_serve_answers_through_the_webhook(tmp_path: Path) -> None:
     assert calls and calls[-1]["params"]["url"] == f"http://127.0.0.1:{port}/telegram/webhook"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = None
+    if env is not None:
+        full_env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"} | env
     return subprocess.run(
-        [GRADTRACK, *args], capture_output=True, text=True, timeout=60, check=False
+        [GRADTRACK, *args], capture_output=True, text=True, timeout=60, check=False, env=full_env
     )
+
+
+HEAVY_LIBRARIES = {"sqlalchemy", "sqlmodel", "telegram", "aiohttp", "alembic", "apscheduler"}
+
+
+def test_help_answers_without_loading_the_database_or_telegram_libraries() -> None:
+    """`gradtrack --help` (and each command's) answers at once: only the parser is loaded."""
+    for args in (["--help"], ["news", "send", "--help"], ["staff", "--help"], ["import", "-h"]):
+        probe = (
+            "import sys\n"
+            "from bot.__main__ import main\n"
+            "try:\n"
+            f"    main({args!r})\n"
+            "except SystemExit as stop:\n"
+            "    assert stop.code == 0, stop.code\n"
+            "print('LOADED', sorted({name.split('.')[0] for name in sys.modules}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        )
+        assert "usage: gradtrack" in done.stdout
+        loaded = done.stdout.rsplit("LOADED ", 1)[1]
+        assert not [lib for lib in HEAVY_LIBRARIES if f"'{lib}'" in loaded], (args, loaded)
 
 
 def test_questionnaire_check_export_import(tmp_path: Path) -> None:

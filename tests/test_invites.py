@@ -254,12 +254,28 @@ async def test_cli(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixt
         ["invites", "--school", "demo-nl", "--cohort", "2026", "--out", str(out)]
     )
 
-    no_name = Settings(database_url=database_url, bot_username="", _env_file=None)
+    token = "123456:real-token"
+    no_name = Settings(
+        database_url=database_url, telegram_bot_token=token, bot_username="", _env_file=None
+    )
     assert await cmd_invites(no_name, args) == 1
     assert "BOT_USERNAME is not set" in capsys.readouterr().err
     assert not out.exists()
 
-    settings = Settings(database_url=database_url, bot_username="@" + BOT, _env_file=None)
+    # No token: the sandbox that `gradtrack run` starts; its web chat opens the links.
+    sandbox = Settings(
+        database_url=database_url, bot_username="", sandbox_port=8099, _env_file=None
+    )
+    sandbox_out = tmp_path / "sandbox-sheets"
+    sandbox_args = parser.parse_args(["invites", "--school", "demo-nl", "--out", str(sandbox_out)])
+    assert await cmd_invites(sandbox, sandbox_args) == 0
+    capsys.readouterr()
+    sandbox_csv = (sandbox_out / "demo-nl_ICT4_2026.csv").read_text("utf-8-sig")
+    assert "http://127.0.0.1:8099/chat?bot=gradtrack_demo_bot&start=i_" in sandbox_csv
+
+    settings = Settings(
+        database_url=database_url, telegram_bot_token=token, bot_username="@" + BOT, _env_file=None
+    )
     assert await cmd_invites(settings, args) == 0
     printed = capsys.readouterr().out
     assert "demo-nl ICT4 2026: 2 invitations, 1 already connected" in printed

@@ -54,7 +54,9 @@ async def test_add_list_remove_staff(harness: Harness) -> None:
 
 async def test_cli_staff_commands(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
     await harness.school("alfa")
-    settings = harness.settings.model_copy(update={"bot_username": "gradtrack_test_bot"})
+    settings = harness.settings.model_copy(
+        update={"bot_username": "gradtrack_test_bot", "telegram_bot_token": "123456:real-token"}
+    )
 
     async def run(**kw: object) -> int:
         return await cmd_staff(settings, argparse.Namespace(**kw))
@@ -72,6 +74,18 @@ async def test_cli_staff_commands(harness: Harness, capsys: pytest.CaptureFixtur
     assert len(payload) <= 64 and parse_start_payload(payload).kind is PayloadKind.STAFF
     assert await run(action="remove", telegram_id=5) == 0
     assert await run(action="remove", telegram_id=5) == 1
+
+    capsys.readouterr()
+    # Without a token (the sandbox), the link opens the sandbox's web chat: no BOT_USERNAME.
+    sandbox = harness.settings.model_copy(update={"bot_username": "", "sandbox_port": 8099})
+    assert (
+        await cmd_staff(
+            sandbox, argparse.Namespace(action="invite", role="admin", school=None, hours=1.0)
+        )
+        == 0
+    )
+    sandbox_link = capsys.readouterr().out.splitlines()[0]
+    assert sandbox_link.startswith("http://127.0.0.1:8099/chat?bot=gradtrack_demo_bot&start=t_")
 
 
 async def test_staff_invite_link_once_and_not_expired(harness: Harness) -> None:
