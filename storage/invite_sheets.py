@@ -15,6 +15,7 @@ from pathlib import Path
 
 import segno
 
+from bot.i18n import _, ngettext, use_language
 from storage.invites import InviteClass
 
 QR_ERROR = "m"  # error correction level M: survives a crease or a smudge on paper
@@ -89,16 +90,32 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-se
 
 
 def _class_section(group: InviteClass, link_for: LinkFor) -> str:
+    """One class's pages, in its school's language."""
+    with use_language(group.language):
+        return _class_section_text(group, link_for)
+
+
+def _class_section_text(group: InviteClass, link_for: LinkFor) -> str:
     programme = escape(group.programme_name)
     level = f" (EQF {group.eqf_level})" if group.eqf_level else ""
+    to_invite = ngettext("{count} to invite", "{count} to invite", len(group.invited)).format(
+        count=len(group.invited)
+    )
+    connected = ngettext(
+        "{count} already connected", "{count} already connected", len(group.connected)
+    ).format(count=len(group.connected))
+    graduating = _("graduating {year}").format(year=group.year)
+    how = _(
+        "Each graduate scans their own code with the phone camera: it opens the graduate chat. "
+        "The codes are personal; cut along the dashed lines."
+    )
     parts = [
-        f'<section class="class" id="{escape(group.slug)}">',
+        f'<section class="class" id="{escape(group.slug)}" lang="{escape(group.language)}">',
         "<header>",
         f"<h1>{escape(group.school_name)}</h1>",
-        f"<p>{programme}{level} &middot; graduating {group.year} &middot; "
-        f"{len(group.invited)} to invite, {len(group.connected)} already connected</p>",
-        '<p class="how">Each graduate scans their own code with the phone camera: it opens '
-        "the graduate chat in Telegram. The codes are personal; cut along the dashed lines.</p>",
+        f"<p>{programme}{level} &middot; {escape(graduating)} &middot; "
+        f"{escape(to_invite)}, {escape(connected)}</p>",
+        f'<p class="how">{escape(how)}</p>',
         "</header>",
     ]
     if group.invited:
@@ -118,7 +135,8 @@ def _class_section(group: InviteClass, link_for: LinkFor) -> str:
             )
         parts.append("</div>")
     if group.connected:
-        parts.append('<div class="connected"><h2>Already connected</h2><ul>')
+        heading = _("Already connected")
+        parts.append(f'<div class="connected"><h2>{escape(heading)}</h2><ul>')
         parts.extend(
             f"<li>{escape(entry.name)} <small>({escape(entry.student_ref)})</small></li>"
             for entry in group.connected
@@ -129,10 +147,13 @@ def _class_section(group: InviteClass, link_for: LinkFor) -> str:
 
 
 def sheet_html(groups: Sequence[InviteClass], link_for: LinkFor, title: str) -> str:
-    """A printable page: one section per class, each starting on a new A4 page."""
+    """A printable page: one section per class, each starting on a new A4 page and in its
+    school's language."""
     body = "\n".join(_class_section(group, link_for) for group in groups)
+    languages = {group.language for group in groups}
+    lang = languages.pop() if len(languages) == 1 else "en"
     return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<!doctype html>\n<html lang="{escape(lang)}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         f"{body}\n</body>\n</html>\n"
@@ -158,11 +179,16 @@ def write_invite_files(
         # UTF-8 with BOM: Excel opens it with the right accents.
         csv_path.write_text(class_csv(group, link_for), encoding="utf-8-sig", newline="")
         html_path = out / f"{stem}.html"
-        title = f"Invitations {group.school_code} {group.programme_code} {group.year}"
+        with use_language(group.language):
+            title = _("Invitations {school} {programme} {year}").format(
+                school=group.school_code, programme=group.programme_code, year=group.year
+            )
         html_path.write_text(sheet_html([group], link_for, title), encoding="utf-8")
         written += [csv_path, html_path]
     if groups:
         combined = out / COMBINED_NAME
-        combined.write_text(sheet_html(groups, link_for, "Invitations"), encoding="utf-8")
+        with use_language(groups[0].language):
+            title = _("Invitations")
+        combined.write_text(sheet_html(groups, link_for, title), encoding="utf-8")
         written.append(combined)
     return written

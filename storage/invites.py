@@ -43,6 +43,8 @@ class InviteClass:
     eqf_level: int | None
     year: int
     entries: tuple[InviteEntry, ...]
+    #: The school's language: the printed sheet speaks it.
+    language: str = "en"
 
     @property
     def slug(self) -> str:
@@ -150,6 +152,7 @@ async def invite_classes(
                 eqf_level=programme.eqf_level,
                 year=key[2],
                 entries=tuple(entries),
+                language=school.default_language,
             )
         )
     return classes

@@ -189,6 +189,25 @@ async def test_files_per_class(db: Database, tmp_path: Path) -> None:
     assert combined.count("<svg") == 2 + 1 + 2
 
 
+async def test_sheets_speak_the_schools_language(db: Database, tmp_path: Path) -> None:
+    """The sheet a teacher prints is in the school's language, counts with plural forms."""
+    await seed(db, tmp_path)
+    out = tmp_path / "out"
+    write_invite_files(await invite_classes(db), out, link_for)
+    dutch = (out / "demo-nl_ICT4_2026.html").read_text(encoding="utf-8")
+    assert '<html lang="nl">' in dutch and "<title>Uitnodigingen demo-nl ICT4 2026</title>" in dutch
+    assert "afstuderend in 2026 &middot; 2 uit te nodigen, 1 al verbonden" in dutch
+    assert "<h2>Al verbonden</h2>" in dutch and "knip langs de stippellijnen" in dutch
+    assert "graduating" not in dutch and "Already connected" not in dutch
+    spanish = (out / "bcn_ADM_2026.html").read_text(encoding="utf-8")
+    assert '<html lang="es">' in spanish and "promoción 2026" in spanish
+    assert "recorta por las líneas discontinuas" in spanish
+    # The file with every class: each section in its own school's language.
+    combined = (out / "all-classes.html").read_text(encoding="utf-8")
+    languages = re.findall(r'<section class="class" id="([^"]+)" lang="([a-z]+)"', combined)
+    assert ("bcn_ADM_2026", "es") in languages and ("demo-nl_ICT4_2026", "nl") in languages
+
+
 async def test_revoke_and_renew(db: Database, tmp_path: Path) -> None:
     await seed(db, tmp_path)
     before = await tokens(db)
