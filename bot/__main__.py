@@ -241,7 +241,7 @@ async def cmd_serve(settings: Settings) -> int:
 def cmd_questionnaire(args: argparse.Namespace) -> int:
     """check / export / import questionnaire files (no database needed)."""
     from conversations.questionnaire import QuestionnaireError, load_questionnaire
-    from conversations.xlsform import export_xlsx, import_xlsx, load_xlsx
+    from conversations.xlsform import export_xlsx, load_xlsx
 
     try:
         if args.action == "check":
@@ -256,13 +256,7 @@ def cmd_questionnaire(args: argparse.Namespace) -> int:
             export_xlsx(load_questionnaire(args.source), args.target)
             print(f"wrote {args.target}")
         else:
-            warnings: list[str] = []
-            text = import_xlsx(args.source, warnings=warnings)
-            for warning in warnings:
-                print(f"warning: {warning}", file=sys.stderr)
-            with open(args.target, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            print(f"wrote {args.target}")
+            _import_questionnaire(args.source, args.target)
     except QuestionnaireError as error:
         print(error, file=sys.stderr)
         return 1
@@ -270,6 +264,37 @@ def cmd_questionnaire(args: argparse.Namespace) -> int:
         print(f"{error.filename}: {error.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _import_questionnaire(source: str, target: str) -> None:
+    """Write the spreadsheet's questionnaire as YAML to `target`. A target that already holds
+    the same questionnaire is left as it is, with its comments and layout (an export and
+    import round trip changes nothing); one that differs is kept beside it as `target.bak`,
+    since the YAML written from a spreadsheet has no comments."""
+    from pathlib import Path
+
+    from conversations.questionnaire import QuestionnaireError, parse_questionnaire
+    from conversations.xlsform import import_xlsx
+
+    warnings: list[str] = []
+    text = import_xlsx(source, warnings=warnings)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    path = Path(target)
+    if path.exists():
+        old_text = path.read_text(encoding="utf-8")
+        try:
+            unchanged = parse_questionnaire(old_text, target) == parse_questionnaire(text, source)
+        except QuestionnaireError:
+            unchanged = False
+        if unchanged:
+            print(f"{target} already holds this questionnaire: left as it is (comments kept)")
+            return
+        backup = path.with_name(path.name + ".bak")
+        backup.write_text(old_text, encoding="utf-8")
+        print(f"the previous {target} (with its comments) is kept as {backup}")
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {target}")
 
 
 # Schools, programmes, roster import and invitations ------------------------------------------

@@ -218,6 +218,25 @@ def test_questionnaire_check_export_import(tmp_path: Path) -> None:
     assert _cli("questionnaire", "import", str(sheet), str(back)).returncode == 0
     assert load_questionnaire(back) == load_questionnaire(tracking)
 
+    # Export, then import over the school's own YAML: nothing changed, so its comments and
+    # layout stay; a changed questionnaire is written, the commented file kept beside it.
+    own = tmp_path / "own.yaml"
+    own.write_text(tracking.read_text(encoding="utf-8"), encoding="utf-8")
+    assert "#" in own.read_text(encoding="utf-8")
+    kept = _cli("questionnaire", "import", str(sheet), str(own))
+    assert kept.returncode == 0 and "left as it is" in kept.stdout
+    assert own.read_text(encoding="utf-8") == tracking.read_text(encoding="utf-8")
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        tracking.read_text(encoding="utf-8").replace('version: "2026.1"', 'version: "2026.9"', 1),
+        encoding="utf-8",
+    )
+    commented = other.read_text(encoding="utf-8")
+    replaced = _cli("questionnaire", "import", str(sheet), str(other))
+    assert replaced.returncode == 0 and "other.yaml.bak" in replaced.stdout
+    assert load_questionnaire(other) == load_questionnaire(tracking)
+    assert (tmp_path / "other.yaml.bak").read_text(encoding="utf-8") == commented
+
     broken = tmp_path / "broken.yaml"
     broken.write_text(
         tracking.read_text(encoding="utf-8").replace(
