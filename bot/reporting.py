@@ -10,6 +10,7 @@ from datetime import date, datetime
 from babel.numbers import format_decimal, format_percent
 
 from bot import i18n
+from bot.i18n import _, ngettext
 from conversations.indicators import (
     BREAKDOWNS,
     DropOff,
@@ -43,6 +44,32 @@ def rate_text(rate: Rate | None) -> str:
     if value is None:
         return "–"
     return format_percent(value, format="#,##0.0%", locale=i18n.current_language())
+
+
+def wave_label(wave: Wave | None, name: str | None = None) -> str:
+    """A wave as staff read it, in the current language: "Before graduation", "2 months after
+    graduation". `name` is the stored code, for a wave no longer in the plans (shown as it is)."""
+    if wave is None:
+        return name if name else _("Without a wave")
+    amount, unit = wave.opens.amount, wave.opens.unit
+    if amount <= 0:
+        return _("Before graduation")
+    if unit == "m":
+        text = ngettext("{count} month after graduation", "{count} months after graduation", amount)
+    elif unit == "w":
+        text = ngettext("{count} week after graduation", "{count} weeks after graduation", amount)
+    else:
+        text = ngettext("{count} day after graduation", "{count} days after graduation", amount)
+    return text.format(count=amount)
+
+
+def wave_labels(plans: WavePlans) -> dict[str, str]:
+    """Every wave name of the plans and its label (the first plan naming a wave wins)."""
+    labels: dict[str, str] = {}
+    for plan in (plans.default, *plans.overrides.values()):
+        for wave in plan.waves:
+            labels.setdefault(wave.name, wave_label(wave))
+    return labels
 
 
 def staff_scope(staff: Staff, programme_id: int | None = None, cohort: int | None = None) -> Scope:

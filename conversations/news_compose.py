@@ -27,6 +27,7 @@ from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
 from bot.i18n import _, language_name, set_language
+from bot.reporting import wave_label
 from bot.runtime import Runtime, runtime
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import LANGUAGES
@@ -204,7 +205,7 @@ async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadc
     rows.append(langs)
     for wave in rt.plans.default.waves:
         on = audience.wave == wave.name
-        label = _("Not responded yet to {wave}").format(wave=wave.name)
+        label = _("Not responded yet: {wave}").format(wave=wave_label(wave))
         rows.append(
             [
                 InlineKeyboardButton(

@@ -10,7 +10,15 @@ from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
 from bot.i18n import _
-from bot.reporting import Report, build_report, count_text, current_waves, rate_text, staff_scope
+from bot.reporting import (
+    Report,
+    build_report,
+    count_text,
+    current_waves,
+    rate_text,
+    staff_scope,
+    wave_label,
+)
 from bot.runtime import runtime
 from bot.web import auth
 from bot.web.dashboard import login_url
@@ -46,17 +54,20 @@ def funnel_lines(title: str, funnel: Funnel) -> list[str]:
 
 def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) -> str:
     lines = [_("📊 Responses · {scope}").format(scope=scope_name), ""]
+    waves = {wave.name: wave for wave in report.waves}
     if current:
         for wave, cohort in current:
             funnel = report.by_wave_cohort.get((wave, cohort), Funnel())
-            title = _("Wave {wave}, cohort {cohort}").format(wave=wave, cohort=cohort)
+            title = _("{wave} · cohort {cohort}").format(
+                wave=wave_label(waves.get(wave), wave), cohort=cohort
+            )
             lines += [*funnel_lines(title, funnel), ""]
     else:
         lines += [_("No wave is open right now. All waves so far:"), ""]
         for plan_wave in report.waves:
             so_far = report.by_wave.get(plan_wave.name)
             if so_far is not None and (so_far.invited or so_far.started):
-                title = _("Wave {wave}").format(wave=plan_wave.name)
+                title = wave_label(plan_wave)
                 lines += [*funnel_lines(title, so_far), ""]
         if len(lines) == 4:
             lines += [_("No invitations or responses yet."), ""]

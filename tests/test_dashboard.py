@@ -142,6 +142,9 @@ async def test_staff_log_in_with_a_link_from_the_bot_and_see_their_school(
         assert cells["graduates"] == "6" and cells["completed"] == "5"
         assert cells["partial"] == "&lt;5"
         assert cells["rate"].replace("\xa0", " ").startswith("83,3")
+        # Waves by their names in the officer's language, never by their codes.
+        assert "2 maanden na het afstuderen" in row.group(0)
+        assert not re.search(r">\s*(pregrad|m2|m6)\b", html)
         assert "<svg" in html  # charts drawn on the server
         # Another school's numbers are refused, and its programmes are not found.
         async with client.get(f"{web}/dashboard?school={beta_id}") as other:
@@ -283,7 +286,8 @@ async def test_stats_in_the_chat_for_staff(harness: Harness) -> None:
     await add_staff(h.db, officer.id, "officer", school_code="alfa")
     (reply,) = await h.send(officer, "/stats")
     assert "Alfa College" in reply.content
-    assert "Wave m2" in reply.content
+    assert "2 months after graduation" in reply.content
+    assert "m2" not in reply.content  # waves by their names, not their codes
     assert "completed 5" in reply.content and "partial <5" in reply.content
     assert "Beta" not in reply.content
 

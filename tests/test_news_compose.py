@@ -130,8 +130,8 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
     await toggle("NL", 0)
     await toggle("NL", 1)
     await toggle("Software developer", 2)
-    await toggle("Not responded yet to m2", 0)
-    await toggle("Not responded yet to m2", 2)
+    await toggle("Not responded yet: 2 months after graduation", 0)
+    await toggle("Not responded yet: 2 months after graduation", 2)
 
     (name_ask,) = await harness.press(officer, "Save as segment", message=audience)
     assert name_ask.text == "Type a name for this segment."

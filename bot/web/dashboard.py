@@ -27,7 +27,14 @@ from sqlmodel import col, select
 
 from bot import i18n
 from bot.i18n import _
-from bot.reporting import Report, build_report, count_text, question_drop_off, rate_text
+from bot.reporting import (
+    Report,
+    build_report,
+    count_text,
+    question_drop_off,
+    rate_text,
+    wave_label,
+)
 from bot.runtime import Runtime
 from bot.web import auth, charts, exports
 from conversations.indicators import (
@@ -154,6 +161,7 @@ def _environment() -> jinja2.Environment:
         rate=rate_text,
         day=date_text,
         destination_label=destination_label,
+        wave_label=wave_label,
         breakdown_title=breakdown_title,
         language_name=i18n.language_name,
         LANGUAGES=i18n.LANGUAGES,
@@ -384,15 +392,15 @@ def _scope_name(report: Report, scope: Scope) -> str:
 
 
 def _wave_title(d: Dashboard, wave: Wave | None, name: str | None) -> str:
-    if name is None:
-        return _("Without a wave")
+    """The wave by its name in the staff member's language, and its questionnaire's title."""
+    label = wave_label(wave, name)
     if wave is None:
-        return name
+        return label
     try:
         title = d.rt.questionnaires.deployed(wave.questionnaire).title_in(i18n.current_language())
     except KeyError:
-        return name
-    return f"{name} · {title}"
+        return label
+    return f"{label} · {title}"
 
 
 # ---------------------------------------------------------------- tables for templates
