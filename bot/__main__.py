@@ -110,13 +110,14 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
 async def cmd_run(settings: Settings) -> int:
     """Long polling (development and the sandbox)."""
     from bot.app import ALLOWED_UPDATES
-    from bot.links import sandbox_chat_link, start_link
+    from bot.links import sandbox_chat_link
     from storage.demo import ensure_demo
 
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
     try:
-        demo = await ensure_demo(db)
+        # The demo school is for the sandbox; against real Telegram it is `gradtrack demo`.
+        demo = await ensure_demo(db) if settings.uses_sandbox else None
         async with _running_bot(settings, db) as running, _web(running, db, None, settings):
             updater = running.application.updater
             assert updater is not None
@@ -124,7 +125,7 @@ async def cmd_run(settings: Settings) -> int:
             username = running.application.bot.username
             print()
             print(f"gradtrack is running as @{username} (database: {db.dialect})")
-            if running.sandbox_url:
+            if running.sandbox_url and demo is not None:
                 token, url = running.token, running.sandbox_url
                 staff = await create_invite(db, "admin", None, 24, utcnow())
                 print("No TELEGRAM_BOT_TOKEN: using the built-in Telegram sandbox.")
@@ -135,9 +136,6 @@ async def cmd_run(settings: Settings) -> int:
                 print(f"  Self-registration (school):   {school}")
                 print(f"  Web chat, as an admin:        {admin}")
                 print("    (then send /dashboard there for a dashboard login link, or /stats)")
-            else:
-                print(f"  Demo invite:       {start_link(username, demo.invite_token)}")
-                print(f"  Demo school link:  {start_link(username, 's_' + demo.school_code)}")
             print(f"  Dashboard:         {settings.base_url}/dashboard (log in via /dashboard)")
             print("Press Ctrl+C to stop.", flush=True)
             await _wait_for_stop()
@@ -184,12 +182,6 @@ async def cmd_serve(settings: Settings) -> int:
 
     if not settings.uses_sandbox and not settings.public_url:
         print("PUBLIC_URL is required for `gradtrack serve` with a real bot token.")
-        return 2
-    if not settings.uses_sandbox and len(settings.secret_key) < 32:
-        print(
-            "SECRET_KEY (at least 32 characters) is required for `gradtrack serve` with a "
-            "real bot token, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-        )
         return 2
     public_url = settings.public_url or f"http://127.0.0.1:{settings.port}"
     await upgrade(settings.database_url)
@@ -492,11 +484,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def needs_secret_key(args: argparse.Namespace) -> bool:
+    """The commands that, with a real bot token, refuse to start without a SECRET_KEY: those
+    that talk to Telegram (`run`, `serve`, `news dispatch`) and `import`, whose keyed hashes
+    of erased student numbers must match the ones the service writes."""
+    if args.command in ("run", "serve", "import"):
+        return True
+    return args.command == "news" and args.action == "dispatch"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "questionnaire":
         return cmd_questionnaire(args)
     settings = get_settings()
+    problem = settings.secret_key_problem
+    if problem is not None and needs_secret_key(args):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     _setup_logging(settings)
     if args.command == "news":
         return asyncio.run(cmd_news(settings, args))
