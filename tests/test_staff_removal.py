@@ -13,9 +13,9 @@ from sqlmodel import col, select
 from yarl import URL
 
 from conversations.staff import cmd_staff
-from storage.models import Broadcast, BroadcastStatus, DashboardLogin, Segment, Staff
+from storage.models import Broadcast, BroadcastStatus, ChatState, DashboardLogin, Segment, Staff
 from storage.staff import add_staff, list_staff, remove_staff
-from tests.harness import Harness, tr
+from tests.harness import Harness, eventually, tr
 from tests.test_dashboard import client_session, log_in, login_link
 from tests.test_news_compose import _seed
 
@@ -165,3 +165,25 @@ async def test_expired_and_ended_login_rows_are_cleaned_up(harness: Harness, web
         assert (
             await session.exec(select(Staff).where(col(Staff.telegram_user_id) == admin.id))
         ).one()
+
+
+async def test_staff_removed_while_writing_news_are_answered_like_anyone(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.school("alfa")
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    await h.send(officer, "/news")
+    (more,) = await h.send(officer, "Reunion on Friday")
+    assert await remove_staff(h.db, officer.id)
+    # A button of the draft is no longer active; a message gets the answer anyone gets.
+    await h.press(officer, "Done", expect=0, message=more)
+    await eventually(lambda: len(h.callback_answers(officer)) == 1)
+    stranger = h.user("en")
+    (expected,) = await h.send(stranger, "Hello")
+    (reply,) = await h.send(officer, "Hello")
+    assert reply.content == expected.content
+    async with h.db.session() as session:
+        state = await session.get(ChatState, officer.id)
+    assert state is not None and state.flow == ""
