@@ -41,13 +41,15 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
-async def _wait_for_stop() -> None:
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM. Made before the process says it is ready, so that
+    a signal right after that line stops it cleanly instead of killing it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def cmd_migrate(settings: Settings) -> int:
@@ -122,6 +124,7 @@ async def cmd_run(settings: Settings) -> int:
             updater = running.application.updater
             assert updater is not None
             await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            stop = _stop_on_signal()
             username = running.application.bot.username
             print()
             print(f"gradtrack is running as @{username} (database: {db.dialect})")
@@ -138,7 +141,7 @@ async def cmd_run(settings: Settings) -> int:
                 print("    (then send /dashboard there for a dashboard login link, or /stats)")
             print(f"  Dashboard:         {settings.base_url}/dashboard (log in via /dashboard)")
             print("Press Ctrl+C to stop.", flush=True)
-            await _wait_for_stop()
+            await stop.wait()
     finally:
         await db.dispose()
     return 0
@@ -195,8 +198,9 @@ async def cmd_serve(settings: Settings) -> int:
                     secret_token=secret,
                     allowed_updates=ALLOWED_UPDATES,
                 )
+                stop = _stop_on_signal()
                 print(f"gradtrack serving on {settings.host}:{settings.port}", flush=True)
-                await _wait_for_stop()
+                await stop.wait()
                 log.info("stopping: finishing the webhook calls in progress")
         log.info("stopped: every acknowledged update was processed")
     finally:
