@@ -929,7 +929,7 @@ async def dashboard_pages(
     for who, token in list(cookies.items()):
         redeemed = await auth.redeem_login(db, token, now)
         assert not isinstance(redeemed, auth.LoginProblem) and redeemed[0].id is not None
-        cookies[who] = auth.Cookies(settings.key).seal(redeemed[0].id, auth.new_csrf())
+        cookies[who] = auth.Cookies(settings.key).seal(redeemed[0], auth.new_csrf())
     app = web.Application()
     add_dashboard(app, rt, secure_cookie=False)
     runner = web.AppRunner(app)

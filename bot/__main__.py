@@ -56,13 +56,15 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
-async def _wait_for_stop() -> None:
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM. Made before the process says it is ready, so that
+    a signal right after that line stops it cleanly instead of killing it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def cmd_migrate(settings: Settings) -> int:
@@ -134,7 +136,7 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
 async def cmd_run(settings: Settings) -> int:
     """Long polling (development and the sandbox)."""
     from bot.app import ALLOWED_UPDATES
-    from bot.links import SANDBOX_BOT_USERNAME, sandbox_chat_link, start_link
+    from bot.links import SANDBOX_BOT_USERNAME, sandbox_chat_link
     from storage.demo import ensure_demo
     from storage.staff import create_invite
     from storage.types import utcnow
@@ -142,15 +144,17 @@ async def cmd_run(settings: Settings) -> int:
     await upgrade(settings.database_url)
     db = open_database(settings)
     try:
-        demo = await ensure_demo(db)
+        # The demo school is for the sandbox; against real Telegram it is `gradtrack demo`.
+        demo = await ensure_demo(db) if settings.uses_sandbox else None
         async with _running_bot(settings, db) as running, _web(running, db, None, settings):
             updater = running.application.updater
             assert updater is not None
             await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            stop = _stop_on_signal()
             username = running.application.bot.username
             print()
             print(f"gradtrack is running as @{username} (database: {db.dialect})")
-            if running.sandbox_url:
+            if running.sandbox_url and demo is not None:
                 url, bot = running.sandbox_url, SANDBOX_BOT_USERNAME
                 staff = await create_invite(db, "admin", None, 24, utcnow())
                 print("No TELEGRAM_BOT_TOKEN: using the built-in Telegram sandbox.")
@@ -161,12 +165,9 @@ async def cmd_run(settings: Settings) -> int:
                 print(f"  Self-registration (school):   {school}")
                 print(f"  Web chat, as an admin:        {admin}")
                 print("    (then send /dashboard there for a dashboard login link, or /stats)")
-            else:
-                print(f"  Demo invite:       {start_link(username, demo.invite_token)}")
-                print(f"  Demo school link:  {start_link(username, 's_' + demo.school_code)}")
             print(f"  Dashboard:         {settings.base_url}/dashboard (log in via /dashboard)")
             print("Press Ctrl+C to stop.", flush=True)
-            await _wait_for_stop()
+            await stop.wait()
     finally:
         await db.dispose()
     return 0
@@ -211,12 +212,6 @@ async def cmd_serve(settings: Settings) -> int:
     if not settings.uses_sandbox and not settings.public_url:
         print("PUBLIC_URL is required for `gradtrack serve` with a real bot token.")
         return 2
-    if not settings.uses_sandbox and len(settings.secret_key) < 32:
-        print(
-            "SECRET_KEY (at least 32 characters) is required for `gradtrack serve` with a "
-            "real bot token, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-        )
-        return 2
     public_url = settings.public_url or f"http://127.0.0.1:{settings.port}"
     await upgrade(settings.database_url)
     db = open_database(settings)
@@ -229,8 +224,9 @@ async def cmd_serve(settings: Settings) -> int:
                     secret_token=secret,
                     allowed_updates=ALLOWED_UPDATES,
                 )
+                stop = _stop_on_signal()
                 print(f"gradtrack serving on {settings.host}:{settings.port}", flush=True)
-                await _wait_for_stop()
+                await stop.wait()
                 log.info("stopping: finishing the webhook calls in progress")
         log.info("stopped: every acknowledged update was processed")
     finally:
@@ -558,6 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def needs_secret_key(args: argparse.Namespace) -> bool:
+    """The commands that, with a real bot token, refuse to start without a SECRET_KEY: those
+    that talk to Telegram (`run`, `serve`, `news dispatch`) and `import`, whose keyed hashes
+    of erased student numbers must match the ones the service writes."""
+    if args.command in ("run", "serve", "import"):
+        return True
+    return args.command == "news" and args.action == "dispatch"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "questionnaire":
@@ -565,6 +570,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.settings import get_settings
 
     settings = get_settings()
+    problem = settings.secret_key_problem
+    if problem is not None and needs_secret_key(args):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     _setup_logging(settings)
     if args.command == "news":
         from bot.news_cli import cmd_news

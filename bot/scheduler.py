@@ -3,7 +3,8 @@
 No job per graduate and nothing pickled: `dispatch` claims due invitations and reminders,
 `news` sends alumni news, `plan` creates the rows newly imported or newly consenting
 graduates are owed, `prompts` sends questions a crash or a failure of Telegram left unsent,
-`retention` erases personal data past the retention period. Every job is
+`retention` erases personal data past the retention period, `cleanup` deletes dashboard
+login links and sessions that can no longer be used. Every job is
 safe to run twice at once or to miss a tick.
 
 Only the scheduler leader runs them (bot/leader.py): on PostgreSQL, several processes share
@@ -54,6 +55,15 @@ async def retention_job(rt: Runtime) -> int:
     if erased:
         log.info("retention: erased the personal data of %d graduates", erased)
     return erased
+
+
+async def cleanup_job(rt: Runtime) -> int:
+    from storage.staff import purge_logins
+
+    deleted = await purge_logins(rt.db, rt.clock.now())
+    if deleted:
+        log.info("cleanup: deleted %d expired or ended dashboard logins", deleted)
+    return deleted
 
 
 class LeaderScheduler(AsyncIOScheduler):
@@ -176,6 +186,9 @@ def start_scheduler(rt: Runtime, leadership: Leadership | None = None) -> Leader
     )
     scheduler.add_leader_job(
         retention_job, trigger="interval", hours=24, args=[rt], id="retention", **options
+    )
+    scheduler.add_leader_job(
+        cleanup_job, trigger="interval", hours=1, args=[rt], id="cleanup", **options
     )
     scheduler.start()
     scheduler.watch()

@@ -8,6 +8,16 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The shortest SECRET_KEY accepted with a real bot token.
+MIN_SECRET_KEY = 32
+#: How to make a good one, for the messages that ask for it.
+MAKE_SECRET_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+DEVELOPMENT_KEY = "gradtrack-development-key-not-for-production"
+
+
+class SecretKeyMissing(RuntimeError):
+    """A real bot token without a SECRET_KEY of at least MIN_SECRET_KEY characters."""
+
 
 class Settings(BaseSettings):
     """Every setting gradtrack reads. Each is an environment variable of the same name."""
@@ -92,8 +102,9 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(
         default="",
-        description="Secret for keyed hashes and signed links; required by `serve` with a "
-        "real bot token. Empty in development: a fixed development key.",
+        description="Secret for keyed hashes and the dashboard's session cookie; at least "
+        f"{MIN_SECRET_KEY} characters, required with a real bot token. Empty in the sandbox: "
+        "a fixed development key.",
     )
 
     @field_validator("log_format", mode="before")
@@ -102,9 +113,29 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @property
+    def secret_key_problem(self) -> str | None:
+        """Why this configuration may not run against real Telegram, or None: with a real bot
+        token, the public development key would let anyone forge a dashboard session and
+        compute the pseudonyms of exports."""
+        if self.uses_sandbox or len(self.secret_key) >= MIN_SECRET_KEY:
+            return None
+        what = "is not set" if not self.secret_key else "is too short"
+        return (
+            f"SECRET_KEY {what}: with a real TELEGRAM_BOT_TOKEN it must be a secret of at "
+            f"least {MIN_SECRET_KEY} characters (it keys the dashboard's session cookies and "
+            "the hashes of exports and erased student numbers). Make one with\n"
+            f"    {MAKE_SECRET_KEY}\n"
+            "and set it as SECRET_KEY in the environment (or .env), the same in every process."
+        )
+
+    @property
     def key(self) -> bytes:
-        """The secret as bytes (a fixed development key when SECRET_KEY is unset)."""
-        return (self.secret_key or "gradtrack-development-key-not-for-production").encode()
+        """The secret as bytes: a fixed development key in the sandbox when SECRET_KEY is
+        unset; with a real bot token a missing or short SECRET_KEY raises SecretKeyMissing."""
+        problem = self.secret_key_problem
+        if problem is not None:
+            raise SecretKeyMissing(problem)
+        return (self.secret_key or DEVELOPMENT_KEY).encode()
 
     @property
     def base_url(self) -> str:

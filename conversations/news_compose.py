@@ -398,6 +398,15 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     staff = await load_staff(update, context)
     if staff is None:
+        # Removed from staff while writing news: the writing ends, and the message is
+        # answered as anyone's would be (not left without an answer).
+        async with rt.db.session() as session:
+            state = await get_chat_state(session, chat_id)
+            if state.flow == FLOW:
+                _move(state, "")
+                session.add(state)
+        if message.text is not None:
+            await account.on_text(update, context)
         return
     error = ""
     done_text = ""

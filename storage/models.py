@@ -121,15 +121,20 @@ class ConsentEvent(SQLModel, table=True):
 
 
 class Staff(SQLModel, table=True):
-    """An alumni officer or admin. No institution means all schools (admins only)."""
+    """An alumni officer or admin. No institution means all schools (admins only).
+
+    The row of a removed staff member who wrote news or saved segments stays as a tombstone
+    without anything that identifies the person (`removed_at` set; no Telegram id, name or
+    language), so that those keep their creator ("removed staff member")."""
 
     id: int | None = Field(default=None, primary_key=True)
-    telegram_user_id: int = Field(sa_type=BigInteger, unique=True)
+    telegram_user_id: int | None = Field(default=None, sa_type=BigInteger, unique=True)
     name: str | None = Field(default=None, sa_type=String(200))
     role: str = Field(sa_type=String(16), default=StaffRole.OFFICER.value)
     institution_id: int | None = Field(default=None, foreign_key="institution.id", index=True)
     language: str | None = Field(default=None, sa_type=String(8))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    removed_at: datetime | None = _ts()
 
 
 class ChatState(SQLModel, table=True):

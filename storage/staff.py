@@ -7,12 +7,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlmodel import col, select
+from sqlalchemy import and_, or_
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import Database
-from storage.models import Institution, Staff, StaffInvite, StaffRole
+from storage.models import (
+    Broadcast,
+    DashboardLogin,
+    Institution,
+    Segment,
+    Staff,
+    StaffInvite,
+    StaffRole,
+)
 from storage.queries import institution_by_code
+from storage.types import utcnow
 
 STAFF_INVITE_PREFIX = "t_"
 
@@ -45,8 +55,12 @@ async def _school(session: AsyncSession, role: StaffRole, code: str | None) -> I
 
 
 async def staff_of(session: AsyncSession, telegram_user_id: int) -> Staff | None:
-    """The staff member with this Telegram account, or None."""
-    result = await session.exec(select(Staff).where(Staff.telegram_user_id == telegram_user_id))
+    """The staff member with this Telegram account, or None (removed staff are no one's)."""
+    result = await session.exec(
+        select(Staff).where(
+            col(Staff.telegram_user_id) == telegram_user_id, col(Staff.removed_at).is_(None)
+        )
+    )
     return result.first()
 
 
@@ -86,19 +100,81 @@ async def list_staff(db: Database) -> list[StaffRow]:
             await session.exec(
                 select(Staff, Institution)
                 .join(Institution, isouter=True)
+                .where(col(Staff.removed_at).is_(None))
                 .order_by(col(Staff.institution_id), col(Staff.id))
             )
         ).all()
     return [StaffRow(staff, school.code if school else None) for staff, school in rows]
 
 
-async def remove_staff(db: Database, telegram_user_id: int) -> bool:
+async def remove_staff(db: Database, telegram_user_id: int, now: datetime | None = None) -> bool:
+    """End a staff member's access at once, keeping what they did.
+
+    In one transaction: every dashboard login link and session of theirs is deleted (an open
+    session's cookie is refused on its next request, an unused link is unknown), the delivery
+    reports of their news stop going to their chat, and their row goes. If they wrote news or
+    saved segments, the row stays as a tombstone without Telegram id, name or language
+    (`removed_at` set), so that those keep a creator, shown as a removed staff member. False
+    if there is no such staff member."""
+    at = now or utcnow()
     async with db.session() as session:
-        staff = await staff_of(session, telegram_user_id)
+        staff = (
+            await session.exec(
+                select(Staff)
+                .where(
+                    col(Staff.telegram_user_id) == telegram_user_id,
+                    col(Staff.removed_at).is_(None),
+                )
+                .with_for_update()
+            )
+        ).first()
         if staff is None:
             return False
-        await session.delete(staff)
+        await session.exec(delete(DashboardLogin).where(col(DashboardLogin.staff_id) == staff.id))
+        await session.exec(
+            update(Broadcast)
+            .where(col(Broadcast.report_chat_id) == telegram_user_id)
+            .values(report_chat_id=None, report_message_id=None)
+        )
+        wrote = (
+            await session.exec(select(Broadcast.id).where(Broadcast.created_by == staff.id))
+        ).first() is not None or (
+            await session.exec(select(Segment.id).where(Segment.created_by == staff.id))
+        ).first() is not None
+        if not wrote:
+            await session.delete(staff)
+            return True
+        staff.telegram_user_id = None
+        staff.name = None
+        staff.language = None
+        staff.removed_at = at
+        session.add(staff)
     return True
+
+
+async def purge_logins(db: Database, now: datetime) -> int:
+    """Delete the dashboard login rows that can no longer open or hold a session: links never
+    used and expired, and sessions ended or expired. The number deleted."""
+    async with db.session() as session:
+        result = await session.exec(
+            delete(DashboardLogin).where(
+                or_(
+                    and_(
+                        col(DashboardLogin.used_at).is_(None),
+                        col(DashboardLogin.expires_at) <= now,
+                    ),
+                    and_(
+                        col(DashboardLogin.used_at).is_not(None),
+                        or_(
+                            col(DashboardLogin.ended_at).is_not(None),
+                            col(DashboardLogin.session_expires_at).is_(None),
+                            col(DashboardLogin.session_expires_at) <= now,
+                        ),
+                    ),
+                )
+            )
+        )
+    return int(result.rowcount or 0)
 
 
 async def create_invite(

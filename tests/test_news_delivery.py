@@ -222,6 +222,7 @@ async def test_a_sender_killed_mid_broadcast_resumes_with_no_duplicate_and_no_ga
         "DATABASE_URL": h.settings.database_url,
         "TELEGRAM_BOT_TOKEN": h.token,
         "TELEGRAM_API_BASE_URL": f"{h.sandbox.url}/bot",
+        "SECRET_KEY": "news-test-secret-key-of-at-least-32-characters",
         "BULK_SEND_PER_SECOND": "40",
         "CLAIM_LEASE_SECONDS": "2",
         "LOG_LEVEL": "WARNING",

@@ -5,8 +5,10 @@
   with a "Log in" button; only pressing it (a POST) uses the token up, so that a link preview
   that fetches the page does not spend it.
 - The session is a cookie encrypted and authenticated with Fernet (AES-128-CBC + HMAC-SHA256)
-  under a key derived from SECRET_KEY. It holds the login row's id and the session's CSRF
-  token; every request checks that row: logged out, expired or staff removed ends the session.
+  under a key derived from SECRET_KEY. It holds the login row's id, that row's token hash and
+  the session's CSRF token; every request checks that row and its staff member: logged out,
+  expired, the row gone (a database may reuse its id) or the staff member removed ends the
+  session.
 - Every form carries the CSRF token; a POST without the right one is refused (403).
 """
 
@@ -69,7 +71,7 @@ async def check_login(
             )
         ).first()
         staff = await session.get(Staff, row.staff_id) if row is not None else None
-    if row is None or staff is None:
+    if row is None or staff is None or staff.removed_at is not None:
         return LoginProblem.UNKNOWN
     if row.used_at is not None:
         return LoginProblem.USED
@@ -117,21 +119,24 @@ class Cookies:
         key = hashlib.sha256(b"gradtrack-dashboard-session:" + secret).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
 
-    def seal(self, login_id: int, csrf: str) -> str:
-        payload = json.dumps({"l": login_id, "c": csrf}).encode()
+    def seal(self, login: DashboardLogin, csrf: str) -> str:
+        """The cookie of the session `login` opened: bound to that row's id and token hash."""
+        payload = json.dumps({"l": login.id, "h": login.token_hash, "c": csrf}).encode()
         return self._fernet.encrypt(payload).decode()
 
-    def open(self, value: str) -> tuple[int, str] | None:
+    def open(self, value: str) -> tuple[int, str, str] | None:
+        """(login id, login token hash, CSRF token), or None for a cookie not sealed by us,
+        too old or of an older format."""
         try:
             data = json.loads(self._fernet.decrypt(value.encode(), ttl=SESSION_HOURS * 3600 + 60))
         except (InvalidToken, ValueError, UnicodeError):
             return None
         if not isinstance(data, dict):
             return None
-        login_id, csrf = data.get("l"), data.get("c")
-        if not isinstance(login_id, int) or not isinstance(csrf, str):
+        login_id, bound, csrf = data.get("l"), data.get("h"), data.get("c")
+        if not isinstance(login_id, int) or not isinstance(bound, str) or not isinstance(csrf, str):
             return None
-        return login_id, csrf
+        return login_id, bound, csrf
 
 
 def new_csrf() -> str:
@@ -150,11 +155,12 @@ async def load_session(
     opened = cookies.open(value)
     if opened is None:
         return None
-    login_id, csrf = opened
+    login_id, bound, csrf = opened
     async with db.session() as session:
         login = await session.get(DashboardLogin, login_id)
         if (
             login is None
+            or not hmac.compare_digest(bound.encode(), login.token_hash.encode())
             or login.used_at is None
             or login.ended_at is not None
             or login.session_expires_at is None
@@ -162,7 +168,7 @@ async def load_session(
         ):
             return None
         staff = await session.get(Staff, login.staff_id)
-    if staff is None:
+    if staff is None or staff.removed_at is not None:
         return None
     return Session(login_id=login_id, csrf=csrf, staff=staff)
 

@@ -310,7 +310,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     response = web.Response(status=303, headers={"Location": PREFIX})
     response.set_cookie(
         auth.COOKIE_NAME,
-        d.cookies.seal(login.id, auth.new_csrf()),
+        d.cookies.seal(login, auth.new_csrf()),
         max_age=auth.SESSION_HOURS * 3600,
         path=PREFIX,
         httponly=True,
@@ -699,11 +699,26 @@ async def broadcasts_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     staff = _session(request).staff
     async with d.rt.db.session() as session:
-        query = select(Broadcast).where(Broadcast.status != "draft")
+        query = (
+            select(Broadcast, Staff)
+            .join(Staff, col(Broadcast.created_by) == col(Staff.id), isouter=True)
+            .where(Broadcast.status != "draft")
+        )
         if staff.institution_id is not None:
             query = query.where(Broadcast.institution_id == staff.institution_id)
         rows = (await session.exec(query.order_by(col(Broadcast.id).desc()).limit(200))).all()
-    return render(request, "broadcasts.html", broadcasts=rows, query="")
+    broadcasts = [(broadcast, creator_label(creator)) for broadcast, creator in rows]
+    return render(request, "broadcasts.html", broadcasts=broadcasts, query="")
+
+
+def creator_label(creator: Staff | None) -> str:
+    """Who wrote a broadcast: a staff member's name, a removed staff member (whose row keeps
+    nothing that identifies them), or the command line (no creator)."""
+    if creator is None:
+        return _("command line")
+    if creator.removed_at is not None:
+        return _("removed staff member")
+    return creator.name or _("staff member")
 
 
 async def broadcast_page(request: web.Request) -> web.Response:
@@ -719,7 +734,15 @@ async def broadcast_page(request: web.Request) -> web.Response:
         ):
             raise web.HTTPNotFound(reason=_("There is no such broadcast."))
         statuses = await stats_of_deliveries(session, int(raw))
-    return render(request, "broadcast.html", broadcast=broadcast, statuses=statuses, query="")
+        creator = await session.get(Staff, broadcast.created_by) if broadcast.created_by else None
+    return render(
+        request,
+        "broadcast.html",
+        broadcast=broadcast,
+        creator=creator_label(creator),
+        statuses=statuses,
+        query="",
+    )
 
 
 async def stats_of_deliveries(session: Any, broadcast_id: int) -> dict[str, int]:
