@@ -184,6 +184,12 @@ def build_application(
     application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
     application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)
     application.add_handler(TypeHandler(Update, metrics.update_finished), group=metrics.LAST_GROUP)
+    # A forwarded message is never a command nor an answer (a forwarded "/start <invite>"
+    # is someone else's link); news being written may be a forward.
+    private_message = filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL
+    application.add_handler(
+        MessageHandler(private_message & filters.FORWARDED, news_compose.on_message)
+    )
     application.add_handler(CommandHandler("start", onboarding.start))
     application.add_handler(CommandHandler("help", account.help_command))
     application.add_handler(CommandHandler("language", account.language_command))
@@ -221,10 +227,7 @@ def build_application(
         CallbackQueryHandler(news_compose.on_cancel_button, pattern=news_compose.CANCEL_PATTERN)
     )
     application.add_handler(
-        MessageHandler(
-            filters.ChatType.PRIVATE & (filters.TEXT | filters.PHOTO) & ~filters.COMMAND,
-            news_compose.on_message,
-        )
+        MessageHandler(private_message & ~filters.COMMAND, news_compose.on_message)
     )
     application.add_handler(CallbackQueryHandler(account.on_stale_button))
     application.add_handler(

@@ -78,8 +78,9 @@ async def close_question(query: CallbackQuery, label: str | None) -> None:
         log.debug("question not closed: %s", exc)
 
 
-async def send_prompt(rt: Runtime, chat_id: int) -> None:
-    """Send the chat's current question, then mark it sent."""
+async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> None:
+    """Send the chat's current question (without what goes before it unless `preface`),
+    then mark it sent."""
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
@@ -89,7 +90,7 @@ async def send_prompt(rt: Runtime, chat_id: int) -> None:
         prompt = await renderer(rt, state) if renderer else None
         if prompt is not None:
             try:
-                for text in prompt.preface:
+                for text in prompt.preface if preface else ():
                     await rt.bot.send_message(chat_id, text)
                 await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
             except Forbidden as exc:
@@ -98,6 +99,17 @@ async def send_prompt(rt: Runtime, chat_id: int) -> None:
         state = await get_chat_state(session, chat_id)
         state.prompt_pending = False
         session.add(state)
+
+
+async def has_open_question(rt: Runtime, chat_id: int) -> bool:
+    """Whether the chat has a question open (one `send_prompt` would send)."""
+    async with rt.db.session() as session:
+        state = await session.get(ChatState, chat_id)
+        if state is None:
+            return False
+        session.expunge(state)
+    renderer = _renderers.get(state.flow)
+    return renderer is not None and await renderer(rt, state) is not None
 
 
 async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = None) -> int:

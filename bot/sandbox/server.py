@@ -335,6 +335,17 @@ class SandboxServer:
             contact["last_name"] = user.last_name
         return self.state.user_message(self.bot(bot), user_id, media={"contact": contact})
 
+    async def send_media(
+        self,
+        bot: str | int | None,
+        user_id: int,
+        media: dict[str, Any],
+        text: str | None = None,
+    ) -> TranscriptEntry:
+        """The user sends a message with the Bot API `Message` fields in `media` (a photo,
+        a sticker, a location …, or `forward_origin` with `text` for a forward)."""
+        return self.state.user_message(self.bot(bot), user_id, text=text, media=media)
+
     async def press_button(
         self,
         bot: str | int | None,
