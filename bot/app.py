@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.error import Forbidden, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -122,7 +122,11 @@ async def _report_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
             session.expunge(state)
     except Exception:  # the database may be what failed: Telegram's language_code will do
         log.debug("no language for the error message", exc_info=True)
-    if pending and isinstance(context.error, NetworkError):
+    if (
+        pending
+        and isinstance(context.error, NetworkError)
+        and not isinstance(context.error, BadRequest)  # a 400: sending again will not help
+    ):
         # Telegram failed (5xx, timeout) after the answer was stored with the next question
         # pending: that question is sent again (prompting.resend_pending_prompts). "Try
         # again" would make the person type this answer again, as the next question's.

@@ -10,16 +10,24 @@ FORWARDS, UNREADABLE and NOT_HANDLED."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from bot.i18n import use_language
+from bot.sandbox.formatting import utf16_len
 from bot.sandbox.state import SandboxUser, TranscriptEntry
 from bot.throttle import THROTTLE_KEY, ChatThrottle
 from conversations import onboarding
 from conversations.account import forwarded_text, help_text, unreadable_text
+from conversations.prompting import refused_text, resend_pending_prompts
+from conversations.registry import QuestionnaireRegistry
+from conversations.waves import parse_plans
+from storage.models import Answer, ChatState, SurveyResponse
 from tests.harness import Harness, Webhook, eventually, tr
+from tests.test_cli import _cli
 
 Payload = dict[str, Any]
 
@@ -354,3 +362,189 @@ async def test_the_webhook_answers_200_to_what_it_cannot_read_or_does_not_handle
     (reply,) = await harness.send(witness, "/help")
     with use_language("en"):
         assert reply.text == help_text()
+
+
+# ---------------------------------------------------------------- what Telegram refuses
+
+
+def _form(form_id: str, survey: str, choices: str = "") -> str:
+    """A questionnaire in English only (YAML), with `survey` and `choices` as given."""
+    return (
+        f'settings:\n  form_id: {form_id}\n  version: "1"\n  default_language: en\n'
+        f"  languages: [en]\n  title: {{en: {form_id}}}\n"
+        f"survey:\n{survey}" + (f"choices:\n{choices}" if choices else "")
+    )
+
+
+def _choices(name: str, count: int, label: str = "Choice") -> str:
+    return f"  {name}:\n" + "".join(
+        f"    - {{name: c{n}, label: {{en: {label} {n}}}}}\n" for n in range(count)
+    )
+
+
+def _select(name: str, list_name: str, kind: str = "select_one") -> str:
+    return f"  - type: {kind} {list_name}\n    name: {name}\n    label: {{en: Pick}}\n"
+
+
+def test_questionnaire_check_refuses_buttons_telegram_would_refuse(tmp_path: Path) -> None:
+    """`gradtrack questionnaire check` refuses a question Telegram could never show: more
+    than 100 buttons with its Back/Next (99 choices of a select_one, 98 of a
+    select_multiple, which adds Done), button data over 64 bytes, a choice label over 100
+    characters, more columns than fit a row; it accepts the largest lists that fit."""
+    refused = {
+        "99 choices": _form("a", _select("Q", "many"), _choices("many", 99)),
+        "98 multiple": _form("b", _select("Q", "many", "select_multiple"), _choices("many", 98)),
+        "data over 64 bytes": _form(
+            "c",
+            _select("Q" * 30, "long"),
+            "  long:\n    - {name: " + "c" * 30 + ", label: {en: Long}}\n",
+        ),
+        "label too long": _form("d", _select("Q", "wide"), _choices("wide", 2, "x" * 101)),
+        "9 columns": _form(
+            "e", _select("Q", "many") + "    parameters: {columns: 9}\n", _choices("many", 9)
+        ),
+    }
+    for name, text in refused.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.yaml"
+        path.write_text(text, encoding="utf-8")
+        result = _cli("questionnaire", "check", str(path))
+        assert result.returncode == 1, (name, result.stdout)
+        assert f"{path}:" in result.stderr, (name, result.stderr)
+    fits = {
+        "98 choices": _form("f", _select("Q", "many"), _choices("many", 98)),
+        "97 multiple": _form("g", _select("Q", "many", "select_multiple"), _choices("many", 97)),
+    }
+    for name, text in fits.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.yaml"
+        path.write_text(text, encoding="utf-8")
+        result = _cli("questionnaire", "check", str(path))
+        assert result.returncode == 0, (name, result.stderr)
+
+
+async def _deploy(harness: Harness, tmp_path: Path, text: str, form_id: str) -> None:
+    (tmp_path / f"{form_id}.yaml").write_text(text, encoding="utf-8")
+    harness.questionnaires = QuestionnaireRegistry(tmp_path)
+    harness.plans = parse_plans(
+        f"default:\n  waves:\n    - {{name: w1, questionnaire: {form_id}, consent: survey, "
+        "opens: 2m, closes: 4m}\n",
+        questionnaires={form_id},
+    )
+    await harness.restart_bot()
+
+
+def _rows(message: TranscriptEntry) -> list[list[dict[str, Any]]]:
+    assert message.reply_markup is not None
+    rows: list[list[dict[str, Any]]] = message.reply_markup["inline_keyboard"]
+    return rows
+
+
+async def test_a_scale_of_ten_fits_telegrams_rows(harness: Harness, tmp_path: Path) -> None:
+    """A scale of 1 to 10 (the loader allows up to 10) is shown in rows Telegram accepts
+    (at most 8 buttons a row: the sandbox answers 400 BUTTON_ROWS_INVALID like Telegram),
+    and answering it works."""
+    survey = (
+        "  - type: scale\n    name: S\n    core: true\n    parameters: {min: 1, max: 10}\n"
+        "    label: {en: 'How happy are you?'}\n"
+    )
+    await _deploy(harness, tmp_path, _form("tenscale", survey), "tenscale")
+    graduate, user = await harness.consenting_graduate("en")
+    await harness.open_survey(graduate, "tenscale")
+    _welcome, question = await harness.send(user, "/survey", expect=2)
+    assert [len(row) for row in _rows(question)] == [5, 5]
+    (thanks,) = await harness.press(user, "10", message=question)
+    assert thanks.text == "Thank you! Your answers have been saved."
+    async with harness.db.session() as session:
+        answers = (await session.exec(select(Answer.value))).all()
+    assert answers == [10]
+
+
+async def test_a_question_telegram_refuses_is_told_once_and_not_resent(
+    harness: Harness,
+) -> None:
+    """Telegram answers 400 (Bad Request: BUTTON_DATA_INVALID) to every message with
+    buttons. A graduate (Italian) who asks for their question is told, in plain text and in
+    Italian, that it cannot be shown, instead of silence; the question is not left pending,
+    so the resender does not send it again and again (three rounds of it send nothing); a
+    400 is no network error."""
+    graduate, user = await harness.consenting_graduate("it")
+    await harness.open_survey(graduate, "tracking")
+    harness.sandbox.faults.add(
+        "sendMessage",
+        status=400,
+        description="Bad Request: BUTTON_DATA_INVALID",
+        count=None,
+        when=lambda params: "reply_markup" in params,
+    )
+    _welcome, told = await harness.send(user, "/survey", expect=2)
+    with use_language("it"):
+        assert told.text == refused_text()
+    assert not told.buttons
+    chat_id = graduate.chat_id
+    assert chat_id is not None
+
+    async def settled() -> bool:  # the handler has finished with the chat's state
+        async with harness.db.session() as session:
+            state = await session.get(ChatState, chat_id)
+            return state is not None and not state.prompt_pending
+
+    await eventually(settled)
+    await harness.age_chat_state(chat_id)
+    attempts = len(harness.sandbox.calls("sendMessage"))
+    for _round in range(3):
+        assert await resend_pending_prompts(harness.runtime) == 0
+    assert len(harness.sandbox.calls("sendMessage")) == attempts
+    harness.sandbox.faults.clear()
+    _again, question = await harness.send(user, "/survey", expect=2)  # shown once it can be
+    assert question.buttons
+
+
+REVIEW_QUESTIONS = 120
+
+
+async def test_the_review_of_a_long_questionnaire_is_paged(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A questionnaire of REVIEW_QUESTIONS typed questions, each answered with 300
+    characters: the review before sending comes in pages, each one message within
+    Telegram's 4096 characters and 100 buttons; "More ▶" and "◀ Earlier" turn the pages in
+    place; every answer appears on exactly one page with its change button; changing one
+    from a later page works; the answers are sent."""
+    survey = "".join(
+        f"  - type: text\n    name: T{n}\n    label: {{en: 'Question number {n}: {'w' * 60}'}}\n"
+        for n in range(REVIEW_QUESTIONS)
+    )
+    await _deploy(harness, tmp_path, _form("long", survey), "long")
+    graduate, user = await harness.consenting_graduate("en")
+    response = await harness.open_survey(graduate, "long")
+    assert response.id is not None
+    async with harness.db.session() as session:
+        for n in range(REVIEW_QUESTIONS):
+            session.add(Answer(response_id=response.id, question=f"T{n}", value="é" * 300))
+        stored = await session.get(SurveyResponse, response.id)
+        assert stored is not None
+        stored.current = "__review__"
+        session.add(stored)
+    _welcome, review = await harness.send(user, "/survey", expect=2)
+    seen: list[str] = []
+    pages = 0
+    while True:
+        pages += 1
+        assert review.text is not None and utf16_len(review.text) <= 4096
+        assert sum(len(row) for row in _rows(review)) <= 100
+        assert all(len(row) <= 8 for row in _rows(review))
+        seen += [b["text"] for b in review.buttons if b["text"].startswith("✏️")]
+        if not any(b["text"] == "More ▶" for b in review.buttons):
+            break
+        await harness.press(user, "More ▶", expect=0, message=review)
+        await harness.keyboard_shows(user, review, f"✏️ {len(seen) + 1}")
+    assert pages > 1
+    assert seen == [f"✏️ {n}" for n in range(1, REVIEW_QUESTIONS + 1)]
+    await harness.press(user, "◀ Earlier", expect=0, message=review)
+    await harness.keyboard_shows(user, review, "More ▶")
+    number = len(seen) - 5  # on the last page but one
+    (question,) = await harness.press(user, f"✏️ {number}", message=review)
+    assert f"Question number {number - 1}:" in question.content
+    (again,) = await harness.send(user, "changed")
+    assert "changed" in again.content
+    (thanks,) = await harness.press(user, "✅ Send my answers", message=again)
+    assert thanks.text == "Thank you! Your answers have been saved."

@@ -506,7 +506,7 @@ class SandboxServer:
                 text, data, files = await _read_params(request)
             except web.HTTPRequestEntityTooLarge:
                 raise ApiError(413, "Request Entity Too Large") from None
-            fault = self.faults.take(method.name)
+            fault = self.faults.take(method.name, {**text, **data})
             if self.log_params or fault is not None:
                 params = {**text, **data}
             if fault is not None and not fault.process:
