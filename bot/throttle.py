@@ -10,8 +10,8 @@ language, to slow down: that one is let through to the first handler (`check`), 
 the notice (a button press gets it as its answer, so its spinner stops) and stops it there.
 Later ones in the same flood are dropped silently: answering each would let a flood make the
 bot send as much as it receives. A forward is never the one that tells: a burst of forwards
-is answered once by its handler (conversations.account.on_forwarded), even beyond the burst. Once the bucket has refilled the person is heard again, and
-warned again at the next flood.
+is answered once by its handler (conversations.account.on_forwarded), even beyond the burst.
+Once the bucket has refilled the person is heard again, and warned again at the next flood.
 
 In polling, python-telegram-bot confirms a batch of updates by the id of its last update: when
 that one is dropped, a bare stand-in (`{"update_id": ...}`) takes its place in the batch and
