@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.error import Forbidden, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -122,7 +122,11 @@ async def _report_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
             session.expunge(state)
     except Exception:  # the database may be what failed: Telegram's language_code will do
         log.debug("no language for the error message", exc_info=True)
-    if pending and isinstance(context.error, NetworkError):
+    if (
+        pending
+        and isinstance(context.error, NetworkError)
+        and not isinstance(context.error, BadRequest)  # a 400: sending again will not help
+    ):
         # Telegram failed (5xx, timeout) after the answer was stored with the next question
         # pending: that question is sent again (prompting.resend_pending_prompts). "Try
         # again" would make the person type this answer again, as the next question's.
@@ -184,6 +188,12 @@ def build_application(
     application.add_handler(TypeHandler(Update, dedupe.skip_processed), group=-1)
     application.add_handler(TypeHandler(Update, dedupe.claim_leftover), group=100)
     application.add_handler(TypeHandler(Update, metrics.update_finished), group=metrics.LAST_GROUP)
+    # A forwarded message is never a command nor an answer (a forwarded "/start <invite>"
+    # is someone else's link); news being written may be a forward.
+    private_message = filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL
+    application.add_handler(
+        MessageHandler(private_message & filters.FORWARDED, news_compose.on_message)
+    )
     application.add_handler(CommandHandler("start", onboarding.start))
     application.add_handler(CommandHandler("help", account.help_command))
     application.add_handler(CommandHandler("language", account.language_command))
@@ -221,10 +231,7 @@ def build_application(
         CallbackQueryHandler(news_compose.on_cancel_button, pattern=news_compose.CANCEL_PATTERN)
     )
     application.add_handler(
-        MessageHandler(
-            filters.ChatType.PRIVATE & (filters.TEXT | filters.PHOTO) & ~filters.COMMAND,
-            news_compose.on_message,
-        )
+        MessageHandler(private_message & ~filters.COMMAND, news_compose.on_message)
     )
     application.add_handler(CallbackQueryHandler(account.on_stale_button))
     application.add_handler(

@@ -9,8 +9,9 @@ no handler, no database, no reply. The first one dropped tells the person, once,
 language, to slow down: that one is let through to the first handler (`check`), which sends
 the notice (a button press gets it as its answer, so its spinner stops) and stops it there.
 Later ones in the same flood are dropped silently: answering each would let a flood make the
-bot send as much as it receives. Once the bucket has refilled the person is heard again, and
-warned again at the next flood.
+bot send as much as it receives. A forward is never the one that tells: a burst of forwards
+is answered once by its handler (conversations.account.on_forwarded), even beyond the burst.
+Once the bucket has refilled the person is heard again, and warned again at the next flood.
 
 In polling, python-telegram-bot confirms a batch of updates by the id of its last update: when
 that one is dropped, a bare stand-in (`{"update_id": ...}`) takes its place in the batch and
@@ -36,6 +37,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
+from bot import rawupdates
 from bot.i18n import _, use_language
 from bot.metrics import InstrumentedRequest, metrics_of
 from bot.runtime import runtime
@@ -91,8 +93,10 @@ class ChatThrottle:
     def enabled(self) -> bool:
         return self.per_second > 0
 
-    def allow(self, key: int) -> tuple[bool, bool]:
-        """(go on, tell the person) for one update of chat `key`."""
+    def allow(self, key: int, *, quiet: bool = False) -> tuple[bool, bool]:
+        """(go on, tell the person) for one update of chat `key`; a `quiet` one (a forward:
+        a burst of forwards is answered once, see conversations.account) is never the one
+        that tells."""
         if not self.enabled:
             return True, False
         now = self.clock()
@@ -112,6 +116,8 @@ class ChatThrottle:
                 bucket.warned = False  # calm again: the next flood is told again
             return True, False
         self.dropped += 1
+        if quiet:
+            return False, False
         notify = not bucket.warned
         bucket.warned = True
         return False, notify
@@ -129,7 +135,7 @@ class ChatThrottle:
             if key is None or not isinstance(update_id, int) or isinstance(update_id, bool):
                 kept.append(raw)  # not a private chat's update: the gate judges it
                 continue
-            allowed, notify = self.allow(key)
+            allowed, notify = self.allow(key, quiet=_forwarded(raw))
             if allowed:
                 kept.append(raw)
             elif notify:
@@ -177,6 +183,11 @@ def raw_private_chat(update: Any) -> int | None:
         return None
 
 
+def _forwarded(update: Any) -> bool:
+    message = update.get("message")
+    return isinstance(message, dict) and "forward_origin" in message
+
+
 def screen_updates(application: Any, updates: list[Any], *, keep_offset: bool) -> list[Any]:
     """`ChatThrottle.screen` with the application's flood control, counting what it drops in
     the metrics."""
@@ -220,6 +231,9 @@ class UpdatesRequest(InstrumentedRequest):
             pause = thinned and not more
             self._pause_until = time.monotonic() + FLOOD_POLL_PAUSE if pause else 0.0
             data["result"] = kept
+        if isinstance(data.get("result"), list) and data["result"]:
+            # What python-telegram-bot cannot read must not block the batch (bot.rawupdates).
+            data["result"] = rawupdates.screen(data["result"])
         return data
 
 
@@ -232,12 +246,13 @@ def slow_down_text() -> str:
 
 async def check(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """First handler of every update: stop one that flood control dropped but let through,
-    telling the person to slow down when it is the first of their flood."""
+    telling the person to slow down when it is the first of their flood; stop a bare
+    stand-in (of an unreadable update, bot.rawupdates) silently."""
     throttle = context.application.bot_data.get(THROTTLE_KEY)
-    if not isinstance(throttle, ChatThrottle):
-        return
-    notify = throttle.held(update.update_id)
+    notify = throttle.held(update.update_id) if isinstance(throttle, ChatThrottle) else None
     if notify is None:
+        if rawupdates.is_bare(update):
+            raise ApplicationHandlerStop
         return
     chat, user = update.effective_chat, update.effective_user
     if notify and chat is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
@@ -12,10 +14,10 @@ from bot.dedupe import claim
 from bot.i18n import _, language_name, set_language
 from bot.runtime import runtime
 from conversations import onboarding, survey
-from conversations.prompting import use_chat_language
+from conversations.prompting import has_open_question, send_prompt, use_chat_language
 from conversations.rules import LANGUAGES
 from storage.models import ConsentKind, Graduate, Institution
-from storage.queries import get_chat_state, graduate_by_chat, set_consent
+from storage.queries import get_chat_state, graduate_by_chat, set_consent, touch_state
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,69 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
 
 
+#: Forwarded messages arriving within this many seconds of the one answered are one burst:
+#: answered once (`on_forwarded`).
+FORWARD_BURST_SECONDS = 10
+_FORWARD_TOLD = "forward_told_at"
+
+
+def unreadable_text() -> str:
+    return _("I can only read text and buttons.")
+
+
+def forwarded_text() -> str:
+    return _("I do not read forwarded messages: please type your answer yourself.")
+
+
+async def on_unreadable(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A message the bot cannot read (a photo, sticker, voice note, document, location,
+    contact, dice …): say so in the person's language, then what to do now."""
+    await _explain(update, context, unreadable_text)
+
+
+async def on_forwarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A forwarded message, never taken as an answer or a command. A burst of forwards
+    (several messages forwarded at once arrive as one update each) is answered once: the
+    time of the answer is kept in the chat's state, so that it holds across restarts and
+    `serve` workers (Telegram delivers one chat's updates one at a time)."""
+    rt = runtime(context)
+    assert update.effective_chat is not None
+    chat_id = update.effective_chat.id
+    now = rt.clock.now()
+    async with rt.db.session() as session:
+        await claim(session)
+        state = await get_chat_state(session, chat_id)
+        told = state.data.get(_FORWARD_TOLD)
+        try:
+            last = datetime.fromisoformat(told) if isinstance(told, str) else None
+        except ValueError:
+            last = None
+        if last is not None and abs((now - last).total_seconds()) < FORWARD_BURST_SECONDS:
+            return  # the burst was answered
+        state.data[_FORWARD_TOLD] = now.isoformat()
+        touch_state(state)
+        session.add(state)
+    await _explain(update, context, forwarded_text)
+
+
+async def _explain(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, say: Callable[[], str]
+) -> None:
+    """`say()`, then what to do now: the open question again, or where to begin."""
+    rt = runtime(context)
+    message = update.effective_message
+    assert message is not None and update.effective_chat is not None
+    graduate = await use_chat_language(update, context)
+    notice = say()  # in the chat's language, now that it is known
+    if await has_open_question(rt, update.effective_chat.id):
+        await message.reply_text(notice + " " + _("Here is the question again."))
+        await send_prompt(rt, update.effective_chat.id, preface=False)
+    elif graduate is None:
+        await message.reply_text(notice + "\n\n" + onboarding.not_registered_text())
+    else:
+        await message.reply_text(notice + " " + _("/help lists what I can do."))
+
+
 async def on_stale_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A button whose data we do not know (an old message, or forged data)."""
     await use_chat_language(update, context)
@@ -221,10 +286,12 @@ __all__ = [
     "LANGUAGES",
     "help_command",
     "language_command",
+    "on_forwarded",
     "on_language_button",
     "on_my_chat_member",
     "on_privacy_button",
     "on_stale_button",
     "on_text",
+    "on_unreadable",
     "privacy_command",
 ]

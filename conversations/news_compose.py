@@ -381,7 +381,9 @@ def _plain_length(message: Message) -> int:
 
 
 async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Text or a photo: an open news step takes it; other text goes to the usual handler."""
+    """Any message but a command or a service message: an open news step takes it (text, or
+    a photo with a caption); otherwise a forward, text, or anything else (a sticker, a
+    voice note …) goes to its handler in conversations.account."""
     from conversations import account
 
     rt = runtime(context)
@@ -393,8 +395,12 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         composing = state.flow == FLOW and bool(state.step)
         session.add(state)
     if not composing:
-        if message.text is not None:
+        if message.forward_origin is not None:
+            await account.on_forwarded(update, context)
+        elif message.text is not None:
             await account.on_text(update, context)
+        else:
+            await account.on_unreadable(update, context)
         return
     staff = await load_staff(update, context)
     if staff is None:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.i18n import set_language, use_language
+from bot.i18n import _, set_language, use_language
 from bot.logs import chat_ref
 from bot.runtime import Runtime, mark_unreachable, runtime
 from conversations.rules import choose_language
@@ -78,8 +78,9 @@ async def close_question(query: CallbackQuery, label: str | None) -> None:
         log.debug("question not closed: %s", exc)
 
 
-async def send_prompt(rt: Runtime, chat_id: int) -> None:
-    """Send the chat's current question, then mark it sent."""
+async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> None:
+    """Send the chat's current question (without what goes before it unless `preface`),
+    then mark it sent."""
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
@@ -89,15 +90,49 @@ async def send_prompt(rt: Runtime, chat_id: int) -> None:
         prompt = await renderer(rt, state) if renderer else None
         if prompt is not None:
             try:
-                for text in prompt.preface:
+                for text in prompt.preface if preface else ():
                     await rt.bot.send_message(chat_id, text)
                 await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
             except Forbidden as exc:
                 await mark_unreachable(rt, chat_id, exc)
+            except BadRequest as exc:
+                await _refused(rt, chat_id, state.flow, exc)
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         state.prompt_pending = False
         session.add(state)
+
+
+def refused_text() -> str:
+    return _(
+        "Sorry, Telegram would not show this question. Please tell your school, so that "
+        "they can fix it; your earlier answers are kept."
+    )
+
+
+async def _refused(rt: Runtime, chat_id: int, flow: str, error: BadRequest) -> None:
+    """Telegram refused the question (a 400: too many buttons, button data, a text too long,
+    entities it cannot parse): sending it again would be refused again, so it is not left
+    pending for the resender. The person is told, in plain text, and the operator by an
+    ERROR line (Telegram's reason, no personal data)."""
+    log.error(
+        "Telegram refused the %s question for chat %s: %s", flow, chat_ref(chat_id), error.message
+    )
+    try:
+        await rt.bot.send_message(chat_id, refused_text())
+    except TelegramError:
+        log.warning("could not tell chat %s that its question was refused", chat_ref(chat_id))
+
+
+async def has_open_question(rt: Runtime, chat_id: int) -> bool:
+    """Whether the chat has a question open (one `send_prompt` would send)."""
+    async with rt.db.session() as session:
+        state = await session.get(ChatState, chat_id)
+        if state is None:
+            return False
+        session.expunge(state)
+    renderer = _renderers.get(state.flow)
+    return renderer is not None and await renderer(rt, state) is not None
 
 
 async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = None) -> int:

@@ -31,6 +31,10 @@ VERSION_RE = re.compile(r"\S{1,32}")
 MAX_LABEL_LENGTH = 3500
 MAX_CHOICE_LABEL_LENGTH = 100
 MAX_BUTTON_DATA_BYTES = 64
+#: Telegram's most buttons under one message, and the buttons a question adds to its
+#: choices to move on (Back, and Next or Skip).
+MAX_BUTTONS = 100
+NAVIGATION_BUTTONS = 2
 DEFAULT_SCALE = (1, 5)
 MAX_SCALE_BUTTONS = 10
 MAX_COLUMNS = 4
@@ -1018,6 +1022,7 @@ class _Builder:
                 else:
                     for choice in choices[row.list_name][0]:
                         self.check_button(row, choice.name)
+                    self.check_button_count(row, len(choices[row.list_name][0]))
             if row.type == QuestionType.SCALE:
                 low = row.parameters.get("min", DEFAULT_SCALE[0])
                 high = row.parameters.get("max", DEFAULT_SCALE[1])
@@ -1060,6 +1065,20 @@ class _Builder:
                 row.key_line("name"),
                 f"button data for {row.name}/{code} is {size} bytes, "
                 f"Telegram allows {MAX_BUTTON_DATA_BYTES}",
+            )
+
+    def check_button_count(self, row: _Row, count: int) -> None:
+        """A select question shows a button per choice, Done (select_multiple) and up to two
+        to move on (Back, Next or Skip): Telegram refuses a message with more than
+        MAX_BUTTONS (BUTTONS_TOO_MUCH), and the question could never be shown."""
+        extra = NAVIGATION_BUTTONS + (1 if row.type == QuestionType.SELECT_MULTIPLE else 0)
+        if count + extra > MAX_BUTTONS:
+            self.problem(
+                row.key_line("type"),
+                f"{row.name} offers {count} choices: with its other {extra} buttons that is "
+                f"{count + extra}, Telegram shows at most {MAX_BUTTONS} under a message "
+                f"(at most {MAX_BUTTONS - extra} choices here; split the list or ask for "
+                "typed text)",
             )
 
     def check_references(

@@ -54,9 +54,11 @@ log = logging.getLogger(__name__)
 
 SURVEY = "survey"
 REVIEW = "__review__"
-CALLBACK_KINDS = ("sv", "st", "sd", "sn", "sb", "sk", "se", "ss")
-CALLBACK_PATTERN = r"^s[vtdnbkes]:"
+CALLBACK_KINDS = ("sv", "st", "sd", "sn", "sb", "sk", "se", "ss", "sp")
+CALLBACK_PATTERN = r"^s[vtdnbkesp]:"
 MAX_MESSAGE = 4000
+#: Telegram refuses an inline keyboard row of more buttons (BUTTON_ROWS_INVALID).
+MAX_ROW_BUTTONS = 8
 
 BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -226,15 +228,19 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     elif question.type == "scale":
         low = int(question.parameters.get("min", 1))  # type: ignore[call-overload]
         high = int(question.parameters.get("max", 5))  # type: ignore[call-overload]
-        rows.append(
-            [
-                InlineKeyboardButton(
-                    f"✅ {value}" if current == value else str(value),
-                    callback_data=_cb("sv", rid, question.name, str(value)),
-                )
-                for value in range(low, high + 1)
-            ]
-        )
+        scale = [
+            InlineKeyboardButton(
+                f"✅ {value}" if current == value else str(value),
+                callback_data=_cb("sv", rid, question.name, str(value)),
+            )
+            for value in range(low, high + 1)
+        ]
+        # One row, unless the questionnaire sets columns or there are more than Telegram
+        # shows in a row: then rows as even as possible.
+        columns = int(question.parameters.get("columns", 0))  # type: ignore[call-overload]
+        if not columns:
+            columns = -(-len(scale) // -(-len(scale) // MAX_ROW_BUTTONS))
+        rows += [scale[i : i + columns] for i in range(0, len(scale), columns)]
     elif question.is_select:
         columns = int(question.parameters.get("columns", 1))  # type: ignore[call-overload]
         buttons = [
@@ -264,32 +270,76 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     return Prompt("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
 
 
-def _review_prompt(loaded: Loaded) -> Prompt:
+#: The most answers one page of the review shows: with their change buttons (rows of
+#: REVIEW_ROW), the page buttons and the send button, well within Telegram's 100 buttons.
+REVIEW_PAGE_ITEMS = 40
+REVIEW_ROW = 5
+_REVIEW_PAGE = "review_page"
+
+
+def _review_pages(loaded: Loaded) -> list[list[tuple[int, Question, str]]]:
+    """The review's answers, numbered, in pages that each fit one message: at most
+    REVIEW_PAGE_ITEMS answers and MAX_MESSAGE characters with the header and page line."""
     q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
-    rid = loaded.response.id or 0
-    items = engine.review_items(q, answers)
-    header = _("Please check your answers. Tap a number to change an answer, or send them.")
-    lines: list[str] = []
-    for number, (question, value) in enumerate(items, start=1):
+    room = MAX_MESSAGE - _units(_review_header()) - 200  # the header and the page line
+    pages: list[list[tuple[int, Question, str]]] = [[]]
+    used = 0
+    for number, (question, value) in enumerate(engine.review_items(q, answers), start=1):
         label = _text(question.labels, lang, q).replace("\n", " ")
         if len(label) > 70:
             label = label[:67].rstrip() + "…"
-        lines.append(f"{number}. {label}\n    → {_display(q, question, value, lang)}")
-    chunks: list[str] = []
-    current = header
-    for line in lines:
-        if len(current) + len(line) + 2 > MAX_MESSAGE:
-            chunks.append(current)
-            current = line
-        else:
-            current += "\n\n" + line
+        shown = _display(q, question, value, lang)
+        if len(shown) > 1000:
+            shown = shown[:999].rstrip() + "…"
+        line = f"{number}. {label}\n    → {shown}"
+        size = _units(line) + 2
+        if pages[-1] and (len(pages[-1]) >= REVIEW_PAGE_ITEMS or used + size > room):
+            pages.append([])
+            used = 0
+        pages[-1].append((number, question, line))
+        used += size
+    return pages
+
+
+def _units(text: str) -> int:
+    """The length of `text` as Telegram counts it (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _review_header() -> str:
+    return _("Please check your answers. Tap a number to change an answer, or send them.")
+
+
+def _review_prompt(loaded: Loaded, page: int = 0) -> Prompt:
+    """The review: one page of the answers with a change button each, the page buttons when
+    there are several pages, and the send button. It fits one message and Telegram's button
+    limits however many answers there are."""
+    rid = loaded.response.id or 0
+    pages = _review_pages(loaded)
+    page = max(0, min(page, len(pages) - 1))
+    text = _review_header()
+    if len(pages) > 1:
+        text += "\n" + _("Page {page} of {pages}").format(page=page + 1, pages=len(pages))
+    for _number, _question, line in pages[page]:
+        text += "\n\n" + line
     buttons = [
         InlineKeyboardButton(f"✏️ {number}", callback_data=_cb("se", rid, question.name))
-        for number, (question, _value) in enumerate(items, start=1)
+        for number, question, _line in pages[page]
     ]
-    rows = [buttons[i : i + 5] for i in range(0, len(buttons), 5)]
+    rows = [buttons[i : i + REVIEW_ROW] for i in range(0, len(buttons), REVIEW_ROW)]
+    paging: list[InlineKeyboardButton] = []
+    if page > 0:
+        paging.append(
+            InlineKeyboardButton(_("◀ Earlier"), callback_data=_cb("sp", rid, str(page - 1)))
+        )
+    if page < len(pages) - 1:
+        paging.append(
+            InlineKeyboardButton(_("More ▶"), callback_data=_cb("sp", rid, str(page + 1)))
+        )
+    if paging:
+        rows.append(paging)
     rows.append([InlineKeyboardButton(_("✅ Send my answers"), callback_data=_cb("ss", rid))])
-    return Prompt(current, InlineKeyboardMarkup(rows), preface=tuple(chunks))
+    return Prompt(text, InlineKeyboardMarkup(rows))
 
 
 async def _load(
@@ -311,11 +361,13 @@ async def render(rt: Runtime, state: ChatState) -> Prompt | None:
         graduate = await session.get(Graduate, response.graduate_id)
         lang = state.language or (graduate.language if graduate else None)
         loaded = await _load(rt, session, response, lang)
+    page = state.data.get(_REVIEW_PAGE)
+    page = page if isinstance(page, int) and not isinstance(page, bool) else 0
     if response.current == REVIEW:
-        return _review_prompt(loaded)
+        return _review_prompt(loaded, page)
     q = loaded.questionnaire
     if response.current not in q:
-        return _review_prompt(loaded)
+        return _review_prompt(loaded, page)
     question = q.question(response.current)
     # Notes are said, not asked: the relevant ones just before a question go with it.
     notes: list[str] = []
@@ -570,7 +622,18 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert response.id is not None
         editing = bool(state.data.get("editing"))
 
-        if press.kind == "ss":
+        if press.kind == "sp":
+            pages = len(_review_pages(loaded))
+            page = int(press.question) if press.question.isdecimal() else -1
+            if response.current != REVIEW or not 0 <= page < pages:
+                await _stale(query, response)
+                return
+            state.data[_REVIEW_PAGE] = page
+            touch_state(state)
+            shown = _review_prompt(loaded, page)
+            keyboard, label = shown.keyboard, shown.text
+            outcome = "page"
+        elif press.kind == "ss":
             if response.current != REVIEW:
                 await _stale(query, response)
                 return
@@ -700,6 +763,12 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         session.add(response)
         session.add(state)
     await query.answer()
+    if outcome == "page":  # the review's other page, in place
+        try:
+            await query.edit_message_text(label, reply_markup=keyboard)
+        except BadRequest as exc:
+            log.debug("review page not shown: %s", exc)
+        return
     if outcome == "toggled":
         try:
             await query.edit_message_reply_markup(keyboard)

@@ -242,6 +242,20 @@ async def test_inline_keyboard_shape(sandbox: SandboxServer, token: str, user_id
     assert status == 400 and "Text buttons are unallowed" in body["description"]
 
 
+async def test_an_inline_keyboard_has_at_most_100_buttons(tg: Bot, user_id: int) -> None:
+    """Telegram's limit on one message's inline keyboard, in sendMessage and in edits."""
+
+    def keyboard(count: int) -> InlineKeyboardMarkup:
+        buttons = [InlineKeyboardButton(str(n), callback_data=str(n)) for n in range(count)]
+        return InlineKeyboardMarkup([buttons[i : i + 5] for i in range(0, count, 5)])
+
+    message = await tg.send_message(user_id, "100", reply_markup=keyboard(100))
+    with pytest.raises(BadRequest, match=r"(?i)BUTTONS_TOO_MUCH"):
+        await tg.send_message(user_id, "101", reply_markup=keyboard(101))
+    with pytest.raises(BadRequest, match=r"(?i)BUTTONS_TOO_MUCH"):
+        await tg.edit_message_reply_markup(user_id, message.message_id, reply_markup=keyboard(101))
+
+
 async def test_unknown_parameter_is_rejected(
     sandbox: SandboxServer, token: str, user_id: int
 ) -> None:

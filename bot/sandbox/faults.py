@@ -4,13 +4,17 @@
     sandbox.faults.add(status=500, count=None)                # every call -> 500 until cleared
     sandbox.faults.hang("getUpdates", seconds=30)             # next call answers after 30 s
     sandbox.faults.add("sendMessage", status=502, process=True)  # delivered, but reports 502
+    sandbox.faults.add("sendMessage", status=400, description="Bad Request: BUTTON_DATA_INVALID",
+                       count=None, when=lambda params: "reply_markup" in params)
     sandbox.faults.clear()
 
-A fault is taken when the call arrives, before its parameters are checked.
+A fault is taken when the call arrives, before its parameters are checked (`when` sees them
+as sent: strings, JSON still encoded).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,8 @@ class Fault:
     process: bool = False
     description: str | None = None
     retry_after: int | None = None
+    #: Only calls whose parameters satisfy this (all calls if None).
+    when: Callable[[dict[str, Any]], bool] | None = None
     hits: int = field(default=0)
 
     def error(self) -> ApiError | None:
@@ -64,8 +70,10 @@ class FaultInjector:
         process: bool = False,
         description: str | None = None,
         retry_after: int | None = None,
+        when: Callable[[dict[str, Any]], bool] | None = None,
     ) -> Fault:
-        """Make the next `count` calls of `method` (all methods if None) fail with `status`."""
+        """Make the next `count` calls of `method` (all methods if None), of those whose
+        parameters satisfy `when` if given, fail with `status`."""
         fault = Fault(
             method=method.lower() if method else None,
             status=status,
@@ -74,6 +82,7 @@ class FaultInjector:
             process=process,
             description=description,
             retry_after=retry_after,
+            when=when,
         )
         self._faults.append(fault)
         return fault
@@ -105,12 +114,15 @@ class FaultInjector:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(list(self._faults))
 
-    def take(self, method: str) -> Fault | None:
-        """The fault for a call of `method` (lower-case), using up one of its `count`."""
+    def take(self, method: str, params: dict[str, Any] | None = None) -> Fault | None:
+        """The fault for a call of `method` (lower-case) with `params`, using up one of its
+        `count`."""
         if not self._faults:
             return None
         name = method.lower()
         for fault in self._faults:
+            if fault.when is not None and not fault.when(params or {}):
+                continue
             if fault.method is None or fault.method == name:
                 fault.hits += 1
                 if fault.count is not None:

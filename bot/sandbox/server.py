@@ -335,6 +335,17 @@ class SandboxServer:
             contact["last_name"] = user.last_name
         return self.state.user_message(self.bot(bot), user_id, media={"contact": contact})
 
+    async def send_media(
+        self,
+        bot: str | int | None,
+        user_id: int,
+        media: dict[str, Any],
+        text: str | None = None,
+    ) -> TranscriptEntry:
+        """The user sends a message with the Bot API `Message` fields in `media` (a photo,
+        a sticker, a location …, or `forward_origin` with `text` for a forward)."""
+        return self.state.user_message(self.bot(bot), user_id, text=text, media=media)
+
     async def press_button(
         self,
         bot: str | int | None,
@@ -495,7 +506,7 @@ class SandboxServer:
                 text, data, files = await _read_params(request)
             except web.HTTPRequestEntityTooLarge:
                 raise ApiError(413, "Request Entity Too Large") from None
-            fault = self.faults.take(method.name)
+            fault = self.faults.take(method.name, {**text, **data})
             if self.log_params or fault is not None:
                 params = {**text, **data}
             if fault is not None and not fault.process:
