@@ -48,7 +48,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import _, current_language, ngettext
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
-from conversations.workbooks import MEGABYTE, megabytes, unpacked_size
+from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
 from storage.db import Database
 from storage.erasure import ref_hash
 from storage.models import ErasedRef, Graduate, Institution, Programme
@@ -499,8 +499,6 @@ def read_csv(data: bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Table:
 def read_xlsx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Table:
     """The first sheet; row numbers are Excel's. The unpacked size is checked before the
     workbook is opened, and the rows are read one by one (whatever the sheet declares)."""
-    from openpyxl import load_workbook
-
     size = unpacked_size(path)
     if size is not None and size > limits.unpacked_bytes:
         raise FileProblem(
@@ -515,12 +513,11 @@ def read_xlsx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Table:
         )
     table: Table | None = None
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        # The used range a file declares may be wrong (or hostile: A1:XFD1048576); the rows
+        # that are really there are read, and counted.
+        workbook = open_workbook(path, first_only=True)
         try:
             sheet = workbook.worksheets[0]
-            # The used range a file declares may be wrong (or hostile: A1:XFD1048576); read
-            # the rows that are really there, and count them.
-            sheet.reset_dimensions()
             table = _collect(enumerate(sheet.iter_rows(min_row=1, values_only=True), 1), limits)
         finally:
             workbook.close()
