@@ -5,6 +5,10 @@ or row (XLSX) number a person sees in their editor or in Excel, the header being
 file without problems is written, in one transaction. Rows are upserted by (school,
 student_ref): existing graduates keep their chat link, invite token, consents and answers.
 
+The file is read within `Limits` (rows, columns, cell and row length, unpacked size: refused
+as soon as one is passed), in a worker thread; the report keeps the first 100 problems and
+counts the rest.
+
 Columns (header names are case-insensitive; spaces, dots and hyphens count as underscores),
 with the other names accepted for them:
 
