@@ -696,3 +696,18 @@ def test_a_zip_that_understates_its_size_unpacks_no_more_than_it_says(tmp_path: 
     with pytest.raises(FileProblem) as caught:
         read_table(bomb)
     assert caught.value.problem.message.startswith("not a readable .xlsx workbook")
+
+
+def test_the_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROSTER_MAX_ROWS", "10")
+    monkeypatch.setenv("ROSTER_MAX_COLUMNS", "4")
+    monkeypatch.setenv("ROSTER_MAX_CELL_CHARS", "20")
+    monkeypatch.setenv("UPLOAD_MAX_UNPACKED_MB", "2")
+    limits = Settings(_env_file=None).roster_limits
+    assert limits == Limits(rows=10, columns=4, cell_chars=20, unpacked_bytes=2 * 1024 * 1024)
+    assert Settings(_env_file=None, roster_max_rows=50_000).roster_limits.rows == 50_000
+    with pytest.raises(FileProblem) as caught:
+        read_csv(csv_rows(11), limits)
+    assert caught.value.problem == Problem(
+        0, "the file has more than 10 rows: split it into files of at most 10 rows"
+    )
