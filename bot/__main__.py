@@ -367,19 +367,26 @@ async def cmd_programme(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     """import FILE: check a roster and, without problems and --dry-run, upsert it."""
-    from storage.roster import import_roster
+    from storage.roster import import_roster, more_problems_text
 
     await upgrade(settings.database_url)
     db = open_database(settings)
     try:
         result = await import_roster(
-            db, args.file, school_code=args.school, dry_run=args.dry_run, ref_key=settings.key
+            db,
+            args.file,
+            school_code=args.school,
+            dry_run=args.dry_run,
+            ref_key=settings.key,
+            limits=settings.roster_limits,
         )
     finally:
         await db.dispose()
     for problem in result.problems:
         where = f"{result.path}:{problem.line}" if problem.line else result.path
         print(f"{where}: {problem.message}")
+    if result.more_problems:
+        print(f"{result.path}: {more_problems_text(result.more_problems)}")
     if result.ignored_columns:
         print(f"ignored columns: {', '.join(result.ignored_columns)}")
     if args.dry_run or result.problems:
@@ -396,7 +403,7 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         f"{result.unchanged} unchanged"
     )
     if result.problems:
-        print(f"{len(result.problems)} problem(s): nothing was written")
+        print(f"{result.problem_count} problem(s): nothing was written")
         return 1
     if result.erased:
         lines = ", ".join(str(line) for line in result.erased[:20])
@@ -497,7 +504,8 @@ def _add_roster_parsers(sub: Any) -> None:
             "            graduation_date (2026-06-30, 30-06-2026, 30/06/2026, 30.06.2026)\n"
             "  optional: eqf_level, language (nl/es/et/it/en), gender (F/M/X/U...), birth_year\n"
             "CSV: UTF-8, comma or semicolon. XLSX: the first sheet. Any problem: nothing is\n"
-            "written and the exit code is 1."
+            "written and the exit code is 1. Limits: ROSTER_MAX_ROWS (50,000 rows),\n"
+            "ROSTER_MAX_COLUMNS, ROSTER_MAX_CELL_CHARS, UPLOAD_MAX_UNPACKED_MB."
         ),
     )
     imp.add_argument("file")

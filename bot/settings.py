@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from storage.roster import Limits as RosterLimits
 
 #: The shortest SECRET_KEY accepted with a real bot token.
 MIN_SECRET_KEY = 32
@@ -86,6 +89,24 @@ class Settings(BaseSettings):
     throttle_burst: int = Field(
         default=20, description="Updates one chat may send at once before flood control."
     )
+    roster_max_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="Rows a roster file may have (dashboard upload and `gradtrack import`); "
+        "a longer file is refused as soon as the limit is passed.",
+    )
+    roster_max_columns: int = Field(
+        default=100, ge=1, description="Columns a roster file's header and rows may have."
+    )
+    roster_max_cell_chars: int = Field(
+        default=1_000, ge=1, description="Characters one cell of a roster file may hold."
+    )
+    upload_max_unpacked_mb: int = Field(
+        default=50,
+        ge=1,
+        description="Megabytes an uploaded .xlsx may unpack to (checked before it is opened: "
+        "a zip bomb is refused), and the largest roster CSV.",
+    )
     retention_months: int = Field(
         default=36, description="Personal data is erased this long after graduation."
     )
@@ -136,6 +157,18 @@ class Settings(BaseSettings):
         if problem is not None:
             raise SecretKeyMissing(problem)
         return (self.secret_key or DEVELOPMENT_KEY).encode()
+
+    @property
+    def roster_limits(self) -> RosterLimits:
+        """The limits of one roster file (storage.roster.Limits)."""
+        from storage.roster import Limits
+
+        return Limits(
+            rows=self.roster_max_rows,
+            columns=self.roster_max_columns,
+            cell_chars=self.roster_max_cell_chars,
+            unpacked_bytes=self.upload_max_unpacked_mb * 1024 * 1024,
+        )
 
     @property
     def base_url(self) -> str:

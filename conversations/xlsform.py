@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from conversations.questionnaire import (
@@ -43,6 +44,16 @@ from conversations.questionnaire import (
     QuestionnaireError,
     _parse,
 )
+from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
+
+# What one XLSForm workbook may hold (a questionnaire has hundreds of rows, a choice list a
+# few thousand); reading stops at the first limit passed.
+MAX_ROWS = 10_000
+"""Rows with values in one sheet."""
+MAX_COLUMNS = 200
+MAX_CELL_CHARS = 10_000
+MAX_UNPACKED_BYTES = 50 * MEGABYTE
+MAX_PROBLEMS = 100
 
 LANGUAGE_NAMES: dict[str, str] = {
     "en": "English",
@@ -374,16 +385,55 @@ def _cell_text(value: object) -> str:
     return str(value).replace("\r\n", "\n").strip()
 
 
-def _read_sheet(sheet: Any) -> _Sheet:
+class _TooBig(Exception):
+    """A sheet past the limits: reading stops there."""
+
+    def __init__(self, row: int, message: str) -> None:
+        super().__init__(message)
+        self.row = row
+        self.message = message
+
+
+def _read_sheet(sheet: Any, importer: _Importer) -> _Sheet:
+    """The header and the rows that are not empty, as the sheet really holds them, within
+    MAX_ROWS, MAX_COLUMNS and MAX_CELL_CHARS (a row past those is a problem of its own)."""
     headers: list[str] = []
     rows: list[tuple[int, list[object]]] = []
     for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        if number > 2 * MAX_ROWS:
+            raise _TooBig(
+                number,
+                f"the sheet goes on for more than {2 * MAX_ROWS:,} rows, counting empty ones: "
+                "delete the empty rows at its end",
+            )
         cells = list(values)
+        while cells and _cell_text(cells[-1]) == "":
+            cells.pop()
+        if len(cells) > MAX_COLUMNS:
+            if number == 1:
+                raise _TooBig(1, f"the header has more than {MAX_COLUMNS} columns")
+            importer.problem(sheet.title, number, f"the row has more than {MAX_COLUMNS} columns")
+            continue
+        long = next(
+            (i for i, value in enumerate(cells) if len(_cell_text(value)) > MAX_CELL_CHARS), None
+        )
+        if long is not None:
+            importer.problem(
+                sheet.title,
+                number,
+                f"the cell in column {get_column_letter(long + 1)} is longer than "
+                f"{MAX_CELL_CHARS:,} characters",
+            )
+            continue
         if number == 1:
             headers = [_cell_text(value) for value in cells]
             continue
-        if all(_cell_text(value) == "" for value in cells):
+        if not cells:
             continue
+        if len(rows) >= MAX_ROWS:
+            raise _TooBig(
+                number, f"the sheet has more than {MAX_ROWS:,} rows: is this a questionnaire?"
+            )
         rows.append((number, cells))
     return _Sheet(sheet.title, headers, rows)
 
@@ -467,12 +517,26 @@ class _Importer:
                 )
 
     def run(self) -> _Document:
+        size = unpacked_size(self.path)
+        if size is not None and size > MAX_UNPACKED_BYTES:
+            self.problem(
+                None,
+                0,
+                f"the workbook unpacks to {megabytes(size):,} MB, more than the "
+                f"{megabytes(MAX_UNPACKED_BYTES)} MB allowed",
+            )
+            raise QuestionnaireError(self.problems)
+        sheets: dict[str, _Sheet] = {}
         try:
-            workbook = load_workbook(self.path, read_only=True, data_only=True)
+            workbook = open_workbook(self.path)
             try:
-                sheets = {sheet.title.strip().lower(): _read_sheet(sheet) for sheet in workbook}
+                for sheet in workbook:
+                    sheets[sheet.title.strip().lower()] = _read_sheet(sheet, self)
             finally:
                 workbook.close()
+        except _TooBig as error:
+            self.problem(sheet.title, error.row, error.message)
+            raise QuestionnaireError(_capped(self.problems, self.path)) from None
         except Exception as error:
             # A damaged or hostile file: openpyxl reads it lazily, sheet by sheet, and fails
             # with whatever its zip and XML readers raise (EOFError, ParseError, ...).
@@ -482,7 +546,7 @@ class _Importer:
             if name not in sheets:
                 self.problem(None, 0, f"the workbook has no {name!r} sheet")
         if self.problems:
-            raise QuestionnaireError(self.problems)
+            raise QuestionnaireError(_capped(self.problems, self.path))
         settings, settings_origin = self.settings(sheets["settings"])
         survey_langs: list[str] = []
         rows = self.survey(sheets["survey"], survey_langs)
@@ -710,9 +774,9 @@ def _import(
                 problems.append(Problem(importer.path, 0, problem.message))
             else:
                 problems.append(Problem(f"{importer.path}:{origin[0]}", origin[1], problem.message))
-        raise QuestionnaireError(_sorted(problems)) from None
+        raise QuestionnaireError(_capped(_sorted(problems), importer.path)) from None
     if importer.problems:
-        raise QuestionnaireError(_sorted(importer.problems))
+        raise QuestionnaireError(_capped(_sorted(importer.problems), importer.path))
     return doc, questionnaire
 
 
@@ -725,3 +789,12 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
         return _SHEET_ORDER.get(sheet, -1), problem.line
 
     return sorted(problems, key=key)
+
+
+def _capped(problems: list[Problem], source: str) -> list[Problem]:
+    """The first MAX_PROBLEMS problems, and a last one that says how many more there are."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_PROBLEMS
+    word = "problem" if more == 1 else "problems"
+    return [*problems[:MAX_PROBLEMS], Problem(source, 0, f"and {more:,} more {word}")]

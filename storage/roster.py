@@ -5,6 +5,10 @@ or row (XLSX) number a person sees in their editor or in Excel, the header being
 file without problems is written, in one transaction. Rows are upserted by (school,
 student_ref): existing graduates keep their chat link, invite token, consents and answers.
 
+The file is read within `Limits` (rows, columns, cell and row length, unpacked size: refused
+as soon as one is passed), in a worker thread; the report keeps the first 100 problems and
+counts the rest.
+
 Columns (header names are case-insensitive; spaces, dots and hyphens count as underscores),
 with the other names accepted for them:
 
@@ -27,24 +31,28 @@ changes nothing. The roster language never overrides a language a graduate chose
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
+from babel.numbers import format_decimal
+from openpyxl.utils import get_column_letter
 from sqlalchemy import Table as SqlTable
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.i18n import _
+from bot.i18n import _, current_language, ngettext
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
+from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
 from storage.db import Database
 from storage.erasure import ref_hash
 from storage.models import ErasedRef, Graduate, Institution, Programme
@@ -214,14 +222,66 @@ class ImportResult:
     #: Lines of graduates who had their data erased: left out, never created again.
     erased: list[int] = field(default_factory=list)
     written: bool = False
+    #: Problems found beyond the ones in `problems` (the first Limits.problems, by line).
+    more_problems: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def problem_count(self) -> int:
+        return len(self.problems) + self.more_problems
+
+
+class ProblemList(list[Problem]):
+    """Problems in the order they are found: the first `shown` kept, the rest only counted
+    (a file of 50,000 bad rows must not make a report of 50,000 lines)."""
+
+    def __init__(self, shown: int | None = None) -> None:
+        super().__init__()
+        self.shown = shown
+        self.more = 0
+
+    def add(self, problem: Problem) -> None:
+        if self.shown is None or len(self) < self.shown:
+            self.append(problem)
+        else:
+            self.more += 1
+
 
 # ---------------------------------------------------------------------------------------------
 # Reading the file
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one roster file may hold. Reading stops at the first limit passed, so a hostile
+    or mistaken file costs no more than a file at the limits."""
+
+    #: Rows with data (the header and empty rows not counted); ROSTER_MAX_ROWS.
+    rows: int = 50_000
+    #: Columns of the header and of any row; ROSTER_MAX_COLUMNS.
+    columns: int = 100
+    #: Characters in one cell; ROSTER_MAX_CELL_CHARS.
+    cell_chars: int = 1_000
+    #: What an .xlsx unpacks to, and the size of a CSV; UPLOAD_MAX_UNPACKED_MB.
+    unpacked_bytes: int = 50 * MEGABYTE
+    #: Problems listed (the rest are counted).
+    problems: int = 100
+
+    @property
+    def row_chars(self) -> int:
+        """The longest CSV row (a line, or several when a quoted cell holds line breaks)."""
+        return self.columns * self.cell_chars
+
+    @property
+    def all_rows(self) -> int:
+        """Rows read at most, empty ones included (a sheet of a million empty rows)."""
+        return 2 * self.rows
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -229,6 +289,9 @@ class Table:
     header: list[Any]
     header_line: int
     rows: list[tuple[int, list[Any]]]
+    #: Rows that cannot be checked (too many columns, a cell too long): line -> why. Their
+    #: cells are left out of `rows` (kept there empty).
+    bad: dict[int, str] = field(default_factory=dict)
 
 
 class FileProblem(Exception):
@@ -237,8 +300,94 @@ class FileProblem(Exception):
         self.problem = Problem(line, message)
 
 
+def number_text(n: int) -> str:
+    """A number in the current language's format: 50,000 (en), 50.000 (nl), 50 000 (et)."""
+    return format_decimal(n, locale=current_language())
+
+
+def more_problems_text(n: int) -> str:
+    """'and 1,234 more problems', in the current language."""
+    return ngettext("and {count} more problem", "and {count} more problems", n).format(
+        count=number_text(n)
+    )
+
+
 def _blank(cells: Sequence[Any]) -> bool:
     return all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells)
+
+
+def _trimmed(cells: Sequence[Any]) -> list[Any]:
+    """The cells without the empty ones at the end of the row."""
+    end = len(cells)
+    while end and _blank(cells[end - 1 : end]):
+        end -= 1
+    return list(cells[:end])
+
+
+def _too_many_rows(limits: Limits) -> FileProblem:
+    return FileProblem(
+        0,
+        _(
+            "the file has more than {limit} rows: split it into files of at most {limit} rows"
+        ).format(limit=number_text(limits.rows)),
+    )
+
+
+def _collect(records: Iterable[tuple[int, Sequence[Any]]], limits: Limits) -> Table | None:
+    """The header and the rows of (line, cells) records, within `limits`; None: all empty."""
+    header: list[Any] | None = None
+    header_line = 1
+    table = Table([], 1, [])
+    seen = 0
+    for line, record in records:
+        seen += 1
+        if seen > limits.all_rows:
+            raise FileProblem(
+                line,
+                _(
+                    "the file goes on for more than {limit} rows, counting empty ones: "
+                    "delete the empty rows at its end"
+                ).format(limit=number_text(limits.all_rows)),
+            )
+        cells = _trimmed(record)
+        if not cells:
+            continue
+        long = next(
+            (
+                (index, len(cell))
+                for index, cell in enumerate(cells[: limits.columns])
+                if isinstance(cell, str) and len(cell) > limits.cell_chars
+            ),
+            None,
+        )
+        problem: str | None = None
+        if len(cells) > limits.columns:
+            problem = _("the row has more than {limit} columns").format(
+                limit=number_text(limits.columns)
+            )
+        elif long is not None:
+            problem = _(
+                "the cell in column {column} is longer than {limit} characters ({length})"
+            ).format(
+                column=get_column_letter(long[0] + 1),
+                limit=number_text(limits.cell_chars),
+                length=number_text(long[1]),
+            )
+        if header is None:
+            if problem is not None:
+                raise FileProblem(line, problem)
+            header, header_line = cells, line
+            continue
+        if len(table.rows) >= limits.rows:
+            raise _too_many_rows(limits)
+        if problem is not None:
+            table.bad[line] = problem
+            cells = []
+        table.rows.append((line, cells))
+    if header is None:
+        return None
+    table.header, table.header_line = header, header_line
+    return table
 
 
 def _delimiter(text: str) -> str:
@@ -249,64 +398,135 @@ def _delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def read_csv(data: bytes) -> Table:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise FileProblem(
-            line,
-            _(
-                "the file is not UTF-8 text (byte 0x{byte}); "
-                "in Excel choose 'Save as' → 'CSV UTF-8'"
-            ).format(byte=f"{data[error.start]:02x}"),
-        ) from error
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
-    header: list[Any] | None = None
-    header_line = 1
-    rows: list[tuple[int, list[Any]]] = []
-    previous = 0
-    try:
-        for record in reader:
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as surrogateescape keeps them
+
+
+class _CsvLines:
+    """The lines of a CSV stream as text, within the limits. Each line is read with a bounded
+    readline (\n, \r\n or a lone \r ends it, as with open(newline="")), bytes that are not
+    UTF-8 are reported at their line, and the characters of the row being read are counted,
+    since a quoted cell can hold line breaks."""
+
+    def __init__(self, stream: BinaryIO, limits: Limits) -> None:
+        self.text = io.TextIOWrapper(
+            stream, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+        self.limits = limits
+        self.line = 0  # lines read
+        self.total = 0  # characters read
+        self.row_chars = 0  # characters of the row being read
+        self.row_line = 1
+        self.ahead: list[str] = []
+
+    def start_row(self) -> None:
+        self.row_chars = 0
+        self.row_line = self.line + 1
+
+    def _read(self) -> str:
+        limit = self.limits.row_chars
+        text = self.text.readline(limit + 1)
+        if not text:
+            return ""
+        self.line += 1
+        self.total += len(text)
+        if self.total > self.limits.unpacked_bytes:
+            raise FileProblem(0, _file_too_large(self.limits))
+        escaped = _ESCAPED.search(text)
+        if escaped:
+            raise FileProblem(
+                self.line,
+                _(
+                    "the file is not UTF-8 text (byte 0x{byte}); "
+                    "in Excel choose 'Save as' → 'CSV UTF-8'"
+                ).format(byte=f"{ord(escaped.group()) - 0xDC00:02x}"),
+            )
+        self.row_chars += len(text)
+        if self.row_chars > limit:
+            raise FileProblem(
+                self.row_line,
+                _(
+                    "the row is longer than {limit} characters (is a quotation mark not closed?)"
+                ).format(limit=number_text(limit)),
+            )
+        return text
+
+    def first_text(self) -> str:
+        """The first line that is not empty, for the delimiter; the lines read up to it are
+        still to come."""
+        while len(self.ahead) < self.limits.all_rows and (text := self._read()):
+            self.ahead.append(text)
+            if text.strip():
+                return text
+            self.start_row()
+        return ""
+
+    def __iter__(self) -> Iterator[str]:
+        ahead, self.ahead = self.ahead, []
+        yield from ahead
+        while text := self._read():
+            yield text
+
+
+def _file_too_large(limits: Limits) -> str:
+    return _("the file is larger than {limit} MB").format(
+        limit=number_text(megabytes(limits.unpacked_bytes))
+    )
+
+
+def read_csv(data: bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Table:
+    """A CSV file, read as a stream and refused as soon as it passes `limits`."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    lines = _CsvLines(stream, limits)
+    reader = csv.reader(lines, delimiter=_delimiter(lines.first_text()))
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        previous = 0
+        while True:
+            lines.start_row()
+            record = next(reader, None)
+            if record is None:
+                return
             line, previous = previous + 1, reader.line_num
-            if _blank(record):
-                continue
-            if header is None:
-                header, header_line = record, line
-            else:
-                rows.append((line, record))
+            yield line, record
+
+    try:
+        table = _collect(records(), limits)
     except csv.Error as error:
         raise FileProblem(
             reader.line_num, _("the CSV cannot be read here: {error}").format(error=error)
         ) from error
-    if header is None:
+    if table is None:
         raise FileProblem(1, _("the file is empty"))
-    return Table(header, header_line, rows)
+    return table
 
 
-def read_xlsx(path: Path) -> Table:
-    """The first sheet; row numbers are Excel's."""
-    from openpyxl import load_workbook
-
-    header: list[Any] | None = None
-    header_line = 1
-    rows: list[tuple[int, list[Any]]] = []
+def read_xlsx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Table:
+    """The first sheet; row numbers are Excel's. The unpacked size is checked before the
+    workbook is opened, and the rows are read one by one (whatever the sheet declares)."""
+    size = unpacked_size(path)
+    if size is not None and size > limits.unpacked_bytes:
+        raise FileProblem(
+            0,
+            _(
+                "the workbook unpacks to {size} MB, more than the {limit} MB allowed: "
+                "remove other sheets and pictures, or save it as CSV UTF-8"
+            ).format(
+                size=number_text(megabytes(size)),
+                limit=number_text(megabytes(limits.unpacked_bytes)),
+            ),
+        )
+    table: Table | None = None
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        # The used range a file declares may be wrong (or hostile: A1:XFD1048576); the rows
+        # that are really there are read, and counted.
+        workbook = open_workbook(path, first_only=True)
         try:
             sheet = workbook.worksheets[0]
-            # Some writers store a wrong used range; read every row that is really there.
-            sheet.reset_dimensions()
-            for number, values in enumerate(sheet.iter_rows(min_row=1, values_only=True), 1):
-                cells = list(values)
-                if _blank(cells):
-                    continue
-                if header is None:
-                    header, header_line = cells, number
-                else:
-                    rows.append((number, cells))
+            table = _collect(enumerate(sheet.iter_rows(min_row=1, values_only=True), 1), limits)
         finally:
             workbook.close()
+    except FileProblem:
+        raise
     except Exception as error:
         # A damaged or hostile file: openpyxl reads it lazily, row by row, and fails with
         # whatever its zip and XML readers raise (EOFError, ParseError, OSError, ...).
@@ -314,20 +534,23 @@ def read_xlsx(path: Path) -> Table:
             0,
             _("not a readable .xlsx workbook: {error}").format(error=error or type(error).__name__),
         ) from error
-    if header is None:
+    if table is None:
         raise FileProblem(1, _("the first sheet is empty"))
-    return Table(header, header_line, rows)
+    return table
 
 
-def read_table(path: Path) -> Table:
+def read_table(path: Path, limits: Limits = DEFAULT_LIMITS) -> Table:
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
-        return read_xlsx(path)
+        return read_xlsx(path, limits)
     if suffix == ".xls":
         raise FileProblem(
             0, _("old Excel .xls files are not supported: save as .xlsx or CSV UTF-8")
         )
-    return read_csv(path.read_bytes())
+    with path.open("rb") as stream:
+        if path.is_file() and path.stat().st_size > limits.unpacked_bytes:
+            raise FileProblem(0, _file_too_large(limits))
+        return read_csv(stream, limits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,12 +709,18 @@ def _check_rows(
     lookups: _Lookups,
     school_code: str | None,
     today: date,
-) -> tuple[list[_Row], list[Problem]]:
+    shown: int | None = None,
+) -> tuple[list[_Row], ProblemList]:
+    """The rows that pass, and the problems of the others in line order (the first `shown`
+    of them; ProblemList.more counts the rest)."""
     rows: list[_Row] = []
-    problems: list[Problem] = []
+    problems = ProblemList(shown)
     seen: dict[tuple[str, str], int] = {}
 
     for line, cells in table.rows:
+        if line in table.bad:
+            problems.add(Problem(line, table.bad[line]))
+            continue
 
         def cell(name: str, cells: list[Any] = cells) -> Any:
             index = columns.get(name)
@@ -638,7 +867,8 @@ def _check_rows(
             else:
                 seen[key] = line
 
-        problems.extend(Problem(line, message) for message in bad)
+        for message in bad:
+            problems.add(Problem(line, message))
         if not bad and school is not None and school.id is not None:
             rows.append(_Row(line, school.id, school.code, ref, values))
     return rows, problems
@@ -787,23 +1017,26 @@ async def import_roster(
     dry_run: bool = False,
     today: date | None = None,
     ref_key: bytes | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ImportResult:
     """Check the roster at `path` and, unless `dry_run` or any problem, upsert it in one
     transaction. The result says what was (or would be) created, updated and left unchanged,
-    and every problem with its line."""
+    and the first `limits.problems` problems with their lines (and how many more there are).
+
+    The file is read and its rows checked in a worker thread: a big file (up to `limits`, and
+    refused as soon as it passes them) keeps the bot and the web pages answering meanwhile."""
     path = Path(path)
     today = today or date.today()
     result = ImportResult(path=str(path), dry_run=dry_run)
     try:
-        table = read_table(path)
+        table = await asyncio.to_thread(read_table, path, limits)
     except FileProblem as problem:
         result.problems.append(problem.problem)
         return result
     result.rows = len(table.rows)
-    columns, result.ignored_columns, header_problems = _map_header(table.header, table.header_line)
-    result.problems.extend(header_problems)
+    columns, result.ignored_columns, problems = _map_header(table.header, table.header_line)
     required = [c for c in REQUIRED if not (c == "school" and school_code)]
-    result.problems.extend(
+    problems.extend(
         Problem(table.header_line, _("missing required column {name}").format(name=repr(name)))
         for name in required
         if name not in columns
@@ -813,17 +1046,21 @@ async def import_roster(
         async with db.session() as session:
             lookups = await _lookups(session)
             if code and code not in lookups.schools:
-                result.problems.insert(
-                    0, Problem(0, _("unknown school {code}").format(code=repr(code)))
-                )
+                unknown = Problem(0, _("unknown school {code}").format(code=repr(code)))
+                result.problems = [unknown, *problems][: limits.problems]
+                result.more_problems = len(problems) + 1 - len(result.problems)
                 return result
-            rows, row_problems = _check_rows(table, columns, lookups, code, today)
-            result.problems.extend(row_problems)
-            result.problems.sort(key=lambda p: p.line)
+            rows, row_problems = await asyncio.to_thread(
+                _check_rows, table, columns, lookups, code, today, limits.problems
+            )
+            problems.extend(row_problems)  # all at the header line or after, in line order
+            problems.sort(key=lambda p: p.line)
+            result.problems = problems[: limits.problems]
+            result.more_problems = len(problems) - len(result.problems) + row_problems.more
             existing = await _existing(session, rows)
             if ref_key is not None:
                 rows = await _without_erased(session, rows, existing, ref_key, result)
-            creates, updates = _plan(rows, existing, result)
+            creates, updates = await asyncio.to_thread(_plan, rows, existing, result)
             if dry_run or result.problems:
                 await session.rollback()
                 return result

@@ -86,6 +86,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
+@pytest.fixture(scope="session")
+def huge_bad_roster_xlsx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 300,000-row .xlsx of bad rows made with openpyxl (built once per session)."""
+    from tests.rosterfiles import huge_bad_roster
+
+    return huge_bad_roster(tmp_path_factory.mktemp("rosters") / "klas 4b.xlsx")
+
+
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent

@@ -3,10 +3,16 @@ exports, on SQLite and PostgreSQL. (tests/test_dashboard_browser.py drives it in
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import os
 import re
+import sys
+import threading
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import FrameType
 
 import aiohttp
 import pytest
@@ -24,6 +30,7 @@ from storage.models import (
     Staff,
     SurveyResponse,
 )
+from storage.roster import import_roster, read_table
 from storage.staff import add_staff
 from tests.harness import Harness, tr
 
@@ -396,3 +403,121 @@ async def test_broadcasts_with_their_delivery_reports_for_the_own_school_only(
         assert "&lt;b&gt;Open dag&lt;/b&gt;" in detail
         async with client.get(f"{web}/dashboard/broadcasts/{theirs.id}") as page:
             assert page.status == 404
+
+
+# Upload limits (issue 14) --------------------------------------------------------------------
+
+
+def reading_a_roster() -> bool:
+    """Whether some thread is inside storage.roster.read_table at this moment."""
+    for frame in sys._current_frames().values():
+        current: FrameType | None = frame
+        while current is not None:
+            if current.f_code is read_table.__code__:
+                return True
+            current = current.f_back
+    return False
+
+
+async def upload_roster(
+    client: aiohttp.ClientSession, web: str, csrf: str, data: bytes, filename: str
+) -> tuple[int, str]:
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("mode", "check")
+    form.add_field("file", data, filename=filename)
+    async with client.post(f"{web}/dashboard/roster", data=form) as response:
+        return response.status, await response.text()
+
+
+async def test_a_300000_row_xlsx_upload_is_refused_in_a_small_page_while_all_else_answers(
+    harness: Harness, web: str, huge_bad_roster_xlsx: Path
+) -> None:
+    """The file of the issue (300,000 bad rows, 1.5 MB) used to hold the whole process for
+    its check and answer with a 70 MB page. Now it is read in a worker thread: while a thread
+    is reading it, the health check and the bot answer, before the upload's own answer."""
+    h = harness
+    await seed_small(h)
+    officer = h.user("nl")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    async with client_session() as client:
+        csrf = await log_in(h, client, officer)
+        data = await asyncio.to_thread(huge_bad_roster_xlsx.read_bytes)
+        upload = asyncio.create_task(upload_roster(client, web, csrf, data, "klas 4b.xlsx"))
+        while not reading_a_roster():
+            assert not upload.done(), "the upload was answered before anything saw it read"
+            await asyncio.sleep(0.005)
+        async with client.get(f"{web}/healthz") as health:
+            assert health.status == 200
+        assert await login_link(h, officer)  # the bot answers /dashboard
+        assert not upload.done()
+        status, page = await upload
+    assert status == 422
+    assert len(page.encode()) < 200_000
+    too_many = tr(
+        "nl", "the file has more than {limit} rows: split it into files of at most {limit} rows"
+    )
+    assert too_many.format(limit="50.000") in page  # in Dutch, with Dutch digit grouping
+    assert page.count("<tr><td>") == 1
+
+
+async def test_a_roster_upload_lists_100_problems_and_says_how_many_more(
+    harness: Harness, web: str
+) -> None:
+    h = harness
+    await seed_small(h)
+    officer = h.user("nl")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    rows = "".join(f"R{k},Naam {k},P1,2026-13-01\n" for k in range(1_334))
+    async with client_session() as client:
+        csrf = await log_in(h, client, officer)
+        status, page = await upload_roster(
+            client, web, csrf, f"{ROSTER_HEADER}\n{rows}".encode(), "klas.csv"
+        )
+    assert status == 422
+    assert page.count("<tr><td>") == 100
+    assert "<td>101</td>" in page and "<td>102</td>" not in page
+    assert '<p id="more-problems">en nog 1.234 problemen</p>' in page
+    assert len(page.encode()) < 200_000
+
+
+async def test_the_bot_and_the_web_answer_while_a_roster_is_half_read(
+    harness: Harness, web: str, tmp_path: Path
+) -> None:
+    """The roster comes through a pipe, and its second half only after the health check and
+    the bot have answered: an import that read the file on the event loop would hold both
+    (and the writer would wait for them in vain)."""
+    h = harness
+    await seed_small(h)
+    officer = h.user("nl")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    fifo = tmp_path / "klas.csv"
+    os.mkfifo(fifo)
+    loop = asyncio.get_running_loop()
+    halfway: asyncio.Future[None] = loop.create_future()
+    go = threading.Event()
+    released: list[bool] = []
+    rows = [f"N{k},Naam {k},P1,2026-06-30,F,2007\n" for k in range(2_000)]
+
+    def write() -> None:
+        with fifo.open("w", encoding="utf-8") as pipe:
+            pipe.write(f"{ROSTER_HEADER}\n" + "".join(rows[:1_000]))
+            pipe.flush()
+            loop.call_soon_threadsafe(halfway.set_result, None)
+            released.append(go.wait(timeout=30))
+            pipe.write("".join(rows[1_000:]))
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    task = asyncio.create_task(
+        import_roster(h.db, fifo, school_code="alfa", today=date(2026, 5, 1))
+    )
+    await halfway
+    async with client_session() as client, client.get(f"{web}/healthz") as health:
+        assert health.status == 200
+    assert await login_link(h, officer)
+    go.set()
+    result = await task
+    await asyncio.to_thread(writer.join)
+    assert released == [True], "the second half was written only after a wait in vain"
+    assert result.problems == [] and result.created == 2_000 and result.written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import zipfile
 from datetime import date, datetime
 from pathlib import Path
 
@@ -11,20 +12,26 @@ import pytest
 from sqlmodel import col, func, select
 
 from bot.__main__ import build_parser, cmd_import
+from bot.i18n import use_language
 from bot.settings import Settings
 from conversations.rules import PAYLOAD_RE
+from conversations.workbooks import unpacked_size
 from storage.db import Database
 from storage.models import ConsentEvent, ConsentKind, Graduate
 from storage.queries import set_consent
 from storage.roster import (
     ALIASES,
+    FileProblem,
+    Limits,
     Problem,
     clean_text,
     import_roster,
+    more_problems_text,
     parse_date,
     parse_gender,
     parse_language,
     read_csv,
+    read_table,
 )
 from storage.schools import (
     SchoolError,
@@ -33,6 +40,7 @@ from storage.schools import (
     upsert_programme,
     upsert_school,
 )
+from tests.rosterfiles import bomb_rows, inline_row, raw_xlsx
 
 DATA = Path(__file__).parent / "data" / "roster"
 TODAY = date(2026, 5, 1)
@@ -504,3 +512,202 @@ async def test_cli_prints_the_report(
     args = parser.parse_args(["import", str(DATA / "good_semicolon_bom.csv")])
     assert await cmd_import(settings, args) == 0
     assert "4 rows: 4 created, 0 updated, 0 unchanged" in capsys.readouterr().out
+
+
+# Limits (issue 14): a file cannot stall the service -------------------------------------------
+
+TOO_MANY_ROWS = "the file has more than 50,000 rows: split it into files of at most 50,000 rows"
+
+
+async def test_a_300000_row_xlsx_is_refused_at_the_row_limit_with_one_line(
+    database_url: str, huge_bad_roster_xlsx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file of the issue: 300,000 rows of bad data, 1.5 MB. `gradtrack import` refuses it
+    as soon as row 50,001 is read, with one line (the old import reported every bad row:
+    900,000 lines)."""
+    db = Database(database_url)
+    try:
+        await seed(db)
+        settings = Settings(database_url=database_url, _env_file=None)
+        args = build_parser().parse_args(
+            ["import", str(huge_bad_roster_xlsx), "--school", "demo-nl"]
+        )
+        assert await cmd_import(settings, args) == 1
+        assert await count(db) == 0
+    finally:
+        await db.dispose()
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        f"{huge_bad_roster_xlsx}: {TOO_MANY_ROWS}",
+        "0 rows: 0 would be created, 0 would be updated, 0 unchanged",
+        "1 problem(s): nothing was written",
+    ]
+
+
+def bad_rows_csv(tmp_path: Path, bad: int) -> Path:
+    """`bad` rows with one problem each (a date that is not one)."""
+    rows = "".join(f"R{k},Name {k},ICT4,2026-06-3{k % 10}x\n" for k in range(bad))
+    return write(tmp_path, f"student_ref,name,programme,graduation_date\n{rows}", "bad.csv")
+
+
+async def test_the_report_lists_the_first_100_problems_and_counts_the_rest(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = bad_rows_csv(tmp_path, 1_334)
+    db = Database(database_url)
+    try:
+        await seed(db)
+        result = await import_roster(db, path, school_code="demo-nl", today=TODAY)
+    finally:
+        await db.dispose()
+    assert [p.line for p in result.problems] == list(range(2, 102))
+    assert result.more_problems == 1_234 and result.problem_count == 1_334
+    assert not result.ok and not result.written and result.rows == 1_334
+    with use_language("en"):
+        assert more_problems_text(1_234) == "and 1,234 more problems"
+        assert more_problems_text(1) == "and 1 more problem"
+    with use_language("nl"):
+        assert more_problems_text(1_234) == "en nog 1.234 problemen"  # Dutch digit grouping
+    settings = Settings(database_url=database_url, _env_file=None)
+    args = build_parser().parse_args(["import", str(path), "--school", "demo-nl"])
+    assert await cmd_import(settings, args) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:101: graduation_date" in out and f"{path}:102:" not in out
+    assert f"{path}: and 1,234 more problems" in out
+    assert "1334 problem(s): nothing was written" in out
+
+
+def csv_rows(count: int) -> bytes:
+    return ("a,b\n" + "x,y\n" * count).encode()
+
+
+def test_csv_is_read_up_to_the_row_limit_and_no_further() -> None:
+    assert len(read_csv(csv_rows(50_000)).rows) == 50_000
+    with pytest.raises(FileProblem) as caught:
+        read_csv(csv_rows(50_001))
+    assert caught.value.problem == Problem(0, TOO_MANY_ROWS)
+    # Empty lines are not rows, but a file of little else is refused too.
+    with pytest.raises(FileProblem) as caught:
+        read_csv(b"a,b\n" + b"\n" * 100_000 + b"x,y\n")
+    assert caught.value.problem.message.startswith(
+        "the file goes on for more than 100,000 rows, counting empty ones"
+    )
+
+
+def test_csv_lines_rows_columns_and_cells_are_bounded() -> None:
+    small = Limits(columns=3, cell_chars=5, unpacked_bytes=1000)
+    # One line longer than a row may be (3 columns of 5 characters): refused where it starts.
+    with pytest.raises(FileProblem) as caught:
+        read_csv(b"a,b\n1,2\n" + b"x" * 10_000 + b"\n", small)
+    assert caught.value.problem == Problem(
+        3, "the row is longer than 15 characters (is a quotation mark not closed?)"
+    )
+    # A quotation mark never closed: the "row" runs on over the lines that follow.
+    with pytest.raises(FileProblem) as caught:
+        read_csv(b'a,b\n"open,1\n' + b"z\n" * 50, small)
+    assert caught.value.problem.line == 2
+    # The default: a line of 200,000 characters (beyond a row of 100 cells of 1,000).
+    with pytest.raises(FileProblem) as caught:
+        read_csv(b"a,b\n" + b"x" * 200_000 + b"\n")
+    assert caught.value.problem == Problem(
+        2, "the row is longer than 100,000 characters (is a quotation mark not closed?)"
+    )
+    with pytest.raises(FileProblem) as caught:
+        read_csv(b"a,b,c,d\n1,2\n", small)
+    assert caught.value.problem == Problem(1, "the row has more than 3 columns")
+    table = read_csv(b"a,b\n1,2,3,4\n1,123456\n1,2,,,,\n", small)
+    assert table.bad == {
+        2: "the row has more than 3 columns",
+        3: "the cell in column B is longer than 5 characters (6)",
+    }
+    assert table.rows == [(2, []), (3, []), (4, ["1", "2"])]
+    with pytest.raises(FileProblem) as caught:
+        read_csv(b"a,b\n" + b"1,2\n" * 300, small)
+    assert caught.value.problem == Problem(0, "the file is larger than 1 MB")
+
+
+async def test_bad_cells_are_reported_at_their_line(db: Database, tmp_path: Path) -> None:
+    await seed(db)
+    path = write(
+        tmp_path,
+        "student_ref,name,programme,graduation_date\n"
+        f"A1,{'n' * 1_001},ICT4,2026-06-30\nA2,Ann,ICT4,2026-06-30,{',x' * 100}\n",
+    )
+    result = await import_roster(db, path, school_code="demo-nl", today=TODAY)
+    assert result.problems == [
+        Problem(2, "the cell in column B is longer than 1,000 characters (1,001)"),
+        Problem(3, "the row has more than 100 columns"),
+    ]
+
+
+def test_an_xlsx_is_counted_as_it_is_read_whatever_it_declares(tmp_path: Path) -> None:
+    # It claims two rows (A1:B2) and holds 1,000.
+    lying = raw_xlsx(
+        tmp_path / "lying.xlsx",
+        (inline_row(n, f"R{n}", "Ann") for n in range(1, 1_001)),
+        dimension="A1:B2",
+    )
+    assert len(read_table(lying).rows) == 999
+    with pytest.raises(FileProblem) as caught:
+        read_table(lying, Limits(rows=100))
+    assert caught.value.problem.message.startswith("the file has more than 100 rows")
+    # A row numbered 5,000,000 after the header: openpyxl hands out every empty row before it.
+    far = raw_xlsx(
+        tmp_path / "far.xlsx", [inline_row(1, "a", "b"), inline_row(5_000_000, "x", "y")]
+    )
+    with pytest.raises(FileProblem) as caught:
+        read_table(far)
+    assert caught.value.problem == Problem(
+        100_001,
+        "the file goes on for more than 100,000 rows, counting empty ones: "
+        "delete the empty rows at its end",
+    )
+
+
+async def test_a_zip_bomb_is_refused_before_it_is_opened(db: Database, tmp_path: Path) -> None:
+    """190 KB that unpack to 61 MB: refused from the sizes the zip declares."""
+    bomb = raw_xlsx(tmp_path / "bomb.xlsx", bomb_rows(60))
+    assert bomb.stat().st_size < 300_000
+    result = await import_roster(db, bomb, school_code="demo-nl", today=TODAY)
+    assert result.problems == [
+        Problem(
+            0,
+            "the workbook unpacks to 61 MB, more than the 50 MB allowed: remove other sheets "
+            "and pictures, or save it as CSV UTF-8",
+        )
+    ]
+
+
+def test_a_zip_that_understates_its_size_unpacks_no_more_than_it_says(tmp_path: Path) -> None:
+    """The size check trusts the sizes the zip declares: Python's zipfile inflates an entry
+    only up to its declared size (and then fails its checksum), so a bomb that declares 1 KB
+    for its 61 MB sheet is a damaged workbook, not 61 MB in memory."""
+    bomb = raw_xlsx(tmp_path / "liar.xlsx", bomb_rows(60))
+    data = bytearray(bomb.read_bytes())
+    with zipfile.ZipFile(bomb) as archive:
+        names = [entry.filename for entry in archive.infolist()]
+    # The central directory's record of the sheet: its uncompressed size is at offset 24.
+    name = b"xl/worksheets/sheet1.xml"
+    record = data.rindex(b"PK\x01\x02", 0, data.rindex(name))
+    assert "xl/worksheets/sheet1.xml" in names
+    data[record + 24 : record + 28] = (1024).to_bytes(4, "little")
+    bomb.write_bytes(bytes(data))
+    assert unpacked_size(bomb) is not None and unpacked_size(bomb) < 1024 * 1024  # type: ignore[operator]
+    with pytest.raises(FileProblem) as caught:
+        read_table(bomb)
+    assert caught.value.problem.message.startswith("not a readable .xlsx workbook")
+
+
+def test_the_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROSTER_MAX_ROWS", "10")
+    monkeypatch.setenv("ROSTER_MAX_COLUMNS", "4")
+    monkeypatch.setenv("ROSTER_MAX_CELL_CHARS", "20")
+    monkeypatch.setenv("UPLOAD_MAX_UNPACKED_MB", "2")
+    limits = Settings(_env_file=None).roster_limits
+    assert limits == Limits(rows=10, columns=4, cell_chars=20, unpacked_bytes=2 * 1024 * 1024)
+    assert Settings(_env_file=None, roster_max_rows=50_000).roster_limits.rows == 50_000
+    with pytest.raises(FileProblem) as caught:
+        read_csv(csv_rows(11), limits)
+    assert caught.value.problem == Problem(
+        0, "the file has more than 10 rows: split it into files of at most 10 rows"
+    )

@@ -16,6 +16,7 @@ from conversations.questionnaire import (
     parse_questionnaire,
 )
 from conversations.xlsform import (
+    MAX_ROWS,
     export_xlsx,
     import_xlsx,
     language_code,
@@ -23,6 +24,7 @@ from conversations.xlsform import (
     load_xlsx,
     to_yaml,
 )
+from tests.rosterfiles import bomb_rows, raw_xlsx
 
 DATA = Path(__file__).parent / "data" / "questionnaires"
 DEPLOYED = Path(__file__).parent.parent / "conversations" / "questionnaires"
@@ -488,4 +490,64 @@ def test_language_header() -> None:
         "Estonian (et)",
         "Italian (it)",
         "fr",
+    ]
+
+
+# --- limits (issue 14): a workbook cannot stall the import ----------------------------------
+
+
+SETTINGS_ROWS = [["form_id", "version", "default_language", "title::en"], ["big", "1", "en", "Big"]]
+
+
+def big_survey(path: Path, rows: int, *, type_: str = "text") -> Path:
+    """An XLSForm as openpyxl writes it, with `rows` questions."""
+    workbook = Workbook(write_only=True)
+    survey = workbook.create_sheet("survey")
+    survey.append(["type", "name", "label::English (en)"])
+    for k in range(rows):
+        survey.append([type_, f"q{k}", f"Question {k}?"])
+    settings = workbook.create_sheet("settings")
+    for row in SETTINGS_ROWS:
+        settings.append(row)
+    workbook.save(path)
+    return path
+
+
+def test_a_survey_sheet_past_the_row_limit_is_refused_there(tmp_path: Path) -> None:
+    path = big_survey(tmp_path / "big.xlsx", MAX_ROWS + 1)
+    assert [str(p) for p in import_problems(path)] == [
+        f"{path}:survey:{MAX_ROWS + 2}: the sheet has more than 10,000 rows: "
+        "is this a questionnaire?"
+    ]
+
+
+def test_an_xlsform_zip_bomb_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    bomb = raw_xlsx(tmp_path / "bomb.xlsx", bomb_rows(60), sheet_title="survey")
+    assert [str(p) for p in import_problems(bomb)] == [
+        f"{bomb}: the workbook unpacks to 61 MB, more than the 50 MB allowed"
+    ]
+
+
+def test_xlsform_problems_stop_at_100_and_say_how_many_more(tmp_path: Path) -> None:
+    path = big_survey(tmp_path / "bad.xlsx", 150, type_="nonsense")
+    found = [str(p) for p in import_problems(path)]
+    assert len(found) == 101
+    assert found[-1] == f"{path}: and 50 more problems"  # one a row
+
+
+def test_xlsform_rows_and_cells_are_bounded(tmp_path: Path) -> None:
+    path = write_workbook(
+        tmp_path / "wide.xlsx",
+        {
+            "survey": [
+                ["type", "name", "label::English (en)"],
+                ["text", "T", "x" * 10_001],
+                ["text", "U", "Why?", *(["x"] * 200)],
+            ],
+            "settings": SETTINGS_ROWS,
+        },
+    )
+    assert [str(p) for p in import_problems(path)] == [
+        f"{path}:survey:2: the cell in column C is longer than 10,000 characters",
+        f"{path}:survey:3: the row has more than 200 columns",
     ]

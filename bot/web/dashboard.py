@@ -51,7 +51,7 @@ from conversations.rules import choose_language
 from conversations.waves import Wave
 from storage import stats
 from storage.models import Broadcast, Delivery, Institution, Programme, Staff
-from storage.roster import import_roster
+from storage.roster import import_roster, more_problems_text
 from storage.stats import Scope
 
 log = logging.getLogger(__name__)
@@ -818,6 +818,7 @@ async def roster_upload(request: web.Request) -> web.Response:
             dry_run=dry_run,
             today=d.rt.clock.now().date(),
             ref_key=d.rt.settings.key,
+            limits=d.rt.settings.roster_limits,
         )
     return render(
         request,
@@ -825,6 +826,7 @@ async def roster_upload(request: web.Request) -> web.Response:
         status=200 if result.ok else 422,
         schools=schools,
         result=result,
+        more=more_problems_text(result.more_problems) if result.more_problems else "",
         filename=upload.filename,
         query="",
     )

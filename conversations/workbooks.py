@@ -1,0 +1,72 @@
+"""What an uploaded .xlsx may cost before it is opened.
+
+An .xlsx is a zip of XML files. A file of a few hundred kilobytes can unpack to gigabytes (a
+"zip bomb"), and openpyxl reads the styles and shared strings whole even in read-only mode,
+so the unpacked size is checked before openpyxl sees the file. The sizes checked are the ones
+the zip declares: Python's zipfile never inflates an entry beyond its declared size (an entry
+that holds more ends in a CRC error), so a lying declaration cannot make it unpack more.
+
+The declared used range of a sheet (its `dimension`) can lie too: readers ignore it and count
+the rows as they come (storage/roster.py, conversations/xlsform.py).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.workbook.workbook import Workbook
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+MEGABYTE = 1024 * 1024
+
+
+def unpacked_size(path: str | Path) -> int | None:
+    """The bytes the workbook's zip entries unpack to, as declared; None: not a zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(max(entry.file_size, 0) for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+
+
+def megabytes(size: int) -> int:
+    """A size in whole megabytes, rounded up (a file 1 byte over 50 MB is "51 MB")."""
+    return -(-size // MEGABYTE)
+
+
+class _LazySheet(ReadOnlyWorksheet):
+    """A read-only sheet that never looks for its declared used range: that range may lie,
+    and openpyxl looks for it through the whole sheet when the file has none (a file written
+    by openpyxl itself, or by hand), which would read every row once before the first."""
+
+    def _get_size(self) -> None:
+        return None
+
+
+class _Reader(ExcelReader):
+    """openpyxl's read-only workbook reader with lazy sheets (the first one only, or all)."""
+
+    def __init__(self, path: str | Path, *, first_only: bool) -> None:
+        super().__init__(path, read_only=True, data_only=True)
+        self.first_only = first_only
+
+    def read_worksheets(self) -> None:
+        for sheet, rel in self.parser.find_sheets():
+            if rel.target not in self.valid_files or "chartsheet" in rel.Type:
+                continue
+            worksheet = _LazySheet(self.wb, sheet.name, rel.target, self.shared_strings)
+            worksheet.sheet_state = sheet.state or "visible"
+            self.wb._sheets.append(worksheet)  # type: ignore[attr-defined]
+            if self.first_only:
+                return
+
+
+def open_workbook(path: str | Path, *, first_only: bool = False) -> Workbook:
+    """The workbook at `path`, read-only, values rather than formulas, its sheets' rows read
+    as they are iterated and as they really are (close() it after use). Check its
+    unpacked_size() first."""
+    reader = _Reader(path, first_only=first_only)
+    reader.read()
+    return reader.wb
