@@ -206,6 +206,11 @@ def metrics_of(application: Any) -> Metrics:
     return found
 
 
+def message_kind() -> str:
+    """The kind of message this task sends now: "reply", or the kind `sending()` set."""
+    return _kind.get()
+
+
 @contextmanager
 def sending(kind: str) -> Iterator[None]:
     """Messages sent inside the block (in this task) count as `kind`."""

@@ -22,6 +22,10 @@ class SecretKeyMissing(RuntimeError):
     """A real bot token without a SECRET_KEY of at least MIN_SECRET_KEY characters."""
 
 
+#: Telegram's overall limit: about 30 messages per second for one bot.
+TELEGRAM_PER_SECOND = 30.0
+
+
 class Settings(BaseSettings):
     """Every setting gradtrack reads. Each is an environment variable of the same name."""
 
@@ -65,8 +69,9 @@ class Settings(BaseSettings):
     )
     bulk_send_per_second: float = Field(
         default=20.0,
-        description="Invitations, reminders and news per second; the rest of Telegram's "
-        "30/s is left for replies to graduates.",
+        description="Invitations, reminders and news per second, at most what replies leave "
+        f"of Telegram's {TELEGRAM_PER_SECOND:.0f}/s (replies go first); higher values are "
+        f"clamped to {TELEGRAM_PER_SECOND:.0f}.",
     )
     dispatch_interval_seconds: float = Field(
         default=15.0, description="How often due invitations and reminders are claimed."
@@ -127,6 +132,13 @@ class Settings(BaseSettings):
         f"{MIN_SECRET_KEY} characters, required with a real bot token. Empty in the sandbox: "
         "a fixed development key.",
     )
+
+    @field_validator("bulk_send_per_second")
+    @classmethod
+    def _at_most_telegram(cls, value: float) -> float:
+        # Above Telegram's overall limit a bulk rate has no effect: clamp it, so that what
+        # the settings say is what is sent (bot/ratelimit.py gives replies priority).
+        return min(value, TELEGRAM_PER_SECOND)
 
     @field_validator("log_format", mode="before")
     @classmethod
