@@ -14,8 +14,8 @@ from sqlmodel import select
 from bot.__main__ import build_parser, cmd_invites
 from bot.links import start_link
 from bot.settings import Settings
-from storage.db import Database
 from storage.cells import FORMULA_PREFIXES
+from storage.db import Database
 from storage.invite_sheets import QR_BORDER, QR_ERROR, write_invite_files
 from storage.invites import (
     InviteClass,

@@ -403,8 +403,9 @@ async def set_language(request: web.Request) -> web.StreamResponse:
 
 def safe_next(value: object) -> str:
     """Where to send the reader back to: `value` if it is a dashboard page of this site, else
-    the dashboard's home. Refused: other sites (`//evil`, `http://…`, `/\\evil`), line breaks
-    and other control characters, also percent-encoded (`%0d%0a`)."""
+    the dashboard's home. Refused: other sites (`//evil`, `http://…`, `/\\evil`), paths out of
+    the dashboard (`/dashboard/..`), line breaks and other control characters, also
+    percent-encoded (`%0d%0a`)."""
     if not isinstance(value, str) or len(value) > 2000:
         return PREFIX
     decoded = unquote(value)
@@ -415,6 +416,8 @@ def safe_next(value: object) -> str:
         return PREFIX
     if value[len(PREFIX) : len(PREFIX) + 1] not in ("", "/", "?"):
         return PREFIX  # /dashboardx is not a dashboard page
+    if ".." in decoded.split("?")[0].split("/"):
+        return PREFIX  # /dashboard/../elsewhere
     return value
 
 
