@@ -17,6 +17,7 @@ from aiohttp import web
 from sqlalchemy import text
 from telegram import Update
 
+from bot.settings import Settings
 from bot.throttle import screen_updates
 from storage.db import Database
 from storage.types import MAX_BIGINT, utcnow
@@ -70,7 +71,7 @@ class WebLimits:
     max_connections: int = 256
 
     @classmethod
-    def of(cls, settings: Any) -> WebLimits:
+    def of(cls, settings: Settings) -> WebLimits:
         return cls(
             upload_bytes=settings.roster_max_bytes,
             header_timeout=settings.web_header_timeout,
@@ -87,7 +88,7 @@ class WebLimits:
         return MAX_FORM_BYTES
 
 
-ROSTER_PATH = "/dashboard/roster"
+ROSTER_PATH = "/dashboard/roster"  # bot.web.dashboard's upload (which imports this module)
 LIMITS_KEY = web.AppKey("gradtrack_web_limits", WebLimits)
 TooLargePage = Callable[[web.Request, int], web.StreamResponse | None]
 TOO_LARGE_KEY: web.AppKey[TooLargePage] = web.AppKey("gradtrack_too_large_page")
@@ -131,12 +132,10 @@ async def bounded_requests(
 def _cut_off_slow_body(request: web.Request) -> None:
     if request.content.is_eof():
         return
-    log.warning("%s %s: the body took too long to arrive; connection closed", *_what(request))
+    log.warning(
+        "%s %s: the body took too long to arrive; connection closed", request.method, request.path
+    )
     request.protocol.force_close()
-
-
-def _what(request: web.BaseRequest) -> tuple[str, str]:
-    return request.method, request.path
 
 
 class _Refusal(asyncio.Protocol):
