@@ -496,3 +496,28 @@ async def test_impossible_update_ids_are_refused_cleanly(
     async with harness.db.session() as session:
         assert update_id not in (await session.exec(select(ProcessedUpdate.update_id))).all()
     await harness.send(user, "/help")
+
+
+async def test_the_roster_upload_has_its_own_configurable_limit(harness: Harness) -> None:
+    """ROSTER_MAX_BYTES=100 KB: a 90 KB file gets through (over the 64 KB other forms get;
+    checked, not refused for its size), a 150 KB one is refused by the upload page ("larger
+    than 100 KB"), a 300 KB one already while it is read (the body limit, 100 + 64 KB);
+    each refusal is a 413 page in the officer's language."""
+    h = harness
+    h.settings.roster_max_bytes = 100 * 1024
+    web = await h.start_web()
+    await seed_small(h)
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    statuses: dict[int, tuple[int, str]] = {}
+    async with client_session() as client:
+        csrf = await log_in(h, client, officer)
+        for size in (90 * 1024, 150 * 1024, 300 * 1024):
+            form = aiohttp.FormData()
+            form.add_field("csrf", csrf)
+            form.add_field("file", b"x" * size, filename="big.csv", content_type="text/csv")
+            async with client.post(f"{web}{PREFIX}/roster", data=form) as response:
+                statuses[size // 1024] = (response.status, await response.text())
+    assert statuses[90][0] == 422  # read and checked: not a roster
+    assert statuses[150][0] == 413 and "The file is larger than 100 KB." in statuses[150][1]
+    assert statuses[300][0] == 413 and "larger than the 164 KB" in statuses[300][1]
