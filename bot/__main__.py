@@ -186,9 +186,10 @@ async def _web(
     is processed; a dashboard export is cancelled after 20 s)."""
     from aiohttp import web
 
-    from bot.web.server import build_web_app
+    from bot.web.server import WebLimits, build_web_app, web_runner
 
-    runner = web.AppRunner(build_web_app(running.application, db, secret), shutdown_timeout=20.0)
+    app = build_web_app(running.application, db, secret, limits=WebLimits.of(settings))
+    runner = web_runner(app, shutdown_timeout=20.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

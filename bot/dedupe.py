@@ -17,6 +17,7 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.runtime import runtime
 from storage.models import ProcessedUpdate
+from storage.types import MAX_BIGINT
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ _unchecked: ContextVar[int | None] = ContextVar("gradtrack_unchecked_update", de
 
 async def skip_processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """First handler of every update: drop it if it took effect before."""
+    if not 0 < update.update_id <= MAX_BIGINT:  # forged: Telegram's ids are positive int64
+        _pending.set(None)
+        log.warning("update %s: an id no Telegram update has; dropped", update.update_id)
+        raise ApplicationHandlerStop
     rt = runtime(context)
     try:
         async with rt.db.session() as session:

@@ -126,6 +126,26 @@ class Settings(BaseSettings):
         description="If set, GET /metrics requires `Authorization: Bearer <token>`; empty: "
         "/metrics is open (keep it off the public internet then).",
     )
+    roster_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        description="Largest roster file (CSV or XLSX) the dashboard accepts, in bytes.",
+    )
+    web_header_timeout: float = Field(
+        default=30.0,
+        description="Seconds a connection may take to send a request's headers, counted from "
+        "its opening or from the previous response; also how long an idle keep-alive "
+        "connection stays open.",
+    )
+    web_body_timeout: float = Field(
+        default=60.0,
+        description="Seconds a request's body (a form, an update, a roster file) may take to "
+        "arrive once its headers are in; a slower one is cut off.",
+    )
+    web_max_connections: int = Field(
+        default=256,
+        description="Open connections the web server keeps at most; more are answered 503 and "
+        "closed at once.",
+    )
     secret_key: str = Field(
         default="",
         description="Secret for keyed hashes and the dashboard's session cookie; at least "

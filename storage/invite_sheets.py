@@ -16,6 +16,7 @@ from pathlib import Path
 import segno
 
 from bot.i18n import _, ngettext, use_language
+from storage.cells import formula_safe
 from storage.invites import InviteClass
 
 QR_ERROR = "m"  # error correction level M: survives a crease or a smudge on paper
@@ -36,8 +37,9 @@ def qr_svg(data: str) -> str:
 
 
 def _csv_cell(value: str) -> str:
-    """Neutralise text a spreadsheet would run as a formula (names come from a file)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    """Neutralise text a spreadsheet would run as a formula (names come from a file): the
+    exports' guard (storage.cells)."""
+    return formula_safe(value)
 
 
 def class_csv(group: InviteClass, link_for: LinkFor) -> str:

@@ -10,6 +10,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 MAX_ROW_ID = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+"""The largest value of a BIGINT column (PostgreSQL int8, SQLite INTEGER)."""
 
 
 def row_id(text: str) -> int | None:

@@ -15,7 +15,7 @@ from playwright.async_api import Browser, async_playwright
 from bot.app import ALLOWED_UPDATES
 from bot.sandbox import RateLimits, SandboxServer
 from bot.settings import Settings
-from bot.web.server import WEBHOOK_PATH, build_web_app, webhook_secret
+from bot.web.server import WEBHOOK_PATH, build_web_app, web_runner, webhook_secret
 from storage.db import Database
 from tests.databases import PostgresProvider, SqliteProvider, find_postgres, in_ci
 from tests.harness import Harness, Webhook
@@ -174,7 +174,7 @@ async def webhook(harness: Harness) -> AsyncIterator[Webhook]:
     assert app is not None and app.updater is not None
     await app.updater.stop()
     secret = webhook_secret("", harness.token)
-    runner = aioweb.AppRunner(build_web_app(app, harness.db, secret))
+    runner = web_runner(build_web_app(app, harness.db, secret))
     await runner.setup()
     await aioweb.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}{WEBHOOK_PATH}"

@@ -95,10 +95,11 @@ class Harness:
         loopback port; returns its base URL. Login links the bot sends point there."""
         from aiohttp import web
 
-        from bot.web.server import build_web_app
+        from bot.web.server import WebLimits, build_web_app, web_runner
 
         assert self.app is not None, "start the bot first"
-        runner = web.AppRunner(build_web_app(self.app, self.db, None))
+        limits = WebLimits.of(self.settings)
+        runner = web_runner(build_web_app(self.app, self.db, None, limits=limits))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -37,10 +37,24 @@ from tests.harness import Harness, tr
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/dashboard/login/[A-Za-z0-9_-]+)")
 
 
+async def _browser_origin(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Like every browser, send the page's origin with a POST (the dashboard refuses one
+    from another site, or from nowhere)."""
+    if request.method == "POST" and "Origin" not in request.headers:
+        request.headers["Origin"] = str(request.url.origin())
+    return await handler(request)
+
+
 def client_session(**kwargs: object) -> aiohttp.ClientSession:
     """A browser-like client: keeps cookies of 127.0.0.1 (aiohttp refuses IP hosts' cookies
-    unless told)."""
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), **kwargs)  # type: ignore[arg-type]
+    unless told) and sends an Origin header with each POST."""
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        middlewares=(_browser_origin,),
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 async def login_link(h: Harness, user: SandboxUser) -> str:

@@ -14,10 +14,12 @@ from sqlmodel import select
 from bot.__main__ import build_parser, cmd_invites
 from bot.links import start_link
 from bot.settings import Settings
+from storage.cells import FORMULA_PREFIXES
 from storage.db import Database
 from storage.invite_sheets import QR_BORDER, QR_ERROR, write_invite_files
 from storage.invites import (
     InviteClass,
+    InviteEntry,
     InviteError,
     invite_classes,
     renew_invite,
@@ -315,3 +317,31 @@ async def test_cli(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixt
     revoke = parser.parse_args(["invites", "--revoke", "nobody"])
     assert await cmd_invites(settings, revoke) == 1
     assert "no graduate with student_ref 'nobody'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prefix", [p for p in FORMULA_PREFIXES if p != "\0"] + ["  ="])
+def test_qr_sheet_csv_cells_get_the_exports_formula_guard(tmp_path: Path, prefix: str) -> None:
+    """A roster's name or student number that a spreadsheet would run as a formula (each of
+    the exports' prefixes, full-width ＝＋－＠ and a leading tab or line break among them, and
+    one after spaces) is written to the class's CSV with an apostrophe in front, for an
+    invited graduate and a connected one alike; the rest of the text is as it came."""
+    name, ref = f'{prefix}HYPERLINK("http://evil","x")', f"{prefix}42"
+    group = InviteClass(
+        "demo-nl",
+        "Demo",
+        "ICT4",
+        "Software",
+        4,
+        2026,
+        (
+            InviteEntry(ref, name, date(2026, 6, 30), "tok", False),
+            InviteEntry(ref + "c", name + "c", date(2026, 6, 30), None, True),
+        ),
+    )
+    (csv_path,) = [p for p in write_invite_files([group], tmp_path, link_for) if p.suffix == ".csv"]
+    with csv_path.open(encoding="utf-8-sig", newline="") as file:
+        rows = list(csv.reader(file))
+    assert [row[:2] for row in rows[1:]] == [
+        ["'" + ref, "'" + name],
+        ["'" + ref + "c", "'" + name + "c"],
+    ]

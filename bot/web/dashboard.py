@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -37,6 +37,7 @@ from bot.reporting import (
 )
 from bot.runtime import Runtime
 from bot.web import auth, charts, exports
+from bot.web.server import TOO_LARGE_KEY
 from conversations.indicators import (
     BREAKDOWNS,
     DESTINATIONS,
@@ -53,11 +54,11 @@ from storage import stats
 from storage.models import Broadcast, Delivery, Institution, Programme, Staff
 from storage.roster import import_roster, more_problems_text
 from storage.stats import Scope
+from storage.types import row_id
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/dashboard"
-MAX_UPLOAD = 5 * 1024 * 1024
 EXPORT_BATCH = 1000
 """Responses per piece of a streamed CSV export."""
 TEMPLATES = Path(__file__).with_name("templates")
@@ -72,7 +73,9 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with
+    # the dashboard's own form posts, and the Origin check (same_origin) needs the real one
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -224,10 +227,22 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
             ),
             401,
         )
+    elif request.method == "POST" and not same_origin(request, d.rt.settings.base_url):
+        response = message(
+            request,
+            _("Not allowed"),
+            _("This form was sent from another website. Please use the dashboard's own pages."),
+            403,
+        )
     else:
         request[SESSION_KEY] = session
         if request.method == "POST" and session is not None and not public:
-            form = await request.post()
+            try:
+                form = await request.post()
+            except web.HTTPRequestEntityTooLarge:
+                response = too_large_page(request, request.client_max_size)
+                _secure(response)
+                return response
             if not auth.csrf_ok(session, form.get("csrf")):
                 response = message(
                     request,
@@ -239,6 +254,8 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
                 return response
         try:
             response = await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            response = too_large_page(request, request.client_max_size)
         except web.HTTPException as exc:
             if exc.status >= 400:
                 response = message(request, _error_title(exc.status), exc.reason, exc.status)
@@ -246,6 +263,52 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
                 raise
     _secure(response)
     return response
+
+
+def same_origin(request: web.Request, base_url: str) -> bool:
+    """Whether a POST comes from the dashboard's own pages: its Origin header (every browser
+    sends one with a POST), else its Referer, names this service (PUBLIC_URL, or the address
+    the request was sent to). A request with neither is refused too, as Django does over
+    HTTPS: no browser sends such a POST, and a client that is not a browser has no session
+    to abuse."""
+    given = request.headers.get("Origin")
+    if given is None or given == "null":
+        referer = request.headers.get("Referer")
+        if given is None and referer:
+            parts = urlsplit(referer)
+            given = f"{parts.scheme}://{parts.netloc}"
+    if not given or given == "null":
+        return False
+    own = urlsplit(base_url)
+    allowed = {f"{own.scheme}://{own.netloc}".lower(), f"{request.scheme}://{request.host}".lower()}
+    return given.strip().lower() in allowed
+
+
+def too_large_page(request: web.Request, limit: int) -> web.Response:
+    """A body over `limit` bytes (see bot.web.server.WebLimits), in the reader's language."""
+    if request.get(SESSION_KEY) is None:
+        i18n.set_language(_request_language(request, None))
+    response = message(
+        request,
+        _("Too large"),
+        _("What you sent is larger than the {size} this page accepts.").format(
+            size=size_text(limit)
+        ),
+        413,
+    )
+    _secure(response)
+    return response
+
+
+def _too_large_hook(request: web.Request, limit: int) -> web.StreamResponse | None:
+    return too_large_page(request, limit) if request.path.startswith(PREFIX) else None
+
+
+def size_text(n: int) -> str:
+    """Bytes for people: "64 KB", "10 MB" (1 MB = 1024 KB)."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.3g} MB"
+    return f"{max(1, round(n / 1024))} KB"
 
 
 def _error_title(status: int) -> str:
@@ -343,21 +406,50 @@ async def set_language(request: web.Request) -> web.StreamResponse:
         if staff is not None:
             staff.language = lang
             session.add(staff)
-    back = form.get("next")
-    target = back if isinstance(back, str) and back.startswith(PREFIX) else PREFIX
-    return web.Response(status=303, headers={"Location": target})
+    return web.Response(status=303, headers={"Location": safe_next(form.get("next"))})
+
+
+def safe_next(value: object) -> str:
+    """Where to send the reader back to: `value` if it is a dashboard page of this site, else
+    the dashboard's home. Refused: other sites (`//evil`, `http://…`, `/\\evil`), paths out of
+    the dashboard (`/dashboard/..`), line breaks and other control characters, also
+    percent-encoded (`%0d%0a`)."""
+    if not isinstance(value, str) or len(value) > 2000:
+        return PREFIX
+    decoded = unquote(value)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value + decoded) or "\\" in decoded:
+        return PREFIX
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith(PREFIX):
+        return PREFIX
+    if value[len(PREFIX) : len(PREFIX) + 1] not in ("", "/", "?"):
+        return PREFIX  # /dashboardx is not a dashboard page
+    if ".." in decoded.split("?")[0].split("/"):
+        return PREFIX  # /dashboard/../elsewhere
+    return value
 
 
 # ---------------------------------------------------------------- scope
 
 
-def _int_param(request: web.Request, name: str) -> int | None:
+MAX_COHORT = 9999
+
+
+def _int_param(request: web.Request, name: str, largest: int | None = None) -> int | None:
+    """?name= as a row id (or, with `largest`, a number up to it): plain ASCII digits in
+    range, else 400 (never "²", "-1", "1e3" or 10**30 to the database)."""
     value = request.query.get(name, "")
     if not value:
         return None
-    if not value.isdigit():
+    if largest is None:
+        number = row_id(value)
+    elif len(value) <= len(str(largest)) and value.isascii() and value.isdigit():
+        number = int(value) if int(value) <= largest else None
+    else:
+        number = None
+    if number is None:
         raise web.HTTPBadRequest(reason=_("Please check the filter values."))
-    return int(value)
+    return number
 
 
 def scope_of(request: web.Request, programme_id: int | None = None) -> Scope:
@@ -369,7 +461,9 @@ def scope_of(request: web.Request, programme_id: int | None = None) -> Scope:
             raise web.HTTPForbidden(reason=_("You can only see your own school."))
         school = staff.institution_id
     return Scope(
-        institution_id=school, programme_id=programme_id, cohort=_int_param(request, "cohort")
+        institution_id=school,
+        programme_id=programme_id,
+        cohort=_int_param(request, "cohort", MAX_COHORT),
     )
 
 
@@ -655,12 +749,12 @@ async def wave_page(request: web.Request) -> web.Response:
 
 async def programme_page(request: web.Request) -> web.Response:
     d = dashboard(request)
-    raw = request.match_info["programme"]
-    if not raw.isdigit():
+    programme_id = row_id(request.match_info["programme"])
+    if programme_id is None:
         raise web.HTTPNotFound(reason=_("There is no such programme."))
     base = scope_of(request)
     async with d.rt.db.session() as session:
-        programme = await session.get(Programme, int(raw))
+        programme = await session.get(Programme, programme_id)
     if programme is None or (
         base.institution_id is not None and programme.institution_id != base.institution_id
     ):
@@ -724,16 +818,16 @@ def creator_label(creator: Staff | None) -> str:
 async def broadcast_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     staff = _session(request).staff
-    raw = request.match_info["broadcast"]
-    if not raw.isdigit():
+    broadcast_id = row_id(request.match_info["broadcast"])
+    if broadcast_id is None:
         raise web.HTTPNotFound(reason=_("There is no such broadcast."))
     async with d.rt.db.session() as session:
-        broadcast = await session.get(Broadcast, int(raw))
+        broadcast = await session.get(Broadcast, broadcast_id)
         if broadcast is None or (
             staff.institution_id is not None and broadcast.institution_id != staff.institution_id
         ):
             raise web.HTTPNotFound(reason=_("There is no such broadcast."))
-        statuses = await stats_of_deliveries(session, int(raw))
+        statuses = await stats_of_deliveries(session, broadcast_id)
         creator = await session.get(Staff, broadcast.created_by) if broadcast.created_by else None
     return render(
         request,
@@ -796,15 +890,16 @@ async def roster_upload(request: web.Request) -> web.Response:
             error=_("Please choose a CSV or XLSX file."),
             query="",
         )
-    data = upload.file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
+    largest = d.rt.settings.roster_max_bytes
+    data = upload.file.read(largest + 1)
+    if len(data) > largest:
         return render(
             request,
             "roster.html",
             status=413,
             schools=schools,
             result=None,
-            error=_("The file is larger than 5 MB."),
+            error=_("The file is larger than {size}.").format(size=size_text(largest)),
             query="",
         )
     dry_run = form.get("mode") != "import"
@@ -856,6 +951,19 @@ def _export_language(request: web.Request) -> str:
     return lang
 
 
+def _known_waves(d: Dashboard) -> set[str]:
+    plans = [d.rt.plans.default, *d.rt.plans.overrides.values()]
+    return {wave.name for plan in plans for wave in plan.waves}
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition header naming `filename`, with any character other than ASCII
+    letters, digits, ".", "-" and "_" replaced by "_" (nothing from a request can end up in
+    the header as anything else)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in filename)
+    return f'attachment; filename="{safe}"'
+
+
 def _download(request: web.Request, name: str, sheets: list[exports.Sheet]) -> web.Response:
     kind = request.match_info["format"]
     if kind == "csv":
@@ -868,7 +976,7 @@ def _download(request: web.Request, name: str, sheets: list[exports.Sheet]) -> w
         body=body,
         content_type=content_type,
         charset="utf-8" if kind == "csv" else None,
-        headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'},
+        headers={"Content-Disposition": attachment(f"{name}.{kind}")},
     )
 
 
@@ -907,6 +1015,8 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
     lang = _export_language(request)
     questionnaire = _form(request)
     wave = request.query.get("wave") or None
+    if wave is not None and wave not in _known_waves(d):
+        raise web.HTTPNotFound(reason=_("There is no such wave."))
     name = f"responses-{questionnaire.form_id}" + (f"-{wave}" if wave else "")
     if request.match_info["format"] == "xlsx":
         async with d.rt.db.session() as session:
@@ -918,7 +1028,7 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{name}.csv"',
+            "Content-Disposition": attachment(f"{name}.csv"),
         }
     )
     _secure(response)
@@ -1066,6 +1176,7 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
         secure_cookie=secure_cookie,
     )
     app.middlewares.append(session_middleware)
+    app[TOO_LARGE_KEY] = _too_large_hook
     r = app.router
     r.add_get(f"{PREFIX}/login/{{token}}", login_page)
     r.add_post(f"{PREFIX}/login", login_submit)

@@ -44,7 +44,8 @@ Formula neutralisation
 A graduate can type anything into a text answer, including ``=HYPERLINK("http://evil", "click")``.
 Spreadsheets run a cell that starts with ``=`` as a formula, and ``+``, ``-`` and ``@`` too; a
 leading tab or line break can hide such a character. So every text cell in every export that
-starts with one of :data:`FORMULA_PREFIXES` — also after leading spaces (``"  =1+2"``), which
+starts with one of :data:`FORMULA_PREFIXES` (:mod:`storage.cells`, shared with the invitation
+sheets of ``gradtrack invites``) — also after leading spaces (``"  =1+2"``), which
 some spreadsheets trim on import — gets an apostrophe in front: ``'=HYPERLINK(…)``. The
 apostrophe is visible in the cell; the rest of the text is exactly what was typed. Numbers stay
 numbers (a negative number such as ``-5`` is a number, not a formula), but a text answer
@@ -80,6 +81,7 @@ from openpyxl.styles import Font
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from conversations.questionnaire import Question, Questionnaire, QuestionType
+from storage.cells import FORMULA_PREFIXES, formula_safe
 
 __all__ = [
     "CODEBOOK_COLUMNS",
@@ -95,22 +97,6 @@ __all__ = [
     "to_csv",
     "to_xlsx",
 ]
-
-FORMULA_PREFIXES: tuple[str, ...] = (
-    "=",
-    "+",
-    "-",
-    "@",
-    "\t",
-    "\r",
-    "\n",
-    "\0",
-    "\uff1d",  # ＝ full-width equals sign
-    "\uff0b",  # ＋ full-width plus sign
-    "\uff0d",  # － full-width hyphen-minus
-    "\uff20",  # ＠ full-width commercial at
-)
-"""A text cell starting with one of these (also after leading whitespace) gets a leading ``'``."""
 
 RESPONSE_FIXED_COLUMNS: tuple[str, ...] = (
     "respondent",
@@ -170,10 +156,7 @@ def neutralise(value: object) -> str | int | float | None:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    text = value.isoformat() if isinstance(value, date) else str(value)
-    if text.startswith(FORMULA_PREFIXES) or text.lstrip().startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
+    return formula_safe(value.isoformat() if isinstance(value, date) else str(value))
 
 
 def _safe_row(values: Iterable[object]) -> list[str | int | float | None]:
