@@ -9,10 +9,30 @@ and `gradtrack run` / `serve` as processes where a signal or a second process is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
 
+import pytest
+from sqlmodel import select
+
+from bot.clock import SystemClock
+from bot.delivery import RateLimiter, dispatch_due
+from bot.sandbox import RateLimits, SandboxServer
+from bot.settings import Settings
 from conversations.prompting import send_pending_question
-from storage.models import Graduate, Institution
-from tests.harness import Harness
+from conversations.waves import parse_plans
+from storage import news
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import Delivery, Graduate, Institution, Invitation
+from storage.types import utcnow
+from tests.harness import Harness, eventually
+from tests.test_cli import GRADTRACK, _free_port, _wait_for_line, gradtrack
+from tests.test_news_delivery import broadcast, readers, received
 from tests.test_onboarding import (
     FOLLOWUP_Q,
     NEWS_Q,
@@ -76,3 +96,203 @@ async def test_copies_seen_at_once_send_the_pending_question_once(harness: Harne
     assert await _followups(harness, user) == 1
     assert not await _prompt_pending(harness, user)
     assert not await send_pending_question(rt, user.id)
+
+
+# ---------------------------------------------------------------- a batch slower than its lease
+
+#: The mini questionnaire's wave, with no quiet hours: the test sends whatever the hour.
+ANY_HOUR = parse_plans(
+    """
+default:
+  quiet_hours: {start: "00:00", end: "00:00"}
+  waves:
+    - {name: m2, questionnaire: mini, consent: survey, opens: 2m, closes: 4m}
+""",
+    questionnaires={"mini"},
+)
+
+
+async def due_invitations(h: Harness, count: int) -> list[Graduate]:
+    """`count` consenting graduates in a chat with the bot, each with an invitation due now."""
+    school = await h.school()
+    group = await readers(h, school, count, consent_survey=True, consent_followup=True)
+    now = utcnow()
+    async with h.db.session() as session:
+        for graduate in group:
+            assert graduate.id is not None
+            session.add(
+                Invitation(
+                    graduate_id=graduate.id,
+                    wave="m2",
+                    form_id="mini",
+                    due_at=now - timedelta(minutes=1),
+                    closes_at=now + timedelta(days=30),
+                )
+            )
+    return group
+
+
+@pytest.mark.parametrize(
+    ("count", "rate", "start_after"),
+    [(40, 5.0, 12), (10, 1.0, 3)],
+    ids=["at-the-configured-rate", "slower-than-configured"],
+)
+async def test_a_batch_slower_than_its_lease_is_sent_once(
+    harness: Harness, count: int, rate: float, start_after: int
+) -> None:
+    """A 2-second claim lease and a configured bulk rate of 5 messages a second; the
+    dispatcher sends at `rate` (5 a second, or 1: a rate limiter shared with the news, or
+    Telegram holding it back), so that `count` invitations take 8 or 10 seconds. A second
+    dispatcher pass starts once the first has sent `start_after` (its first claim is older
+    than the lease by then). Every invitation goes out exactly once: the first pass claims
+    no more than the configured rate sends in half a lease, and renews its claim while it
+    sends; the second takes only what nobody holds."""
+    h = harness
+    group = await due_invitations(h, count)
+    settings = h.settings.model_copy(
+        update={"claim_lease_seconds": 2.0, "bulk_send_per_second": 5.0}
+    )
+    rt = dataclasses.replace(h.runtime, clock=SystemClock(), plans=ANY_HOUR, settings=settings)
+
+    def delivered() -> list[int]:
+        return [len(received(h, g)) for g in group]
+
+    first = asyncio.create_task(dispatch_due(rt, limiter=RateLimiter(rate), worker="first"))
+    await eventually(lambda: sum(delivered()) >= start_after, timeout=60)
+    second = await dispatch_due(rt, limiter=RateLimiter(rate), worker="second")
+    report = await asyncio.wait_for(first, 60)
+    counts = delivered()
+    print(
+        "figures: batch slower than its lease:",
+        {
+            "rate": rate,
+            "invitations": len(group),
+            "sent": sum(counts),
+            "duplicates": sum(counts) - len(counts),
+        },
+    )
+    assert counts == [1] * len(group), counts
+    assert report.sent + second.sent == len(group)
+    async with h.db.session() as session:
+        rows = (await session.exec(select(Invitation))).all()
+    assert {row.status for row in rows} == {"sent"}
+    assert {row.attempts for row in rows} == {1}  # no claim ran out: none was taken over
+
+
+# ---------------------------------------------------------------- processes on SQLite
+
+
+@pytest.fixture
+async def offline(tmp_path: Path) -> AsyncIterator[Harness]:
+    """A sandbox and a migrated SQLite file for `gradtrack` processes to use; the harness
+    (its bot not started) only writes the data and reads the transcripts."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gradtrack.sqlite3'}"
+    await upgrade(url)
+    db = Database(url)
+    sandbox = SandboxServer(rate_limits=RateLimits(enabled=False), host="127.0.0.1", port=0)
+    await sandbox.start()
+    settings = Settings(database_url=url, telegram_bot_token="", _env_file=None)
+    try:
+        yield Harness(sandbox, db, settings)
+    finally:
+        await sandbox.stop()
+        await db.dispose()
+
+
+def service_env(h: Harness, **extra: str) -> dict[str, str]:
+    """`gradtrack serve` against the harness's sandbox, as against Telegram."""
+    port = _free_port()
+    return {
+        "DATABASE_URL": h.settings.database_url,
+        "TELEGRAM_BOT_TOKEN": h.token,
+        "TELEGRAM_API_BASE_URL": f"{h.sandbox.url}/bot",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SECRET_KEY": "test-secret-key-of-at-least-32-characters",
+        "SANDBOX_PORT": str(_free_port()),  # unused: a token is given
+        **extra,
+    }
+
+
+async def run_gradtrack(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run `gradtrack ARGS` to its end; its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        GRADTRACK,
+        *args,
+        env={k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"} | env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+def trouble(lines: list[str]) -> list[str]:
+    """Log lines a person on call would look at: errors and tracebacks."""
+    return [line for line in lines if "ERROR" in line or "Traceback" in line]
+
+
+async def test_sigterm_gives_back_the_news_it_claimed_but_did_not_send(offline: Harness) -> None:
+    """`gradtrack serve` sends a broadcast to 30 graduates at 2 messages a second (all 30
+    claimed in one batch) and gets SIGTERM after a few: it exits with 0 and logs no error;
+    every delivery it did not send is pending again, unclaimed, its attempt not counted
+    (not claimed until the 5-minute lease runs out), so a dispatcher right after sends them
+    at once: every graduate gets the news exactly once."""
+    h = offline
+    school = await h.school()
+    group = await readers(h, school, 30)
+    sent = await broadcast(h, school, {"en": "Reunion"}, news.Audience())
+    env = service_env(h, BULK_SEND_PER_SECOND="2")
+
+    def delivered() -> int:
+        return sum(len(received(h, g)) for g in group)
+
+    async with gradtrack("serve", env) as (process, lines):
+        await _wait_for_line(lines, "gradtrack serving on")
+        await eventually(lambda: delivered() >= 3, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    assert not trouble(lines), "\n".join(lines[-40:])
+
+    async with h.db.session() as session:
+        rows = (await session.exec(select(Delivery).where(Delivery.broadcast_id == sent.id))).all()
+    by_status = {
+        status: [r for r in rows if r.status == status] for status in {r.status for r in rows}
+    }
+    assert set(by_status) == {"sent", "pending"}, {k: len(v) for k, v in by_status.items()}
+    assert len(by_status["sent"]) == delivered()
+    assert all(r.claimed_at is None and r.attempts == 0 for r in by_status["pending"])
+    given_back = len(by_status["pending"])
+    assert given_back > 0
+
+    code, output = await run_gradtrack(env | {"BULK_SEND_PER_SECOND": "0"}, "news", "dispatch")
+    assert code == 0, output
+    counts = [len(received(h, g)) for g in group]
+    assert counts == [1] * 30, counts
+    print(
+        "figures: sigterm mid-broadcast:",
+        {"sent_before": 30 - given_back, "given_back": given_back},
+    )
+
+
+async def test_a_second_bot_process_on_one_sqlite_file_is_refused(offline: Harness) -> None:
+    """SQLite is one process: while `gradtrack serve` runs on a file, a second `serve` and a
+    `run` on the same file stop at once with a message saying why and what to do, exit code
+    1, and the first keeps running; `migrate` still runs. Once the first has stopped, the
+    next `serve` starts."""
+    env = service_env(offline)
+    async with gradtrack("serve", env) as (first, lines):
+        await _wait_for_line(lines, "gradtrack serving on")
+        for command in ("serve", "run"):
+            code, output = await run_gradtrack(service_env(offline), command)
+            assert code == 1, output
+            assert "SQLite is one process" in output and f"pid {first.pid}" in output, output
+            assert "gradtrack serving on" not in output
+        code, output = await run_gradtrack(env, "migrate")
+        assert code == 0 and output.strip().endswith("database is up to date"), output
+        assert first.returncode is None
+    assert not trouble(lines), "\n".join(lines[-40:])
+    async with gradtrack("serve", service_env(offline)) as (_next, next_lines):
+        await _wait_for_line(next_lines, "gradtrack serving on")
