@@ -277,6 +277,41 @@ async def test_sigterm_gives_back_the_news_it_claimed_but_did_not_send(offline: 
     )
 
 
+async def test_two_news_dispatchers_with_a_short_lease_send_each_message_once(
+    offline: Harness,
+) -> None:
+    """Two `gradtrack news dispatch` processes on one broadcast to 60 graduates, with a
+    2-second claim lease and 5 messages a second each (12 seconds for one alone); the second
+    starts once the first has sent 12, when its first claim is older than the lease. No
+    process is killed: every graduate gets the news exactly once, and no delivery was
+    claimed twice."""
+    h = offline
+    school = await h.school()
+    group = await readers(h, school, 60)
+    sent = await broadcast(h, school, {"en": "Reunion"}, news.Audience())
+    env = service_env(h, BULK_SEND_PER_SECOND="5", CLAIM_LEASE_SECONDS="2", LOG_LEVEL="WARNING")
+
+    def delivered() -> list[int]:
+        return [len(received(h, g)) for g in group]
+
+    first = asyncio.create_task(run_gradtrack(env, "news", "dispatch", "--concurrency", "2"))
+    await eventually(lambda: sum(delivered()) >= 12, timeout=60)
+    second = await run_gradtrack(env, "news", "dispatch", "--concurrency", "2")
+    results = [await first, second]
+    counts = delivered()
+    print(
+        "figures: two news dispatchers, 2 s lease:",
+        {"recipients": len(group), "sent": sum(counts), "duplicates": sum(counts) - len(counts)},
+    )
+    for code, output in results:
+        assert code == 0 and not trouble(output.splitlines()), output
+    assert counts == [1] * len(group), counts
+    async with h.db.session() as session:
+        rows = (await session.exec(select(Delivery).where(Delivery.broadcast_id == sent.id))).all()
+    assert {row.status for row in rows} == {"sent"}
+    assert {row.attempts for row in rows} == {1}
+
+
 async def test_a_second_bot_process_on_one_sqlite_file_is_refused(offline: Harness) -> None:
     """SQLite is one process: while `gradtrack serve` runs on a file, a second `serve` and a
     `run` on the same file stop at once with a message saying why and what to do, exit code
@@ -296,3 +331,63 @@ async def test_a_second_bot_process_on_one_sqlite_file_is_refused(offline: Harne
     assert not trouble(lines), "\n".join(lines[-40:])
     async with gradtrack("serve", service_env(offline)) as (_next, next_lines):
         await _wait_for_line(next_lines, "gradtrack serving on")
+
+
+@pytest.mark.parametrize("carried_out", [False, True], ids=["not-delivered", "delivered"])
+async def test_sigkill_before_the_next_question_is_sent_it_comes_on_redelivery(
+    offline: Harness, carried_out: bool
+) -> None:
+    """`gradtrack serve`: a graduate opens their invite and presses their language; the
+    answer is stored, and the process is killed (SIGKILL) while the next message is with
+    Telegram (held by the sandbox: not delivered, or delivered with the answer lost).
+    Telegram delivers the press again to the next process, which sends what was left
+    pending at once: the graduate gets the questions without waiting for the prompts job
+    (PROMPT_RESEND_SECONDS is an hour here, so nothing else could send them). Delivered
+    before the kill, the message the process was sending comes twice: the one duplicate
+    this fault can cause (it would come again a minute later without this)."""
+    h = offline
+    h.sandbox.webhooks.max_retry_delay = 0.5  # the next process gets the redelivery soon
+    school = await h.school()
+    graduate = await h.graduate(school)
+    user = h.user("en")
+    env = service_env(h, PROMPT_RESEND_SECONDS="3600", THROTTLE_PER_SECOND="0")
+    loop = asyncio.get_running_loop()
+
+    async with gradtrack("serve", env, exit_code=-signal.SIGKILL) as (process, lines):
+        await _wait_for_line(lines, "gradtrack serving on")
+        await h.send(user, f"/start {graduate.invite_token}")
+        held = h.sandbox.faults.hang("sendMessage", seconds=60, process=carried_out)
+        await h.press(user, "English", expect=0)
+        await eventually(lambda: held.hits >= 1, timeout=60)
+        process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), 60)
+        killed_at = loop.time()
+    h.sandbox.faults.clear()
+    assert (await h.reload(graduate)).chat_id == user.id  # the /start took effect
+    before = len(h.sandbox.bot_messages(h.token, user.id))
+    assert before == 1 + int(carried_out)  # the language question (+ the held message)
+
+    async with gradtrack("serve", env) as (_next, next_lines):
+        await _wait_for_line(next_lines, "gradtrack serving on")
+        started_after = loop.time() - killed_at
+        # The consent question: with its buttons, after the privacy notice.
+        await eventually(
+            lambda: len(h.sandbox.bot_messages(h.token, user.id)) >= before + 2, timeout=60
+        )
+        stall = loop.time() - killed_at
+        await asyncio.sleep(1.0)  # anything more would come now
+    texts = [m.text or "" for m in h.sandbox.bot_messages(h.token, user.id)]
+    assert len(texts) == before + 2, texts
+    assert h.sandbox.bot_messages(h.token, user.id)[-1].buttons
+    duplicates = len(texts) - 3
+    assert duplicates == int(carried_out)
+    assert not trouble(next_lines), "\n".join(next_lines[-40:])
+    print(
+        "figures: sigkill before the next question:",
+        {
+            "delivered_before_kill": carried_out,
+            "duplicates": duplicates,
+            "next_process_up_after_s": round(started_after, 1),
+            "question_after_s": round(stall, 1),
+        },
+    )
