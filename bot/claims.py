@@ -66,7 +66,9 @@ class Held:
     def holds(self, row_id: int) -> bool:
         """Whether this pass may still send the row: claimed by it, and the claim not older
         than the lease (no other dispatcher can have taken it over)."""
-        return row_id in self.owned and time.monotonic() < self._valid_until
+        if row_id not in self.owned:
+            return False
+        return self.lease <= 0 or time.monotonic() < self._valid_until
 
     async def renew(self) -> None:
         started = time.monotonic()

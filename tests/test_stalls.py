@@ -277,6 +277,44 @@ async def test_sigterm_gives_back_the_news_it_claimed_but_did_not_send(offline: 
     )
 
 
+async def test_sigterm_stops_news_dispatch_and_gives_back_the_rest(offline: Harness) -> None:
+    """`gradtrack news dispatch` sending 20 messages at 2 a second gets SIGTERM after a few:
+    it says so and exits with 1, no error logged; what it did not send is pending again,
+    unclaimed, and the next dispatch sends it at once: each graduate once."""
+    h = offline
+    school = await h.school()
+    group = await readers(h, school, 20)
+    sent = await broadcast(h, school, {"en": "Reunion"}, news.Audience())
+    env = service_env(h, BULK_SEND_PER_SECOND="2")
+
+    def delivered() -> int:
+        return sum(len(received(h, g)) for g in group)
+
+    process = await asyncio.create_subprocess_exec(
+        GRADTRACK,
+        "news",
+        "dispatch",
+        env={k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"} | env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    await eventually(lambda: delivered() >= 3, timeout=60)
+    process.send_signal(signal.SIGTERM)
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    text = output.decode(errors="replace")
+    assert process.returncode == 1 and "the news not sent yet is pending again" in text, text
+    assert not trouble(text.splitlines()), text
+
+    async with h.db.session() as session:
+        rows = (await session.exec(select(Delivery).where(Delivery.broadcast_id == sent.id))).all()
+    pending = [r for r in rows if r.status == "pending"]
+    assert len(pending) + delivered() == 20 and pending, [r.status for r in rows]
+    assert all(r.claimed_at is None and r.attempts == 0 for r in pending)
+    code, more = await run_gradtrack(env | {"BULK_SEND_PER_SECOND": "0"}, "news", "dispatch")
+    assert code == 0, more
+    assert [len(received(h, g)) for g in group] == [1] * 20
+
+
 async def test_two_news_dispatchers_with_a_short_lease_send_each_message_once(
     offline: Harness,
 ) -> None:
