@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.news_cli import add_news_parser
@@ -65,6 +67,49 @@ def _stop_on_signal() -> asyncio.Event:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+class AlreadyRunning(Exception):
+    """Another `gradtrack run` or `serve` holds the SQLite database."""
+
+
+@contextlib.contextmanager
+def _sole_process(database_url: str) -> Iterator[None]:
+    """On SQLite, hold an exclusive lock on `<database>.lock` for as long as this process
+    runs the bot: SQLite is one process (the scheduler leader is always this process, and
+    two writers would wait on each other), so a second `gradtrack run` or `serve` on the
+    same file is refused. The lock is the kernel's (flock): it goes with the process, even
+    on SIGKILL. Other commands (migrate, import, news ...) take no lock. PostgreSQL: no lock,
+    several processes share the database (bot/leader.py)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    path = url.database or ""
+    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or "memory" in str(url):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(f"{path}.lock").resolve()
+    with open(lock_path, "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise AlreadyRunning(
+                f"another gradtrack process (pid {holder}) is running the bot on the SQLite "
+                f"database {Path(path).resolve()}: SQLite is one process. Stop it first "
+                "(or use PostgreSQL to run several processes)."
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 async def cmd_migrate(settings: Settings) -> int:
@@ -124,7 +169,7 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
                 yield RunningBot(application, token, sandbox.url if sandbox else None)
             finally:
                 if scheduler is not None:
-                    scheduler.shutdown(wait=False)
+                    await scheduler.stop()
                 if application.updater is not None and application.updater.running:
                     await application.updater.stop()
                 await application.stop()
@@ -595,8 +640,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ROSTER_COMMANDS:
         return asyncio.run(ROSTER_COMMANDS[args.command](settings, args))
     commands = {"run": cmd_run, "serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}
+    sole = args.command in ("run", "serve")
     try:
-        return asyncio.run(commands[args.command](settings))
+        with _sole_process(settings.database_url) if sole else contextlib.nullcontext():
+            return asyncio.run(commands[args.command](settings))
+    except AlreadyRunning as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -4,6 +4,12 @@ Telegram redelivers an update when a webhook call failed or polling did not conf
 crash, a restart). The update's id is written to `processed_update` in the same transaction as
 the update's effect (`claim` in the handler's session), so that either both are stored or
 neither is. A redelivered update whose id is stored is dropped before any handler runs.
+
+Telegram redelivers an update when the process handling it died (SIGKILL, a crash) before
+answering; the update may have taken effect, its next question decided but not sent. So a
+dropped copy sends the chat's pending question, if any, at once (claimed: once, however many
+copies or processes), instead of leaving the person waiting for the prompts job
+(PROMPT_RESEND_SECONDS).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from bot.runtime import runtime
+from bot.logs import chat_ref
+from bot.runtime import Runtime, runtime
+from conversations.prompting import send_pending_question
 from storage.models import ProcessedUpdate
 from storage.types import MAX_BIGINT
 
@@ -42,8 +50,27 @@ async def skip_processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if seen is not None:
         _pending.set(None)
         log.info("update %s was delivered again; it took effect already", update.update_id)
+        await _send_left_pending(rt, update)
         raise ApplicationHandlerStop
     _pending.set(update.update_id)
+
+
+async def _send_left_pending(rt: Runtime, update: Update) -> None:
+    """The question the first handling of `update` may have left unsent, sent now."""
+    if update.effective_chat is None:
+        return
+    chat_id = update.effective_chat.id
+    try:
+        if await send_pending_question(rt, chat_id):
+            log.info(
+                "update %s: sent the question left pending in chat %s",
+                update.update_id,
+                chat_ref(chat_id),
+            )
+    except Exception:  # the prompts job sends it later; the copy is dropped all the same
+        log.warning(
+            "could not send the pending question of chat %s", chat_ref(chat_id), exc_info=True
+        )
 
 
 def check_failed(update_id: int) -> bool:

@@ -4,10 +4,11 @@ One `dispatch_due` pass claims due rows (committed), then for each decides: skip
 graduate completed the wave, withdrew consent, stopped, blocked the bot, was erased, or the
 wave closed), defer it (quiet hours of the school), or send it at the bulk rate, and records
 the outcome. A dispatcher that dies after claiming leaves rows whose claim expires
-(`CLAIM_LEASE`) and are claimed again: nothing is lost. A row is marked sent in its own small
-transaction right after Telegram accepted the message, so at most the messages in flight at
-the moment of a crash could be sent twice; nothing is sent twice by a crash between claim and
-send.
+(`CLAIM_LEASE`) and are claimed again: nothing is lost. While a batch is being sent its claim
+is renewed, and a pass that is stopped gives back the rows it did not send (bot/claims.py).
+A row is marked sent in its own small transaction right after Telegram accepted the message,
+so at most the messages in flight at the moment of a crash could be sent twice; nothing is
+sent twice by a crash between claim and send.
 
 Telegram's answers: 403 (blocked, deactivated) marks the graduate unreachable and the row
 failed, never retried; 429 waits `retry_after` (python-telegram-bot's rate limiter, a few
@@ -31,6 +32,7 @@ from sqlmodel import col, update
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.claims import Held, batch_limit
 from bot.i18n import use_language
 from bot.metrics import sending
 from bot.runtime import Runtime, mark_unreachable
@@ -249,12 +251,15 @@ async def _work(
     pending: list[tuple[Invitation, Graduate, Institution, Programme]],
     batch: _Batch,
     report: DispatchReport,
+    held: Held,
 ) -> None:
     """One of a few concurrent senders taking rows off the shared list."""
     while pending:
         row = pending.pop()
+        if not held.holds(row[0].id or 0):
+            continue  # the claim ran out: another dispatcher has the row now
         try:
-            await _deliver(rt, limiter, row, batch, report)
+            await held.complete(row[0].id or 0, _deliver(rt, limiter, row, batch, report))
         except Exception:  # one message's failure must not stop the batch
             log.exception("invitation %s could not be delivered", row[0].id)
 
@@ -271,6 +276,8 @@ async def dispatch_due(
     """Claim and send everything due now, batch by batch, at the bulk rate."""
     limiter = limiter or RateLimiter(rt.settings.bulk_send_per_second)
     report = DispatchReport()
+    lease = rt.settings.claim_lease_seconds
+    limit = batch_limit(batch, rt.settings.bulk_send_per_second, lease)
     batches = 0
     while max_batches is None or batches < max_batches:
         now = rt.clock.now()
@@ -279,23 +286,28 @@ async def dispatch_due(
                 session,
                 now=now,
                 worker=worker,
-                limit=batch,
-                lease=timedelta(seconds=rt.settings.claim_lease_seconds),
+                limit=limit,
+                lease=timedelta(seconds=lease),
             )
         if not ids:
             break
         batches += 1
         report.claimed += len(ids)
-        async with rt.db.session() as session:
-            rows = await load_claimed(session, ids)
-            completed = await completed_waves(
-                session, {(row[1].id or 0, row[0].wave) for row in rows}
+        held = Held(rt, Invitation, ids, now, worker)
+        async with held.sending():
+            async with rt.db.session() as session:
+                rows = await load_claimed(session, ids)
+                completed = await completed_waves(
+                    session, {(row[1].id or 0, row[0].wave) for row in rows}
+                )
+            shared = _Batch(now, completed)
+            pending = list(reversed(rows))
+            await asyncio.gather(
+                *(
+                    _work(rt, limiter, pending, shared, report, held)
+                    for _ in range(max(1, concurrency))
+                )
             )
-        shared = _Batch(now, completed)
-        pending = list(reversed(rows))
-        await asyncio.gather(
-            *(_work(rt, limiter, pending, shared, report) for _ in range(max(1, concurrency)))
-        )
     if report.claimed:
         log.info("dispatch: %s", report)
     return report

@@ -4,8 +4,10 @@
 `Delivery` row each), then claims pending deliveries in batches and sends them. Each delivery
 is marked sent in its own small transaction right after Telegram accepted it; a process that
 dies (even with SIGKILL) leaves claimed rows whose claim expires and which are sent then, so
-nobody is skipped, and nobody whose message was recorded gets it twice. A cancelled broadcast
-stops within one batch: its pending rows are cancelled and nothing more of it is sent.
+nobody is skipped, and nobody whose message was recorded gets it twice. While a batch is being
+sent its claim is renewed, and a dispatcher that is stopped gives back the deliveries it did
+not send, pending again at once (bot/claims.py). A cancelled broadcast stops within one
+batch: its pending rows are cancelled and nothing more of it is sent.
 
 The officer who scheduled a broadcast sees its progress in the chat, one message edited as
 batches go out, and the final report (sent, blocked, failed, pending, cancelled).
@@ -23,6 +25,7 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 from telegram.error import BadRequest, TelegramError
 
+from bot.claims import Held, batch_limit
 from bot.delivery import RateLimiter, send_safely
 from bot.i18n import _, use_language
 from bot.metrics import sending
@@ -194,12 +197,18 @@ async def _work(
     pending: list[tuple[Delivery, Graduate, Broadcast]],
     live: LiveBroadcasts,
     report: NewsReport,
+    held: Held,
 ) -> None:
     """One of a few concurrent senders taking deliveries off the shared list."""
     while pending:
         delivery, graduate, broadcast = pending.pop()
+        if not held.holds(delivery.id or 0):
+            continue  # the claim ran out: another dispatcher has the delivery now
         try:
-            await _deliver_one(rt, limiter, delivery, graduate, broadcast, live, report)
+            await held.complete(
+                delivery.id or 0,
+                _deliver_one(rt, limiter, delivery, graduate, broadcast, live, report),
+            )
         except Exception:  # one message must not stop the broadcast
             log.exception("news delivery %s failed", delivery.id)
 
@@ -278,29 +287,36 @@ async def dispatch_news(
     report = NewsReport(started=await news.start_due(rt.db, rt.clock.now()))
     touched: set[int] = set(report.started)
     live = LiveBroadcasts(rt)
+    limit = batch_limit(batch, rt.settings.bulk_send_per_second, rt.settings.claim_lease_seconds)
     batches = 0
     while max_batches is None or batches < max_batches:
-        ids = await _claim(rt, rt.clock.now(), batch)
+        now = rt.clock.now()
+        ids = await _claim(rt, now, limit)
         if not ids:
             break
         batches += 1
         report.claimed += len(ids)
-        async with rt.db.session() as session:
-            rows = (
-                await session.exec(
-                    select(Delivery, Graduate, Broadcast)
-                    .join(Graduate, col(Graduate.id) == Delivery.graduate_id)
-                    .join(Broadcast, col(Broadcast.id) == Delivery.broadcast_id)
-                    .where(col(Delivery.id).in_(ids))
-                    .order_by(col(Delivery.id))
+        held = Held(rt, Delivery, ids, now)
+        async with held.sending():
+            async with rt.db.session() as session:
+                rows = (
+                    await session.exec(
+                        select(Delivery, Graduate, Broadcast)
+                        .join(Graduate, col(Graduate.id) == Delivery.graduate_id)
+                        .join(Broadcast, col(Broadcast.id) == Delivery.broadcast_id)
+                        .where(col(Delivery.id).in_(ids))
+                        .order_by(col(Delivery.id))
+                    )
+                ).all()
+            broadcasts = {row[2].id for row in rows if row[2].id is not None}
+            touched |= broadcasts
+            pending = [(d, g, b) for d, g, b in reversed(rows)]
+            await asyncio.gather(
+                *(
+                    _work(rt, limiter, pending, live, report, held)
+                    for _ in range(max(1, concurrency))
                 )
-            ).all()
-        broadcasts = {row[2].id for row in rows if row[2].id is not None}
-        touched |= broadcasts
-        pending = [(d, g, b) for d, g, b in reversed(rows)]
-        await asyncio.gather(
-            *(_work(rt, limiter, pending, live, report) for _ in range(max(1, concurrency)))
-        )
+            )
         for broadcast_id in broadcasts:
             await report_progress(rt, broadcast_id)
     for broadcast_id in touched:

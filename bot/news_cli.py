@@ -4,6 +4,7 @@
         [--text-in nl "<b>Open dag</b> op 12 maart"] [--programme ICT4] [--year 2026] \\
         [--language nl] [--link https://… "More"] [--at "2026-12-01 10:00"] [--dry-run]
     gradtrack news dispatch [--concurrency 4]   # send what is due now, then exit
+                                                # (SIGTERM: stop, unsent news pending again)
     gradtrack news list [--school alfa]
     gradtrack news cancel ID
 
@@ -14,7 +15,10 @@ command imports the database layer it needs.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import html
+import signal
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -146,11 +150,29 @@ async def _dispatch(settings: Settings, db: Database, args: argparse.Namespace) 
         return _fail("TELEGRAM_BOT_TOKEN is required to send news")
     application = build_application(settings, db)
     await application.initialize()
+    rt = application.bot_data["gradtrack"]
+    sending = asyncio.ensure_future(dispatch_news(rt, concurrency=args.concurrency))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:  # SIGTERM or Ctrl+C: finish what is in flight, give back the rest
+        rt.stopping = True
+        sending.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop)
     try:
-        report = await dispatch_news(
-            application.bot_data["gradtrack"], concurrency=args.concurrency
-        )
+        report = await sending
+    except asyncio.CancelledError:
+        if not rt.stopping:
+            raise
+        print("stopped: the news not sent yet is pending again; dispatch again to send it")
+        return 1
     finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
         await application.shutdown()
     print(
         f"sent {report.sent}, blocked {report.blocked}, failed {report.failed}, "

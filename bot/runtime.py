@@ -32,6 +32,10 @@ class Runtime:
     questionnaires: QuestionnaireRegistry
     plans: WavePlans
     clock: Clock
+    #: Set by a graceful stop (bot.scheduler.LeaderScheduler.stop): dispatchers being
+    #: cancelled finish the messages in flight and give back their claims (bot/claims.py),
+    #: rather than being cut off as when this process stops leading.
+    stopping: bool = False
 
 
 def install(

@@ -11,7 +11,8 @@ Only the scheduler leader runs them (bot/leader.py): on PostgreSQL, several proc
 the database and the one holding the scheduler lock leads; on SQLite the one process does.
 The jobs are paused while this process follows; when it becomes the leader they resume (the
 dispatchers at once), and when it steps down they are paused again and the work in progress
-is stopped.
+is stopped. A graceful stop of the process (`LeaderScheduler.stop`) waits for that work to
+wind down: the dispatchers give back what they claimed and did not send.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.claims import STOP_WAIT_SECONDS
 from bot.delivery import RateLimiter, dispatch_due
 from bot.leader import Leadership
 from bot.news import dispatch_news
@@ -72,11 +74,16 @@ class LeaderScheduler(AsyncIOScheduler):
     `shutdown()` also stops watching the leadership and closes the lock connection, which
     hands the lock to another process at once."""
 
-    def __init__(self, leadership: Leadership, **options: Any) -> None:
+    def __init__(
+        self, leadership: Leadership, runtime: Runtime | None = None, **options: Any
+    ) -> None:
         super().__init__(**options)
         self.leadership = leadership
+        self.runtime = runtime
         self._watch: asyncio.Task[None] | None = None
         self._work: set[asyncio.Task[Any]] = set()
+        self._runs: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     def add_leader_job(self, func: Callable[..., Awaitable[Any]], **options: Any) -> None:
         """Add `func` as a job, paused until this process leads."""
@@ -98,13 +105,29 @@ class LeaderScheduler(AsyncIOScheduler):
         self.leadership.terminate()
         super().shutdown(wait)
 
+    async def stop(self, timeout: float = STOP_WAIT_SECONDS + 5.0) -> None:
+        """A graceful stop: pause the jobs, stop the work in progress and wait (up to
+        `timeout`) for it to wind down, then `shutdown`. A dispatcher stopped mid-batch
+        finishes the messages in flight and gives back the rows it did not send
+        (bot/claims.py), before the database closes."""
+        self._stopping = True
+        if self.runtime is not None:
+            self.runtime.stopping = True
+        self._stand_down()  # pause the jobs, stop the work in progress
+        running = self._work | self._runs
+        if running:
+            # Before `shutdown`, which cancels the job runs themselves (APScheduler would log
+            # each as failed with a CancelledError).
+            await asyncio.wait(running, timeout=timeout)
+        self.shutdown(wait=False)
+
     @property
     def running_work(self) -> int:
         """How many job runs are in progress."""
         return len(self._work)
 
     def _on_change(self, leading: bool) -> None:
-        if leading:
+        if leading and not self._stopping:
             now = datetime.now(UTC)
             for job in self.get_jobs():
                 if job.id in RUN_AT_ONCE:
@@ -130,15 +153,20 @@ class LeaderScheduler(AsyncIOScheduler):
                 return None
             work = asyncio.ensure_future(func(*args, **kwargs))
             self._work.add(work)
+            current = asyncio.current_task()
+            if current is not None:
+                self._runs.add(current)
             try:
                 return await work
             except asyncio.CancelledError:
-                current = asyncio.current_task()
                 if work.cancelled() and (current is None or not current.cancelling()):
-                    log.info("scheduler: %s stopped (this process stepped down)", func.__name__)
+                    why = "this process stops" if self._stopping else "this process stepped down"
+                    log.info("scheduler: %s stopped (%s)", func.__name__, why)
                     return None
                 raise
             finally:
+                if current is not None:
+                    self._runs.discard(current)
                 self._work.discard(work)
                 if not work.done():
                     work.cancel()
@@ -152,7 +180,7 @@ def start_scheduler(rt: Runtime, leadership: Leadership | None = None) -> Leader
     """Start the dispatcher jobs on the running event loop; they run while this process is
     the scheduler leader (`leadership`, by default on `rt.db` with the default timings)."""
     limiter = RateLimiter(rt.settings.bulk_send_per_second)
-    scheduler = LeaderScheduler(leadership or Leadership(rt.db), timezone="UTC")
+    scheduler = LeaderScheduler(leadership or Leadership(rt.db), rt, timezone="UTC")
     options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     interval = rt.settings.dispatch_interval_seconds
     scheduler.add_leader_job(

@@ -7,6 +7,11 @@ a failure of Telegram, is sent by `resend_pending_prompts`: at start, and every 
 by the scheduler leader. It takes only questions left untouched for
 `PROMPT_RESEND_SECONDS` (so not one a live handler is about to send) and claims each before
 sending it, so that processes starting at once do not both send it.
+
+A process that dies between storing an answer and sending the next question does not make the
+person wait that long: Telegram delivers the update again (to another process, or to this
+one restarted), and the copy, dropped as processed (bot.dedupe), sends the chat's pending
+question at once (`send_pending_question`), claimed in the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -25,7 +30,13 @@ from bot.logs import chat_ref
 from bot.runtime import Runtime, mark_unreachable, runtime
 from conversations.rules import choose_language
 from storage.models import ChatState, Graduate
-from storage.queries import claim_prompt, get_chat_state, graduate_by_chat, stale_prompts
+from storage.queries import (
+    claim_prompt,
+    get_chat_state,
+    graduate_by_chat,
+    release_prompt,
+    stale_prompts,
+)
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -135,6 +146,33 @@ async def has_open_question(rt: Runtime, chat_id: int) -> bool:
     return renderer is not None and await renderer(rt, state) is not None
 
 
+async def send_pending_question(rt: Runtime, chat_id: int) -> bool:
+    """Send the chat's question decided but not marked sent, now, however recently it was
+    decided, unless someone is sending it (a claim dates the state ahead: see
+    storage.queries.PROMPT_CLAIM_HOLD). Claimed first (compare-and-set), so that of several
+    callers at once only one sends it. Returns whether this call sent it."""
+    async with rt.db.session() as session:
+        state = await session.get(ChatState, chat_id)
+        if state is None or not state.prompt_pending or state.updated_at > utcnow():
+            return False
+        seen = state.updated_at
+    return await _claim_and_send(rt, chat_id, seen)
+
+
+async def _claim_and_send(rt: Runtime, chat_id: int, seen: datetime) -> bool:
+    async with rt.db.session() as session:
+        stamp = await claim_prompt(session, chat_id, seen)
+    if stamp is None:
+        return False  # another process took it, or the person moved on
+    try:
+        await send_prompt(rt, chat_id)
+    except BaseException:
+        async with rt.db.session() as session:
+            await release_prompt(session, chat_id, stamp)
+        raise
+    return True
+
+
 async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = None) -> int:
     """Send every question decided but not marked sent for `older_than` (by default
     PROMPT_RESEND_SECONDS), each claimed first; returns how many this process sent."""
@@ -145,11 +183,8 @@ async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = Non
     sent = 0
     for chat_id, seen in stale:
         try:
-            async with rt.db.session() as session:
-                if not await claim_prompt(session, chat_id, seen):
-                    continue  # another process took it, or the person moved on
-            await send_prompt(rt, chat_id)
-            sent += 1
+            if await _claim_and_send(rt, chat_id, seen):
+                sent += 1
         except Exception:  # one chat's failure must not stop the others
             log.exception("could not resend the pending question to chat %s", chat_ref(chat_id))
     return sent

@@ -4,7 +4,7 @@ the transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col, select, update
@@ -46,9 +46,21 @@ async def stale_prompts(session: AsyncSession, before: datetime) -> list[tuple[i
     return [(chat_id, seen) for chat_id, seen in (await session.exec(query)).all()]
 
 
-async def claim_prompt(session: AsyncSession, chat_id: int, seen: datetime) -> bool:
+#: How long a claimed question counts as being sent: a claim dates the chat's state this far
+#: ahead, so that neither a redelivered update (`claim_prompt`'s callers in
+#: conversations/prompting.py) nor the prompts job takes it meanwhile; if its claimer died,
+#: the prompts job takes it PROMPT_RESEND_SECONDS after that.
+PROMPT_CLAIM_HOLD = timedelta(seconds=30)
+
+
+async def claim_prompt(
+    session: AsyncSession, chat_id: int, seen: datetime, hold: timedelta = PROMPT_CLAIM_HOLD
+) -> datetime | None:
     """Take over sending the chat's pending question, if it is still as `seen`: only one of
-    several processes trying at once wins (compare-and-set on updated_at)."""
+    several processes trying at once wins (compare-and-set on updated_at). The winner's
+    claim dates the state `hold` ahead (see PROMPT_CLAIM_HOLD); returns that stamp, for
+    `release_prompt`, or None when the claim was lost."""
+    stamp = utcnow() + hold
     result = await session.exec(
         update(ChatState)
         .where(
@@ -56,9 +68,23 @@ async def claim_prompt(session: AsyncSession, chat_id: int, seen: datetime) -> b
             col(ChatState.prompt_pending),
             col(ChatState.updated_at) == seen,
         )
+        .values(updated_at=stamp)
+    )
+    return stamp if result.rowcount else None
+
+
+async def release_prompt(session: AsyncSession, chat_id: int, stamp: datetime) -> None:
+    """Give back a claim whose sending failed: the question is pending as if decided now
+    (the prompts job tries again after PROMPT_RESEND_SECONDS), unless the chat moved on."""
+    await session.exec(
+        update(ChatState)
+        .where(
+            col(ChatState.chat_id) == chat_id,
+            col(ChatState.prompt_pending),
+            col(ChatState.updated_at) == stamp,
+        )
         .values(updated_at=utcnow())
     )
-    return bool(result.rowcount)
 
 
 async def graduate_by_chat(session: AsyncSession, chat_id: int) -> Graduate | None:

@@ -236,7 +236,7 @@ async def test_a_deposed_leader_stops_sending_and_the_new_one_sends_the_rest(
     leader and, once the deposed leader's claims expire, sends the rest, once each."""
     h = one_wave
     rt = h.runtime
-    rt.settings.bulk_send_per_second = 20
+    rt.settings.bulk_send_per_second = 40  # one batch takes all 12 (rate x half a lease)
     rt.settings.dispatch_interval_seconds = 0.2
     rt.settings.claim_lease_seconds = 1
     graduates = await owed_graduates(h.db, h.sandbox, h.token, 12, h.clock.now())
