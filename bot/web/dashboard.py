@@ -859,9 +859,9 @@ def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
         form_id=r.form_id,
         version=r.version,
         status=r.status,
-        outcome="completed" if r.complete else "declined" if r.declined else "partial",
+        outcome=row.outcome,
         started=r.started_at.date(),
-        completed=r.completed_at.date() if r.completed_at else None,
+        completed=r.completed_at.date() if r.completed_at and row.completed else None,
         answers=row.answers,
     )
 
