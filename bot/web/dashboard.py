@@ -43,7 +43,7 @@ from conversations.indicators import (
 from conversations.rules import choose_language
 from conversations.waves import Wave
 from storage import stats
-from storage.models import Broadcast, Delivery, Institution, Programme, Staff
+from storage.models import Broadcast, Delivery, Institution, Programme, Staff, StaffRole
 from storage.roster import import_roster
 from storage.stats import Scope
 
@@ -802,6 +802,13 @@ async def roster_upload(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- exports
 
 
+def may_download_rows(staff: Staff) -> bool:
+    """Whether `staff` may download row-level data (one row per response, with programme,
+    cohort and free text): admins only. Officers get the aggregate tables, where every group
+    under five is suppressed, as the privacy notice promises."""
+    return staff.role == StaffRole.ADMIN.value
+
+
 async def exports_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
@@ -809,6 +816,7 @@ async def exports_page(request: web.Request) -> web.Response:
     return render(
         request,
         "exports.html",
+        rows_allowed=may_download_rows(_session(request).staff),
         scope=scope,
         forms=d.rt.questionnaires.form_ids,
         waves=report.waves,
@@ -868,7 +876,15 @@ def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
 
 async def export_responses(request: web.Request) -> web.StreamResponse:
     """Every response in scope with codes and labels. CSV streams batch by batch (any size in
-    little memory); XLSX is built whole (openpyxl writes the zip at the end)."""
+    little memory); XLSX is built whole (openpyxl writes the zip at the end). Admins only
+    (`may_download_rows`)."""
+    if not may_download_rows(_session(request).staff):
+        raise web.HTTPForbidden(
+            reason=_(
+                "Only administrators can download the responses row by row. The indicator and "
+                "response-rate tables are open to you."
+            )
+        )
     d = dashboard(request)
     scope = scope_of(request)
     lang = _export_language(request)
