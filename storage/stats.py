@@ -476,7 +476,7 @@ async def iter_responses(
     done = counted_complete(now or utcnow())
     while True:
         query = (
-            select(SurveyResponse, Institution.code, Programme.code, cohort_of(), done)
+            select(SurveyResponse, Institution.code, Programme.code, cohort_of())
             .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
             .join(Institution, col(Institution.id) == col(Graduate.institution_id))
             .join(Programme, col(Programme.id) == col(Graduate.programme_id))
@@ -493,14 +493,21 @@ async def iter_responses(
         rows = (await session.exec(query)).all()
         if not rows:
             return
-        ids = [row[0].id for row in rows if row[0].id is not None]
+        ids = [r.id for r, *_rest in rows if r.id is not None]
         found: dict[int, dict[str, Any]] = {i: {} for i in ids}
         answers = await session.exec(select(Answer).where(col(Answer.response_id).in_(ids)))
         for answer in answers.all():
             found[answer.response_id][answer.question] = answer.value
-        for response, school, programme, cohort, completed in rows:
+        counted = set(
+            (
+                await session.exec(
+                    select(SurveyResponse.id).where(col(SurveyResponse.id).in_(ids), done)
+                )
+            ).all()
+        )
+        for response, school, programme, cohort in rows:
             assert response.id is not None
             yield ResponseRow(
-                response, school, programme, int(cohort), found[response.id], bool(completed)
+                response, school, programme, int(cohort), found[response.id], response.id in counted
             )
         last = ids[-1]
