@@ -21,6 +21,7 @@ from storage.staff import create_invite
 from storage.types import utcnow
 
 log = logging.getLogger("gradtrack")
+SANDBOX_BOT_USERNAME = "gradtrack_demo_bot"
 
 
 @dataclass
@@ -81,9 +82,18 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
 
     sandbox: SandboxServer | None = None
     if settings.uses_sandbox:
-        sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
-        await sandbox.start()
-        token = sandbox.create_bot(username="gradtrack_demo_bot", first_name="GradTrack")
+        sandbox = SandboxServer(
+            host=settings.sandbox_host,
+            port=settings.sandbox_port,
+            state_file=settings.sandbox_state_file,
+        )
+        await sandbox.start()  # with the users, chats and update numbers of the last run
+        known = [b for b in sandbox.state.bots.values() if b.username == SANDBOX_BOT_USERNAME]
+        token = (
+            known[0].token
+            if known
+            else sandbox.create_bot(username=SANDBOX_BOT_USERNAME, first_name="GradTrack")
+        )
         application = build_application(settings, db, token=token, base_url=f"{sandbox.url}/bot")
     else:
         token = settings.telegram_bot_token
