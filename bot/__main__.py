@@ -51,6 +51,15 @@ async def _wait_for_stop() -> None:
     await stop.wait()
 
 
+def _plans(settings: Settings) -> Any:
+    """The wave plans of WAVES_FILE (conversations.waves.WavePlans)."""
+    from pathlib import Path
+
+    from conversations.waves import DEFAULT_PLAN_FILE, load_plans
+
+    return load_plans(Path(settings.waves_file) if settings.waves_file else DEFAULT_PLAN_FILE)
+
+
 async def cmd_migrate(settings: Settings) -> int:
     await upgrade(settings.database_url)
     print("database is up to date")
@@ -64,7 +73,7 @@ async def cmd_demo(settings: Settings) -> int:
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
     try:
-        demo = await ensure_demo(db)
+        demo = await ensure_demo(db, _plans(settings))
     finally:
         await db.dispose()
     username = settings.bot_username or "your_bot"
@@ -126,7 +135,7 @@ async def cmd_run(settings: Settings) -> int:
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
     try:
-        demo = await ensure_demo(db)
+        demo = await ensure_demo(db, _plans(settings))
         async with _running_bot(settings, db) as running, _web(running, db, None, settings):
             updater = running.application.updater
             assert updater is not None
@@ -337,7 +346,12 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     try:
         result = await import_roster(
-            db, args.file, school_code=args.school, dry_run=args.dry_run, ref_key=settings.key
+            db,
+            args.file,
+            school_code=args.school,
+            dry_run=args.dry_run,
+            ref_key=settings.key,
+            plans=_plans(settings),
         )
     finally:
         await db.dispose()

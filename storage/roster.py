@@ -45,8 +45,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import _
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
+from conversations.waves import WavePlans
 from storage.db import Database
 from storage.erasure import ref_hash
+from storage.invitations import plan_invitations
 from storage.models import ErasedRef, Graduate, Institution, Programme
 from storage.types import utcnow
 
@@ -787,10 +789,13 @@ async def import_roster(
     dry_run: bool = False,
     today: date | None = None,
     ref_key: bytes | None = None,
+    plans: WavePlans | None = None,
+    now: datetime | None = None,
 ) -> ImportResult:
     """Check the roster at `path` and, unless `dry_run` or any problem, upsert it in one
     transaction. The result says what was (or would be) created, updated and left unchanged,
-    and every problem with its line."""
+    and every problem with its line. With `plans`, the invitations of the new graduates are
+    planned right after (so that a wave open for them can be answered at once)."""
     path = Path(path)
     today = today or date.today()
     result = ImportResult(path=str(path), dry_run=dry_run)
@@ -829,6 +834,9 @@ async def import_roster(
                 return result
             await _write(session, creates, updates)
         result.written = True
+        schools = {int(values["institution_id"]) for values in creates}
+        if plans is not None and schools:
+            await plan_invitations(db, plans, now=now or utcnow(), institution_ids=schools)
     except IntegrityError as error:
         result.written = False
         result.problems.append(

@@ -39,7 +39,6 @@ from sqlalchemy.sql import Executable
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.types import utcnow
 from storage.models import (
     Answer,
     Graduate,
@@ -50,6 +49,7 @@ from storage.models import (
     ResponseStatus,
     SurveyResponse,
 )
+from storage.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -319,8 +319,8 @@ def _as_date(value: Any) -> date:
 async def outcomes(
     session: AsyncSession, scope: Scope, spec: IndicatorQuestions, now: datetime | None = None
 ) -> list[OutcomeRow]:
-    """Completed responses (`counted_complete`) of `spec.form_id`, grouped by wave, breakdowns and the answers the
-    indicators count."""
+    """Completed responses (`counted_complete`) of `spec.form_id`, grouped by wave,
+    breakdowns and the answers the indicators count."""
     dialect = _dialect(session)
     answers = {name: aliased(Answer, name=f"a_{name}") for name in ("act", "rel", "use")}
     questions = {"act": spec.activity, "rel": spec.related, "use": spec.relevant}

@@ -787,6 +787,8 @@ async def roster_upload(request: web.Request) -> web.Response:
             dry_run=dry_run,
             today=d.rt.clock.now().date(),
             ref_key=d.rt.settings.key,
+            plans=d.rt.plans,
+            now=d.rt.clock.now(),
         )
     return render(
         request,
