@@ -271,9 +271,10 @@ async def _finish(rt: Runtime, chat_id: int) -> None:
     lines.append(
         _("You can change your choices at any time with /privacy. /help lists what I can do.")
     )
-    sent = await rt.bot.send_message(chat_id, "\n".join(lines), reply_markup=markup)
     if invitation is not None:
-        await mark_offered(rt.db, invitation, sent.message_id, now)
+        # Recorded before sending, so that a dispatcher tick in between sends no second one.
+        await mark_offered(rt.db, invitation, now)
+    await rt.bot.send_message(chat_id, "\n".join(lines), reply_markup=markup)
 
 
 # ---------------------------------------------------------------- transitions

@@ -232,9 +232,7 @@ async def completed_waves(
     return found & wanted
 
 
-async def mark_offered(
-    db: Database, invitation: Invitation, message_id: int, now: datetime
-) -> bool:
+async def mark_offered(db: Database, invitation: Invitation, now: datetime) -> bool:
     """Record that the graduate was offered the wave in the chat (the "Start now" button at
     the end of onboarding) as its invitation being sent, unless a dispatcher has taken the
     row meanwhile. True when recorded."""
@@ -245,6 +243,6 @@ async def mark_offered(
                 col(Invitation.id) == invitation.id,
                 col(Invitation.status) == InvitationStatus.PENDING.value,
             )
-            .values(status=InvitationStatus.SENT.value, sent_at=now, message_id=message_id)
+            .values(status=InvitationStatus.SENT.value, sent_at=now)
         )
         return bool(result.rowcount)
