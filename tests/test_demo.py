@@ -73,9 +73,7 @@ async def test_the_demo_school_shows_real_numbers_and_seeding_twice_adds_nothing
     assert first.invite_token == second.invite_token  # still unused: the same invite
     async with h.db.session() as session:
         responses = (await session.exec(select(func.count()).select_from(SurveyResponse))).one()
-        school = (
-            await session.exec(select(Institution).where(Institution.code == "demo"))
-        ).one()
+        school = (await session.exec(select(Institution).where(Institution.code == "demo"))).one()
         invitations = (
             await session.exec(
                 select(func.count()).select_from(Invitation).where(col(Invitation.seq) == 0)

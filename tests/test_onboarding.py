@@ -452,4 +452,4 @@ async def test_the_privacy_notice_says_who_sees_row_level_data(harness: Harness,
     user = harness.user(language_code=lang)
     await harness.send(user, f"/start {graduate.invite_token}")
     notice, _survey = await harness.press(user, language_name(lang), expect=2)
-    assert ROW_LEVEL_WHO[lang] in notice.text
+    assert ROW_LEVEL_WHO[lang] in notice.content

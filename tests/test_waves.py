@@ -456,7 +456,7 @@ async def test_survey_in_the_quiet_hours_starts_the_open_wave(harness: Harness) 
     still starts the questionnaire."""
     h = harness
     h.clock.set(local(date(2026, 8, 20), 10, 0))  # before m2 opens (08-30)
-    graduate, user = await h.consenting_graduate("en")
+    _graduate, user = await h.consenting_graduate("en")
     h.clock.set(local(date(2026, 8, 30), 22, 30))  # m2 opened at 10:00; the dispatcher was down
     assert (await dispatch(h))["deferred"] == 1
     h.clock.set(local(date(2026, 8, 30), 22, 35))
