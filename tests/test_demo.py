@@ -86,7 +86,12 @@ async def test_the_demo_school_shows_real_numbers_and_seeding_twice_adds_nothing
     assert invitations >= responses + 1  # the seeded graduates' and the demo graduate's
 
     report = await build_report(
-        h.db, h.runtime.plans, load_specs(), Scope(institution_id=school.id), moment.date()
+        h.db,
+        h.runtime.plans,
+        load_specs(),
+        Scope(institution_id=school.id),
+        moment.date(),
+        now=moment,
     )
     shown = {
         programme: funnel.shown()["completed"]

@@ -373,7 +373,8 @@ def _query(scope: Scope, **extra: Any) -> str:
 
 async def _report(request: web.Request, scope: Scope) -> Report:
     d = dashboard(request)
-    return await build_report(d.rt.db, d.rt.plans, d.specs, scope, today=d.rt.clock.now().date())
+    now = d.rt.clock.now()
+    return await build_report(d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now)
 
 
 def _scope_name(report: Report, scope: Scope) -> str:
@@ -897,7 +898,9 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         async with d.rt.db.session() as session:
             records = [
                 _record(d, row)
-                async for row in stats.iter_responses(session, scope, questionnaire.form_id, wave)
+                async for row in stats.iter_responses(
+                    session, scope, questionnaire.form_id, wave, now=d.rt.clock.now()
+                )
             ]
         return _download(request, name, [exports.response_sheet(questionnaire, records, lang)])
     response = web.StreamResponse(
@@ -921,7 +924,9 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         batch.clear()
 
     async with d.rt.db.session() as session:
-        async for row in stats.iter_responses(session, scope, questionnaire.form_id, wave):
+        async for row in stats.iter_responses(
+            session, scope, questionnaire.form_id, wave, now=d.rt.clock.now()
+        ):
             batch.append(_record(d, row))
             if len(batch) >= EXPORT_BATCH:
                 await flush()
