@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # aiohttp) is imported by the command that needs it: `gradtrack --help` answers at once.
 
 log = logging.getLogger("gradtrack")
+SANDBOX_BOT_USERNAME = "gradtrack_demo_bot"
 
 
 async def upgrade(database_url: str) -> None:
@@ -112,6 +113,15 @@ def _sole_process(database_url: str) -> Iterator[None]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
+def _plans(settings: Settings) -> Any:
+    """The wave plans of WAVES_FILE (conversations.waves.WavePlans)."""
+    from pathlib import Path
+
+    from conversations.waves import DEFAULT_PLAN_FILE, load_plans
+
+    return load_plans(Path(settings.waves_file) if settings.waves_file else DEFAULT_PLAN_FILE)
+
+
 async def cmd_migrate(settings: Settings) -> int:
     await upgrade(settings.database_url)
     print("database is up to date")
@@ -125,7 +135,7 @@ async def cmd_demo(settings: Settings) -> int:
     await upgrade(settings.database_url)
     db = open_database(settings)
     try:
-        demo = await ensure_demo(db)
+        demo = await ensure_demo(db, _plans(settings))
     finally:
         await db.dispose()
     invite = chat_link(settings, demo.invite_token)
@@ -152,9 +162,18 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
 
     sandbox: SandboxServer | None = None
     if settings.uses_sandbox:
-        sandbox = SandboxServer(host=settings.sandbox_host, port=settings.sandbox_port)
-        await sandbox.start()
-        token = sandbox.create_bot(username=SANDBOX_BOT_USERNAME, first_name="GradTrack")
+        sandbox = SandboxServer(
+            host=settings.sandbox_host,
+            port=settings.sandbox_port,
+            state_file=settings.sandbox_state_file,
+        )
+        await sandbox.start()  # with the users, chats and update numbers of the last run
+        known = [b for b in sandbox.state.bots.values() if b.username == SANDBOX_BOT_USERNAME]
+        token = (
+            known[0].token
+            if known
+            else sandbox.create_bot(username=SANDBOX_BOT_USERNAME, first_name="GradTrack")
+        )
         application = build_application(settings, db, token=token, base_url=f"{sandbox.url}/bot")
     else:
         token = settings.telegram_bot_token
@@ -190,7 +209,7 @@ async def cmd_run(settings: Settings) -> int:
     db = open_database(settings)
     try:
         # The demo school is for the sandbox; against real Telegram it is `gradtrack demo`.
-        demo = await ensure_demo(db) if settings.uses_sandbox else None
+        demo = await ensure_demo(db, _plans(settings)) if settings.uses_sandbox else None
         async with _running_bot(settings, db) as running, _web(running, db, None, settings):
             updater = running.application.updater
             assert updater is not None
@@ -425,6 +444,7 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             ref_key=settings.key,
             limits=settings.roster_limits,
+            plans=_plans(settings),
         )
     finally:
         await db.dispose()

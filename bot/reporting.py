@@ -113,17 +113,19 @@ async def build_report(
     specs: dict[str, IndicatorSpec],
     scope: Scope,
     today: date | None = None,
+    now: datetime | None = None,
 ) -> Report:
     """The report of `scope`. With `today`, a wave's graduates are only those it has opened
     for by then (graduation date + the wave's opening offset), so that a cohort a wave has
-    not reached yet does not lower its response rate."""
+    not reached yet does not lower its response rate. `now` (default: the time it is) decides
+    which unsent responses count as completed: those whose wave has closed by then."""
     async with db.session() as session:
         names = await stats.names(session, scope.institution_id)
         population = await stats.population(session, scope)
-        wave_rows = await stats.wave_counts(session, scope)
-        days = await stats.completions_per_day(session, scope)
+        wave_rows = await stats.wave_counts(session, scope, now)
+        days = await stats.completions_per_day(session, scope, now)
         outcomes = {
-            form_id: await stats.outcomes(session, scope, spec.questions)
+            form_id: await stats.outcomes(session, scope, spec.questions, now)
             for form_id, spec in specs.items()
         }
 

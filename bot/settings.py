@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from storage.roster import Limits as RosterLimits
@@ -213,6 +215,23 @@ class Settings(BaseSettings):
     @property
     def uses_sandbox(self) -> bool:
         return not self.telegram_bot_token
+
+    @property
+    def sandbox_state_file(self) -> Path | None:
+        """Where the built-in sandbox keeps its users, chats and update numbers across
+        restarts: next to a SQLite database file (`var/gradtrack.sqlite3` ->
+        `var/gradtrack.sandbox.json`), else `var/sandbox-<database>.json`; None for an
+        in-memory database. Without it, a restarted sandbox would number updates and users
+        from the start again, and the bot would take them for ones it has seen."""
+        url = make_url(self.database_url)
+        name = url.database or ""
+        if url.get_backend_name() == "sqlite":
+            if not name or name == ":memory:" or name.startswith("file:"):
+                return None
+            path = Path(name)
+            return path.with_name(path.stem + ".sandbox.json")
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "default"
+        return Path("var") / f"sandbox-{safe}.json"
 
 
 @lru_cache(maxsize=1)

@@ -36,7 +36,8 @@ from conversations.rules import (
     parse_birth_year,
     parse_start_payload,
 )
-from storage.models import ChatState, ConsentKind, Graduate, Institution, Programme
+from storage.invitations import mark_offered, open_wave_invitation, plan_invitations
+from storage.models import ChatState, ConsentKind, Graduate, Institution, Invitation, Programme
 from storage.queries import (
     active_programmes,
     get_chat_state,
@@ -91,8 +92,10 @@ def privacy_notice(school: Institution, version: str) -> str:
         "Privacy notice (version {version})\n\n"
         "{school} uses this chat to learn what its graduates do after their training: "
         "work, further study or something else. Your answers are used for statistics that "
-        "help the school improve its programmes; staff only see totals, never figures for "
-        "groups of fewer than five people.\n\n"
+        "help the school improve its programmes. Alumni officers only see totals, never "
+        "figures for groups of fewer than five people. Only the school's administrators can "
+        "download the answers one response per row (with programme and year, never your name, "
+        "student number or chat), for analysis.\n\n"
         "We store your answers, your language and the choices below, linked to your "
         "student record. We keep them for as long as the school tracks your year group, "
         "and then delete them.\n\n"
@@ -242,19 +245,36 @@ def consent_summary(graduate: Graduate) -> str:
 
 
 async def _finish(rt: Runtime, chat_id: int) -> None:
+    """The end of onboarding: the choices made and, when a wave is open for the graduate now,
+    a "Start now" button (it is the wave's invitation: the dispatcher does not send another)."""
+    from conversations.invitations import PREFIX
+
+    now = rt.clock.now()
+    invitation: Invitation | None = None
     async with rt.db.session() as session:
         graduate = await graduate_by_chat(session, chat_id)
+        if graduate is not None and graduate.id is not None and graduate.consent_survey:
+            invitation = await open_wave_invitation(session, graduate.id, now, rt.plans)
     if graduate is None:
         return
     lines = [_("Thank you! Your choices are saved:"), consent_summary(graduate), ""]
-    if graduate.consent_survey:
+    markup: InlineKeyboardMarkup | None = None
+    if invitation is not None:
+        lines.append(_("A questionnaire is open for you now. It takes about five minutes."))
+        markup = InlineKeyboardMarkup(
+            [[InlineKeyboardButton(_("Start now"), callback_data=f"{PREFIX}{invitation.id}")]]
+        )
+    elif graduate.consent_survey:
         lines.append(
             _("We will send you the questionnaire here when it opens for your year group.")
         )
     lines.append(
         _("You can change your choices at any time with /privacy. /help lists what I can do.")
     )
-    await rt.bot.send_message(chat_id, "\n".join(lines))
+    if invitation is not None:
+        # Recorded before sending, so that a dispatcher tick in between sends no second one.
+        await mark_offered(rt.db, invitation, now)
+    await rt.bot.send_message(chat_id, "\n".join(lines), reply_markup=markup)
 
 
 # ---------------------------------------------------------------- transitions
@@ -294,6 +314,8 @@ async def begin_onboarding(rt: Runtime, update: Update, graduate: Graduate) -> N
         touch_state(state)
         session.add(graduate)
         session.add(state)
+    assert graduate.id is not None
+    await plan_invitations(rt.db, rt.plans, now=rt.clock.now(), graduate_ids=[graduate.id])
     set_language(language)
     await send_prompt(rt, chat_id)
 
@@ -574,6 +596,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     chat_id = _chat_id(update)
     message = update.effective_message
     assert message is not None
+    registered: int | None = None
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         if state.flow not in (ONBOARD, REGISTER) or not state.step:
@@ -597,9 +620,12 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
             graduate = _register(state, school)
             session.add(graduate)
             await session.flush()
-            state.graduate_id = graduate.id
+            state.graduate_id = registered = graduate.id
             _advance(state, _age_step(school, year, False))
             session.add(state)
+    if registered is not None:
+        # A new graduate: the waves open for them now can be answered at once.
+        await plan_invitations(rt.db, rt.plans, now=rt.clock.now(), graduate_ids=[registered])
     await send_prompt(rt, chat_id)
     return True
 

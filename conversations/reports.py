@@ -79,9 +79,8 @@ def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) 
 async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
     rt = runtime(context)
     scope = staff_scope(staff)
-    report = await build_report(
-        rt.db, rt.plans, default_specs(), scope, today=rt.clock.now().date()
-    )
+    now = rt.clock.now()
+    report = await build_report(rt.db, rt.plans, default_specs(), scope, today=now.date(), now=now)
     current = await current_waves(rt.db, scope, rt.clock.now())
     if staff.institution_id is None:
         scope_name = _("All schools")

@@ -537,7 +537,9 @@ async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
                 )
                 return
             else:
-                invitation = await open_wave_invitation(session, graduate.id, rt.clock.now())
+                invitation = await open_wave_invitation(
+                    session, graduate.id, rt.clock.now(), rt.plans
+                )
                 if invitation is None:
                     await message.reply_text(
                         _(

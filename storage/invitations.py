@@ -8,7 +8,7 @@ for each other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
@@ -31,13 +31,29 @@ CLAIM_LEASE = timedelta(minutes=5)
 
 
 async def plan_invitations(
-    db: Database, plans: WavePlans, *, now: datetime, batch: int = 2000
+    db: Database,
+    plans: WavePlans,
+    *,
+    now: datetime,
+    batch: int = 2000,
+    graduate_ids: Collection[int] | None = None,
+    institution_ids: Collection[int] | None = None,
 ) -> int:
-    """Create the invitation and reminder rows every contactable graduate is owed and does
-    not have yet. Waves already closed are left out, and so are reminders already past.
-    Returns how many rows were created."""
+    """Create the invitation and reminder rows every contactable graduate (or those of
+    `graduate_ids`, or of the schools of `institution_ids`: the ones just imported,
+    registered or linked, so that they can answer
+    at once rather than after the next planning run) is owed and does not have yet. Waves
+    already closed are left out, and so are reminders already past. Returns how many rows
+    were created."""
     created = 0
     last_id = 0
+    only = [col(Graduate.id).in_(list(graduate_ids))] if graduate_ids is not None else []
+    if institution_ids is not None:
+        only.append(col(Graduate.institution_id).in_(list(institution_ids)))
+    if (graduate_ids is not None and not graduate_ids) or (
+        institution_ids is not None and not institution_ids
+    ):
+        return 0
     while True:
         async with db.session() as session:
             rows = (
@@ -47,6 +63,7 @@ async def plan_invitations(
                     .join(Programme, col(Programme.id) == Graduate.programme_id)
                     .where(
                         col(Graduate.id) > last_id,
+                        *only,
                         col(Graduate.erased_at).is_(None),
                         col(Graduate.opted_out_at).is_(None),
                     )
@@ -155,21 +172,42 @@ async def wave_response(
 
 
 async def open_wave_invitation(
-    session: AsyncSession, graduate_id: int, now: datetime
+    session: AsyncSession, graduate_id: int, now: datetime, plans: WavePlans | None = None
 ) -> Invitation | None:
-    """The invitation of a wave that is open now for the graduate and not answered yet."""
+    """The invitation of a wave that is open now for the graduate and not answered yet.
+
+    A wave is open from its planned opening (with `plans`) until it closes, whether or not
+    its invitation has gone out: the dispatcher moves an invitation due in the school's quiet
+    hours to their end, but quiet hours hold back what the bot sends unasked, not what a
+    graduate asks for (/survey, the "Start now" button)."""
     invitations = (
         await session.exec(
             select(Invitation)
             .where(
                 Invitation.graduate_id == graduate_id,
                 Invitation.seq == 0,
-                col(Invitation.due_at) <= now,
                 col(Invitation.closes_at) > now,
             )
             .order_by(col(Invitation.due_at).desc())
         )
     ).all()
+    opened: dict[str, datetime] = {}
+    if plans is not None and any(i.due_at > now for i in invitations):
+        found = (
+            await session.exec(
+                select(Graduate, Institution, Programme)
+                .join(Institution, col(Institution.id) == Graduate.institution_id)
+                .join(Programme, col(Programme.id) == Graduate.programme_id)
+                .where(Graduate.id == graduate_id)
+            )
+        ).first()
+        if found is not None:
+            graduate, school, programme = found
+            plan = plans.for_graduate(school.code, programme.code)
+            for item in schedule(plan, graduate.graduation_date, school.timezone):
+                if item.seq == 0:
+                    opened[item.wave] = item.due_at
+    invitations = [i for i in invitations if min(i.due_at, opened.get(i.wave, i.due_at)) <= now]
     for invitation in invitations:
         response = await wave_response(session, graduate_id, invitation.wave)
         if response is None or response.status == ResponseStatus.OPEN.value:
@@ -192,3 +230,19 @@ async def completed_waves(
     )
     found = {(graduate_id, wave or "") for graduate_id, wave in rows.all()}
     return found & wanted
+
+
+async def mark_offered(db: Database, invitation: Invitation, now: datetime) -> bool:
+    """Record that the graduate was offered the wave in the chat (the "Start now" button at
+    the end of onboarding) as its invitation being sent, unless a dispatcher has taken the
+    row meanwhile. True when recorded."""
+    async with db.session() as session:
+        result = await session.exec(
+            update(Invitation)
+            .where(
+                col(Invitation.id) == invitation.id,
+                col(Invitation.status) == InvitationStatus.PENDING.value,
+            )
+            .values(status=InvitationStatus.SENT.value, sent_at=now)
+        )
+        return bool(result.rowcount)

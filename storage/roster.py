@@ -52,9 +52,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import _, current_language, ngettext
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
+from conversations.waves import WavePlans
 from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
 from storage.db import Database
 from storage.erasure import ref_hash
+from storage.invitations import plan_invitations
 from storage.models import ErasedRef, Graduate, Institution, Programme
 from storage.types import utcnow
 
@@ -1018,10 +1020,14 @@ async def import_roster(
     today: date | None = None,
     ref_key: bytes | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    plans: WavePlans | None = None,
+    now: datetime | None = None,
 ) -> ImportResult:
     """Check the roster at `path` and, unless `dry_run` or any problem, upsert it in one
     transaction. The result says what was (or would be) created, updated and left unchanged,
     and the first `limits.problems` problems with their lines (and how many more there are).
+    With `plans`, the invitations of the new graduates are planned right after (so that a
+    wave open for them can be answered at once).
 
     The file is read and its rows checked in a worker thread: a big file (up to `limits`, and
     refused as soon as it passes them) keeps the bot and the web pages answering meanwhile."""
@@ -1066,6 +1072,9 @@ async def import_roster(
                 return result
             await _write(session, creates, updates)
         result.written = True
+        schools = {int(values["institution_id"]) for values in creates}
+        if plans is not None and schools:
+            await plan_invitations(db, plans, now=now or utcnow(), institution_ids=schools)
     except IntegrityError as error:
         result.written = False
         result.problems.append(

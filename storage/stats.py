@@ -7,8 +7,11 @@ Definitions (the README's "Statistics" section explains them to staff):
 - graduates: every roster row (erased ones too: erasure keeps the row for these counts);
 - reachable: started the bot and neither blocked it, stopped, nor was erased;
 - invited: got a wave's invitation or a reminder (Telegram accepted it);
-- started: has a response for the wave; completed: its routing core is answered;
-  declined: said no to the opening consent question; partial: started, neither of those;
+- started: has a response for the wave; completed: its routing core is answered and it was
+  sent (the graduate pressed Send), or its wave has closed for the graduate so that it can no
+  longer be sent (`counted_complete`); declined: said no to the opening consent question;
+  partial: started, neither of those (an open response whose wave is still open is partial,
+  however far it got);
 - cohort: the graduation year.
 """
 
@@ -24,9 +27,11 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    exists,
     extract,
     func,
     literal_column,
+    or_,
 )
 from sqlalchemy import select as core_select
 from sqlalchemy.orm import aliased
@@ -44,6 +49,7 @@ from storage.models import (
     ResponseStatus,
     SurveyResponse,
 )
+from storage.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,23 @@ def _reachable() -> ColumnElement[bool]:
     )
 
 
+def counted_complete(now: datetime) -> ColumnElement[bool]:
+    """Whether a response counts as completed at `now`: its routing core is answered and the
+    graduate sent it, or the wave has closed for them (it can no longer be sent; the routing
+    core answered then counts, as in HESA's Graduate Outcomes). An open response of a wave that
+    is still open is partial."""
+    wave_closed = exists().where(
+        col(Invitation.graduate_id) == col(SurveyResponse.graduate_id),
+        col(Invitation.wave) == col(SurveyResponse.wave),
+        col(Invitation.seq) == 0,
+        col(Invitation.closes_at) <= now,
+    )
+    return and_(
+        col(SurveyResponse.complete),
+        or_(col(SurveyResponse.status) == ResponseStatus.SUBMITTED.value, wave_closed),
+    )
+
+
 def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if scope.institution_id is not None:
@@ -207,10 +230,13 @@ async def population(session: AsyncSession, scope: Scope) -> list[PopulationRow]
     ]
 
 
-async def wave_counts(session: AsyncSession, scope: Scope) -> list[WaveRow]:
+async def wave_counts(
+    session: AsyncSession, scope: Scope, now: datetime | None = None
+) -> list[WaveRow]:
     """Invited, started, completed and declined graduates per school, programme, cohort and
-    wave. Each (graduate, wave) pair is made distinct first, then counted: one sort of pairs
-    instead of a COUNT(DISTINCT) per group."""
+    wave (completed as `counted_complete` at `now`). Each (graduate, wave) pair is made
+    distinct first, then counted: one sort of pairs instead of a COUNT(DISTINCT) per group."""
+    done = counted_complete(now or utcnow())
     cohort = cohort_of().label("cohort")
     keys = (col(Graduate.institution_id), col(Graduate.programme_id), cohort)
     in_scope = _in_scope(scope)
@@ -220,7 +246,7 @@ async def wave_counts(session: AsyncSession, scope: Scope) -> list[WaveRow]:
     pairs: Any = core_select(
         response_id.label("gid"),
         col(SurveyResponse.wave).label("wave"),
-        func.max(case((col(SurveyResponse.complete), 1), else_=0)).label("done"),
+        func.max(case((done, 1), else_=0)).label("done"),
         func.max(case((col(SurveyResponse.declined), 1), else_=0)).label("no"),
     ).group_by(response_id, col(SurveyResponse.wave))
     if graduates is not None:
@@ -261,13 +287,20 @@ def _sort_key(item: tuple[tuple[int, int, int, str | None], list[int]]) -> tuple
     return (i, p, c, wave or "")
 
 
-async def completions_per_day(session: AsyncSession, scope: Scope) -> list[DayRow]:
+async def completions_per_day(
+    session: AsyncSession, scope: Scope, now: datetime | None = None
+) -> list[DayRow]:
+    """Completed responses (`counted_complete`) per UTC day their routing core was answered."""
     dialect = _dialect(session)
     day = _utc_day(col(SurveyResponse.completed_at), dialect).label("day")
     query = (
         core_select(col(SurveyResponse.wave), day, func.count())
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
-        .where(col(SurveyResponse.completed_at).is_not(None), *_in_scope(scope))
+        .where(
+            col(SurveyResponse.completed_at).is_not(None),
+            counted_complete(now or utcnow()),
+            *_in_scope(scope),
+        )
         .group_by(col(SurveyResponse.wave), day)
         .order_by(day)
     )
@@ -284,10 +317,10 @@ def _as_date(value: Any) -> date:
 
 
 async def outcomes(
-    session: AsyncSession, scope: Scope, spec: IndicatorQuestions
+    session: AsyncSession, scope: Scope, spec: IndicatorQuestions, now: datetime | None = None
 ) -> list[OutcomeRow]:
-    """Completed responses of `spec.form_id`, grouped by wave, breakdowns and the answers the
-    indicators count."""
+    """Completed responses (`counted_complete`) of `spec.form_id`, grouped by wave,
+    breakdowns and the answers the indicators count."""
     dialect = _dialect(session)
     answers = {name: aliased(Answer, name=f"a_{name}") for name in ("act", "rel", "use")}
     questions = {"act": spec.activity, "rel": spec.related, "use": spec.relevant}
@@ -312,7 +345,7 @@ async def outcomes(
         .join(Programme, col(Programme.id) == col(Graduate.programme_id))
         .where(
             col(SurveyResponse.form_id) == spec.form_id,
-            col(SurveyResponse.complete),
+            counted_complete(now or utcnow()),
             *_in_scope(scope),
         )
         .group_by(*keys)
@@ -419,13 +452,28 @@ class ResponseRow:
     programme: str
     cohort: int
     answers: dict[str, Any]
+    completed: bool = False
+    """Counted as completed (`counted_complete`) when the rows were read."""
+
+    @property
+    def outcome(self) -> str:
+        """``completed``, ``declined`` or ``partial``: as the statistics count it."""
+        if self.completed:
+            return "completed"
+        return "declined" if self.response.declined else "partial"
 
 
 async def iter_responses(
-    session: AsyncSession, scope: Scope, form_id: str, wave: str | None = None, batch: int = 1000
+    session: AsyncSession,
+    scope: Scope,
+    form_id: str,
+    wave: str | None = None,
+    batch: int = 1000,
+    now: datetime | None = None,
 ) -> AsyncIterator[ResponseRow]:
     """Every response of `form_id` in scope with its answers, batch by batch (for exports)."""
     last = 0
+    done = counted_complete(now or utcnow())
     while True:
         query = (
             select(SurveyResponse, Institution.code, Programme.code, cohort_of())
@@ -450,7 +498,16 @@ async def iter_responses(
         answers = await session.exec(select(Answer).where(col(Answer.response_id).in_(ids)))
         for answer in answers.all():
             found[answer.response_id][answer.question] = answer.value
+        counted = set(
+            (
+                await session.exec(
+                    select(SurveyResponse.id).where(col(SurveyResponse.id).in_(ids), done)
+                )
+            ).all()
+        )
         for response, school, programme, cohort in rows:
             assert response.id is not None
-            yield ResponseRow(response, school, programme, int(cohort), found[response.id])
+            yield ResponseRow(
+                response, school, programme, int(cohort), found[response.id], response.id in counted
+            )
         last = ids[-1]

@@ -247,3 +247,104 @@ def test_questionnaire_check_export_import(tmp_path: Path) -> None:
     refused = _cli("questionnaire", "check", str(broken))
     assert refused.returncode == 1
     assert f"{broken}:" in refused.stderr and "C9" in refused.stderr
+
+
+async def _links(lines: list[str]) -> dict[str, str]:
+    """The bot and the start payloads `gradtrack run` printed."""
+    found: dict[str, str] = {}
+    for label, key in (
+        ("Web chat, as a new graduate:", "invite"),
+        ("Web chat, as an admin:", "admin"),
+    ):
+        line = await _wait_for_line(lines, label)
+        query = parse_qs(urlparse(line.split(": ", 1)[1].strip()).query)
+        found["bot"], found[key] = query["bot"][0], query["start"][0]
+    return found
+
+
+async def _bot_entries(session: aiohttp.ClientSession, chat_url: str) -> list[dict[str, Any]]:
+    transcript = await _api(session, "GET", chat_url)
+    return [e for e in transcript["entries"] if e["kind"] == "message" and e["sender"] == "bot"]
+
+
+async def _next_bot_entry(
+    session: aiohttp.ClientSession, chat_url: str, seen: int
+) -> dict[str, Any]:
+    """The bot's first message after the first `seen` ones."""
+    for _ in range(600):
+        entries = await _bot_entries(session, chat_url)
+        if len(entries) > seen:
+            return entries[seen]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the bot did not answer in {chat_url}")
+
+
+async def test_the_sandbox_keeps_its_users_and_chats_across_a_restart(tmp_path: Path) -> None:
+    """Ctrl+C and `make run` again: the sandbox goes on from where it was. A new web-chat
+    user is a new Telegram user (not someone from before, so not an admin and not holding
+    another graduate's data), their messages are answered (not dropped as updates already
+    seen), and the earlier graduate's chat is still there and goes on."""
+    database = tmp_path / "run.sqlite3"
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "SANDBOX_PORT": str(_free_port()),
+        "PORT": str(_free_port()),
+    }
+    base = f"http://127.0.0.1:{env['SANDBOX_PORT']}/sandbox/api"
+    async with aiohttp.ClientSession() as session:
+        async with gradtrack("run", env) as (process, lines):
+            first = await _links(lines)
+            bot = first["bot"]
+            admin = await _api(session, "POST", f"{base}/users", json={"first_name": "Sam"})
+            admin_chat = f"{base}/chats/{bot}/{admin['id']}"
+            await _api(
+                session, "POST", f"{admin_chat}/messages", json={"text": f"/start {first['admin']}"}
+            )
+            await _next_bot_entry(session, admin_chat, 0)
+            ana = await _api(
+                session, "POST", f"{base}/users", json={"first_name": "Ana", "language_code": "en"}
+            )
+            ana_chat = f"{base}/chats/{bot}/{ana['id']}"
+            await _api(
+                session, "POST", f"{ana_chat}/messages", json={"text": f"/start {first['invite']}"}
+            )
+            language_question = await _next_bot_entry(session, ana_chat, 0)
+            process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.wait(), 30)
+
+        async with gradtrack("run", env) as (process, lines):
+            second = await _links(lines)
+            assert second["bot"] == bot and second["invite"] != first["invite"]
+            users = {u["id"] for u in await _api(session, "GET", f"{base}/users")}
+            assert {admin["id"], ana["id"]} <= users  # an open web-chat tab finds its user
+            # Ana's chat is there as she left it, and goes on.
+            assert (await _bot_entries(session, ana_chat))[0]["text"] == language_question["text"]
+            await _api(
+                session,
+                "POST",
+                f"{ana_chat}/press",
+                json={"message_id": language_question["message_id"], "text": "English"},
+            )
+            notice = await _next_bot_entry(session, ana_chat, 1)
+            assert notice["text"].startswith("Privacy notice")
+
+            bea = await _api(
+                session, "POST", f"{base}/users", json={"first_name": "Bea", "language_code": "en"}
+            )
+            assert bea["id"] not in (admin["id"], ana["id"])
+            bea_chat = f"{base}/chats/{bot}/{bea['id']}"
+            await _api(
+                session, "POST", f"{bea_chat}/messages", json={"text": f"/start {second['invite']}"}
+            )
+            welcome = await _next_bot_entry(session, bea_chat, 0)  # answered, not dropped
+            assert welcome["text"].startswith("Hello! This is the graduate chat of")
+            await _api(session, "POST", f"{bea_chat}/messages", json={"text": "/mydata"})
+            mydata = await _next_bot_entry(session, bea_chat, 1)
+            file_id = mydata["document"]["file_id"]
+            async with session.get(f"{base}/files/{bot}/{file_id}") as response:
+                data = await response.text()
+            assert "Demo Graduate 2" in data and "Demo Graduate 1" not in data
+            await _api(session, "POST", f"{bea_chat}/messages", json={"text": "/stats"})
+            refused = await _next_bot_entry(session, bea_chat, 2)
+            assert refused["text"] == "This command is for school staff."
+    assert database.with_name("run.sandbox.json").exists()  # next to the database

@@ -268,7 +268,7 @@ async def test_exports_neutralise_formulas_and_hold_no_personal_data(
     h = harness
     await seed_small(h)
     officer = h.user("en")
-    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    await add_staff(h.db, officer.id, "admin", school_code="alfa")
     async with client_session() as client:
         await log_in(h, client, officer)
         async with client.get(
@@ -298,6 +298,42 @@ async def test_exports_neutralise_formulas_and_hold_no_personal_data(
             assert cb.status == 200
             codebook = (await cb.read()).decode("utf-8-sig")
         assert "Di cosa ti occupi principalmente in questo momento?" in codebook
+
+
+async def test_only_admins_download_responses_row_by_row(harness: Harness, web: str) -> None:
+    """The privacy notice promises that staff never see groups under five: an officer gets
+    the aggregate tables only (no link to the responses export, 403 when asking for it); an
+    admin downloads the responses."""
+    h = harness
+    await seed_small(h)
+    officer, admin = h.user("en"), h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    await add_staff(h.db, admin.id, "admin")
+    async with client_session() as client:
+        await log_in(h, client, officer)
+        async with client.get(f"{web}/dashboard/exports") as page:
+            html = await page.text()
+        assert "/dashboard/exports/responses.csv" not in html
+        assert "/dashboard/exports/responses.xlsx" not in html
+        assert "Only administrators can download the responses row by row." in html
+        assert "/dashboard/exports/rates.csv" in html
+        for kind in ("csv", "xlsx"):
+            async with client.get(
+                f"{web}/dashboard/exports/responses.{kind}?form=tracking"
+            ) as download:
+                assert download.status == 403
+                assert "attachment" not in download.headers.get("Content-Disposition", "")
+                assert "Only administrators" in await download.text()
+        async with client.get(f"{web}/dashboard/exports/rates.csv") as download:
+            assert download.status == 200
+    async with client_session() as client:
+        await log_in(h, client, admin)
+        async with client.get(f"{web}/dashboard/exports") as page:
+            assert "/dashboard/exports/responses.csv" in await page.text()
+        async with client.get(f"{web}/dashboard/exports/responses.csv?form=tracking") as download:
+            assert download.status == 200
+            rows = list(csv.DictReader(io.StringIO((await download.read()).decode("utf-8-sig"))))
+        assert len(rows) == 6
 
 
 async def test_stats_in_the_chat_for_staff(harness: Harness) -> None:

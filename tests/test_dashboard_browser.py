@@ -74,12 +74,12 @@ async def new_page(browser: Browser, watch: Watch) -> tuple[BrowserContext, Page
     return context, page
 
 
-async def officer_of_alfa(h: Harness) -> tuple[int, str]:
-    """seed_small's data and an officer of alfa whose Telegram speaks Dutch; returns the
-    officer's Telegram id and a login link from the bot."""
+async def officer_of_alfa(h: Harness, role: str = "officer") -> tuple[int, str]:
+    """seed_small's data and an officer (or admin) of alfa whose Telegram speaks Dutch;
+    returns the staff member's Telegram id and a login link from the bot."""
     await seed_small(h)
     officer = h.user("nl")
-    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    await add_staff(h.db, officer.id, role, school_code="alfa")
     return officer.id, await login_link(h, officer)
 
 
@@ -175,11 +175,11 @@ async def test_the_overview_drills_down_to_a_wave_and_a_programme(
     watch.check()
 
 
-async def test_an_officer_downloads_the_responses_as_csv(
+async def test_an_admin_downloads_the_responses_as_csv(
     harness: Harness, web: str, browser: Browser
 ) -> None:
     h = harness
-    officer, link = await officer_of_alfa(h)
+    officer, link = await officer_of_alfa(h, "admin")
     questionnaire = h.runtime.questionnaires.deployed("tracking")
     employed = questionnaire.choice(questionnaire.question("Q1"), "employed")
     assert employed is not None

@@ -432,3 +432,24 @@ async def test_a_redelivered_update_takes_effect_once(harness: Harness) -> None:
     assert texts.count(help_reply.content) == 1
     assert texts.count(FOLLOWUP_Q) == 1
     assert [e.kind for e in await harness.consent_events(graduate)] == ["survey"]
+
+
+ROW_LEVEL_WHO = {
+    "en": "Only the school's administrators can download the answers one response per row",
+    "nl": "Alleen de beheerders van de school kunnen de antwoorden downloaden",
+    "es": "Solo los administradores del centro pueden descargar las respuestas",
+    "et": "Ainult kooli administraatorid saavad vastuseid analüüsimiseks alla laadida",
+    "it": "Solo gli amministratori della scuola possono scaricare le risposte",
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+async def test_the_privacy_notice_says_who_sees_row_level_data(harness: Harness, lang: str) -> None:
+    """What the dashboard enforces (only admins download responses row by row; officers see
+    totals without groups under five) is what the graduate reads, in their language."""
+    school = await harness.school(country="NL", language="nl")
+    graduate = await harness.graduate(school)
+    user = harness.user(language_code=lang)
+    await harness.send(user, f"/start {graduate.invite_token}")
+    notice, _survey = await harness.press(user, language_name(lang), expect=2)
+    assert ROW_LEVEL_WHO[lang] in notice.content

@@ -3,7 +3,7 @@ and exports never hold chat ids or tokens. On SQLite and PostgreSQL, through the
 
 One flow, walked by every test here (`run_flow`):
 
-- a school, and an officer who joins through a staff invitation link (`/start t_...`);
+- a school, and an admin of it who joins through a staff invitation link (`/start t_...`);
 - graduate A (erased on request): school record with a distinctive name, student number,
   gender and birth year; a Telegram account with its own distinctive first name, last name and
   @username; opens the invite link, chooses English, gives all three consents (the consent
@@ -302,8 +302,9 @@ async def run_flow(h: Harness, *, before_erasure: Any = None) -> Flow:
     school = await h.school(code="alfa", country="NL", language="nl")
     assert school.id is not None
 
-    # An officer of the school, through a one-time staff invitation link.
-    invite = await create_invite(h.db, "officer", "alfa", hours=24, now=h.clock.now())
+    # An admin of the school (row-level exports are for admins), through a one-time staff
+    # invitation link.
+    invite = await create_invite(h.db, "admin", "alfa", hours=24, now=h.clock.now())
     officer = h.sandbox.create_user(h.token, first_name="Officer", user_id=OFFICER_ID)
     await h.send(officer, f"/start {invite.token}")
     async with h.db.session() as session:

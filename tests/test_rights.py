@@ -370,6 +370,12 @@ async def test_delete_then_yes_erases_everything_that_identifies_the_graduate(
     async with h.db.session() as session:
         # A stray state pointing at the graduate from another chat.
         session.add(ChatState(chat_id=987_654_321_999, graduate_id=graduate.id, language="it"))
+        # The rows planned when the chat was linked, replaced by one of each status.
+        for planned in (
+            await session.exec(select(Invitation).where(Invitation.graduate_id == graduate.id))
+        ).all():
+            await session.delete(planned)
+        await session.flush()
         for seq, status in enumerate(
             [InvitationStatus.SENT, InvitationStatus.PENDING, InvitationStatus.CLAIMED]
         ):

@@ -885,3 +885,32 @@ async def test_started_users_in_bulk_can_be_messaged(
         sent = await tg.send_message(user_id, "Hello")
         assert sent.chat.id == user_id
     assert sandbox.pending_updates(token) == []
+
+
+async def test_a_sandbox_killed_between_saves_numbers_nothing_twice(tmp_path: Any) -> None:
+    """The sandbox saves its world about once a second; users and updates made after the last
+    save of a process that was killed are not numbered again by the next one."""
+    from bot.sandbox import SandboxServer as Server
+
+    path = tmp_path / "sandbox.json"
+    first = Server(state_file=path)
+    token = first.create_bot("keep_bot", "Keep")
+    kept = first.create_user(token, "Kept")
+    await first.send_text(token, kept.id, "hello")
+    assert first.save()
+    lost = first.create_user(token, "Lost")  # made after the last save, then the process dies
+    await first.send_text(token, lost.id, "hello too")
+    lost_update = first.pending_updates(token)[-1]["update_id"]
+
+    second = Server(state_file=path, port=0)
+    await second.start()
+    try:
+        assert second.bot("keep_bot").token == token
+        assert second.get_user(kept.id).first_name == "Kept"
+        assert [e.text for e in second.transcript(token, kept.id)] == ["hello"]
+        new = second.create_user(token, "New")
+        assert new.id not in (kept.id, lost.id)
+        await second.send_text(token, new.id, "hi")
+        assert second.pending_updates(token)[-1]["update_id"] > lost_update
+    finally:
+        await second.stop()

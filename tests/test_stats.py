@@ -707,3 +707,101 @@ async def test_a_wave_counts_only_the_graduates_it_has_opened_for(db: Database) 
     assert (early.by_wave["m2"].graduates, early.by_wave["m2"].reachable) == (48, 40)
     assert early.by_wave["m2"].completed == 23
     assert (early.by_wave_cohort[("m2", 2026)].graduates) == 11
+
+
+# ---------------------------------------------------------------- what counts as completed
+
+
+async def _seed_states(db: Database, now: datetime) -> dict[str, str]:
+    """One school, one programme, one graduate per response state in wave m2. Returns the
+    outcome each should have, by student ref."""
+    from datetime import timedelta
+
+    from storage.models import Institution, Invitation, Programme
+
+    async with db.session() as session:
+        school = Institution(
+            code="states", name="States College", country="NL", default_language="nl"
+        )
+        session.add(school)
+        await session.flush()
+        assert school.id is not None
+        programme = Programme(institution_id=school.id, code="P", name="P", eqf_level=4)
+        session.add(programme)
+        await session.flush()
+        assert programme.id is not None
+        open_wave = now + timedelta(days=20)
+        closed_wave = now - timedelta(days=20)
+        # ref: (status, core answered, declined, the wave's closing time, expected outcome)
+        states = {
+            "sent": ("submitted", True, False, open_wave, "completed"),
+            "unsent-open-wave": ("open", True, False, open_wave, "partial"),
+            "unsent-closed-wave": ("open", True, False, closed_wave, "completed"),
+            "halfway-closed-wave": ("open", False, False, closed_wave, "partial"),
+            "halfway-open-wave": ("open", False, False, open_wave, "partial"),
+            "declined": ("submitted", False, True, open_wave, "declined"),
+        }
+        for number, (ref, state) in enumerate(states.items()):
+            status, core, declined, closes, _outcome = state
+            graduate = Graduate(
+                institution_id=school.id,
+                programme_id=programme.id,
+                student_ref=ref,
+                graduation_date=date(2026, 6, 30),
+                chat_id=700_000 + number,
+            )
+            session.add(graduate)
+            await session.flush()
+            assert graduate.id is not None
+            session.add(
+                Invitation(
+                    graduate_id=graduate.id,
+                    wave="m2",
+                    form_id="tracking",
+                    due_at=closes - timedelta(days=60),
+                    closes_at=closes,
+                    status="sent",
+                )
+            )
+            response = SurveyResponse(
+                graduate_id=graduate.id,
+                form_id="tracking",
+                version="1",
+                wave="m2",
+                status=status,
+                complete=core,
+                declined=declined,
+                completed_at=now - timedelta(days=1) if core else None,
+            )
+            session.add(response)
+            await session.flush()
+            assert response.id is not None
+            session.add(Answer(response_id=response.id, question="C0", value="yes"))
+            if core:
+                session.add(Answer(response_id=response.id, question="Q1", value="studying"))
+                session.add(Answer(response_id=response.id, question="S1", value="higher_vet"))
+        return {ref: state[-1] for ref, state in states.items()}
+
+
+async def test_a_response_counts_as_completed_once_sent_or_once_its_wave_closed(
+    db: Database,
+) -> None:
+    """An answered but unsent response of a wave still open is partial, in the wave table,
+    the indicators, the responses per day and the rows of the export; once its wave has closed
+    its answered routing core counts (HESA's rule)."""
+    now = datetime.now(UTC)
+    expected = await _seed_states(db, now)
+    async with db.session() as session:
+        (row,) = await stats.wave_counts(session, Scope())
+        spec = SPECS["tracking"].questions
+        outcomes = await stats.outcomes(session, Scope(), spec)
+        days = await stats.completions_per_day(session, Scope())
+        rows = [r async for r in stats.iter_responses(session, Scope(), "tracking")]
+        refs = {g.id: g.student_ref for g in (await session.exec(select(Graduate))).all()}
+    assert (row.started, row.completed, row.partial, row.declined) == (6, 2, 3, 1)
+    assert sum(o.count for o in outcomes) == 2
+    assert sum(d.completed for d in days) == 2
+    assert {refs[r.response.graduate_id]: r.outcome for r in rows} == expected
+    report = await report_for(db, Scope())
+    m2 = report.by_wave["m2"]
+    assert (m2.completed, m2.partial, m2.declined) == (2, 3, 1)

@@ -196,9 +196,9 @@ async def test_a_cohort_through_its_wave(waves: Harness) -> None:
 
     await eventually(eva_blocked)
 
-    # Rows are planned, one invitation and two reminders each; nothing is due yet.
-    created = await plan_invitations(h.db, h.runtime.plans, now=h.clock.now())
-    assert created == 5 * 3  # Dirk stopped: nothing planned for him
+    # Rows were planned as each chat was linked, one invitation and two reminders each
+    # (Dirk's too: he stopped afterwards, so his are skipped); nothing is due yet.
+    assert len([i for i in await invitations(h) if i.wave == "m2"]) == 6 * 3
     assert await plan_invitations(h.db, h.runtime.plans, now=h.clock.now()) == 0
     assert await dispatch(h) == {"sent": 0, "skipped": 0, "deferred": 0, "failed": 0, "retried": 0}
 
@@ -206,7 +206,8 @@ async def test_a_cohort_through_its_wave(waves: Harness) -> None:
     h.clock.set(local(opening, 10, 5))
     before = {u.id: len(bot_texts(h, u)) for u in (ana_chat, bert_chat, cleo_chat, eva_chat)}
     outcome = await dispatch(h)
-    assert outcome == {"sent": 2, "skipped": 2, "deferred": 0, "failed": 1, "retried": 0}
+    # Skipped: Cleo (declined), Eva (blocked) and Dirk (stopped).
+    assert outcome == {"sent": 2, "skipped": 3, "deferred": 0, "failed": 1, "retried": 0}
     (ana_invite,) = await h.replies(ana_chat, 1)
     assert ana_invite.content == INVITE.format(school=school.name, date="October 29, 2026")
     assert [b["text"] for b in ana_invite.buttons] == ["Start the questionnaire"]
@@ -348,7 +349,9 @@ async def test_a_graduate_through_every_wave_of_the_default_plan(harness: Harnes
     h.clock.set(datetime(2026, 4, 1, 9, 0, tzinfo=UTC))
     await h.restart_bot()
     graduate, user = await h.consenting_graduate("it")
-    assert await plan_invitations(h.db, h.runtime.plans, now=h.clock.now()) == 3 + 4 + 4
+    # Planned when the chat was linked: nothing left for the planner.
+    assert await plan_invitations(h.db, h.runtime.plans, now=h.clock.now()) == 0
+    assert len(await invitations(h)) == 3 + 4 + 4
     rows = sorted(await invitations(h), key=lambda r: r.due_at)
     sent_texts: list[str] = []
     for row in rows:
@@ -367,3 +370,96 @@ async def test_a_graduate_through_every_wave_of_the_default_plan(harness: Harnes
     assert sum(t.startswith(tr("it", INVITE).split("{")[0]) for t in sent_texts) == 3
     assert all(r.status in ("sent", "skipped") for r in await invitations(h))
     assert graduate.consent_followup
+
+
+# ---------------------------------------------------------------- answering at once
+
+
+START_NOW = "A questionnaire is open for you now. It takes about five minutes."
+NOTHING_NOW = (
+    "There is no questionnaire for you right now. I will write to you when the next one opens."
+)
+
+
+async def test_a_graduate_linked_while_a_wave_is_open_is_offered_it_at_once(
+    harness: Harness,
+) -> None:
+    """No planning run between linking and the end of onboarding: the invitation rows are
+    made when the chat is linked, the last onboarding message offers the open wave with a
+    "Start now" button, and the dispatcher does not send a second invitation."""
+    h = harness
+    h.clock.set(local(date(2026, 9, 15), 10, 0))  # m2 of the June 2026 graduates is open
+    school = await h.school()
+    graduate = await h.graduate(school)
+    user = h.user("en")
+    await h.send(user, f"/start {graduate.invite_token}")
+    assert {(i.wave, i.seq) for i in await invitations(h)} >= {("m2", 0), ("m6", 0)}
+    await h.press(user, "English", expect=2)
+    await h.press(user, "Yes")
+    await h.press(user, "Yes")
+    (done,) = await h.press(user, "Yes")
+    assert START_NOW in done.content
+    assert [b["text"] for b in done.buttons] == ["Start now"]
+    assert (await dispatch(h))["sent"] == 0  # the offer was the invitation
+    (c0,) = await h.press(user, "Start now", message=done)
+    assert "Do you have about 5 minutes" in c0.content
+    async with h.db.session() as session:
+        response = (await session.exec(select(SurveyResponse))).one()
+    assert (response.graduate_id, response.wave) == (graduate.id, "m2")
+
+
+async def test_a_self_registered_graduate_is_offered_the_open_wave(harness: Harness) -> None:
+    h = harness
+    h.clock.set(local(date(2026, 9, 15), 10, 0))
+    await h.school(code="alfa")
+    user = h.user("en")
+    await h.send(user, "/start s_alfa")
+    await h.press(user, "English")
+    await h.press(user, "Cook")
+    await h.press(user, "2026")
+    await h.press(user, "June")
+    await h.send(user, "2004", expect=2)
+    await h.press(user, "Yes")
+    await h.press(user, "Yes")
+    (done,) = await h.press(user, "No")
+    assert START_NOW in done.content and [b["text"] for b in done.buttons] == ["Start now"]
+
+
+async def test_roster_graduates_have_their_invitations_planned_by_the_import(
+    harness: Harness, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from storage.roster import import_roster
+
+    h = harness
+    h.clock.set(local(date(2026, 9, 15), 10, 0))
+    await h.school(code="alfa")
+    roster = Path(str(tmp_path)) / "roster.csv"
+    roster.write_text(
+        "student_ref,name,programme,graduation_date\n"
+        "r1,Rosa,ICT4,2026-06-30\nr2,Rui,CHEF4,2026-06-30\n",
+        encoding="utf-8",
+    )
+    result = await import_roster(
+        h.db, roster, school_code="alfa", plans=h.runtime.plans, now=h.clock.now()
+    )
+    assert result.ok and result.created == 2
+    planned = await invitations(h)
+    assert sorted({(i.wave, i.seq) for i in planned if i.seq == 0}) == [("m2", 0), ("m6", 0)]
+    assert len({i.graduate_id for i in planned}) == 2
+
+
+async def test_survey_in_the_quiet_hours_starts_the_open_wave(harness: Harness) -> None:
+    """Quiet hours hold back what the bot sends unasked, not what a graduate asks for: the
+    dispatcher moved the invitation that fell due to the next morning, and /survey at 22:35
+    still starts the questionnaire."""
+    h = harness
+    h.clock.set(local(date(2026, 8, 20), 10, 0))  # before m2 opens (08-30)
+    _graduate, user = await h.consenting_graduate("en")
+    h.clock.set(local(date(2026, 8, 30), 22, 30))  # m2 opened at 10:00; the dispatcher was down
+    assert (await dispatch(h))["deferred"] == 1
+    h.clock.set(local(date(2026, 8, 30), 22, 35))
+    (c0,) = await h.send(user, "/survey")
+    assert c0.content != NOTHING_NOW
+    assert "Do you have about 5 minutes" in c0.content

@@ -65,3 +65,41 @@ async def test_graduate_onboards_in_the_web_chat(sqlite_harness: Harness, browse
         True,
         False,
     )
+
+
+async def test_an_open_web_chat_tab_comes_back_after_the_sandbox_restarts(
+    browser: Browser, tmp_path: object
+) -> None:
+    """Ctrl+C and `make run` again, with the web chat open: the tab reconnects as the same
+    person, shows their chat, and gets what the bot says after the restart; reloading the
+    tab opens the same chat."""
+    from pathlib import Path
+
+    state = Path(str(tmp_path)) / "sandbox.json"
+    first = SandboxServer(host="127.0.0.1", port=0, state_file=state)
+    await first.start()
+    port = first.port
+    token = first.create_bot("restart_bot", "Restart Bot")
+    user = first.create_user(token, "Rita")
+    await first.send_text(token, user.id, "hello")
+    first.state.add_bot_message(first.chat(token, user.id), text="Before the restart")
+    page = await browser.new_page(viewport={"width": 420, "height": 860})
+    await page.goto(f"{first.url}/chat?bot=restart_bot&user={user.id}")
+    messages = page.locator("#messages")
+    await expect(messages).to_contain_text("Before the restart", timeout=15_000)
+    await first.stop()
+    await expect(page.locator("#status")).to_contain_text("offline", timeout=15_000)
+
+    second = SandboxServer(host="127.0.0.1", port=port, state_file=state)
+    await second.start()
+    try:
+        second.state.add_bot_message(second.chat(token, user.id), text="After the restart")
+        await expect(messages).to_contain_text("After the restart", timeout=15_000)
+        await expect(messages).to_contain_text("Before the restart")
+        await expect(page.locator("#status")).to_contain_text("you are Rita", timeout=15_000)
+        await page.reload()
+        await expect(messages).to_contain_text("After the restart", timeout=15_000)
+        await expect(page.locator("#status")).to_contain_text("you are Rita")
+    finally:
+        await page.close()
+        await second.stop()

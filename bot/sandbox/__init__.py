@@ -25,7 +25,14 @@ Wherever a bot is expected, its token, username or id works (or None when there 
 SandboxServer(*, host="127.0.0.1", port=0, rate_limits=None, call_log_size=10_000,
               log_params=True, max_messages_per_chat=2000, max_pending_updates=100_000,
               callback_query_timeout=15.0, max_poll_timeout=50.0, webhook_retry_delay=0.2,
-              allow_remote_webhooks=False, spec=None)
+              allow_remote_webhooks=False, spec=None, state_file=None)
+
+  state_file  where the world (users, bots, chats with their transcripts, update numbers) is
+              kept across restarts: read by start(), written atomically about once a second
+              when something changed and by stop(); save() writes it now. Numbers go on 1000
+              above the last save, so a killed sandbox never hands out an update or user id
+              twice. Uploaded files are not kept. `gradtrack run`/`serve` put it next to the
+              database (bot.settings.Settings.sandbox_state_file).
 
   lifecycle   await start() -> url; await stop(); async with; make_app() -> web.Application;
               mount(app) (adds routes to your app; set sandbox.url yourself); close()

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
 import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -36,6 +39,7 @@ from .spec import ApiSpec, UploadedFile, load_spec
 from .state import BotAccount, ChatState, SandboxState, SandboxUser, TranscriptEntry
 from .webhook import WebhookDelivery
 
+log = logging.getLogger(__name__)
 TOKEN_RE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{1,200}")
 MAX_REQUEST_BYTES = 60 * 1024 * 1024
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -138,8 +142,13 @@ class SandboxServer:
         webhook_retry_delay: float = 0.2,
         allow_remote_webhooks: bool = False,
         spec: ApiSpec | None = None,
+        state_file: str | Path | None = None,
     ) -> None:
         self.host = host
+        #: Where the world (users, chats, update numbers) is kept across restarts; None: not.
+        self.state_file = Path(state_file) if state_file is not None else None
+        self._saver: asyncio.Task[None] | None = None
+        self._saved: tuple[int, ...] | None = None
         self.port = port
         self.url = ""
         self.spec = spec or load_spec()
@@ -203,6 +212,9 @@ class SandboxServer:
         """Listen on host:port (port 0: any free port); returns and sets `self.url`."""
         if self._runner is not None:
             return self.url
+        if self.state_file is not None and not self.state.bots and self.state_file.exists():
+            self.state.restore(json.loads(self.state_file.read_text(encoding="utf-8")))
+            self._saved = self.state.fingerprint()
         self.state.closing = False
         self._stopping.clear()
         runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=0.5)
@@ -217,7 +229,34 @@ class SandboxServer:
             host = "127.0.0.1"
         self.port = port
         self.url = f"http://{host}:{port}"
+        if self.state_file is not None:
+            self._saver = asyncio.create_task(self._keep_saving())
         return self.url
+
+    def save(self) -> bool:
+        """Write the world to `state_file` if it changed since the last save (atomically: a
+        new file renamed over the old one). True when written."""
+        if self.state_file is None:
+            return False
+        fingerprint = self.state.fingerprint()
+        if fingerprint == self._saved:
+            return False
+        text = json.dumps(self.state.snapshot(), separators=(",", ":"))
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_file.with_name(self.state_file.name + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, self.state_file)
+        self._saved = fingerprint
+        return True
+
+    async def _keep_saving(self, every: float = 1.0) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), every)
+            try:
+                self.save()
+            except OSError as error:
+                log.warning("could not save the sandbox to %s: %s", self.state_file, error)
 
     async def close(self) -> None:
         """Wake long polls and hung calls, stop webhook delivery (the server keeps state)."""
@@ -230,8 +269,11 @@ class SandboxServer:
         await self.webhooks.close()
 
     async def stop(self) -> None:
-        """Stop serving (after `start`)."""
+        """Stop serving (after `start`); with a `state_file`, save the world to it."""
         await self.close()
+        saver, self._saver = self._saver, None
+        if saver is not None:
+            await saver
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -37,6 +37,7 @@ from .spec import UploadedFile
 NOT_DELIVERED_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
 MAX_TEXT_LENGTH = 4096
+SNAPSHOT_VERSION = 1
 MAX_CAPTION_LENGTH = 1024
 
 
@@ -908,6 +909,101 @@ class SandboxState:
     def iter_chats(self) -> Iterator[ChatState]:
         for bot in self.bots.values():
             yield from bot.chats.values()
+
+    # -- keeping the world across restarts ------------------------------------------------
+
+    def fingerprint(self) -> tuple[int, ...]:
+        """Changes whenever something `snapshot` keeps changes (cheap enough to poll)."""
+        return (
+            len(self.users),
+            sum(user.deactivated for user in self.users.values()),
+            *(bot.next_update_id for bot in self.bots.values()),
+            *(len(bot.chats) for bot in self.bots.values()),
+            sum(chat.revision + chat.blocked for chat in self.iter_chats()),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The world as plain JSON data: users, bots with their update counters, pending
+        updates and commands, and every chat with its transcript (files are not kept: a
+        document sent before a restart can no longer be downloaded)."""
+        next_user = next(self._user_ids)
+        self._user_ids = itertools.count(next_user)
+        return {
+            "version": SNAPSHOT_VERSION,
+            "next_user_id": next_user,
+            "users": [user.to_json() for user in self.users.values()],
+            "bots": [
+                {
+                    "id": bot.id,
+                    "token": bot.token,
+                    "username": bot.username,
+                    "first_name": bot.first_name,
+                    "next_update_id": bot.next_update_id,
+                    "updates": list(bot.updates),
+                    "commands": [
+                        [scope, language, commands]
+                        for (scope, language), commands in bot.commands.items()
+                    ],
+                    "menu_button": bot.menu_button,
+                    "chats": [
+                        {
+                            "user_id": chat.user.id,
+                            "started": chat.started,
+                            "blocked": chat.blocked,
+                            "next_message_id": chat.next_message_id,
+                            "revision": chat.revision,
+                            "reply_keyboard": chat.reply_keyboard,
+                            "menu_button": chat.menu_button,
+                            "entries": [entry.to_json() for entry in chat.entries],
+                        }
+                        for chat in bot.chats.values()
+                    ],
+                }
+                for bot in self.bots.values()
+            ],
+        }
+
+    def restore(self, data: dict[str, Any], *, margin: int = 1000) -> None:
+        """Load a `snapshot` into an empty sandbox. Update and user numbers go on `margin`
+        above what was saved, so that whatever happened after the last save (a process that
+        was killed) is never numbered twice: a bot drops an update whose id it has seen, and a
+        user id is a chat in the bot's database."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise SandboxError(f"unknown sandbox snapshot version {data.get('version')!r}")
+        if self.bots or self.users:
+            raise SandboxError("restore needs an empty sandbox")
+        names = {f.name for f in fields(SandboxUser)}
+        for raw in data["users"]:
+            user = SandboxUser(**{k: v for k, v in raw.items() if k in names})
+            self.users[user.id] = user
+        highest = max(self.users, default=0)
+        self._user_ids = itertools.count(max(int(data["next_user_id"]), highest + 1) + margin)
+        entry_names = {f.name for f in fields(TranscriptEntry)}
+        for raw_bot in data["bots"]:
+            bot = self.create_bot(raw_bot["username"], raw_bot["first_name"], raw_bot["token"])
+            bot.next_update_id = int(raw_bot["next_update_id"]) + margin
+            bot.updates.extend(raw_bot.get("updates") or ())
+            bot.history.extend(raw_bot.get("updates") or ())
+            for scope, language, commands in raw_bot.get("commands") or ():
+                bot.commands[(scope, language)] = commands
+            bot.menu_button = raw_bot.get("menu_button")
+            for raw_chat in raw_bot["chats"]:
+                chat = self.chat(bot, int(raw_chat["user_id"]))
+                chat.started = bool(raw_chat["started"])
+                chat.blocked = bool(raw_chat["blocked"])
+                chat.next_message_id = int(raw_chat["next_message_id"])
+                chat.reply_keyboard = raw_chat.get("reply_keyboard")
+                chat.menu_button = raw_chat.get("menu_button")
+                for raw_entry in raw_chat["entries"]:
+                    entry = TranscriptEntry(
+                        **{k: v for k, v in raw_entry.items() if k in entry_names}
+                    )
+                    chat.entries.append(entry)
+                    if entry.kind == "message" and entry.message_id is not None:
+                        chat.messages[entry.message_id] = entry
+                        if entry.sender == "bot":
+                            chat.bot_events.append((entry.updated, entry, "new"))
+                chat.revision = chat.cursor = int(raw_chat["revision"])
 
 
 def describe(entries: list[TranscriptEntry]) -> list[str]:

@@ -51,7 +51,7 @@ from conversations.indicators import (
 from conversations.rules import choose_language
 from conversations.waves import Wave
 from storage import stats
-from storage.models import Broadcast, Delivery, Institution, Programme, Staff
+from storage.models import Broadcast, Delivery, Institution, Programme, Staff, StaffRole
 from storage.roster import import_roster, more_problems_text
 from storage.stats import Scope
 from storage.types import row_id
@@ -475,7 +475,8 @@ def _query(scope: Scope, **extra: Any) -> str:
 
 async def _report(request: web.Request, scope: Scope) -> Report:
     d = dashboard(request)
-    return await build_report(d.rt.db, d.rt.plans, d.specs, scope, today=d.rt.clock.now().date())
+    now = d.rt.clock.now()
+    return await build_report(d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now)
 
 
 def _scope_name(report: Report, scope: Scope) -> str:
@@ -914,6 +915,8 @@ async def roster_upload(request: web.Request) -> web.Response:
             today=d.rt.clock.now().date(),
             ref_key=d.rt.settings.key,
             limits=d.rt.settings.roster_limits,
+            plans=d.rt.plans,
+            now=d.rt.clock.now(),
         )
     return render(
         request,
@@ -930,6 +933,13 @@ async def roster_upload(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- exports
 
 
+def may_download_rows(staff: Staff) -> bool:
+    """Whether `staff` may download row-level data (one row per response, with programme,
+    cohort and free text): admins only. Officers get the aggregate tables, where every group
+    under five is suppressed, as the privacy notice promises."""
+    return staff.role == StaffRole.ADMIN.value
+
+
 async def exports_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
@@ -937,6 +947,7 @@ async def exports_page(request: web.Request) -> web.Response:
     return render(
         request,
         "exports.html",
+        rows_allowed=may_download_rows(_session(request).staff),
         scope=scope,
         forms=d.rt.questionnaires.form_ids,
         waves=report.waves,
@@ -1000,16 +1011,24 @@ def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
         form_id=r.form_id,
         version=r.version,
         status=r.status,
-        outcome="completed" if r.complete else "declined" if r.declined else "partial",
+        outcome=row.outcome,
         started=r.started_at.date(),
-        completed=r.completed_at.date() if r.completed_at else None,
+        completed=r.completed_at.date() if r.completed_at and row.completed else None,
         answers=row.answers,
     )
 
 
 async def export_responses(request: web.Request) -> web.StreamResponse:
     """Every response in scope with codes and labels. CSV streams batch by batch (any size in
-    little memory); XLSX is built whole (openpyxl writes the zip at the end)."""
+    little memory); XLSX is built whole (openpyxl writes the zip at the end). Admins only
+    (`may_download_rows`)."""
+    if not may_download_rows(_session(request).staff):
+        raise web.HTTPForbidden(
+            reason=_(
+                "Only administrators can download the responses row by row. The indicator and "
+                "response-rate tables are open to you."
+            )
+        )
     d = dashboard(request)
     scope = scope_of(request)
     lang = _export_language(request)
@@ -1022,7 +1041,9 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         async with d.rt.db.session() as session:
             records = [
                 _record(d, row)
-                async for row in stats.iter_responses(session, scope, questionnaire.form_id, wave)
+                async for row in stats.iter_responses(
+                    session, scope, questionnaire.form_id, wave, now=d.rt.clock.now()
+                )
             ]
         return _download(request, name, [exports.response_sheet(questionnaire, records, lang)])
     response = web.StreamResponse(
@@ -1046,7 +1067,9 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         batch.clear()
 
     async with d.rt.db.session() as session:
-        async for row in stats.iter_responses(session, scope, questionnaire.form_id, wave):
+        async for row in stats.iter_responses(
+            session, scope, questionnaire.form_id, wave, now=d.rt.clock.now()
+        ):
             batch.append(_record(d, row))
             if len(batch) >= EXPORT_BATCH:
                 await flush()

@@ -10,8 +10,9 @@ What admins find in an export
 ``respondent`` is a pseudonymous key: the same graduate has the same key in every export, but it
 is never a name, chat id or student number. ``cohort`` is the graduation year; ``status`` is
 ``open`` (still being answered) or ``submitted``; ``outcome`` is ``completed``, ``partial`` or
-``declined``; ``started`` and ``completed`` are dates (``YYYY-MM-DD``, ``completed`` empty while
-the routing core is unanswered).
+``declined``, as the statistics count it (completed: routing core answered and sent, or its wave
+closed; an open response of an open wave is partial); ``started`` and ``completed`` are dates
+(``YYYY-MM-DD``, ``completed`` empty unless the outcome is ``completed``).
 
 Then, for every question of the questionnaire in questionnaire order (notes have no answer and no
 column), a column named after the question (``Q1``, ``E3``…) holding the stored answer:
