@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
@@ -25,10 +25,18 @@ from bot.logs import chat_ref
 from bot.runtime import Runtime, mark_unreachable, runtime
 from conversations.rules import choose_language
 from storage.models import ChatState, Graduate
-from storage.queries import claim_prompt, get_chat_state, graduate_by_chat, stale_prompts
+from storage.queries import (
+    claim_prompt,
+    get_chat_state,
+    graduate_by_chat,
+    stale_prompts,
+    touch_state,
+)
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
+
+PROMPT_MESSAGE = "prompt_message_id"  # in chat_state.data: the message asking the open question
 
 
 @dataclass
@@ -84,20 +92,46 @@ async def send_prompt(rt: Runtime, chat_id: int) -> None:
         state = await get_chat_state(session, chat_id)
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
         language = state.language or (graduate.language if graduate else None)
-    renderer = _renderers.get(state.flow)
+    flow = state.flow
+    renderer = _renderers.get(flow)
+    sent: Message | None = None
     with use_language(language):
         prompt = await renderer(rt, state) if renderer else None
         if prompt is not None:
             try:
                 for text in prompt.preface:
                     await rt.bot.send_message(chat_id, text)
-                await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
+                sent = await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
             except Forbidden as exc:
                 await mark_unreachable(rt, chat_id, exc)
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         state.prompt_pending = False
+        if sent is not None and prompt is not None and prompt.keyboard and state.flow == flow:
+            # Remembered so that a language change can take the old buttons away.
+            state.data = {**state.data, PROMPT_MESSAGE: sent.message_id}
+            touch_state(state)
         session.add(state)
+
+
+async def restate(rt: Runtime, chat_id: int) -> bool:
+    """Ask the chat's open question again (after a language change), and take the buttons
+    off the message that asked it before, so that no message shows text in one language and
+    buttons in another. False if no question is open."""
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        open_question = state.flow in _renderers and bool(state.flow)
+        old_message = state.data.get(PROMPT_MESSAGE) if open_question else None
+        session.add(state)
+    if not open_question:
+        return False
+    if isinstance(old_message, int):
+        try:
+            await rt.bot.edit_message_reply_markup(chat_id, old_message, reply_markup=None)
+        except BadRequest as exc:  # already without buttons, or too old to edit
+            log.debug("old question's buttons not removed: %s", exc)
+    await send_prompt(rt, chat_id)
+    return True
 
 
 async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = None) -> int:
