@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.sandbox.state import SandboxUser, TranscriptEntry
 from bot.i18n import use_language
+from bot.sandbox.state import SandboxUser, TranscriptEntry
 from conversations import engine, survey
 from conversations.questionnaire import Question, Questionnaire
 from tests.harness import Harness, tr

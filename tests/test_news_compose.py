@@ -156,8 +156,10 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
     # The preview is exactly what a graduate reading Dutch gets.
     await send_news(harness.runtime.bot, reader.id, render_news(broadcast, "nl", school.name))
     (got,) = await harness.replies(reader, 1)
-    assert got.caption == preview.caption == (
-        "Open dag op vrijdag <3 & meer\n\n— Alfa College · /privacy om het nieuws te stoppen"
+    assert (
+        got.caption
+        == preview.caption
+        == ("Open dag op vrijdag <3 & meer\n\n— Alfa College · /privacy om het nieuws te stoppen")
     )
     assert got.caption_entities == preview.caption_entities
     assert got.reply_markup == preview.reply_markup

@@ -138,9 +138,7 @@ async def test_news_reaches_its_segment_once_in_each_graduates_language(
         assert received(h, graduate) == ["Open dag op 12 maart"]
     # Each message says who sends it and how to stop news, in the reader's language.
     dutch_news = h.sandbox.bot_messages(h.token, dutch[0].chat_id or 0)[0]
-    assert dutch_news.content.endswith(
-        "\n\n— Alfa College · /privacy om het nieuws te stoppen"
-    )
+    assert dutch_news.content.endswith("\n\n— Alfa College · /privacy om het nieuws te stoppen")
     english_news = h.sandbox.bot_messages(h.token, english[0].chat_id or 0)[0]
     assert english_news.content.endswith("\n\n— Alfa College · /privacy to stop news")
     for graduate in (*declined, *stopped, *erased, *blocked):

@@ -80,9 +80,7 @@ async def test_every_question_type_with_back_errors_review_and_change(mini: Harn
     (error,) = await h.send(user, "0")
     assert error.text == "Please type a number from 1 to 80."
     (how,) = await h.send(user, "40")
-    assert how.content.startswith(
-        "Question 4 · about 5 questions left\n\nHow did you look for it?"
-    )
+    assert how.content.startswith("Question 4 · about 5 questions left\n\nHow did you look for it?")
 
     # select_multiple: toggles edit the keyboard; a forbidden combination is refused.
     for option in ("Friends", "None"):
