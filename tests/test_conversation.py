@@ -17,6 +17,7 @@ from bot.sandbox.state import SandboxUser, TranscriptEntry
 from conversations.questionnaire import Questionnaire
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import parse_plans
+from storage.staff import add_staff
 from tests.harness import Harness, tr
 from tests.survey_walk import Walk, default_answer
 from tests.test_survey_tracking import policy
@@ -241,3 +242,56 @@ async def test_after_stop_survey_says_contact_is_stopped_and_start_turns_it_back
         "Il contatto è di nuovo attivo: ti scriverò di nuovo, come hai scelto in /privacy."
     )
     assert (await h.reload(graduate)).opted_out_at is None
+
+
+@pytest.mark.parametrize(
+    ("lang", "recipients", "when", "expected"),
+    [
+        (
+            "nl",
+            1,
+            "now",
+            "Wordt nu verstuurd naar 1 afgestudeerde. Ik houd je hier op de hoogte van de "
+            "voortgang.",
+        ),
+        (
+            "es",
+            2,
+            "now",
+            "Enviando ahora a 2 antiguos alumnos. Te iré informando del progreso aquí.",
+        ),
+        (
+            "it",
+            1,
+            "later",
+            "Programmata: la notizia andrà a 1 ex studente il 1 dic 2026, 10:00 "
+            "(Europe/Amsterdam).",
+        ),
+        (
+            "et",
+            2,
+            "later",
+            "Ajastatud: uudis läheb 2 vilistlasele 1. dets 2026 10:00 (Europe/Amsterdam).",
+        ),
+    ],
+)
+async def test_news_confirmations_count_graduates_and_date_in_the_officers_language(
+    harness: Harness, lang: str, recipients: int, when: str, expected: str
+) -> None:
+    """ "1 afgestudeerde", never "1 afgestudeerden"; the date on the school's clock, written
+    the way the officer's language writes it."""
+    school = await harness.school("alfa", language=lang)
+    for n in range(recipients):
+        await harness.graduate(school, language=lang, chat_id=9_500_000 + n, consent_news=True)
+    officer = harness.user(lang)
+    await add_staff(harness.db, officer.id, "officer", school_code="alfa")
+    await harness.send(officer, "/news")
+    await harness.send(officer, "Open dag")
+    await harness.press(officer, tr(lang, "Done"))
+    _preview, prompt = await harness.press(officer, tr(lang, "Continue"), expect=2)
+    if when == "now":
+        (done,) = await harness.press(officer, tr(lang, "Send now"), message=prompt)
+    else:
+        await harness.press(officer, tr(lang, "Schedule"), message=prompt)
+        (done,) = await harness.send(officer, "01-12-2026 10:00")
+    assert done.text == expected
