@@ -133,7 +133,10 @@ async def test_news_reaches_its_segment_once_in_each_graduates_language(
     for graduate in english:
         assert received(h, graduate) == ["Open day on 12 March"]
         entry = h.sandbox.bot_messages(h.token, graduate.chat_id or 0)[0]
-        assert entry.entities == [{"type": "bold", "offset": 0, "length": 8}]
+        assert entry.entities is not None
+        assert entry.entities[0] == {"type": "bold", "offset": 0, "length": 8}
+        # The rest is the footer's /privacy command.
+        assert [e["type"] for e in entry.entities[1:]] == ["bot_command"]
     for graduate in dutch:
         assert received(h, graduate) == ["Open dag op 12 maart"]
     # Each message says who sends it and how to stop news, in the reader's language.
