@@ -616,7 +616,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
 def _birth_year_error(text: str) -> str:
     """Why a typed birth year was refused: not a year at all, or a year out of range."""
     value = text.strip()
-    if value.isdigit() and len(value) == 4:
+    if value.isascii() and value.isdigit() and len(value) == 4:
         this_year = _today().year
         return _(
             "{year} is not possible as your year of birth. Please type a year between "
