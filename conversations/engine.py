@@ -212,9 +212,12 @@ def remaining_estimate(q: Questionnaire, answers: Answers, current: str) -> tupl
     `left` counts the questions after `current` on the longest route the answers so far still
     allow: every unanswered question that steers the route (from `current` on, in file order)
     is given, in turn, the answer that leaves the most questions to ask. Answering a question
-    only narrows the routes, so k + left never grows as the graduate goes forward; it shrinks
-    when an answer leads to a shorter branch. (For the tracking questionnaire the first
-    question already shows the length of its longest route, instead of "1 of 1".)
+    only narrows the routes, so k + left does not grow as the graduate goes forward; it
+    shrinks when an answer leads to a shorter branch. (For the tracking questionnaire the
+    first question already shows the length of its longest route, instead of "1 of 1".)
+    The choice is made question by question, not over every combination: where the best
+    answer to one routing question depends on the answer to a later one, the estimate can
+    rise, by at most what that later answer opens up.
     """
     position = q.index(current)
     relevant, _kept = _effective(q, answers)
