@@ -9,18 +9,20 @@ import re
 from datetime import date
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.i18n import language_name
 from bot.sandbox.state import SandboxUser, TranscriptEntry
+from conversations import engine
 from conversations.questionnaire import Questionnaire
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import parse_plans
 from storage.staff import add_staff
 from tests.harness import Harness, tr
 from tests.survey_walk import Walk, default_answer
-from tests.test_survey_tracking import policy
+from tests.test_survey_tracking import ROUTES, policy
 
 CHAT_DIR = Path(__file__).parent / "data" / "chat"
 MINI_PLANS = parse_plans(
@@ -117,6 +119,27 @@ async def test_tracking_in_dutch_the_progress_never_jumps_and_hints_are_said_onc
     ]
     assert e3.content.count("Typ een getal") == 1, e3.content
     assert e3.content.endswith("Typ een getal, bijvoorbeeld 32.")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_estimated_total_never_grows_on_any_tracking_route(route: str) -> None:
+    """The engine's side of the property, on every route of the tracking questionnaire."""
+    q = QuestionnaireRegistry().deployed("tracking")
+    choose = policy(q, route)
+    answers: dict[str, Any] = {}
+    totals: list[int] = []
+    question = engine.next_question(q, answers, None)
+    while question is not None:
+        if question.answerable:
+            k, left = engine.remaining_estimate(q, answers, question.name)
+            assert k == len(totals) + 1
+            totals.append(k + left)
+            value = choose(question)
+            if value is not None:
+                answers[question.name] = value
+        question = engine.next_question(q, answers, question.name)
+    assert all(later <= earlier for earlier, later in pairwise(totals)), totals
+    assert totals[0] == max(totals) and totals[0] > 1
 
 
 # ---------------------------------------------------------------- 2: /language mid-question
