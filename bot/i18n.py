@@ -13,12 +13,15 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date as _babel_format_date
+from babel.dates import format_skeleton
+from babel.dates import format_time as _babel_format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -124,6 +127,22 @@ _ = gettext
 def format_date(value: date, fmt: str = "long") -> str:
     """A date written the way the current locale writes it."""
     return _babel_format_date(value, format=fmt, locale=_current.get())
+
+
+def format_month(year: int, month: int) -> str:
+    """A month of a year the way the current locale writes it: "september 2026"."""
+    return str(format_skeleton("yMMMM", date(year, month, 1), locale=_current.get()))
+
+
+def format_datetime(moment: datetime, timezone: str) -> str:
+    """A moment as the clock on the wall of `timezone` shows it, written the way the current
+    locale writes a date and a time: "1. dets 2026 10:00" in Estonian."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    lang = _current.get()
+    pattern = str(Locale.parse(lang).datetime_formats["medium"])
+    day = _babel_format_date(local.date(), format="medium", locale=lang)
+    clock = _babel_format_time(local, format="short", tzinfo=local.tzinfo, locale=lang)
+    return pattern.replace("{1}", day).replace("{0}", clock)
 
 
 def month_name(month: int, width: str = "wide") -> str:

@@ -56,6 +56,7 @@ class LiveBroadcasts:
         self.live: set[int] = set()
         self.known: set[int] = set()
         self.read_at = 0.0
+        self.schools: dict[int, str | None] = {}
 
     async def is_live(self, broadcast_id: int) -> bool:
         now = time.monotonic()
@@ -64,6 +65,14 @@ class LiveBroadcasts:
             self.live = await _still_sending(self.rt, self.known)
             self.read_at = now
         return broadcast_id in self.live
+
+    async def school_name(self, institution_id: int) -> str | None:
+        """The name news is signed with (read once per dispatch)."""
+        if institution_id not in self.schools:
+            async with self.rt.db.session() as session:
+                school = await session.get(Institution, institution_id)
+            self.schools[institution_id] = school.name if school else None
+        return self.schools[institution_id]
 
 
 @dataclass
@@ -160,12 +169,17 @@ async def _deliver_one(
         report.skipped += 1
         return
     chat_id = graduate.chat_id
+    school = await live.school_name(graduate.institution_id)
     await limiter.wait()
     with sending("news"):
         result = await send_safely(
             rt,
             chat_id,
-            lambda: send_news(rt.bot, chat_id, render_news(broadcast, graduate.language)),
+            lambda: send_news(
+                rt.bot,
+                chat_id,
+                render_news(broadcast, graduate.language, school),
+            ),
             delivery.attempts,
         )
     if result.outcome == "sent":

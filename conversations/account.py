@@ -14,7 +14,7 @@ from bot.dedupe import claim
 from bot.i18n import _, language_name, set_language
 from bot.runtime import runtime
 from conversations import onboarding, survey
-from conversations.prompting import has_open_question, send_prompt, use_chat_language
+from conversations.prompting import has_open_question, restate, send_prompt, use_chat_language
 from conversations.rules import LANGUAGES
 from storage.models import ConsentKind, Graduate, Institution
 from storage.queries import get_chat_state, graduate_by_chat, set_consent, touch_state
@@ -88,7 +88,7 @@ async def on_language_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
     except BadRequest as exc:
         log.debug("language message not edited: %s", exc)
     await rt.bot.send_message(chat_id, _("From now on I will write to you in English."))
-    await onboarding.restate(rt, chat_id)
+    await restate(rt, chat_id)
 
 
 def _privacy_keyboard(graduate: Graduate) -> InlineKeyboardMarkup:

@@ -37,6 +37,7 @@ __all__ = [
     "previous_question",
     "progress",
     "relevant_answers",
+    "remaining_estimate",
     "review_items",
     "toggle_choice",
 ]
@@ -181,6 +182,75 @@ def progress(q: Questionnaire, answers: Answers, current: str) -> tuple[int, int
                 kept[question.name] = answers[question.name]
     k = before + 1
     return k, max(total, k)
+
+
+def _routing_names(q: Questionnaire) -> set[str]:
+    """The questions some relevance expression reads: the ones that steer the route."""
+    return {
+        name
+        for question in q.questions
+        for expression in question.relevance
+        for name in expression.references()
+    }
+
+
+def _candidates(q: Questionnaire, question: Question) -> list[AnswerValue]:
+    """The answers worth trying when guessing where an unanswered routing question leads."""
+    if question.type == QuestionType.SCALE:
+        return list(question.scale_values)
+    if question.type == QuestionType.SELECT_ONE:
+        return [choice.name for choice in q.choices_for(question)]
+    if question.type == QuestionType.SELECT_MULTIPLE:
+        codes = [choice.name for choice in q.choices_for(question)]
+        return [*([code] for code in codes), codes]
+    return []  # typed answers: not guessed (counted as no answer)
+
+
+def remaining_estimate(q: Questionnaire, answers: Answers, current: str) -> tuple[int, int]:
+    """(k, left): `current` is the k-th question asked, and about `left` questions follow it.
+
+    `left` counts the questions after `current` on the longest route the answers so far still
+    allow: every unanswered question that steers the route (from `current` on, in file order)
+    is given, in turn, the answer that leaves the most questions to ask. Answering a question
+    only narrows the routes, so k + left does not grow as the graduate goes forward; it
+    shrinks when an answer leads to a shorter branch. (For the tracking questionnaire the
+    first question already shows the length of its longest route, instead of "1 of 1".)
+    The choice is made question by question, not over every combination: where the best
+    answer to one routing question depends on the answer to a later one, the estimate can
+    rise, by at most what that later answer opens up.
+    """
+    position = q.index(current)
+    relevant, _kept = _effective(q, answers)
+    k = 1 + sum(
+        1 for question in q.questions[:position] if question.answerable and relevant[question.name]
+    )
+
+    def after(assumed: Answers) -> int:
+        shown, _ = _effective(q, assumed)
+        return sum(
+            1
+            for question in q.questions[position + 1 :]
+            if question.answerable and shown[question.name]
+        )
+
+    routing = _routing_names(q)
+    assumed: dict[str, AnswerValue] = dict(answers)
+    for question in q.questions[position:]:
+        if (
+            question.name not in routing
+            or not question.answerable
+            or has_answer(answers, question.name)
+            or not _effective(q, assumed)[0][question.name]
+        ):
+            continue
+        best, best_value = after(assumed), None
+        for value in _candidates(q, question):
+            count = after({**assumed, question.name: value})
+            if count > best:
+                best, best_value = count, value
+        if best_value is not None:
+            assumed[question.name] = best_value
+    return k, after(assumed)
 
 
 # --- answers ------------------------------------------------------------------------------

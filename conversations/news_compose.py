@@ -26,7 +26,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
-from bot.i18n import _, language_name, set_language
+from bot.i18n import _, format_datetime, language_name, ngettext, set_language, use_language
 from bot.reporting import wave_label
 from bot.runtime import Runtime, runtime
 from conversations.prompting import Prompt, close_question, register, send_prompt
@@ -82,10 +82,26 @@ class NewsMessage:
     keyboard: InlineKeyboardMarkup | None
 
 
-def render_news(broadcast: Broadcast, language: str | None) -> NewsMessage:
-    """The broadcast in `language` (its default language's version if there is none)."""
+def news_footer(school: str | None) -> str:
+    """The line under every news message, in the current language: who sends it and how to
+    stop it (HTML)."""
+    stop = _("/privacy to stop news")
+    return f"— {html.escape(school)} · {stop}" if school else f"— {stop}"
+
+
+def render_news(
+    broadcast: Broadcast, language: str | None, school: str | None = None
+) -> NewsMessage:
+    """The broadcast in `language` (its default language's version if there is none), signed
+    with the school's name and how to stop news. A photo's caption leaves the footer out
+    only when the two would not fit in Telegram's 1024 characters."""
     lang = language if language in broadcast.texts else broadcast.default_language
     text = broadcast.texts.get(lang) or next(iter(broadcast.texts.values()), "")
+    with use_language(lang):
+        footer = news_footer(school)
+    plain = len(html.unescape(re.sub(r"<[^>]*>", "", text + footer))) + 2
+    if not broadcast.photo or plain <= CAPTION_LIMIT:
+        text = f"{text}\n\n{footer}"
     keyboard = None
     if broadcast.link_url:
         label = (
@@ -144,7 +160,8 @@ def parse_when(text: str, timezone: str) -> datetime | None:
 
 
 def local_time(moment: datetime, timezone: str) -> str:
-    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+    """`moment` on the school's clock, written the way the current language writes it."""
+    return format_datetime(moment, timezone)
 
 
 async def _programmes(session: AsyncSession, institution_id: int | None) -> list[Programme]:
@@ -281,7 +298,14 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
             return Prompt(_("Type a name for this segment."))
         if step == PREVIEW:
             count = await audience_count(session, broadcast)
-            news = render_news(broadcast, broadcast.default_language)
+            school = (
+                await session.get(Institution, broadcast.institution_id)
+                if broadcast.institution_id
+                else None
+            )
+            news = render_news(
+                broadcast, broadcast.default_language, school.name if school else None
+            )
             await send_news(rt.bot, state.chat_id, news)
             return Prompt(
                 _(
@@ -476,8 +500,10 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 count = await audience_count(session, broadcast)
                 await schedule(session, broadcast, due)
                 _move(state, "")
-                done_text = _(
-                    "Scheduled: the news goes to {count} graduates on {time} ({timezone})."
+                done_text = ngettext(
+                    "Scheduled: the news goes to {count} graduate on {time} ({timezone}).",
+                    "Scheduled: the news goes to {count} graduates on {time} ({timezone}).",
+                    count,
                 ).format(count=count, time=local_time(due, timezone), timezone=timezone)
         else:
             error = _("Please answer with the buttons below the question.")
@@ -556,8 +582,10 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 await schedule(session, broadcast, rt.clock.now())
                 _move(state, "")
                 label = _("Send now")
-                done_text = _(
-                    "Sending now to {count} graduates. I will report the progress here."
+                done_text = ngettext(
+                    "Sending now to {count} graduate. I will report the progress here.",
+                    "Sending now to {count} graduates. I will report the progress here.",
+                    count,
                 ).format(count=count)
             elif value == "later":
                 _move(state, WHEN)

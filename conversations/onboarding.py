@@ -22,7 +22,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
-from bot.i18n import _, language_name, month_name, set_language
+from bot.i18n import _, language_name, month_name, ngettext, set_language
 from bot.runtime import Runtime, runtime
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import (
@@ -192,7 +192,12 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
         return Prompt(_("In which year were you born? Please type it, for example 2006."))
     if step == AGE:
         age = consent_age(school.country)
-        return Prompt(_("Are you {age} years old or older?").format(age=age), _yes_no(AGE))
+        return Prompt(
+            ngettext(
+                "Are you {age} year old or older?", "Are you {age} years old or older?", age
+            ).format(age=age),
+            _yes_no(AGE),
+        )
     if step == GUARDIAN:
         age = consent_age(school.country)
         return Prompt(
@@ -384,6 +389,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             target = await graduate_by_token(session, payload.value)
         elif payload.kind is PayloadKind.SCHOOL:
             school = await institution_by_code(session, payload.value)
+        restored = linked is not None and linked.opted_out_at is not None
         if linked is not None and (linked.opted_out_at or linked.unreachable_at):
             # /start after /stop or a block restores contact.
             linked.opted_out_at = None
@@ -397,6 +403,11 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert message is not None
 
     if linked is not None:
+        back_on = (
+            _("Contact is back on: I will write to you again, as you chose in /privacy.") + "\n\n"
+            if restored
+            else ""
+        )
         if target is not None and target.id != linked.id:
             await message.reply_text(
                 _(
@@ -408,11 +419,11 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if state.flow:
             if state.step == GUARDIAN and linked.guardian_consent_at is not None:
                 await _resume_after_guardian(rt, chat_id)
-            await message.reply_text(_("Welcome back! Let's continue where we left off."))
+            await message.reply_text(back_on + _("Welcome back! Let's continue where we left off."))
             await send_prompt(rt, chat_id)
             return
         await message.reply_text(
-            _("Welcome back! You are already registered. /help lists what I can do.")
+            back_on + _("Welcome back! You are already registered. /help lists what I can do.")
         )
         return
 
@@ -610,9 +621,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
         else:
             year = parse_birth_year(message.text or "", _today())
             if year is None:
-                await message.reply_text(
-                    _("Please type your year of birth as four digits, for example 2006.")
-                )
+                await message.reply_text(_birth_year_error(message.text or ""))
                 return True
             school = await session.get(Institution, state.data.get("institution_id"))
             assert school is not None
@@ -630,15 +639,16 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     return True
 
 
-async def restate(rt: Runtime, chat_id: int) -> bool:
-    """Re-ask the open onboarding question (after a language change). False if none."""
-    async with rt.db.session() as session:
-        state = await get_chat_state(session, chat_id)
-        open_question = state.flow in (ONBOARD, REGISTER) and bool(state.step)
-        session.add(state)
-    if open_question:
-        await send_prompt(rt, chat_id)
-    return open_question
+def _birth_year_error(text: str) -> str:
+    """Why a typed birth year was refused: not a year at all, or a year out of range."""
+    value = text.strip()
+    if value.isascii() and value.isdigit() and len(value) == 4:
+        this_year = _today().year
+        return _(
+            "{year} is not possible as your year of birth. Please type a year between "
+            "{earliest} and {latest}."
+        ).format(year=value, earliest=this_year - 100, latest=this_year - 10)
+    return _("Please type your year of birth as four digits, for example 2006.")
 
 
 register(ONBOARD, _render)

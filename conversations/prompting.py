@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
@@ -36,10 +36,13 @@ from storage.queries import (
     graduate_by_chat,
     release_prompt,
     stale_prompts,
+    touch_state,
 )
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
+
+PROMPT_MESSAGE = "prompt_message_id"  # in chat_state.data: the message asking the open question
 
 
 @dataclass
@@ -96,14 +99,16 @@ async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> Non
         state = await get_chat_state(session, chat_id)
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
         language = state.language or (graduate.language if graduate else None)
-    renderer = _renderers.get(state.flow)
+    flow = state.flow
+    renderer = _renderers.get(flow)
+    sent: Message | None = None
     with use_language(language):
         prompt = await renderer(rt, state) if renderer else None
         if prompt is not None:
             try:
                 for text in prompt.preface if preface else ():
                     await rt.bot.send_message(chat_id, text)
-                await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
+                sent = await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
             except Forbidden as exc:
                 await mark_unreachable(rt, chat_id, exc)
             except BadRequest as exc:
@@ -111,6 +116,10 @@ async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> Non
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         state.prompt_pending = False
+        if sent is not None and prompt is not None and prompt.keyboard and state.flow == flow:
+            # Remembered so that a language change can take the old buttons away.
+            state.data = {**state.data, PROMPT_MESSAGE: sent.message_id}
+            touch_state(state)
         session.add(state)
 
 
@@ -170,6 +179,26 @@ async def _claim_and_send(rt: Runtime, chat_id: int, seen: datetime) -> bool:
         async with rt.db.session() as session:
             await release_prompt(session, chat_id, stamp)
         raise
+    return True
+
+
+async def restate(rt: Runtime, chat_id: int) -> bool:
+    """Ask the chat's open question again (after a language change), and take the buttons
+    off the message that asked it before, so that no message shows text in one language and
+    buttons in another. False if no question is open."""
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        open_question = state.flow in _renderers and bool(state.flow)
+        old_message = state.data.get(PROMPT_MESSAGE) if open_question else None
+        session.add(state)
+    if not open_question:
+        return False
+    if isinstance(old_message, int):
+        try:
+            await rt.bot.edit_message_reply_markup(chat_id, old_message, reply_markup=None)
+        except BadRequest as exc:  # already without buttons, or too old to edit
+            log.debug("old question's buttons not removed: %s", exc)
+    await send_prompt(rt, chat_id)
     return True
 
 

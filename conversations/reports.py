@@ -9,7 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
-from bot.i18n import _
+from bot.i18n import _, ngettext
 from bot.reporting import (
     Report,
     build_report,
@@ -108,9 +108,12 @@ async def dashboard_command(
             staff.language = staff_language(staff, update)
             session.add(staff)
     url = login_url(rt.settings.base_url, token)
-    text = _(
+    text = ngettext(
+        "Your dashboard login link (it works once, for {minutes} minute):\n{url}\n\n"
+        "Do not forward it: whoever opens it is logged in as you.",
         "Your dashboard login link (it works once, for {minutes} minutes):\n{url}\n\n"
-        "Do not forward it: whoever opens it is logged in as you."
+        "Do not forward it: whoever opens it is logged in as you.",
+        auth.LINK_MINUTES,
     ).format(minutes=auth.LINK_MINUTES, url=url)
     keyboard = None
     if url.startswith("https://"):

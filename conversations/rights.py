@@ -255,7 +255,7 @@ async def mydata_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         state = await session.get(ChatState, chat_id)
         language = _use_language(update, state, graduate)
         if graduate is None:
-            await message.reply_text(not_registered_text())
+            await message.reply_text(nothing_kept_text())
             return
         data = await export_data(rt, session, graduate, graduate.language or language)
     payload = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
@@ -266,6 +266,15 @@ async def mydata_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
             "Here is a copy of all the data this chat stores about you. "
             "To have it deleted, send /delete."
         ),
+    )
+
+
+def nothing_kept_text() -> str:
+    """/mydata in a chat linked to no one: never registered, or deleted with /delete."""
+    return _(
+        "I keep no data about you: this chat is not linked to anyone (if you deleted your "
+        "data, it is gone). To register, please open the personal link or scan the QR code "
+        "your school gave you."
     )
 
 

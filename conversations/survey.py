@@ -31,7 +31,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
-from bot.i18n import _, format_date, set_language
+from bot.i18n import _, format_date, format_month, ngettext, set_language
 from bot.runtime import Runtime, runtime
 from conversations import engine
 from conversations.onboarding import not_registered_text
@@ -186,6 +186,11 @@ def _display(questionnaire: Questionnaire, question: Question, value: Any, lang:
             return format_date(date.fromisoformat(value), "medium")
         except ValueError:
             return value
+    if question.type == "month" and isinstance(value, str):
+        year, _dash, month = value.partition("-")
+        if year.isdigit() and month.isdigit() and 1 <= int(month) <= 12 and int(year) >= 1:
+            return format_month(int(year), int(month))
+        return value
     return engine.answer_label(questionnaire, question, value, lang)
 
 
@@ -199,11 +204,21 @@ def _typed_instruction(question: Question) -> str:
     return _("Type your answer.")
 
 
+def progress_heading(q: Questionnaire, answers: engine.Answers, name: str) -> str:
+    """ "Question 3 · about 18 questions left": where the graduate is, and an estimate of the
+    rest of their route that never grows as they answer (engine.remaining_estimate)."""
+    k, left = engine.remaining_estimate(q, answers, name)
+    if left == 0:
+        return _("Question {k} · the last one").format(k=k)
+    return ngettext(
+        "Question {k} · about {n} question left", "Question {k} · about {n} questions left", left
+    ).format(k=k, n=left)
+
+
 def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
     rid = loaded.response.id or 0
-    k, n = engine.progress(q, answers, question.name)
-    lines = [_("Question {k} of {n}").format(k=k, n=n), "", _text(question.labels, lang, q)]
+    lines = [progress_heading(q, answers, question.name), "", _text(question.labels, lang, q)]
     hint = _text(question.hints, lang, q)
     if hint:
         lines += ["", hint]
@@ -257,7 +272,9 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
                 "",
                 _("Your answer: {answer}").format(answer=_display(q, question, current, lang)),
             ]
-        lines += ["", _typed_instruction(question)]
+        # A hint already says what to type (and how): the general instruction would repeat it.
+        if not hint or question.type in ("date", "month"):
+            lines += ["", _typed_instruction(question)]
     nav: list[InlineKeyboardButton] = []
     if engine.previous_question(q, answers, question.name) is not None:
         nav.append(InlineKeyboardButton(_("◀ Back"), callback_data=_cb("sb", rid, question.name)))
@@ -493,6 +510,13 @@ async def begin(
     return response
 
 
+def stopped_text() -> str:
+    return _(
+        "You stopped all contact with /stop, so I send you no questionnaires. "
+        "To turn contact back on, send /start."
+    )
+
+
 async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/survey: resume the open questionnaire, or start the one that is due."""
     rt = runtime(context)
@@ -511,6 +535,9 @@ async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         )
         if graduate is None or graduate.id is None:
             await message.reply_text(not_registered_text())
+            return
+        if graduate.opted_out_at is not None:
+            await message.reply_text(stopped_text())
             return
         if state.flow and state.flow != SURVEY:
             session.add(state)
@@ -796,9 +823,11 @@ _TYPED_ERRORS = {
     "not_number": lambda p: _("Please type a number, for example 12.5."),
     "not_date": lambda p: _("Please type a date as day-month-year, for example 30-06-2026."),
     "not_month": lambda p: _("Please type a month as month-year, for example 06-2026."),
-    "too_long": lambda p: _("That is too long: please keep it under {max} characters.").format(
-        max=p.get("max", 1000)
-    ),
+    "too_long": lambda p: ngettext(
+        "That is too long: please keep it under {max} character.",
+        "That is too long: please keep it under {max} characters.",
+        int(p.get("max", 1000)),
+    ).format(max=p.get("max", 1000)),
 }
 
 

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.i18n import use_language
 from bot.sandbox.state import SandboxUser, TranscriptEntry
-from conversations import engine
+from conversations import engine, survey
 from conversations.questionnaire import Question, Questionnaire
 from tests.harness import Harness, tr
 
@@ -48,12 +49,15 @@ class Walk:
     lang: str
     answers: dict[str, Any] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    #: The progress line of each question asked, as shown.
+    headings: list[str] = field(default_factory=list)
     #: Seconds from each answer to the next question on screen.
     timings: list[float] = field(default_factory=list)
 
     def expect_question(self, message: TranscriptEntry, question: Question) -> None:
-        k, n = engine.progress(self.q, self.answers, question.name)
-        heading = tr(self.lang, "Question {k} of {n}").format(k=k, n=n)
+        with use_language(self.lang):
+            heading = survey.progress_heading(self.q, self.answers, question.name)
+        self.headings.append(heading)
         text = message.content
         assert text.startswith(heading), (question.name, text[:200])
         assert label(self.q, question.labels, self.lang) in text, (question.name, text[:300])
@@ -107,7 +111,7 @@ class Walk:
             lambda e: (
                 bool(e.buttons)
                 or e.content == thanks
-                or e.content.startswith(tr(self.lang, "Question {k} of {n}").split("{")[0])
+                or e.content.startswith(tr(self.lang, "Question {k} · the last one").split("{")[0])
             ),
             timeout=15,
             edits=False,

@@ -154,9 +154,13 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
         "en": "Open day on Friday &lt;3 &amp; more",
     }
     # The preview is exactly what a graduate reading Dutch gets.
-    await send_news(harness.runtime.bot, reader.id, render_news(broadcast, "nl"))
+    await send_news(harness.runtime.bot, reader.id, render_news(broadcast, "nl", school.name))
     (got,) = await harness.replies(reader, 1)
-    assert got.caption == preview.caption == "Open dag op vrijdag <3 & meer"
+    assert (
+        got.caption
+        == preview.caption
+        == ("Open dag op vrijdag <3 & meer\n\n— Alfa College · /privacy om het nieuws te stoppen")
+    )
     assert got.caption_entities == preview.caption_entities
     assert got.reply_markup == preview.reply_markup
     assert got.photo and preview.photo
@@ -170,7 +174,7 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
     assert past.content.startswith("That moment has passed.")
     (done,) = await harness.send(officer, "01-12-2026 10:00")
     assert done.text == (
-        "Scheduled: the news goes to 2 graduates on 2026-12-01 10:00 (Europe/Amsterdam)."
+        "Scheduled: the news goes to 2 graduates on Dec 1, 2026, 10:00\u202fAM (Europe/Amsterdam)."
     )
     broadcast = await _broadcast(harness, officer.id)
     assert broadcast.status == BroadcastStatus.SCHEDULED.value

@@ -79,8 +79,16 @@ async def broadcast(
 
 
 def received(h: Harness, graduate: Graduate) -> list[str]:
+    """The news the graduate got, each message's footer (the school's name and how to stop
+    news, in the graduate's language) checked and taken off."""
     assert graduate.chat_id is not None
-    return [e.content for e in h.sandbox.bot_messages(h.token, graduate.chat_id)]
+    stop = tr(graduate.language or "en", "/privacy to stop news")
+    bodies = []
+    for entry in h.sandbox.bot_messages(h.token, graduate.chat_id):
+        body, _sep, footer = entry.content.rpartition("\n\n— ")
+        assert footer.endswith(f" · {stop}"), entry.content
+        bodies.append(body)
+    return bodies
 
 
 async def reload_broadcast(h: Harness, broadcast_id: int | None) -> Broadcast:
@@ -125,9 +133,17 @@ async def test_news_reaches_its_segment_once_in_each_graduates_language(
     for graduate in english:
         assert received(h, graduate) == ["Open day on 12 March"]
         entry = h.sandbox.bot_messages(h.token, graduate.chat_id or 0)[0]
-        assert entry.entities == [{"type": "bold", "offset": 0, "length": 8}]
+        assert entry.entities is not None
+        assert entry.entities[0] == {"type": "bold", "offset": 0, "length": 8}
+        # The rest is the footer's /privacy command.
+        assert [e["type"] for e in entry.entities[1:]] == ["bot_command"]
     for graduate in dutch:
         assert received(h, graduate) == ["Open dag op 12 maart"]
+    # Each message says who sends it and how to stop news, in the reader's language.
+    dutch_news = h.sandbox.bot_messages(h.token, dutch[0].chat_id or 0)[0]
+    assert dutch_news.content.endswith("\n\n— Alfa College · /privacy om het nieuws te stoppen")
+    english_news = h.sandbox.bot_messages(h.token, english[0].chat_id or 0)[0]
+    assert english_news.content.endswith("\n\n— Alfa College · /privacy to stop news")
     for graduate in (*declined, *stopped, *erased, *blocked):
         assert received(h, graduate) == []
 

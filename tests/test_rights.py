@@ -323,7 +323,7 @@ async def test_mydata_and_delete_for_a_chat_that_is_not_registered(h: Harness) -
     user = h.user("es")
     (reply,) = await h.send(user, "/mydata")
     with use_language("es"):
-        assert reply.text == not_registered_text()
+        assert reply.text == rights.nothing_kept_text()
     (reply,) = await h.send(user, "/delete")
     with use_language("es"):
         assert reply.text == not_registered_text()
@@ -480,9 +480,11 @@ async def test_delete_then_yes_erases_everything_that_identifies_the_graduate(
         assert reply.text == not_registered_text()
     (reply,) = await h.send(user, f"/start {token}")
     assert reply.text == tr("it", UNKNOWN_LINK)
+    # /mydata says plainly that nothing is kept any more.
     (reply,) = await h.send(user, "/mydata")
     with use_language("it"):
-        assert reply.text == not_registered_text()
+        assert reply.text == rights.nothing_kept_text()
+    assert "Non conservo nessun dato su di te" in reply.content
     # Updates are handled in order: the redelivered press came before these and did nothing.
     texts = [e.content for e in h.sandbox.bot_messages(h.token, user.id)]
     assert texts.count(tr("it", DONE)) == 1
