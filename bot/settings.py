@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     sandbox_host: str = Field(default="127.0.0.1", description="Where the sandbox listens.")
     sandbox_port: int = Field(default=8081, description="Port of the sandbox and web chat.")
     privacy_notice_version: str = Field(
-        default="2026-11",
+        default="2026-12",
         description="Version of the privacy notice graduates are shown; stored with consents.",
     )
     default_language: str = Field(default="en", description="Fallback language.")

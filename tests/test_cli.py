@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,6 +141,15 @@ async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Pa
     assert greeting.startswith("Hello! This is the graduate chat of Demo Vocational College.")
     # Routine lines of the scheduler and the migrations do not bury the printed links.
     assert not [line for line in lines if "apscheduler" in line or "alembic" in line]
+    # The README shows what `make run` prints, line by line (ports and tokens aside).
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = next(i for i, line in enumerate(lines) if line.startswith("gradtrack is running"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("Press Ctrl+C"))
+    for line in lines[start : end + 1]:
+        line = re.sub(r"127\.0\.0\.1:\d+/chat", "127.0.0.1:8081/chat", line)
+        line = re.sub(r"127\.0\.0\.1:\d+/dashboard", "127.0.0.1:8080/dashboard", line)
+        line = re.sub(r"start=([it])_[A-Za-z0-9_-]+", r"start=\1_...", line)
+        assert line in readme, line
 
 
 async def test_serve_answers_through_the_webhook(tmp_path: Path) -> None:
