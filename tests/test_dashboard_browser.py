@@ -151,7 +151,7 @@ async def test_the_overview_drills_down_to_a_wave_and_a_programme(
     row = linked_row(page, "/dashboard/waves/m2")
     await row.locator("th a").click()
     await expect(page).to_have_url(re.compile(r"/dashboard/waves/m2(\?.*)?$"))
-    await expect(page.locator("h1")).to_contain_text("m2")
+    await expect(page.locator("h1")).to_contain_text("2 maanden na het afstuderen")
     # The programme table: P1 with its numbers, and a link to the programme's page.
     programme = linked_row(page, f"/dashboard/programmes/{p1.id}")
     await expect(programme).to_have_count(1)

@@ -851,7 +851,7 @@ async def test_regression_survey_buttons(mini_bot: Deployed) -> None:
     await h.press(user, "None", expect=0, message=how)
     await h.keyboard_shows(user, how, "⬜ None")
     (hours,) = await h.press(user, "◀ Back", message=how)
-    assert hours.content.startswith("Question 3 of 9")
+    assert hours.content.startswith("Question 3 · about ")
     stored_response, answers = await stored(h, rid)
     assert (stored_response.current, answers["HOW"]) == ("HOURS", ["friends"])
 
