@@ -143,9 +143,9 @@ async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Pa
     assert not [line for line in lines if "apscheduler" in line or "alembic" in line]
     # The README shows what `make run` prints, line by line (ports and tokens aside).
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    first = next(i for i, line in enumerate(lines) if line.startswith("gradtrack is running"))
-    last = next(i for i, line in enumerate(lines) if line.startswith("Press Ctrl+C"))
-    for line in lines[first : last + 1]:
+    top = next(i for i, line in enumerate(lines) if line.startswith("gradtrack is running"))
+    bottom = next(i for i, line in enumerate(lines) if line.startswith("Press Ctrl+C"))
+    for line in lines[top : bottom + 1]:
         line = re.sub(r"127\.0\.0\.1:\d+/chat", "127.0.0.1:8081/chat", line)
         line = re.sub(r"127\.0\.0\.1:\d+/dashboard", "127.0.0.1:8080/dashboard", line)
         line = re.sub(r"start=([it])_[A-Za-z0-9_-]+", r"start=\1_...", line)
