@@ -42,7 +42,16 @@ from storage.models import (
     Segment,
     Staff,
 )
-from storage.news import Audience, AudienceError, cancel, count_audience, pending_count, schedule
+from storage.news import (
+    Audience,
+    AudienceError,
+    cancel,
+    count_audience,
+    failure_reasons,
+    pending_count,
+    reasons_text,
+    schedule,
+)
 from storage.news import refresh_counts as refresh_broadcast
 from storage.queries import get_chat_state, touch_state
 from storage.types import row_id
@@ -706,6 +715,13 @@ def status_name(status: str) -> str:
     return names.get(status, status)
 
 
+def failures_line(reasons: list[tuple[str, int]]) -> str:
+    """Why messages failed, in the current language around Telegram's own words."""
+    return _("Why they failed: {reasons}").format(
+        reasons=reasons_text(reasons, _("no reason given"))
+    )
+
+
 def _snippet(broadcast: Broadcast) -> str:
     raw = broadcast.texts.get(broadcast.default_language) or next(
         iter(broadcast.texts.values()), ""
@@ -727,6 +743,7 @@ async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboar
         timezones = {
             b.institution_id: await _school_timezone(session, b.institution_id) for b in found
         }
+        reasons = await failure_reasons(session, [b.id for b in found if b.id is not None])
     rows = []
     lines = [_("The latest news:")] if found else [_("No news has been sent yet.")]
     for item in found:
@@ -744,6 +761,8 @@ async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboar
                 pending=pending_count(item),
             )
         )
+        if reasons.get(item.id):
+            lines.append(failures_line(reasons[item.id]))
         if item.status in (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value):
             rows.append(
                 [
