@@ -150,6 +150,13 @@ async def count_audience(session: AsyncSession, audience: Audience) -> int:
     return int((await session.exec(query)).one())
 
 
+async def count_by_language(session: AsyncSession, audience: Audience) -> dict[str | None, int]:
+    """How many of the audience read each language (None: no language known)."""
+    members = audience_query(audience).with_only_columns(col(Graduate.language)).subquery()
+    rows = await session.exec(select(members.c.language, func.count()).group_by(members.c.language))
+    return {language: int(n) for language, n in rows.all()}
+
+
 async def schedule(session: AsyncSession, broadcast: Broadcast, due_at: datetime) -> None:
     """A composed broadcast goes out at `due_at` (now, or later)."""
     if broadcast.status not in (BroadcastStatus.DRAFT.value, BroadcastStatus.SCHEDULED.value):

@@ -106,12 +106,22 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
         officer.id,
         media={"photo": [size], "caption": "Open dag op vrijdag <3 & meer"},
     )
-    (more,) = await harness.replies(officer, 1)
-    assert more.content.startswith("Saved (Nederlands).")
+    (which,) = await harness.replies(officer, 1)
+    assert which.text == "Which language is this text in?"
+    # The school's language first; names in the officer's language.
+    assert [b["text"] for b in which.buttons] == [
+        "Dutch",
+        "Spanish",
+        "Estonian",
+        "Italian",
+        "English",
+    ]
+    (more,) = await harness.press(officer, "Dutch", message=which)
+    assert more.content.startswith("Saved (Dutch).")
     (ask_en,) = await harness.press(officer, "Add English")
     assert ask_en.text == "Send the English version of the news."
     (more,) = await harness.send(officer, "Open day on Friday <3 & more")
-    assert more.content.startswith("Saved (Nederlands, English).")
+    assert more.content.startswith("Saved (Dutch, English).")
     (audience,) = await harness.press(officer, "Done")
     more = next(
         e
@@ -142,9 +152,16 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
         segment = (await session.exec(select(Segment))).one()
         assert segment.institution_id == school.id and segment.filter["graduation_years"] == [2026]
 
-    preview, prompt = await harness.press(officer, "Continue", expect=2, message=audience)
+    for_nl, preview, for_en, preview_en, prompt = await harness.press(
+        officer, "Continue", expect=5, message=audience
+    )
+    # Each version as its readers get it, with how many get it.
+    assert for_nl.text == "For the 1 graduate who reads Dutch:"
+    assert for_en.text == "For the 1 graduate who reads English:"
+    assert (preview_en.caption or "").startswith("Open day on Friday <3 & more\n\n— Alfa College")
     assert prompt.text == (
-        "Above is the news as graduates will see it in Nederlands. Recipients now: 2."
+        "Above is the news as graduates will see it, each language version with how many "
+        "get it. Recipients now: 2."
     )
     broadcast = await _broadcast(harness, officer.id)
     assert broadcast.status == BroadcastStatus.DRAFT.value
@@ -167,9 +184,16 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
     assert got.photo[-1]["file_id"] == preview.photo[-1]["file_id"]
 
     (when,) = await harness.press(officer, "Schedule", message=prompt)
-    assert "(Europe/Amsterdam)" in (when.text or "")
+    # The example is tomorrow at 10:00 on the school's clock (now: 23 Nov 2026, 11:00 there).
+    assert when.text == (
+        "When should it go out? Type the date and time (Europe/Amsterdam), for example "
+        "2026-11-24 10:00 for tomorrow at 10:00."
+    )
     (bad,) = await harness.send(officer, "next friday")
-    assert bad.content.startswith("I could not read that date.")
+    assert bad.text == (
+        "I could not read that date. Please type it like 2026-11-24 10:00 (year-month-day "
+        "hour:minute)."
+    )
     (past,) = await harness.send(officer, "2020-01-01 10:00")
     assert past.content.startswith("That moment has passed.")
     (done,) = await harness.send(officer, "01-12-2026 10:00")
@@ -190,12 +214,18 @@ async def test_restart_mid_compose_resumes_and_cancel_discards(harness: Harness)
     await harness.school("alfa")
     officer = await _officer(harness, "alfa", "it")
     await harness.send(officer, "/news")
-    (more,) = await harness.send(officer, "Ciao a tutti")
+    (which,) = await harness.send(officer, "Ciao a tutti")
+    await harness.restart_bot()
+    # The school writes Dutch, but this officer writes Italian: asked, not assumed.
+    assert which.buttons[0]["text"] == "Olandese"
+    (more,) = await harness.press(officer, "Italiano", message=which)
+    assert more.content.startswith("Salvato (italiano).")
     await harness.restart_bot()
     (audience,) = await harness.press(officer, tr("it", "Done"), message=more)
     assert audience.buttons
     broadcast = await _broadcast(harness, officer.id)
-    assert broadcast.texts == {"nl": "Ciao a tutti"}
+    assert broadcast.texts == {"it": "Ciao a tutti"}
+    assert broadcast.default_language == "it"
     await harness.restart_bot()
     _again, prompt = await harness.send(officer, "/news", expect=2)
     assert prompt.text == audience.text
@@ -205,7 +235,7 @@ async def test_restart_mid_compose_resumes_and_cancel_discards(harness: Harness)
     assert broadcast.status == BroadcastStatus.CANCELLED.value
     # A button of the discarded draft changes nothing.
     await harness.press(officer, tr("it", "Continue"), expect=0, message=audience)
-    await eventually(lambda: len(harness.callback_answers(officer)) == 1)
+    await eventually(lambda: len(harness.callback_answers(officer)) == 2)
 
 
 async def test_broadcasts_are_seen_and_cancelled_only_within_the_school(
