@@ -44,6 +44,7 @@ from storage.models import (
     Broadcast,
     BroadcastStatus,
     ChatState,
+    DeliveryStatus,
     Graduate,
     Institution,
     Programme,
@@ -809,6 +810,65 @@ def status_name(status: str) -> str:
         BroadcastStatus.CANCELLED.value: _("cancelled"),
     }
     return names.get(status, status)
+
+
+def delivery_status_name(status: str) -> str:
+    """A delivery's status as staff read it, in the current language."""
+    names = {
+        DeliveryStatus.PENDING.value: _("pending"),
+        DeliveryStatus.CLAIMED.value: _("being sent"),
+        DeliveryStatus.SENT.value: _("sent"),
+        DeliveryStatus.BLOCKED.value: _("blocked"),
+        DeliveryStatus.FAILED.value: _("failed"),
+        DeliveryStatus.CANCELLED.value: _("cancelled"),
+    }
+    return names.get(status, status)
+
+
+def can_cancel(staff: Staff, broadcast: Broadcast) -> bool:
+    """Whether `staff` may stop `broadcast` now (scheduled or sending, of their scope)."""
+    return _in_scope(staff, broadcast) and broadcast.status in (
+        BroadcastStatus.SCHEDULED.value,
+        BroadcastStatus.SENDING.value,
+    )
+
+
+async def audience_description(
+    session: AsyncSession, broadcast: Broadcast, wave_names: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Who a broadcast is for, as (what, who) lines in the current language; `wave_names`
+    gives each wave code its label."""
+    audience = _audience(broadcast)
+    everyone = _("all")
+    names: list[str] = []
+    if audience.programme_ids:
+        found = (
+            await session.exec(
+                select(Programme).where(col(Programme.id).in_(audience.programme_ids))
+            )
+        ).all()
+        names = sorted(p.name for p in found)
+    wave = ""
+    if audience.wave:
+        label = wave_names.get(audience.wave, audience.wave)
+        wave = (
+            _("has not answered yet: {wave}")
+            if audience.wave_status == "not_responded"
+            else _("has answered: {wave}")
+        ).format(wave=label)
+    return [
+        (_("Programmes"), ", ".join(names) or everyone),
+        (
+            _("Graduation years"),
+            ", ".join(str(y) for y in sorted(audience.graduation_years)) or everyone,
+        ),
+        (
+            _("Languages"),
+            ", ".join(language_name_here(code, capital=False) for code in audience.languages)
+            or everyone,
+        ),
+        (_("Wave"), wave or everyone),
+    ]
 
 
 def failures_line(reasons: list[tuple[str, int]]) -> str:
