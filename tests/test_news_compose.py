@@ -283,3 +283,63 @@ async def test_broadcasts_are_seen_and_cancelled_only_within_the_school(
     async with harness.db.session() as session:
         gone = await session.get(Broadcast, ids["beta"])
         assert gone is not None and gone.status == BroadcastStatus.CANCELLED.value
+
+
+async def test_a_dutch_officer_writes_english_first_and_sees_each_version_with_its_readers(
+    harness: Harness,
+) -> None:
+    """The first text's language is asked, not assumed to be the school's; languages are
+    named in the officer's language; the preview shows each version to its readers' count
+    (the default one also to those whose language has no version)."""
+    from tests.test_news_delivery import readers
+
+    h = harness
+    school = await h.school("alfa", language="nl")
+    await readers(h, school, 2, lang="nl")
+    await readers(h, school, 1, lang="en")
+    await readers(h, school, 1, lang="es")  # no Spanish version: gets the default (English)
+    officer = await _officer(h, "alfa", "nl")
+    await h.send(officer, "/news")
+    (which,) = await h.send(officer, "Open day on Friday")
+    assert which.text == tr("nl", "Which language is this text in?")
+    assert [b["text"] for b in which.buttons] == [
+        "Nederlands",
+        "Spaans",
+        "Estisch",
+        "Italiaans",
+        "Engels",
+    ]
+    (more,) = await h.press(officer, "Engels", message=which)
+    assert more.content.startswith("Opgeslagen (Engels).")
+    assert tr("nl", "Add {language}").format(language="Nederlands") in [
+        b["text"] for b in more.buttons
+    ]
+    assert tr("nl", "Add {language}").format(language="Engels") not in [
+        b["text"] for b in more.buttons
+    ]
+    await h.press(officer, tr("nl", "Add {language}").format(language="Nederlands"), message=more)
+    (more,) = await h.send(officer, "Open dag op vrijdag")
+    assert more.content.startswith("Opgeslagen (Engels, Nederlands).")
+    (audience,) = await h.press(officer, tr("nl", "Done"), message=more)
+    head_en, news_en, head_nl, news_nl, prompt = await h.press(
+        officer, tr("nl", "Continue"), expect=5, message=audience
+    )
+    assert head_en.text == (
+        "Voor de 2 afgestudeerden die Engels lezen of een taal zonder eigen versie:"
+    )
+    assert news_en.content.startswith(
+        "Open day on Friday\n\n— Alfa College · /privacy to stop news"
+    )
+    assert head_nl.text == "Voor de 2 afgestudeerden die Nederlands lezen:"
+    assert news_nl.content.startswith("Open dag op vrijdag\n\n— Alfa College")
+    assert prompt.text == tr(
+        "nl",
+        "Above is the news as graduates will see it, each language version with how many get "
+        "it. Recipients now: {count}.",
+    ).format(count=4)
+    broadcast = await _broadcast(h, officer.id)
+    assert broadcast.default_language == "en"
+    assert broadcast.texts == {
+        "en": "Open day on Friday",
+        "nl": "Open dag op vrijdag",
+    }
