@@ -60,6 +60,13 @@ def language_name(code: str) -> str:
     return name[:1].upper() + name[1:]
 
 
+def language_name_here(code: str, capital: bool = True) -> str:
+    """A language's name in the current language: 'Engels' for English to a Dutch reader,
+    'inglés' to a Spanish one (capitalised for a button or a heading)."""
+    name = Locale.parse(code).get_display_name(_current.get()) or code
+    return name[:1].upper() + name[1:] if capital else name
+
+
 def _load(lang: str) -> NullTranslations:
     directory = LOCALES_DIR / lang / "LC_MESSAGES"
     po_path = directory / f"{DOMAIN}.po"

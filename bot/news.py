@@ -30,7 +30,7 @@ from bot.delivery import RateLimiter, send_safely
 from bot.i18n import _, use_language
 from bot.metrics import sending
 from bot.runtime import Runtime
-from conversations.news_compose import render_news, send_news
+from conversations.news_compose import failures_line, render_news, send_news
 from storage import news
 from storage.models import (
     Broadcast,
@@ -227,8 +227,8 @@ async def _work(
             log.exception("news delivery %s failed", delivery.id)
 
 
-def progress_text(broadcast: Broadcast) -> str:
-    """The officer's report, in the current language."""
+def progress_text(broadcast: Broadcast, reasons: list[tuple[str, int]] | None = None) -> str:
+    """The officer's report, in the current language, with why messages failed."""
     done = broadcast.status in (BroadcastStatus.DONE.value, BroadcastStatus.CANCELLED.value)
     if broadcast.status == BroadcastStatus.CANCELLED.value:
         head = _("News #{id} was cancelled.")
@@ -236,17 +236,18 @@ def progress_text(broadcast: Broadcast) -> str:
         head = _("News #{id} has been sent.")
     else:
         head = _("News #{id} is being sent…")
-    return "\n".join(
-        [
-            head.format(id=broadcast.id),
-            _("Recipients: {total}").format(total=broadcast.total),
-            _("Sent: {n}").format(n=broadcast.sent),
-            _("Blocked the bot: {n}").format(n=broadcast.blocked),
-            _("Failed: {n}").format(n=broadcast.failed),
-            _("Pending: {n}").format(n=news.pending_count(broadcast)),
-            _("Cancelled: {n}").format(n=broadcast.cancelled),
-        ]
-    )
+    lines = [
+        head.format(id=broadcast.id),
+        _("Recipients: {total}").format(total=broadcast.total),
+        _("Sent: {n}").format(n=broadcast.sent),
+        _("Blocked the bot: {n}").format(n=broadcast.blocked),
+        _("Failed: {n}").format(n=broadcast.failed),
+        _("Pending: {n}").format(n=news.pending_count(broadcast)),
+        _("Cancelled: {n}").format(n=broadcast.cancelled),
+    ]
+    if reasons:
+        lines.append(failures_line(reasons))
+    return "\n".join(lines)
 
 
 async def report_progress(rt: Runtime, broadcast_id: int) -> Broadcast:
@@ -265,9 +266,10 @@ async def report_progress(rt: Runtime, broadcast_id: int) -> Broadcast:
             if broadcast.institution_id
             else None
         )
+        reasons = (await news.failure_reasons(session, [broadcast_id])).get(broadcast_id)
     language = (staff.language if staff else None) or (school.default_language if school else None)
     with use_language(language):
-        text = progress_text(broadcast)
+        text = progress_text(broadcast, reasons)
     try:
         if broadcast.report_message_id:
             await rt.bot.edit_message_text(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import html
 import signal
 import sys
 from datetime import UTC, datetime
@@ -36,7 +35,12 @@ def add_news_parser(sub: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     send = actions.add_parser("send", help="compose and schedule news to a segment")
     send.add_argument("--school", required=True, help="school code")
-    send.add_argument("--text", required=True, help="text in the school's language (HTML)")
+    send.add_argument(
+        "--text",
+        required=True,
+        help="text in the school's language (Telegram's HTML: b, i, u, s, a, code, pre, "
+        "blockquote, tg-spoiler; &lt; &amp; for the signs)",
+    )
     send.add_argument(
         "--text-in",
         nargs=2,
@@ -48,11 +52,21 @@ def add_news_parser(sub: Any) -> None:
     send.add_argument("--programme", action="append", default=[], help="programme code")
     send.add_argument("--year", type=int, action="append", default=[], help="graduation year")
     send.add_argument("--language", action="append", default=[], help="graduates' language")
-    send.add_argument("--wave", help="with --not-responded: graduates invited to this wave")
-    send.add_argument("--not-responded", action="store_true")
+    send.add_argument(
+        "--wave", help="with --not-responded: graduates invited to this wave (its code)"
+    )
+    send.add_argument(
+        "--not-responded",
+        action="store_true",
+        help="with --wave: only those who have not answered that wave yet",
+    )
     send.add_argument("--link", nargs=2, metavar=("URL", "LABEL"))
     send.add_argument("--at", help="local time of the school, e.g. '2026-12-01 10:00'")
-    send.add_argument("--dry-run", action="store_true", help="only count the recipients")
+    send.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and count the recipients; save nothing",
+    )
     dispatch = actions.add_parser("dispatch", help="send the news that is due, then exit")
     dispatch.add_argument("--concurrency", type=int, default=4)
     listing = actions.add_parser("list", help="the latest broadcasts and their reports")
@@ -76,13 +90,50 @@ def _fail(message: str) -> int:
     return 1
 
 
-async def _send(db: Database, args: argparse.Namespace) -> int:
+def _known_waves(settings: Settings) -> dict[str, str]:
+    """Every wave code of the wave plans and its name."""
+    from pathlib import Path
+
+    from bot.reporting import wave_labels
+    from conversations.waves import DEFAULT_PLAN_FILE, load_plans
+
+    path = Path(settings.waves_file) if settings.waves_file else DEFAULT_PLAN_FILE
+    return wave_labels(load_plans(path))
+
+
+def check_texts(texts: dict[str, str]) -> str | None:
+    """The first problem of the news texts (Telegram's HTML, its length), or None."""
+    from conversations.news_html import NewsHtmlError, check_news_html
+
+    for lang, text in texts.items():
+        try:
+            plain = check_news_html(text)
+        except NewsHtmlError as error:
+            return f"the {lang} text: {error}"
+        if len(plain) > 4096:
+            return f"the {lang} text is longer than Telegram's 4,096 characters"
+    return None
+
+
+async def _send(settings: Settings, db: Database, args: argparse.Namespace) -> int:
     from sqlmodel import select
 
     from conversations.rules import LANGUAGES
     from storage import news
     from storage.models import Broadcast, Institution, Programme
 
+    if args.wave and not args.not_responded:
+        return _fail(
+            "--wave needs --not-responded: news goes to the graduates invited to that wave "
+            "who have not answered it yet"
+        )
+    if args.not_responded and not args.wave:
+        return _fail("--not-responded needs --wave: which wave have they not answered?")
+    if args.wave:
+        known = _known_waves(settings)
+        if args.wave not in known:
+            listed = ", ".join(f"{code} ({label})" for code, label in known.items())
+            return _fail(f"unknown wave {args.wave!r}; the waves are: {listed}")
     async with db.session() as session:
         school = (
             await session.exec(select(Institution).where(Institution.code == args.school.lower()))
@@ -101,8 +152,9 @@ async def _send(db: Database, args: argparse.Namespace) -> int:
             if lang not in LANGUAGES:
                 return _fail(f"language {lang!r} is not one of {', '.join(LANGUAGES)}")
             texts[lang] = text
-        if any(len(html.unescape(text)) > 4096 for text in texts.values()):
-            return _fail("a text is longer than Telegram's 4,096 characters")
+        problem = check_texts(texts)
+        if problem:
+            return _fail(problem)
         try:
             audience = news.Audience(
                 institution_ids=(school.id,),
@@ -114,10 +166,6 @@ async def _send(db: Database, args: argparse.Namespace) -> int:
             )
         except news.AudienceError as error:
             return _fail(str(error))
-        count = await news.count_audience(session, audience)
-        if args.dry_run:
-            print(f"{count} graduates would receive it")
-            return 0
         due = datetime.now(UTC)
         if args.at:
             parsed = parse_local_time(args.at, school.timezone)
@@ -126,6 +174,10 @@ async def _send(db: Database, args: argparse.Namespace) -> int:
             if parsed < due:
                 return _fail("--at is in the past")
             due = parsed
+        count = await news.count_audience(session, audience)
+        if args.dry_run:
+            print(f"the news is valid; {count} graduates would receive it (nothing was saved)")
+            return 0
         broadcast = Broadcast(
             institution_id=school.id,
             texts=texts,
@@ -194,11 +246,15 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
                 await session.exec(select(Institution).where(Institution.code == args.school))
             ).first()
             query = query.where(Broadcast.institution_id == (school.id if school else -1))
-        for b in (await session.exec(query)).all():
+        found = (await session.exec(query)).all()
+        reasons = await news.failure_reasons(session, [b.id for b in found if b.id])
+        for b in found:
             due = b.due_at.isoformat(timespec="minutes") if b.due_at else "-"
+            why = reasons.get(b.id or 0)
+            failed = f"{b.failed} ({news.reasons_text(why)})" if why else str(b.failed)
             print(
                 f"#{b.id} {b.status:9} due {due} recipients {b.total} sent {b.sent} "
-                f"blocked {b.blocked} failed {b.failed} pending {news.pending_count(b)} "
+                f"blocked {b.blocked} failed {failed} pending {news.pending_count(b)} "
                 f"cancelled {b.cancelled}"
             )
     return 0
@@ -213,7 +269,7 @@ async def cmd_news(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     try:
         if args.action == "send":
-            return await _send(db, args)
+            return await _send(settings, db, args)
         if args.action == "dispatch":
             return await _dispatch(settings, db, args)
         if args.action == "list":

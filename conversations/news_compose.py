@@ -13,7 +13,7 @@ import html
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,9 +26,17 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
-from bot.i18n import _, format_datetime, language_name, ngettext, set_language, use_language
+from bot.i18n import (
+    _,
+    format_datetime,
+    language_name_here,
+    ngettext,
+    set_language,
+    use_language,
+)
 from bot.reporting import wave_label
 from bot.runtime import Runtime, runtime
+from conversations.news_html import NewsHtmlError, check_news_html
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import LANGUAGES
 from conversations.staff import load_staff, staff_language, staff_only
@@ -36,13 +44,24 @@ from storage.models import (
     Broadcast,
     BroadcastStatus,
     ChatState,
+    DeliveryStatus,
     Graduate,
     Institution,
     Programme,
     Segment,
     Staff,
 )
-from storage.news import Audience, AudienceError, cancel, count_audience, pending_count, schedule
+from storage.news import (
+    Audience,
+    AudienceError,
+    cancel,
+    count_audience,
+    count_by_language,
+    failure_reasons,
+    pending_count,
+    reasons_text,
+    schedule,
+)
 from storage.news import refresh_counts as refresh_broadcast
 from storage.queries import get_chat_state, touch_state
 from storage.types import row_id
@@ -51,6 +70,7 @@ log = logging.getLogger(__name__)
 
 FLOW = "news"
 TEXT = "text"
+FIRST_LANG = "first_lang"
 MORE = "more"
 LANG_TEXT = "lang_text"
 AUDIENCE = "audience"
@@ -159,6 +179,46 @@ def parse_when(text: str, timezone: str) -> datetime | None:
     return None
 
 
+def example_time(now: datetime, timezone: str) -> str:
+    """Tomorrow at 10:00 on the school's clock, typed the way `parse_when` reads it."""
+    tomorrow = now.astimezone(ZoneInfo(timezone)).date() + timedelta(days=1)
+    return datetime.combine(tomorrow, time(10, 0)).strftime(DATE_FORMATS[0])
+
+
+async def version_counts(session: AsyncSession, broadcast: Broadcast) -> tuple[dict[str, int], int]:
+    """How many recipients get each language version: those who read it, and for the
+    default version also those whose language has no version of its own (the second
+    number: how many of those there are)."""
+    by_language = await count_by_language(
+        session, _audience(broadcast).within(broadcast.institution_id)
+    )
+    counts = {lang: by_language.get(lang, 0) for lang in _versions(broadcast)}
+    others = sum(n for lang, n in by_language.items() if lang not in broadcast.texts)
+    counts[broadcast.default_language] = counts.get(broadcast.default_language, 0) + others
+    return counts, others
+
+
+def _versions(broadcast: Broadcast) -> list[str]:
+    """The broadcast's languages, its default first."""
+    return sorted(broadcast.texts, key=lambda lang: lang != broadcast.default_language)
+
+
+def version_header(lang: str, count: int, others: bool) -> str:
+    """The line above a preview: who gets this version (in the staff member's language)."""
+    name = language_name_here(lang, capital=False)
+    if others:
+        return ngettext(
+            "For the {count} graduate who reads {language} or a language without a version:",
+            "For the {count} graduates who read {language} or a language without a version:",
+            count,
+        ).format(count=count, language=name)
+    return ngettext(
+        "For the {count} graduate who reads {language}:",
+        "For the {count} graduates who read {language}:",
+        count,
+    ).format(count=count, language=name)
+
+
 def local_time(moment: datetime, timezone: str) -> str:
     """`moment` on the school's clock, written the way the current language writes it."""
     return format_datetime(moment, timezone)
@@ -264,10 +324,23 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
                     "a caption. /cancel discards the news."
                 )
             )
+        if step == FIRST_LANG:
+            first = broadcast.default_language  # the school's until the officer chooses
+            choices = sorted(LANGUAGES, key=lambda code: code != first)
+            buttons = [
+                InlineKeyboardButton(
+                    language_name_here(code), callback_data=_cb(broadcast.id, FIRST_LANG, code)
+                )
+                for code in choices
+            ]
+            return Prompt(
+                _("Which language is this text in?"),
+                InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)]),
+            )
         if step == MORE:
             buttons = [
                 InlineKeyboardButton(
-                    _("Add {language}").format(language=language_name(code)),
+                    _("Add {language}").format(language=language_name_here(code)),
                     callback_data=_cb(broadcast.id, MORE, code),
                 )
                 for code in LANGUAGES
@@ -277,19 +350,24 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
             rows.append(
                 [InlineKeyboardButton(_("Done"), callback_data=_cb(broadcast.id, MORE, "done"))]
             )
-            written = ", ".join(language_name(code) for code in broadcast.texts)
+            written = ", ".join(
+                language_name_here(code, capital=False) for code in _versions(broadcast)
+            )
             return Prompt(
                 _(
                     "Saved ({languages}). Add a version in another language, or tap Done. "
                     "Graduates without a version in their language get the {default} one."
-                ).format(languages=written, default=language_name(broadcast.default_language)),
+                ).format(
+                    languages=written,
+                    default=language_name_here(broadcast.default_language, capital=False),
+                ),
                 InlineKeyboardMarkup(rows),
             )
         if step == LANG_TEXT:
             code = str(state.data.get("lang", ""))
             return Prompt(
                 _("Send the {language} version of the news.").format(
-                    language=language_name(code) if code in LANGUAGES else code
+                    language=language_name_here(code, capital=False) if code in LANGUAGES else code
                 )
             )
         if step == AUDIENCE:
@@ -303,15 +381,19 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
                 if broadcast.institution_id
                 else None
             )
-            news = render_news(
-                broadcast, broadcast.default_language, school.name if school else None
-            )
-            await send_news(rt.bot, state.chat_id, news)
+            counts, others = await version_counts(session, broadcast)
+            for lang in _versions(broadcast):
+                with_others = lang == broadcast.default_language and others > 0
+                await rt.bot.send_message(
+                    state.chat_id, version_header(lang, counts[lang], with_others)
+                )
+                news = render_news(broadcast, lang, school.name if school else None)
+                await send_news(rt.bot, state.chat_id, news)
             return Prompt(
                 _(
-                    "Above is the news as graduates will see it in {language}. "
-                    "Recipients now: {count}."
-                ).format(language=language_name(broadcast.default_language), count=count),
+                    "Above is the news as graduates will see it, each language version with "
+                    "how many get it. Recipients now: {count}."
+                ).format(count=count),
                 InlineKeyboardMarkup(
                     [
                         [
@@ -336,8 +418,8 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
             return Prompt(
                 _(
                     "When should it go out? Type the date and time ({timezone}), for example "
-                    "2026-12-01 10:00 or 01-12-2026 10:00."
-                ).format(timezone=timezone)
+                    "{example} for tomorrow at 10:00."
+                ).format(timezone=timezone, example=example_time(rt.clock.now(), timezone))
             )
     return None
 
@@ -400,6 +482,17 @@ async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
     await send_prompt(rt, chat_id)
 
 
+def _html_problem(text: str) -> str | None:
+    """What Telegram would refuse in the news text, said to the officer, or None."""
+    try:
+        check_news_html(text)
+    except NewsHtmlError as error:
+        return _(
+            "Telegram cannot show this text's formatting ({problem}). Please send it again."
+        ).format(problem=error)
+    return None
+
+
 def _plain_length(message: Message) -> int:
     return len(message.text or message.caption or "")
 
@@ -458,8 +551,11 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 else str(state.data.get("lang") or broadcast.default_language)
             )
             photo = message.photo[-1].file_id if message.photo and state.step == TEXT else None
+            problem = _html_problem(html_text) if html_text else None
             if not html_text:
                 error = _("Please send the news as text, or as a photo with a caption.")
+            elif problem:
+                error = problem
             elif (photo or broadcast.photo) and _plain_length(message) > CAPTION_LIMIT:
                 error = _(
                     "With a photo the text can be at most 1024 characters. Please shorten it."
@@ -470,7 +566,7 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                     broadcast.photo = photo
                 session.add(broadcast)
                 state.data.pop("lang", None)
-                _move(state, MORE)
+                _move(state, FIRST_LANG if state.step == TEXT else MORE)
         elif state.step == SEG_NAME:
             name = (message.text or "").strip()[:100]
             if not name:
@@ -491,9 +587,9 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             due = parse_when(message.text or "", timezone)
             if due is None:
                 error = _(
-                    "I could not read that date. Please type it like 2026-12-01 10:00 "
-                    "or 01-12-2026 10:00."
-                )
+                    "I could not read that date. Please type it like {example} (year-month-day "
+                    "hour:minute)."
+                ).format(example=example_time(rt.clock.now(), timezone))
             elif due <= rt.clock.now():
                 error = _("That moment has passed. Please type a date and time in the future.")
             else:
@@ -548,14 +644,24 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         ):
             await query.answer(_("This button is no longer active."))
             return
-        if step == MORE:
+        if step == FIRST_LANG:
+            if value not in LANGUAGES or not broadcast.texts:
+                await query.answer(_("This button is no longer active."))
+                return
+            text = next(iter(broadcast.texts.values()))
+            broadcast.texts = {value: text}
+            broadcast.default_language = value
+            session.add(broadcast)
+            _move(state, MORE)
+            label = language_name_here(value)
+        elif step == MORE:
             if value == "done":
                 _move(state, AUDIENCE)
                 label = _("Done")
             elif value in LANGUAGES and value not in broadcast.texts:
                 state.data["lang"] = value
                 _move(state, LANG_TEXT)
-                label = language_name(value)
+                label = language_name_here(value)
             else:
                 await query.answer(_("This button is no longer active."))
                 return
@@ -706,6 +812,72 @@ def status_name(status: str) -> str:
     return names.get(status, status)
 
 
+def delivery_status_name(status: str) -> str:
+    """A delivery's status as staff read it, in the current language."""
+    names = {
+        DeliveryStatus.PENDING.value: _("pending"),
+        DeliveryStatus.CLAIMED.value: _("being sent"),
+        DeliveryStatus.SENT.value: _("sent"),
+        DeliveryStatus.BLOCKED.value: _("blocked"),
+        DeliveryStatus.FAILED.value: _("failed"),
+        DeliveryStatus.CANCELLED.value: _("cancelled"),
+    }
+    return names.get(status, status)
+
+
+def can_cancel(staff: Staff, broadcast: Broadcast) -> bool:
+    """Whether `staff` may stop `broadcast` now (scheduled or sending, of their scope)."""
+    return _in_scope(staff, broadcast) and broadcast.status in (
+        BroadcastStatus.SCHEDULED.value,
+        BroadcastStatus.SENDING.value,
+    )
+
+
+async def audience_description(
+    session: AsyncSession, broadcast: Broadcast, wave_names: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Who a broadcast is for, as (what, who) lines in the current language; `wave_names`
+    gives each wave code its label."""
+    audience = _audience(broadcast)
+    everyone = _("all")
+    names: list[str] = []
+    if audience.programme_ids:
+        found = (
+            await session.exec(
+                select(Programme).where(col(Programme.id).in_(audience.programme_ids))
+            )
+        ).all()
+        names = sorted(p.name for p in found)
+    wave = ""
+    if audience.wave:
+        label = wave_names.get(audience.wave, audience.wave)
+        wave = (
+            _("has not answered yet: {wave}")
+            if audience.wave_status == "not_responded"
+            else _("has answered: {wave}")
+        ).format(wave=label)
+    return [
+        (_("Programmes"), ", ".join(names) or everyone),
+        (
+            _("Graduation years"),
+            ", ".join(str(y) for y in sorted(audience.graduation_years)) or everyone,
+        ),
+        (
+            _("Languages"),
+            ", ".join(language_name_here(code, capital=False) for code in audience.languages)
+            or everyone,
+        ),
+        (_("Wave"), wave or everyone),
+    ]
+
+
+def failures_line(reasons: list[tuple[str, int]]) -> str:
+    """Why messages failed, in the current language around Telegram's own words."""
+    return _("Why they failed: {reasons}").format(
+        reasons=reasons_text(reasons, _("no reason given"))
+    )
+
+
 def _snippet(broadcast: Broadcast) -> str:
     raw = broadcast.texts.get(broadcast.default_language) or next(
         iter(broadcast.texts.values()), ""
@@ -727,6 +899,7 @@ async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboar
         timezones = {
             b.institution_id: await _school_timezone(session, b.institution_id) for b in found
         }
+        reasons = await failure_reasons(session, [b.id for b in found if b.id is not None])
     rows = []
     lines = [_("The latest news:")] if found else [_("No news has been sent yet.")]
     for item in found:
@@ -744,6 +917,9 @@ async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboar
                 pending=pending_count(item),
             )
         )
+        why = reasons.get(item.id or 0)
+        if why:
+            lines.append(failures_line(why))
         if item.status in (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value):
             rows.append(
                 [

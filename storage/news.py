@@ -150,6 +150,13 @@ async def count_audience(session: AsyncSession, audience: Audience) -> int:
     return int((await session.exec(query)).one())
 
 
+async def count_by_language(session: AsyncSession, audience: Audience) -> dict[str | None, int]:
+    """How many of the audience read each language (None: no language known)."""
+    members = audience_query(audience).with_only_columns(col(Graduate.language)).subquery()
+    rows = await session.exec(select(members.c.language, func.count()).group_by(members.c.language))
+    return {language: int(n) for language, n in rows.all()}
+
+
 async def schedule(session: AsyncSession, broadcast: Broadcast, due_at: datetime) -> None:
     """A composed broadcast goes out at `due_at` (now, or later)."""
     if broadcast.status not in (BroadcastStatus.DRAFT.value, BroadcastStatus.SCHEDULED.value):
@@ -269,4 +276,36 @@ def pending_count(broadcast: Broadcast) -> int:
         - broadcast.failed
         - broadcast.cancelled,
         0,
+    )
+
+
+async def failure_reasons(
+    session: AsyncSession, broadcast_ids: list[int]
+) -> dict[int, list[tuple[str, int]]]:
+    """Why deliveries failed, per broadcast: Telegram's error text (as stored in
+    Delivery.error, no personal data) and how many failed so, most frequent first."""
+    if not broadcast_ids:
+        return {}
+    rows = (
+        await session.exec(
+            select(Delivery.broadcast_id, Delivery.error, func.count())
+            .where(
+                col(Delivery.broadcast_id).in_(broadcast_ids),
+                col(Delivery.status) == DeliveryStatus.FAILED.value,
+            )
+            .group_by(col(Delivery.broadcast_id), col(Delivery.error))
+        )
+    ).all()
+    reasons: dict[int, list[tuple[str, int]]] = {}
+    for broadcast_id, error, n in rows:
+        reasons.setdefault(broadcast_id, []).append((error or "", int(n)))
+    for items in reasons.values():
+        items.sort(key=lambda item: (-item[1], item[0]))
+    return reasons
+
+
+def reasons_text(reasons: list[tuple[str, int]], unknown: str = "unknown") -> str:
+    """`Bad Request: chat not found ×2, Message is too long` (×1 is left out)."""
+    return ", ".join(
+        f"{error or unknown} ×{n}" if n > 1 else (error or unknown) for error, n in reasons
     )

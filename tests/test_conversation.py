@@ -309,9 +309,10 @@ async def test_news_confirmations_count_graduates_and_date_in_the_officers_langu
     officer = harness.user(lang)
     await add_staff(harness.db, officer.id, "officer", school_code="alfa")
     await harness.send(officer, "/news")
-    await harness.send(officer, "Open dag")
+    (which,) = await harness.send(officer, "Open dag")
+    await harness.press(officer, which.buttons[0]["text"], message=which)  # the school's
     await harness.press(officer, tr(lang, "Done"))
-    _preview, prompt = await harness.press(officer, tr(lang, "Continue"), expect=2)
+    _header, _preview, prompt = await harness.press(officer, tr(lang, "Continue"), expect=3)
     if when == "now":
         (done,) = await harness.press(officer, tr(lang, "Send now"), message=prompt)
     else:

@@ -571,3 +571,130 @@ async def test_the_bot_and_the_web_answer_while_a_roster_is_half_read(
     await asyncio.to_thread(writer.join)
     assert released == [True], "the second half was written only after a wait in vain"
     assert result.problems == [] and result.created == 2_000 and result.written
+
+
+# Alumni news for staff (issue 15) ------------------------------------------------------------
+
+
+async def test_a_broadcast_shows_its_audience_failures_and_can_be_cancelled(
+    harness: Harness, web: str
+) -> None:
+    """A Dutch officer's view of a broadcast: statuses, the audience and why messages failed
+    in Dutch, and a Cancel button that needs the form's token and the dashboard's origin."""
+    from bot.i18n import language_name_here, use_language
+    from bot.reporting import wave_labels
+
+    h = harness
+    alfa_id, beta_id = await seed_small(h)
+    async with h.db.session() as session:
+        cook = (await session.exec(select(Programme).where(Programme.code == "P1"))).one()
+        graduates = (
+            await session.exec(select(Graduate).where(Graduate.institution_id == alfa_id))
+        ).all()
+        live = Broadcast(
+            institution_id=alfa_id,
+            texts={"nl": "Reünie"},
+            status="sending",
+            filter={
+                "programme_ids": [cook.id],
+                "graduation_years": [2026],
+                "languages": ["nl", "en"],
+                "wave": "m2",
+                "wave_status": "not_responded",
+            },
+        )
+        finished = Broadcast(institution_id=alfa_id, texts={"nl": "Klaar"}, status="done")
+        theirs = Broadcast(institution_id=beta_id, texts={"es": "Jornada"}, status="scheduled")
+        session.add_all([live, finished, theirs])
+        await session.flush()
+        assert live.id is not None
+        errors = ["Bad Request: chat not found"] * 2 + ["Bad Request: message is too long"]
+        for k, graduate in enumerate(graduates):
+            assert graduate.id is not None
+            failed = k < len(errors)
+            session.add(
+                Delivery(
+                    broadcast_id=live.id,
+                    graduate_id=graduate.id,
+                    status="failed" if failed else ("sent" if k < 5 else "pending"),
+                    error=errors[k] if failed else None,
+                )
+            )
+    officer = h.user("nl")
+    staff, _new = await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    async with h.db.session() as session:
+        row = await session.get(Staff, staff.id)
+        assert row is not None
+        row.language = "nl"
+        session.add(row)
+    page_url = f"{web}/dashboard/broadcasts/{live.id}"
+    async with client_session() as client:
+        csrf = await log_in(h, client, officer)
+        async with client.get(f"{web}/dashboard/broadcasts") as page:
+            listing = await page.text()
+        assert f"<td>{tr('nl', 'sending')}</td>" in listing
+        assert f"<td>{tr('nl', 'sent')}</td>" in listing
+        async with client.get(page_url) as page:
+            detail = await page.text()
+        assert f'<span id="status">{tr("nl", "sending")}</span>' in detail
+
+        def table(name: str) -> str:
+            found = re.search(rf'id="{name}">(.*?)</table>', detail, re.DOTALL)
+            assert found, name
+            return found.group(1)
+
+        delivery = dict(
+            re.findall(r'<th scope="row">([^<]+)</th><td>(\d+)</td>', table("delivery"))
+        )
+        assert delivery == {
+            tr("nl", "failed"): "3",
+            tr("nl", "sent"): "2",
+            tr("nl", "pending"): "1",
+        }
+        failures = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td></tr>", table("failures"))
+        assert failures == [
+            ("Bad Request: chat not found", "2"),
+            ("Bad Request: message is too long", "1"),
+        ]
+        audience = dict(
+            re.findall(r'<th scope="row">([^<]+)</th><td>([^<]+)</td>', table("audience"))
+        )
+        with use_language("nl"):
+            wave = wave_labels(h.runtime.plans)["m2"]
+            languages = f"{language_name_here('nl', False)}, {language_name_here('en', False)}"
+        assert languages == "Nederlands, Engels"
+        assert audience[tr("nl", "Programmes")] == "Cook"
+        assert audience[tr("nl", "Graduation years")] == "2026"
+        assert audience[tr("nl", "Languages")] == languages
+        assert audience[tr("nl", "Wave")] == tr("nl", "has not answered yet: {wave}").format(
+            wave=wave
+        )
+        assert 'action="/dashboard/broadcasts/' + str(live.id) + '/cancel"' in detail
+
+        # No token, or another site's form: refused, nothing cancelled.
+        async with client.post(f"{page_url}/cancel", data={"csrf": "wrong"}) as refused:
+            assert refused.status == 403
+        async with client.post(
+            f"{page_url}/cancel", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}
+        ) as refused:
+            assert refused.status == 403
+        async with client.post(
+            f"{web}/dashboard/broadcasts/{theirs.id}/cancel", data={"csrf": csrf}
+        ) as other:
+            assert other.status == 404
+        async with h.db.session() as session:
+            for item in (live, theirs):
+                kept = await session.get(Broadcast, item.id)
+                assert kept is not None and kept.status != "cancelled"
+
+        async with client.post(f"{page_url}/cancel", data={"csrf": csrf}) as done:
+            assert done.status == 200 and str(done.url) == page_url
+            after = await done.text()
+        assert f'<span id="status">{tr("nl", "cancelled")}</span>' in after
+        assert "/cancel" not in after
+        async with h.db.session() as session:
+            stopped = await session.get(Broadcast, live.id)
+            assert stopped is not None and stopped.status == "cancelled"
+            assert stopped.sent == 2 and stopped.cancelled == 1
+        async with client.get(f"{web}/dashboard/broadcasts/{finished.id}") as page:
+            assert "/cancel" not in await page.text()

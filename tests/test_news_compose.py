@@ -106,12 +106,22 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
         officer.id,
         media={"photo": [size], "caption": "Open dag op vrijdag <3 & meer"},
     )
-    (more,) = await harness.replies(officer, 1)
-    assert more.content.startswith("Saved (Nederlands).")
+    (which,) = await harness.replies(officer, 1)
+    assert which.text == "Which language is this text in?"
+    # The school's language first; names in the officer's language.
+    assert [b["text"] for b in which.buttons] == [
+        "Dutch",
+        "Spanish",
+        "Estonian",
+        "Italian",
+        "English",
+    ]
+    (more,) = await harness.press(officer, "Dutch", message=which)
+    assert more.content.startswith("Saved (Dutch).")
     (ask_en,) = await harness.press(officer, "Add English")
     assert ask_en.text == "Send the English version of the news."
     (more,) = await harness.send(officer, "Open day on Friday <3 & more")
-    assert more.content.startswith("Saved (Nederlands, English).")
+    assert more.content.startswith("Saved (Dutch, English).")
     (audience,) = await harness.press(officer, "Done")
     more = next(
         e
@@ -142,9 +152,16 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
         segment = (await session.exec(select(Segment))).one()
         assert segment.institution_id == school.id and segment.filter["graduation_years"] == [2026]
 
-    preview, prompt = await harness.press(officer, "Continue", expect=2, message=audience)
+    for_nl, preview, for_en, preview_en, prompt = await harness.press(
+        officer, "Continue", expect=5, message=audience
+    )
+    # Each version as its readers get it, with how many get it.
+    assert for_nl.text == "For the 1 graduate who reads Dutch:"
+    assert for_en.text == "For the 1 graduate who reads English:"
+    assert (preview_en.caption or "").startswith("Open day on Friday <3 & more\n\n— Alfa College")
     assert prompt.text == (
-        "Above is the news as graduates will see it in Nederlands. Recipients now: 2."
+        "Above is the news as graduates will see it, each language version with how many "
+        "get it. Recipients now: 2."
     )
     broadcast = await _broadcast(harness, officer.id)
     assert broadcast.status == BroadcastStatus.DRAFT.value
@@ -167,9 +184,16 @@ async def test_compose_photo_two_languages_audience_preview_schedule(harness: Ha
     assert got.photo[-1]["file_id"] == preview.photo[-1]["file_id"]
 
     (when,) = await harness.press(officer, "Schedule", message=prompt)
-    assert "(Europe/Amsterdam)" in (when.text or "")
+    # The example is tomorrow at 10:00 on the school's clock (now: 23 Nov 2026, 11:00 there).
+    assert when.text == (
+        "When should it go out? Type the date and time (Europe/Amsterdam), for example "
+        "2026-11-24 10:00 for tomorrow at 10:00."
+    )
     (bad,) = await harness.send(officer, "next friday")
-    assert bad.content.startswith("I could not read that date.")
+    assert bad.text == (
+        "I could not read that date. Please type it like 2026-11-24 10:00 (year-month-day "
+        "hour:minute)."
+    )
     (past,) = await harness.send(officer, "2020-01-01 10:00")
     assert past.content.startswith("That moment has passed.")
     (done,) = await harness.send(officer, "01-12-2026 10:00")
@@ -190,12 +214,18 @@ async def test_restart_mid_compose_resumes_and_cancel_discards(harness: Harness)
     await harness.school("alfa")
     officer = await _officer(harness, "alfa", "it")
     await harness.send(officer, "/news")
-    (more,) = await harness.send(officer, "Ciao a tutti")
+    (which,) = await harness.send(officer, "Ciao a tutti")
+    await harness.restart_bot()
+    # The school writes Dutch, but this officer writes Italian: asked, not assumed.
+    assert which.buttons[0]["text"] == "Olandese"
+    (more,) = await harness.press(officer, "Italiano", message=which)
+    assert more.content.startswith("Salvato (italiano).")
     await harness.restart_bot()
     (audience,) = await harness.press(officer, tr("it", "Done"), message=more)
     assert audience.buttons
     broadcast = await _broadcast(harness, officer.id)
-    assert broadcast.texts == {"nl": "Ciao a tutti"}
+    assert broadcast.texts == {"it": "Ciao a tutti"}
+    assert broadcast.default_language == "it"
     await harness.restart_bot()
     _again, prompt = await harness.send(officer, "/news", expect=2)
     assert prompt.text == audience.text
@@ -205,7 +235,7 @@ async def test_restart_mid_compose_resumes_and_cancel_discards(harness: Harness)
     assert broadcast.status == BroadcastStatus.CANCELLED.value
     # A button of the discarded draft changes nothing.
     await harness.press(officer, tr("it", "Continue"), expect=0, message=audience)
-    await eventually(lambda: len(harness.callback_answers(officer)) == 1)
+    await eventually(lambda: len(harness.callback_answers(officer)) == 2)
 
 
 async def test_broadcasts_are_seen_and_cancelled_only_within_the_school(
@@ -253,3 +283,63 @@ async def test_broadcasts_are_seen_and_cancelled_only_within_the_school(
     async with harness.db.session() as session:
         gone = await session.get(Broadcast, ids["beta"])
         assert gone is not None and gone.status == BroadcastStatus.CANCELLED.value
+
+
+async def test_a_dutch_officer_writes_english_first_and_sees_each_version_with_its_readers(
+    harness: Harness,
+) -> None:
+    """The first text's language is asked, not assumed to be the school's; languages are
+    named in the officer's language; the preview shows each version to its readers' count
+    (the default one also to those whose language has no version)."""
+    from tests.test_news_delivery import readers
+
+    h = harness
+    school = await h.school("alfa", language="nl")
+    await readers(h, school, 2, lang="nl")
+    await readers(h, school, 1, lang="en")
+    await readers(h, school, 1, lang="es")  # no Spanish version: gets the default (English)
+    officer = await _officer(h, "alfa", "nl")
+    await h.send(officer, "/news")
+    (which,) = await h.send(officer, "Open day on Friday")
+    assert which.text == tr("nl", "Which language is this text in?")
+    assert [b["text"] for b in which.buttons] == [
+        "Nederlands",
+        "Spaans",
+        "Estisch",
+        "Italiaans",
+        "Engels",
+    ]
+    (more,) = await h.press(officer, "Engels", message=which)
+    assert more.content.startswith("Opgeslagen (Engels).")
+    assert tr("nl", "Add {language}").format(language="Nederlands") in [
+        b["text"] for b in more.buttons
+    ]
+    assert tr("nl", "Add {language}").format(language="Engels") not in [
+        b["text"] for b in more.buttons
+    ]
+    await h.press(officer, tr("nl", "Add {language}").format(language="Nederlands"), message=more)
+    (more,) = await h.send(officer, "Open dag op vrijdag")
+    assert more.content.startswith("Opgeslagen (Engels, Nederlands).")
+    (audience,) = await h.press(officer, tr("nl", "Done"), message=more)
+    head_en, news_en, head_nl, news_nl, prompt = await h.press(
+        officer, tr("nl", "Continue"), expect=5, message=audience
+    )
+    assert head_en.text == (
+        "Voor de 2 afgestudeerden die Engels lezen of een taal zonder eigen versie:"
+    )
+    assert news_en.content.startswith(
+        "Open day on Friday\n\n— Alfa College · /privacy to stop news"
+    )
+    assert head_nl.text == "Voor de 2 afgestudeerden die Nederlands lezen:"
+    assert news_nl.content.startswith("Open dag op vrijdag\n\n— Alfa College")
+    assert prompt.text == tr(
+        "nl",
+        "Above is the news as graduates will see it, each language version with how many get "
+        "it. Recipients now: {count}.",
+    ).format(count=4)
+    broadcast = await _broadcast(h, officer.id)
+    assert broadcast.default_language == "en"
+    assert broadcast.texts == {
+        "en": "Open day on Friday",
+        "nl": "Open dag op vrijdag",
+    }

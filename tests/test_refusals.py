@@ -168,7 +168,7 @@ def _fill(template: str, ids: dict[str, Any]) -> str:
     return re.sub(r"\{(\w+)(?::[^}]*)?\}", lambda m: str(ids[m.group(1)]), template)
 
 
-ROUTES_CHECKED = 13
+ROUTES_CHECKED = 14
 
 
 async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_schools(
@@ -243,4 +243,17 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
             refs = (await session.exec(select(Graduate.student_ref, Graduate.institution_id))).all()
         assert ("Z1", alfa_id) not in refs
         posts = {path for method, path in routes if method == "POST"}
-        assert posts == {f"{PREFIX}/roster", f"{PREFIX}/language", f"{PREFIX}/logout"}
+        assert posts == {
+            f"{PREFIX}/roster",
+            f"{PREFIX}/language",
+            f"{PREFIX}/logout",
+            f"{PREFIX}/broadcasts/{{broadcast}}/cancel",
+        }
+        # Cancelling alfa's news from beta: not found, and it stays scheduled.
+        async with client.post(
+            f"{web}{PREFIX}/broadcasts/{news_id}/cancel", data={"csrf": csrf}
+        ) as response:
+            assert response.status == 404
+        async with h.db.session() as session:
+            kept = await session.get(Broadcast, news_id)
+        assert kept is not None and kept.status == "scheduled"

@@ -46,10 +46,11 @@ async def test_removed_staff_lose_access_at_once_and_their_news_stays(
     # ... writes news in the chat: saves a segment and schedules the news.
     await h.send(officer, "/news")
     await h.send(officer, "Open dag op vrijdag")
+    await h.press(officer, "Dutch")
     (audience,) = await h.press(officer, "Done")
     await h.press(officer, "Save as segment", message=audience)
     _saved, audience = await h.send(officer, "Everyone", expect=2)
-    _preview, prompt = await h.press(officer, "Continue", expect=2, message=audience)
+    _header, _preview, prompt = await h.press(officer, "Continue", expect=3, message=audience)
     await h.press(officer, "Schedule", message=prompt)
     (done,) = await h.send(officer, "01-06-2031 10:00")
     assert done.content.startswith("Scheduled:"), done.content
@@ -178,7 +179,7 @@ async def test_staff_removed_while_writing_news_are_answered_like_anyone(
     (more,) = await h.send(officer, "Reunion on Friday")
     assert await remove_staff(h.db, officer.id)
     # A button of the draft is no longer active; a message gets the answer anyone gets.
-    await h.press(officer, "Done", expect=0, message=more)
+    await h.press(officer, "English", expect=0, message=more)
     await eventually(lambda: len(h.callback_answers(officer)) == 1)
     stranger = h.user("en")
     (expected,) = await h.send(stranger, "Hello")

@@ -34,6 +34,7 @@ from bot.reporting import (
     question_drop_off,
     rate_text,
     wave_label,
+    wave_labels,
 )
 from bot.runtime import Runtime
 from bot.web import auth, charts, exports
@@ -48,10 +49,18 @@ from conversations.indicators import (
     default_specs,
     suppress,
 )
+from conversations.news_compose import (
+    audience_description,
+    can_cancel,
+    delivery_status_name,
+    status_name,
+)
 from conversations.rules import choose_language
 from conversations.waves import Wave
 from storage import stats
 from storage.models import Broadcast, Delivery, Institution, Programme, Staff, StaffRole
+from storage.news import cancel as cancel_broadcast
+from storage.news import failure_reasons
 from storage.roster import import_roster, more_problems_text
 from storage.stats import Scope
 from storage.types import row_id
@@ -803,7 +812,9 @@ async def broadcasts_page(request: web.Request) -> web.Response:
             query = query.where(Broadcast.institution_id == staff.institution_id)
         rows = (await session.exec(query.order_by(col(Broadcast.id).desc()).limit(200))).all()
     broadcasts = [(broadcast, creator_label(creator)) for broadcast, creator in rows]
-    return render(request, "broadcasts.html", broadcasts=broadcasts, query="")
+    return render(
+        request, "broadcasts.html", broadcasts=broadcasts, status_name=status_name, query=""
+    )
 
 
 def creator_label(creator: Staff | None) -> str:
@@ -816,28 +827,60 @@ def creator_label(creator: Staff | None) -> str:
     return creator.name or _("staff member")
 
 
+async def _own_broadcast(request: web.Request, session: Any) -> Broadcast:
+    """The broadcast of the URL, if the staff member's scope holds it (else 404)."""
+    staff = _session(request).staff
+    broadcast_id = row_id(request.match_info["broadcast"])
+    broadcast = await session.get(Broadcast, broadcast_id) if broadcast_id else None
+    if broadcast is None or (
+        staff.institution_id is not None and broadcast.institution_id != staff.institution_id
+    ):
+        raise web.HTTPNotFound(reason=_("There is no such broadcast."))
+    return broadcast
+
+
 async def broadcast_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     staff = _session(request).staff
-    broadcast_id = row_id(request.match_info["broadcast"])
-    if broadcast_id is None:
-        raise web.HTTPNotFound(reason=_("There is no such broadcast."))
     async with d.rt.db.session() as session:
-        broadcast = await session.get(Broadcast, broadcast_id)
-        if broadcast is None or (
-            staff.institution_id is not None and broadcast.institution_id != staff.institution_id
-        ):
-            raise web.HTTPNotFound(reason=_("There is no such broadcast."))
-        statuses = await stats_of_deliveries(session, broadcast_id)
+        broadcast = await _own_broadcast(request, session)
+        assert broadcast.id is not None
+        statuses = await stats_of_deliveries(session, broadcast.id)
+        reasons = (await failure_reasons(session, [broadcast.id])).get(broadcast.id, [])
+        audience = await audience_description(session, broadcast, wave_labels(d.rt.plans))
         creator = await session.get(Staff, broadcast.created_by) if broadcast.created_by else None
     return render(
         request,
         "broadcast.html",
         broadcast=broadcast,
         creator=creator_label(creator),
-        statuses=statuses,
+        statuses=sorted(statuses.items()),
+        reasons=reasons,
+        audience=audience,
+        can_cancel=can_cancel(staff, broadcast),
+        status_name=status_name,
+        delivery_status_name=delivery_status_name,
         query="",
     )
+
+
+async def broadcast_cancel(request: web.Request) -> web.StreamResponse:
+    """Stop a scheduled or sending broadcast (the form's CSRF token and Origin are checked
+    by the session middleware, as for every dashboard form)."""
+    d = dashboard(request)
+    staff = _session(request).staff
+    async with d.rt.db.session() as session:
+        broadcast = await _own_broadcast(request, session)
+    assert broadcast.id is not None
+    if not can_cancel(staff, broadcast):
+        return message(
+            request,
+            _("Not cancelled"),
+            _("This broadcast has already finished or was cancelled."),
+            409,
+        )
+    await cancel_broadcast(d.rt.db, broadcast.id, d.rt.clock.now())
+    raise web.HTTPSeeOther(f"{PREFIX}/broadcasts/{broadcast.id}")
 
 
 async def stats_of_deliveries(session: Any, broadcast_id: int) -> dict[str, int]:
@@ -1210,6 +1253,7 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     r.add_get(f"{PREFIX}/programmes/{{programme}}", programme_page)
     r.add_get(f"{PREFIX}/broadcasts", broadcasts_page)
     r.add_get(f"{PREFIX}/broadcasts/{{broadcast}}", broadcast_page)
+    r.add_post(f"{PREFIX}/broadcasts/{{broadcast}}/cancel", broadcast_cancel)
     r.add_get(f"{PREFIX}/roster", roster_page)
     r.add_post(f"{PREFIX}/roster", roster_upload)
     r.add_get(f"{PREFIX}/exports", exports_page)
