@@ -205,6 +205,12 @@ async def export_data(
         "language": graduate.language,
         "gender": graduate.gender,
         "birth_year": graduate.birth_year,
+        "email": {
+            "address": graduate.email,
+            "status": graduate.email_status,
+            "status_at": _iso(graduate.email_status_at),
+        },
+        "mobile": graduate.mobile,
         "telegram_chat": {"chat_id": graduate.chat_id, "linked_at": _iso(graduate.linked_at)},
         "guardian_consent_at": _iso(graduate.guardian_consent_at),
         "consents": {kind.value: consent(kind) for kind in ConsentKind},
