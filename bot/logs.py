@@ -17,16 +17,17 @@ extra fields.
 
 Personal data: a chat id is personal data (it is the person's Telegram account), and logs
 outlive an erasure. Log lines name a chat by `chat_ref(chat_id)`: the first 12 hex digits of
-an HMAC-SHA256 of the id, keyed with the server's secrets (given to `setup`; a random key per
-process when there are none), so the same chat has the same reference in every line but the
-id cannot be recovered (nor a known id checked) without the secret. An extra or bound field
-named `chat_id` is written as `chat` with its reference. Our log lines never carry names,
-student numbers, invite tokens or answers; an e-mail address anywhere in a record (an SMTP
-server's reply quotes the recipient) is replaced by `<e-mail>`. The parameters SQLAlchemy puts into a database
-error (`[parameters: ...]`) and PostgreSQL's `DETAIL:` line (`Key (chat_id)=(1001) already
-exists`) are redacted. python-telegram-bot logs whole updates and API calls (names, chat ids,
-message texts) at DEBUG, aiosqlite every statement with its parameters: those libraries are
-kept at INFO or above whatever LOG_LEVEL says (LOG_LEVEL=DEBUG debugs our own code).
+an HMAC-SHA256 of the id, keyed with the server's secrets (given to `setup`; a random key
+per process when there are none), so the same chat has the same reference in every line but
+the id cannot be recovered (nor a known id checked) without the secret. An extra or bound
+field named `chat_id` is written as `chat` with its reference. Our log lines never carry
+names, student numbers, invite tokens or answers; an e-mail address anywhere in a record (an
+SMTP server's reply quotes the recipient) is replaced by `<e-mail>`. The parameters
+SQLAlchemy puts into a database error (`[parameters: ...]`) and PostgreSQL's `DETAIL:` line
+(`Key (chat_id)=(1001) already exists`) are redacted. python-telegram-bot logs whole updates
+and API calls (names, chat ids, message texts) at DEBUG, aiosqlite every statement with its
+parameters: those libraries are kept at INFO or above whatever LOG_LEVEL says
+(LOG_LEVEL=DEBUG debugs our own code).
 """
 
 from __future__ import annotations

@@ -5,12 +5,13 @@ One flow, walked by every test here (`run_flow`):
 
 - a school, and an admin of it who joins through a staff invitation link (`/start t_...`);
 - graduate A (erased on request): school record with a distinctive name, student number,
-  gender, birth year, e-mail address and mobile number (the roster's contact data); a Telegram account with its own distinctive first name, last name and
-  @username; opens the invite link, chooses English, gives all three consents (the consent
-  history), gets the m2 invitation from the dispatcher and answers the real tracking
-  questionnaire in the chat, typing free text with markers, an e-mail address and a phone
-  number; receives a news message; sends a stray message with another e-mail address and
-  phone number; asks for /mydata; then sends /delete and confirms;
+  gender, birth year, e-mail address and mobile number (the roster's contact data); a
+  Telegram account with its own distinctive first name, last name and @username; opens the
+  invite link, chooses English, gives all three consents (the consent history), gets the m2
+  invitation from the dispatcher and answers the real tracking questionnaire in the chat,
+  typing free text with markers, an e-mail address and a phone number; receives a news
+  message; sends a stray message with another e-mail address and phone number; asks for
+  /mydata; then sends /delete and confirms;
 - graduate B (erased by the retention period): the same kinds of data, graduated in 2022;
   answers the tracking questionnaire opened by hand (no wave: that cohort's waves closed),
   receives the news; erased by the scheduler's retention job;
