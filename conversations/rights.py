@@ -296,7 +296,8 @@ def _cb(choice: str, graduate_id: int, asked_at: datetime) -> str:
 def confirmation_text() -> str:
     return _(
         "Do you want me to delete your data?\n\n"
-        "I will delete your personal details (name, student number, gender, year of birth), "
+        "I will delete your personal details (name, student number, e-mail address, mobile "
+        "number, gender, year of birth), "
         "your privacy choices and everything you wrote in your own words, and unlink this "
         "chat. I will not write to you again. Your other answers (options and numbers) stay, "
         "without your name, only for your school's statistics. This cannot be undone.\n\n"

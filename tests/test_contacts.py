@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from bot.i18n import use_language
 from conversations.contacts import ContactError, ContactProblem, normalise_email, normalise_mobile
 from storage.db import Database
 from storage.models import EmailStatus, Graduate
-from storage.roster import ALIASES, Problem, import_roster
+from storage.roster import ALIASES, Problem, contact_problem_text, import_roster
 from storage.schools import upsert_programme, upsert_school
 
 TODAY = date(2026, 5, 1)
@@ -232,3 +233,16 @@ async def test_a_new_address_forgets_the_old_one_s_bounce(db: Database, tmp_path
     result = await import_roster(db, write(tmp_path, third), today=TODAY)
     assert {c.student_ref: c.fields for c in result.changes} == {"B1": ("email",)}
     assert await contacts(db) == {"A1": ("anna@new.nl", None), "B1": (None, None)}
+
+
+def test_contact_problems_are_worded_in_the_staff_members_language() -> None:
+    """Proves the reasons a dashboard shows are translated (Estonian and Italian here)."""
+    with use_language("et"):
+        assert contact_problem_text(ContactProblem.EMAIL_NO_AT, "a.b", None) == (
+            "email 'a.b' peab sisaldama täpselt ühte @-märki"
+        )
+    with use_language("it"):
+        assert contact_problem_text(ContactProblem.MOBILE_INVALID, "347 11", "IT") == (
+            "mobile '347 11' non è un numero di telefono valido: scrivilo con il prefisso "
+            "internazionale (+39 …) o come numero nazionale di IT"
+        )
