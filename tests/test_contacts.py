@@ -11,6 +11,7 @@ from sqlmodel import col, select
 
 from bot.i18n import use_language
 from conversations.contacts import ContactError, ContactProblem, normalise_email, normalise_mobile
+from storage.contacts import set_email_status
 from storage.db import Database
 from storage.models import EmailStatus, Graduate
 from storage.roster import ALIASES, Problem, contact_problem_text, import_roster
@@ -246,3 +247,28 @@ def test_contact_problems_are_worded_in_the_staff_members_language() -> None:
             "mobile '347 11' non è un numero di telefono valido: scrivilo con il prefisso "
             "internazionale (+39 …) o come numero nazionale di IT"
         )
+
+
+async def test_a_bounce_is_recorded_only_for_the_address_it_was_for(
+    db: Database, tmp_path: Path
+) -> None:
+    """Proves `set_email_status` marks the graduate's current address bounced, and a bounce
+    that arrives for an address the roster has since replaced changes nothing."""
+    await seed(db)
+    header = "student_ref,name,school,programme,graduation_date,email\n"
+    await import_roster(
+        db, write(tmp_path, header + "A1,Anna,nl,P1,2026-06-30,anna@example.nl\n"), today=TODAY
+    )
+    async with db.session() as session:
+        anna = (await session.exec(select(Graduate))).one()
+        assert anna.id is not None
+    at = datetime(2026, 9, 1, tzinfo=UTC)
+    async with db.session() as session:
+        assert not await set_email_status(
+            session, anna.id, "old@example.nl", EmailStatus.BOUNCED, at
+        )
+        assert await set_email_status(session, anna.id, "anna@example.nl", EmailStatus.BOUNCED, at)
+    async with db.session() as session:
+        stored = await session.get(Graduate, anna.id)
+        assert stored is not None
+        assert (stored.email_status, stored.email_status_at) == ("bounced", at)
