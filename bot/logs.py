@@ -17,15 +17,17 @@ extra fields.
 
 Personal data: a chat id is personal data (it is the person's Telegram account), and logs
 outlive an erasure. Log lines name a chat by `chat_ref(chat_id)`: the first 12 hex digits of
-an HMAC-SHA256 of the id, keyed with the server's secrets (given to `setup`; a random key per
-process when there are none), so the same chat has the same reference in every line but the
-id cannot be recovered (nor a known id checked) without the secret. An extra or bound field
-named `chat_id` is written as `chat` with its reference. Our log lines never carry names,
-student numbers, invite tokens or answers. The parameters SQLAlchemy puts into a database
-error (`[parameters: ...]`) and PostgreSQL's `DETAIL:` line (`Key (chat_id)=(1001) already
-exists`) are redacted. python-telegram-bot logs whole updates and API calls (names, chat ids,
-message texts) at DEBUG, aiosqlite every statement with its parameters: those libraries are
-kept at INFO or above whatever LOG_LEVEL says (LOG_LEVEL=DEBUG debugs our own code).
+an HMAC-SHA256 of the id, keyed with the server's secrets (given to `setup`; a random key
+per process when there are none), so the same chat has the same reference in every line but
+the id cannot be recovered (nor a known id checked) without the secret. An extra or bound
+field named `chat_id` is written as `chat` with its reference. Our log lines never carry
+names, student numbers, invite tokens or answers; an e-mail address anywhere in a record (an
+SMTP server's reply quotes the recipient) is replaced by `<e-mail>`. The parameters
+SQLAlchemy puts into a database error (`[parameters: ...]`) and PostgreSQL's `DETAIL:` line
+(`Key (chat_id)=(1001) already exists`) are redacted. python-telegram-bot logs whole updates
+and API calls (names, chat ids, message texts) at DEBUG, aiosqlite every statement with its
+parameters: those libraries are kept at INFO or above whatever LOG_LEVEL says
+(LOG_LEVEL=DEBUG debugs our own code).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: A bot token: the bot's numeric id, a colon, and 30 or more URL-safe characters.
 TOKEN_RE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,}")
 REDACTED = "<redacted>"
+
+#: An e-mail address (a roster's, one a person typed, one in an SMTP server's reply): personal
+#: data that no log line keeps. The domain must end in a label with a letter, so that
+#: `postgres@127.0.0.1` in a database URL stays readable.
+EMAIL_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[^\W\d_][\w-]*")
+EMAIL_REDACTED = "<e-mail>"
 
 #: The least level of libraries that log too much: request URLs (so the token) below WARNING;
 #: whole updates, API calls (names, chat ids, texts) or SQL parameters at DEBUG.
@@ -131,12 +139,13 @@ def context_fields() -> Mapping[str, Any]:
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     """`text` with bot tokens (and each of `secrets`), the parameters of a database error and
-    PostgreSQL's DETAIL line replaced by `<redacted>`."""
+    PostgreSQL's DETAIL line replaced by `<redacted>`, and e-mail addresses by `<e-mail>`."""
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
     text = SQL_PARAMETERS_RE.sub(f"[parameters: {REDACTED}]", text)
     text = SQL_DETAIL_RE.sub(f"DETAIL: {REDACTED}", text)
+    text = EMAIL_RE.sub(EMAIL_REDACTED, text)
     return TOKEN_RE.sub(REDACTED, text)
 
 

@@ -148,6 +148,17 @@ class Settings(BaseSettings):
         description="Open connections the web server keeps at most; more are answered 503 and "
         "closed at once.",
     )
+    smtp_url: str = Field(
+        default="",
+        description="SMTP server for e-mail: smtp://user:pass@host:587 (STARTTLS; required "
+        "with a user), smtps://user:pass@host:465 (TLS), smtp+insecure://127.0.0.1:25 (no TLS, "
+        "loopback only). Empty: mail is kept in the local mailbox (var/mailbox/).",
+    )
+    mail_from: str = Field(
+        default="",
+        description="Sender of e-mail, e.g. 'School <noreply@school.example>'; required with "
+        "SMTP_URL.",
+    )
     secret_key: str = Field(
         default="",
         description="Secret for keyed hashes and the dashboard's session cookie; at least "
@@ -211,6 +222,17 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def mailbox_dir(self) -> Path:
+        """The local mailbox used when SMTP_URL is empty: `mailbox/` next to a SQLite database
+        file (`var/gradtrack.sqlite3` -> `var/mailbox/`), else `var/mailbox/`."""
+        url = make_url(self.database_url)
+        name = url.database or ""
+        sqlite_file = name and name != ":memory:" and not name.startswith("file:")
+        if url.get_backend_name() == "sqlite" and sqlite_file:
+            return Path(name).parent / "mailbox"
+        return Path("var") / "mailbox"
 
     @property
     def uses_sandbox(self) -> bool:

@@ -205,6 +205,12 @@ async def export_data(
         "language": graduate.language,
         "gender": graduate.gender,
         "birth_year": graduate.birth_year,
+        "email": {
+            "address": graduate.email,
+            "status": graduate.email_status,
+            "status_at": _iso(graduate.email_status_at),
+        },
+        "mobile": graduate.mobile,
         "telegram_chat": {"chat_id": graduate.chat_id, "linked_at": _iso(graduate.linked_at)},
         "guardian_consent_at": _iso(graduate.guardian_consent_at),
         "consents": {kind.value: consent(kind) for kind in ConsentKind},
@@ -290,7 +296,8 @@ def _cb(choice: str, graduate_id: int, asked_at: datetime) -> str:
 def confirmation_text() -> str:
     return _(
         "Do you want me to delete your data?\n\n"
-        "I will delete your personal details (name, student number, gender, year of birth), "
+        "I will delete your personal details (name, student number, e-mail address, mobile "
+        "number, gender, year of birth), "
         "your privacy choices and everything you wrote in your own words, and unlink this "
         "chat. I will not write to you again. Your other answers (options and numbers) stay, "
         "without your name, only for your school's statistics. This cannot be undone.\n\n"

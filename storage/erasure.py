@@ -4,15 +4,17 @@ What erasure does (decided; the tests check every point):
 
 - The `graduate` row stays, so that aggregate counts (cohort sizes, response rates, EQAVET
   indicators) stay right, but without anything that identifies the person:
-  - set to NULL: `name`, `gender`, `birth_year`, `chat_id`, `invite_token`, `linked_at`,
+  - set to NULL: `name`, `gender`, `birth_year`, `email`, `mobile`, `chat_id`,
+    `invite_token`, `linked_at`,
     `invite_revoked_at`, `guardian_consent_at`, and every consent with its time and notice
     version (`consent_*`, `consent_*_at`, `consent_*_notice`);
   - `student_ref` becomes `erased-<id>` (the school's student number, or `self-<chat id>` of
     a self-registration, is gone);
   - `opted_out_at` = now: never contact this row again; `erased_at` = now;
   - kept: institution, programme, graduation date, language, self_registered, created_at,
-    and the reachability flags (`unreachable_at`, `unreachable_reason`: they say nothing
-    about who the person is and response rates need them).
+    and the reachability flags (`unreachable_at`, `unreachable_reason`, `email_status`,
+    `email_status_at`: they say nothing about who the person is once the address is gone,
+    and reach and response rates per channel need them).
 - `consent_event` rows of the graduate: deleted (the audit trail names the person's choices).
 - `chat_state` rows: deleted, both the one of the graduate's chat (by chat id) and any that
   points at the graduate (by graduate_id). The chat is no longer linked: a later /start is
@@ -30,7 +32,8 @@ What erasure does (decided; the tests check every point):
   failed and skipped ones stay as they are (they hold no personal data).
 - `processed_update` and `questionnaire_definition` hold no personal data and are untouched.
 
-Afterwards no table holds the former name, student number, chat id or invite token.
+Afterwards no table holds the former name, student number, e-mail address, mobile number,
+chat id or invite token.
 
 `erase_graduate` works in the caller's transaction (the /delete handler erases in the same
 transaction as the update's `claim`). `retention_sweep` erases, batch by batch, every
@@ -224,6 +227,8 @@ async def _erase(
         graduate.name = None
         graduate.gender = None
         graduate.birth_year = None
+        graduate.email = None
+        graduate.mobile = None
         graduate.chat_id = None
         graduate.invite_token = None
         graduate.invite_revoked_at = None

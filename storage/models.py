@@ -27,6 +27,14 @@ class StaffRole(StrEnum):
     ADMIN = "admin"
 
 
+class EmailStatus(StrEnum):
+    """Graduate.email_status: what became of mail to the graduate's address."""
+
+    OK = "ok"
+    BOUNCED = "bounced"
+    UNSUBSCRIBED = "unsubscribed"
+
+
 class ConsentKind(StrEnum):
     SURVEY = "survey"
     FOLLOWUP = "followup"
@@ -98,6 +106,14 @@ class Graduate(SQLModel, table=True):
     opted_out_at: datetime | None = _ts()
     unreachable_at: datetime | None = _ts()
     unreachable_reason: str | None = Field(default=None, sa_type=String(64))
+    # Contact data from the roster (personal data: exported by /mydata, erased, never logged).
+    # `email`: trimmed, domain lower-cased and in ASCII (IDNA); `mobile`: E.164 (+31612345678).
+    email: str | None = Field(default=None, sa_type=String(254))
+    mobile: str | None = Field(default=None, sa_type=String(16))
+    # What became of mail to `email`: None (nothing yet or ok), "ok", "bounced" (a permanent
+    # SMTP failure), "unsubscribed" (the graduate's opt-out from e-mail); and since when.
+    email_status: str | None = Field(default=None, sa_type=String(16))
+    email_status_at: datetime | None = _ts()
     # Personal data erased (by the graduate or the retention period); the row stays, without
     # anything that identifies the person, so that aggregate counts stay right.
     erased_at: datetime | None = _ts(index=True)

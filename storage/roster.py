@@ -23,6 +23,14 @@ with the other names accepted for them:
 - `language` (optional: nl, es, et, it, en; empty lets the bot choose): lang, taal
 - `gender` (optional; F/M/X/U and common words in the five languages): sex, geslacht
 - `birth_year` (optional, four digits): year_of_birth, birthyear, born, geboortejaar
+- `email` (optional; checked and normalised by conversations/contacts.py, no DNS; the same
+  address twice in a file is refused): e_mail, mail, email_address, emailadres, e_mailadres,
+  correo, correo_electronico, correo_electrónico, e_post, e_posti_aadress, meiliaadress,
+  posta_elettronica, indirizzo_email, indirizzo_e_mail
+- `mobile` (optional; E.164, a national number in the school's country's plan): mobile_phone,
+  mobile_number, phone, phone_number, mobiel, mobiel_nummer, mobielnummer, telefoon,
+  telefoonnummer, gsm, móvil, movil, telefono_movil, teléfono_móvil, celular, mobiil,
+  mobiiltelefon, mobiilinumber, telefon, cellulare, numero_di_cellulare, telefono_cellulare
 
 Other columns are ignored (and listed in the result). A column that is present is the truth
 for the graduates in the file: an empty cell clears an optional value. A column that is absent
@@ -51,6 +59,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import _, current_language, ngettext
+from conversations.contacts import (
+    ContactError,
+    ContactProblem,
+    country_calling_code,
+    email_key,
+    normalise_email,
+    normalise_mobile,
+)
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
 from conversations.waves import WavePlans
 from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
@@ -98,6 +114,49 @@ ALIASES: dict[str, str] = {
         "language": ("language", "lang", "taal"),
         "gender": ("gender", "sex", "geslacht"),
         "birth_year": ("birth_year", "year_of_birth", "birthyear", "born", "geboortejaar"),
+        "email": (
+            "email",
+            "e_mail",
+            "mail",
+            "email_address",
+            "e_mail_address",
+            "emailadres",
+            "e_mailadres",
+            "correo",
+            "correo_electronico",
+            "correo_electrónico",
+            "e_post",
+            "e_posti_aadress",
+            "meiliaadress",
+            "posta_elettronica",
+            "indirizzo_email",
+            "indirizzo_e_mail",
+        ),
+        "mobile": (
+            "mobile",
+            "mobile_phone",
+            "mobile_number",
+            "phone",
+            "phone_number",
+            "mobiel",
+            "mobiel_nummer",
+            "mobielnummer",
+            "telefoon",
+            "telefoonnummer",
+            "gsm",
+            "móvil",
+            "movil",
+            "telefono_movil",
+            "teléfono_móvil",
+            "celular",
+            "mobiil",
+            "mobiiltelefon",
+            "mobiilinumber",
+            "telefon",
+            "cellulare",
+            "numero_di_cellulare",
+            "telefono_cellulare",
+        ),
     }.items()
     for alias in aliases
 }
@@ -631,6 +690,33 @@ def parse_gender(text: str, country: str | None) -> str | None:
     return COUNTRY_GENDERS.get((country or "").upper(), {}).get(key) or GENDERS.get(key)
 
 
+def contact_problem_text(problem: ContactProblem, value: str, country: str | None) -> str:
+    """Why a roster's e-mail or mobile cell was refused, for the person fixing the file."""
+    shown = repr(value)
+    if problem == ContactProblem.EMAIL_SPACE:
+        return _("email {value} contains a space").format(value=shown)
+    if problem == ContactProblem.EMAIL_NO_AT:
+        return _("email {value} must contain exactly one @").format(value=shown)
+    if problem == ContactProblem.EMAIL_LOCAL:
+        return _("email {value} has a malformed part before the @").format(value=shown)
+    if problem == ContactProblem.EMAIL_DOMAIN:
+        return _("email {value} has a malformed domain after the @").format(value=shown)
+    if problem == ContactProblem.EMAIL_LONG:
+        return _("email {value} is longer than 254 characters").format(value=shown)
+    if country:
+        return _(
+            "mobile {value} is not a valid phone number: write it with the country code "
+            "(+{code} …) or as a national number of {country}"
+        ).format(
+            value=shown,
+            code=country_calling_code(country),
+            country=country.upper(),
+        )
+    return _("mobile {value} is not a valid phone number: write it with the country code").format(
+        value=shown
+    )
+
+
 def parse_eqf(value: Any) -> int | None:
     text = clean_text(value)
     if re.fullmatch(r"[1-8]", text):
@@ -718,6 +804,7 @@ def _check_rows(
     rows: list[_Row] = []
     problems = ProblemList(shown)
     seen: dict[tuple[str, str], int] = {}
+    seen_emails: dict[str, int] = {}
 
     for line, cells in table.rows:
         if line in table.bad:
@@ -858,6 +945,37 @@ def _check_rows(
                 else:
                     values["birth_year"] = year
 
+        if "email" in columns:
+            text = clean_text(cell("email"))
+            if not text:
+                values["email"] = None
+            else:
+                try:
+                    address = normalise_email(text)
+                except ContactError as error:
+                    bad.append(contact_problem_text(error.problem, text, None))
+                else:
+                    first = seen_emails.setdefault(email_key(address), line)
+                    if first != line:
+                        bad.append(
+                            _("duplicate email {value} (also on line {line})").format(
+                                value=repr(text), line=first
+                            )
+                        )
+                    else:
+                        values["email"] = address
+
+        if "mobile" in columns:
+            text = clean_text(cell("mobile"))
+            if not text:
+                values["mobile"] = None
+            else:
+                country = school.country if school else None
+                try:
+                    values["mobile"] = normalise_mobile(text, country)
+                except ContactError as error:
+                    bad.append(contact_problem_text(error.problem, text, country))
+
         if ref and code:
             key = (code, ref)
             if key in seen:
@@ -890,7 +1008,16 @@ async def _lookups(session: AsyncSession) -> _Lookups:
 
 
 GRADUATE_TABLE: SqlTable = Graduate.__table__  # type: ignore[attr-defined]
-_COMPARED = ("programme_id", "name", "graduation_date", "language", "gender", "birth_year")
+_COMPARED = (
+    "programme_id",
+    "name",
+    "graduation_date",
+    "language",
+    "gender",
+    "birth_year",
+    "email",
+    "mobile",
+)
 
 
 async def _existing(session: AsyncSession, rows: list[_Row]) -> dict[tuple[int, str], Any]:
@@ -971,6 +1098,8 @@ def _plan(
                     "language": None,
                     "gender": None,
                     "birth_year": None,
+                    "email": None,
+                    "mobile": None,
                     **row.values,
                     "self_registered": False,
                     "invite_token": new_invite_token(),
@@ -988,7 +1117,11 @@ def _plan(
         if not changed:
             result.unchanged += 1
             continue
-        updates.append({"id": before.id, **{k: values[k] for k in changed}, "updated_at": now})
+        update_values = {k: values[k] for k in changed}
+        if "email" in changed:
+            # A new address has no history: a bounce or unsubscription was the old one's.
+            update_values.update(email_status=None, email_status_at=None)
+        updates.append({"id": before.id, **update_values, "updated_at": now})
         result.changes.append(
             RowChange(row.line, row.school_code, row.student_ref, "update", changed)
         )

@@ -5,12 +5,13 @@ One flow, walked by every test here (`run_flow`):
 
 - a school, and an admin of it who joins through a staff invitation link (`/start t_...`);
 - graduate A (erased on request): school record with a distinctive name, student number,
-  gender and birth year; a Telegram account with its own distinctive first name, last name and
-  @username; opens the invite link, chooses English, gives all three consents (the consent
-  history), gets the m2 invitation from the dispatcher and answers the real tracking
-  questionnaire in the chat, typing free text with markers, an e-mail address and a phone
-  number; receives a news message; sends a stray message with another e-mail address and
-  phone number; asks for /mydata; then sends /delete and confirms;
+  gender, birth year, e-mail address and mobile number (the roster's contact data); a
+  Telegram account with its own distinctive first name, last name and @username; opens the
+  invite link, chooses English, gives all three consents (the consent history), gets the m2
+  invitation from the dispatcher and answers the real tracking questionnaire in the chat,
+  typing free text with markers, an e-mail address and a phone number; receives a news
+  message; sends a stray message with another e-mail address and phone number; asks for
+  /mydata; then sends /delete and confirms;
 - graduate B (erased by the retention period): the same kinds of data, graduated in 2022;
   answers the tracking questionnaire opened by hand (no wave: that cohort's waves closed),
   receives the news; erased by the scheduler's retention job;
@@ -92,6 +93,9 @@ class Person:
     #: A message typed outside any question (never stored).
     stray: str
     graduation: date
+    #: The contact data of the school's roster (issue 16), as stored (normalised).
+    roster_email: str = ""
+    roster_mobile: str = ""
     graduate: Graduate | None = None
     user: SandboxUser | None = None
     token: str = ""
@@ -99,7 +103,15 @@ class Person:
     @property
     def stored(self) -> list[str]:
         """The values the database holds before erasure."""
-        return [self.name, self.ref, self.token, str(self.chat_id), *self.typed.values()]
+        return [
+            self.name,
+            self.ref,
+            self.token,
+            str(self.chat_id),
+            self.roster_email,
+            self.roster_mobile,
+            *self.typed.values(),
+        ]
 
     @property
     def personal(self) -> list[str]:
@@ -139,6 +151,8 @@ def person_a() -> Person:
         },
         stray="You can reach me at y.brondum@example.net or 0031-20-555-0199",
         graduation=date(2026, 6, 30),
+        roster_email="ysolde.quennevais@leerling.example.nl",
+        roster_mobile="+31629815537",
     )
 
 
@@ -159,6 +173,8 @@ def person_b() -> Person:
         },
         stray="",
         graduation=date(2022, 6, 30),
+        roster_email="t.oyelaran@studenti.example.it",
+        roster_mobile="+393398812745",
     )
 
 
@@ -268,7 +284,14 @@ async def walk_tracking(h: Harness, person: Person, q: Questionnaire, first: Any
 async def onboard(h: Harness, school: Institution, person: Person) -> None:
     """The school's record, the Telegram account, the invite link and all three consents."""
     graduate = await h.graduate(
-        school, language=None, ref=person.ref, name=person.name, gender="female", birth_year=2001
+        school,
+        language=None,
+        ref=person.ref,
+        name=person.name,
+        gender="female",
+        birth_year=2001,
+        email=person.roster_email,
+        mobile=person.roster_mobile,
     )
     async with h.db.session() as session:
         await session.exec(
@@ -573,6 +596,30 @@ def test_database_errors_in_logs_lose_their_parameters() -> None:
     assert "Ysolde" not in line["exception"] and "7319846205" not in line["exception"]
 
 
+def test_email_addresses_in_logs_are_redacted() -> None:
+    """Proves that an e-mail address in a log line, its arguments, an exception (an SMTP
+    server's refusal quotes the recipient) or an extra field is written as `<e-mail>`, in
+    text and JSON, while a database URL's user@host and a bot's @username stay readable."""
+    for fmt in ("json", "text"):
+        stream = io.StringIO()
+        handler = logs.setup("INFO", fmt, stream=stream)
+        try:
+            log = logging.getLogger("bot.mail")
+            log.warning("mail to %s refused", "Ysolde.QB@Example.org", extra={"to": "t@x.it"})
+            try:
+                raise RuntimeError("(550, '5.1.1 <jüri.tamm@xn--nide-loa.ee>: no such user')")
+            except RuntimeError:
+                log.exception("sending failed")
+            log.info("database postgresql://postgres@127.0.0.1:5432/test, bot @gradtrack_bot")
+        finally:
+            logging.getLogger().removeHandler(handler)
+        written = stream.getvalue()
+        for address in ("Ysolde.QB@Example.org", "t@x.it", "jüri.tamm@xn--nide-loa.ee"):
+            assert address not in written, (fmt, address)
+        assert written.count("<e-mail>") >= 3, written
+        assert "postgres@127.0.0.1:5432" in written and "@gradtrack_bot" in written
+
+
 # ---------------------------------------------------------------- exports
 
 
@@ -691,6 +738,9 @@ async def test_exports_hold_no_chat_ids_tokens_or_personal_data_before_or_after_
     typed_needles = [t for p in (flow.a, flow.b) for t in p.typed.values()]
     assert {n for n, _ in hits(files_before, typed_needles)} == set(typed_needles)
     assert flow.a.email in everything.values() and flow.a.email not in never.values()
+    # The roster's e-mail addresses and mobile numbers are never exported (issue 16).
+    for person in (flow.a, flow.b):
+        assert {person.roster_email, person.roster_mobile} <= set(never.values())
     # After erasure: nothing of A and B at all; their responses stay, closed answers only.
     assert hits(files_after, list(everything.values())) == []
     rows_before = response_rows(before)

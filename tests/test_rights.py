@@ -43,6 +43,8 @@ CHAT_DIR = Path(__file__).parent / "data" / "chat"
 
 NAME = "Zephyrine Quackenbush"
 REF = "STU-7788-99"
+EMAIL = "zephyrine.q@voorbeeld.nl"
+MOBILE = "+31612345678"
 TIPS = "More internships please. Zephyrine from class 4B"
 OTHER_NAME = "Bartholomew Okonkwo-Vance"
 OTHER_REF = "STU-1122-33"
@@ -140,7 +142,14 @@ async def _graduate_in_chat(
     given, and one submitted response with a free-text answer."""
     school = school or await h.school()
     graduate = await h.graduate(
-        school, language=lang, ref=REF, name=NAME, gender="female", birth_year=2004
+        school,
+        language=lang,
+        ref=REF,
+        name=NAME,
+        gender="female",
+        birth_year=2004,
+        email=EMAIL,
+        mobile=MOBILE,
     )
     user = h.sandbox.create_user(
         h.token, first_name="Zephyrine", language_code=lang, user_id=user_id
@@ -265,6 +274,9 @@ async def test_mydata_sends_the_stored_data_as_json_in_the_graduates_language(h:
     assert data["name"] == NAME and data["student_number"] == REF
     assert data["graduation_date"] == "2026-06-30"
     assert (data["language"], data["gender"], data["birth_year"]) == ("nl", "female", 2004)
+    # The contact data from the roster (issue 16), with what became of mail to the address.
+    assert data["email"] == {"address": EMAIL, "status": None, "status_at": None}
+    assert data["mobile"] == MOBILE
     assert graduate.linked_at is not None
     assert data["telegram_chat"] == {
         "chat_id": user.id,
@@ -417,10 +429,13 @@ async def test_delete_then_yes_erases_everything_that_identifies_the_graduate(
         assert getattr(stored, kept) == getattr(graduate, kept), kept
     assert stored.language == "it"
     assert stored.student_ref == f"erased-{graduate.id}"
+    assert (graduate.email, graduate.mobile) == (EMAIL, MOBILE)
     for cleared in (
         "name",
         "gender",
         "birth_year",
+        "email",
+        "mobile",
         "chat_id",
         "invite_token",
         "invite_revoked_at",
@@ -529,6 +544,8 @@ async def _cohort_graduate(
             language="et",
             gender="male",
             birth_year=2003,
+            email=f"person{n:04d}@kool.example.ee",
+            mobile=f"+3725{n:07d}",
             chat_id=chat_id,
             linked_at=datetime(2022, 1, 1, tzinfo=UTC),
             invite_token=new_invite_token(),
@@ -586,7 +603,7 @@ async def test_retention_sweep_erases_only_the_old_cohort_once(
     old_needles = [
         s
         for g in old
-        for s in (g.name, g.student_ref, g.invite_token, str(g.chat_id))
+        for s in (g.name, g.student_ref, g.invite_token, str(g.chat_id), g.email, g.mobile)
         if s is not None
     ] + [f"free text {n:04d}" for n in range(len(old))]
     assert await _find(db, old_needles) == []
