@@ -844,5 +844,5 @@ async def test_someone_who_started_without_an_invitation_counts_as_invited(db: D
         report.by_wave_cohort,
         report.by_wave_school,
     ):
-        for key, funnel in groups.items():  # type: ignore[attr-defined]
+        for key, funnel in groups.items():
             assert funnel.invited >= funnel.started >= funnel.completed, (key, counts(funnel))
