@@ -176,7 +176,8 @@ def _wrap(text: str, max_px: float, max_lines: int) -> list[str]:
 
 
 def _title_lines(title: str) -> list[str]:
-    return _wrap(title, WIDTH - 2 * PAD, TITLE_LINES)
+    # bold text runs about a tenth wider than CHAR_WIDTH estimates
+    return _wrap(title, (WIDTH - 2 * PAD) * 0.88, TITLE_LINES)
 
 
 def _head(title: str) -> float:

@@ -67,6 +67,8 @@ STATIC = Path(__file__).with_name("static")
 
 DASHBOARD_KEY = web.AppKey("gradtrack_dashboard", object)
 SESSION_KEY = web.RequestKey("gradtrack_session", object)
+STREAMING_KEY = web.RequestKey("gradtrack_streaming", bool)
+"""Set once a handler has begun a streamed response: an error after that cannot be a page."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -295,6 +297,8 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
             else:
                 raise
         except Exception:
+            if request.get(STREAMING_KEY):
+                raise
             log.exception("%s %s failed", request.method, request.path)
             response = message(request, _("Something went wrong"), _error_text(500), 500, home=True)
     _secure(response)
@@ -1141,6 +1145,7 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         }
     )
     _secure(response)
+    request[STREAMING_KEY] = True
     await response.prepare(request)
     batch: list[exports.ResponseRecord] = []
     first = True
