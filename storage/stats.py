@@ -6,7 +6,8 @@ Definitions (the README's "Statistics" section explains them to staff):
 
 - graduates: every roster row (erased ones too: erasure keeps the row for these counts);
 - reachable: started the bot and neither blocked it, stopped, nor was erased;
-- invited: got a wave's invitation or a reminder (Telegram accepted it);
+- invited: got a wave's invitation or a reminder (Telegram accepted it), or started the wave
+  without one (from /survey or onboarding): invited >= started >= completed;
 - started: has a response for the wave; completed: its routing core is answered and it was
   sent (the graduate pressed Send), or its wave has closed for the graduate so that it can no
   longer be sent (`counted_complete`); declined: said no to the opening consent question;
@@ -267,7 +268,15 @@ async def wave_counts(
     )
     if graduates is not None:
         sent_pairs = sent_pairs.where(invitation_id.in_(graduates))
-    sent = sent_pairs.subquery()
+    # Reached: an invitation went out, or the graduate started anyway (from /survey, from
+    # onboarding, or from an invitation whose row is gone): a funnel never shows fewer
+    # invited than started. UNION makes each (graduate, wave) pair count once.
+    started_pairs: Any = core_select(
+        response_id.label("gid"), col(SurveyResponse.wave).label("wave")
+    )
+    if graduates is not None:
+        started_pairs = started_pairs.where(response_id.in_(graduates))
+    sent = sent_pairs.union(started_pairs).subquery()
     invited = (
         core_select(*keys, sent.c.wave, func.count())
         .select_from(sent)

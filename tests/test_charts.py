@@ -59,13 +59,16 @@ def all_text(root: ET.Element) -> str:
 # ---------------------------------------------------------------------------- common
 
 
-def test_svg_root_is_accessible_and_scalable() -> None:
+def test_svg_root_is_accessible_and_drawn_at_a_phone_s_width() -> None:
     svg = bar_chart("Response rate", [Bar("ICT", 42.0, "42%"), Bar("Care", 17.0, "17%")])
     root = parse(svg)
     assert root.get("role") == "img"
-    assert root.get("width") == "100%"
+    # Drawn at its own size in CSS pixels (the page's CSS lets it shrink, never grow):
+    # its 12 px text is 12 px wherever it fits (tests/test_dashboard_glance.py measures).
     viewbox = (root.get("viewBox") or "").split()
     assert len(viewbox) == 4 and float(viewbox[2]) > 0 and float(viewbox[3]) > 0
+    assert root.get("width") == viewbox[2] and root.get("height") == viewbox[3]
+    assert float(viewbox[2]) <= 320  # fits a phone of 360 px
     title = root.find(f"{NS}title")
     assert title is not None and title.text == "Response rate"
     assert root.get("aria-labelledby") == title.get("id")
@@ -379,3 +382,20 @@ def test_stacked_row_with_suppressed_segment_is_one_placeholder() -> None:
     # nothing of the suppressed row's visible part leaks into text, tooltips or desc
     assert "31" not in all_text(root)
     assert "2024: <5" in desc(root)
+
+
+def test_long_titles_wrap_instead_of_being_cut() -> None:
+    title = "EQAVET 6b1: opleiding relevant voor het werk, per golf en per opleiding"
+    root = parse(bar_chart(title, [Bar("a", 1.0, "1")]))
+    lines = texts(root, "chart-title")
+    assert len(lines) == 2
+    assert " ".join(lines) == title
+
+
+def test_a_chart_with_links_is_a_group_not_an_image() -> None:
+    """An image's content is hidden from assistive technology: links inside one cannot be
+    reached (axe: nested-interactive)."""
+    linked = parse(bar_chart("T", [Bar("a", 1.0, "1", href="/dashboard/waves/m2")]))
+    assert linked.get("role") == "group"
+    assert linked.get("aria-labelledby") == linked.find(f"{NS}title").get("id")  # type: ignore[union-attr]
+    assert parse(bar_chart("T", [Bar("a", 1.0, "1")])).get("role") == "img"

@@ -805,3 +805,44 @@ async def test_a_response_counts_as_completed_once_sent_or_once_its_wave_closed(
     report = await report_for(db, Scope())
     m2 = report.by_wave["m2"]
     assert (m2.completed, m2.partial, m2.declined) == (2, 3, 1)
+
+
+# ---------------------------------------------------------------- the funnel never widens
+
+
+async def test_someone_who_started_without_an_invitation_counts_as_invited(db: Database) -> None:
+    """A graduate who starts a wave from /survey or onboarding, without an invitation row,
+    was reached all the same: the funnel never reads "invited 0, started 2" (issue 15).
+    invited >= started >= completed in every cell of the report."""
+    seeded = await seed(db)
+    p1 = seeded.programmes["P1"]
+    async with db.session() as session:
+        # A21 and A22 (P1, 2026, linked, no invitation at all) start pregrad by themselves;
+        # A22 also takes a survey outside any wave.
+        for ref, wave in (("A21", "pregrad"), ("A22", "pregrad"), ("A22", None)):
+            session.add(
+                SurveyResponse(
+                    graduate_id=seeded.graduates[ref],
+                    form_id="tracking",
+                    version="2026.1",
+                    wave=wave,
+                    status="open",
+                    current="Q1",
+                )
+            )
+    report = await report_for(db, Scope())
+    # P1's pregrad: 22 graduates, 18 reachable, 0 invitations sent, 2 started.
+    assert counts(report.by_wave_programme[("pregrad", p1)]) == (22, 18, 2, 2, 0, 2, 0)
+    # pregrad in all: D01-D09 invited, D01-D08 started, plus A21 and A22.
+    assert counts(report.by_wave["pregrad"]) == (55, 43, 11, 10, 6, 3, 1)
+    assert counts(report.by_wave[None]) == (0, 0, 1, 1, 0, 1, 0)
+    # The rest of the data set is as before (every started graduate there was invited).
+    assert counts(report.by_wave["m2"]) == (55, 43, 35, 31, 23, 5, 3)
+    for groups in (
+        report.by_wave,
+        report.by_wave_programme,
+        report.by_wave_cohort,
+        report.by_wave_school,
+    ):
+        for key, funnel in groups.items():
+            assert funnel.invited >= funnel.started >= funnel.completed, (key, counts(funnel))

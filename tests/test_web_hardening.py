@@ -318,8 +318,8 @@ async def test_export_file_names_take_known_waves_only(harness: Harness, web: st
     unknown name, quotes, a line break, a path) is 404 and appears in no header."""
     h = harness
     await seed_small(h)
-    admin = h.user("en")  # row-level exports are for admins
-    await add_staff(h.db, admin.id, "admin")
+    admin = h.user("en")  # the responses row by row are for admins
+    await add_staff(h.db, admin.id, "admin", school_code="alfa")
     async with client_session() as client:
         await log_in(h, client, admin)
         for kind in ("csv", "xlsx"):

@@ -40,20 +40,24 @@ TRACK_COLOR = "#F2F2F2"
 SUPPRESSED_STROKE = "#888888"
 HATCH_COLOR = "#BBBBBB"
 
-WIDTH = 640.0
+WIDTH = 320.0
+"""The drawing's width in CSS pixels: drawn 1:1 (never scaled up, only down where the page is
+narrower), so that its 12 px text is 12 px on a phone of 360 px as on a desktop."""
 FONT_FAMILY = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 FONT_SIZE = 12
 CHAR_WIDTH = 6.8  # rough average advance of one character at FONT_SIZE
 TITLE_HEIGHT = 32.0
+TITLE_LINE = 16.0  # each further line of a title that wraps
+TITLE_LINES = 3
 PAD = 8.0
 
-# Horizontal bars
-BAR_ROW = 28.0
+# Horizontal bars, each with its label on a line of its own above it (the whole width is
+# left for the label and the bar: readable on a phone)
+LABEL_LINE = 16.0
+BAR_ROW = 42.0
 BAR_HEIGHT = 18.0
-VALUE_WIDTH = 90.0
+VALUE_WIDTH = 56.0
 SUPPRESSED_WIDTH = 36.0  # fixed: a suppressed bar never shows a proportional length
-MIN_LABEL_WIDTH = 60.0
-MAX_LABEL_WIDTH = 220.0
 
 # Columns
 COLUMN_PLOT_HEIGHT = 180.0
@@ -63,8 +67,8 @@ SUPPRESSED_COLUMN_HEIGHT = 12.0
 MAX_X_LABELS = 12
 TARGET_TICKS = 4
 
-# Stacked bars
-STACK_ROW = 32.0
+# Stacked bars (labels above, as the bars)
+STACK_ROW = 44.0
 STACK_HEIGHT = 20.0
 SWATCH = 12.0
 LEGEND_ROW = 20.0
@@ -152,9 +156,33 @@ def _chart_id(kind: str, *parts: object) -> str:
     return f"gt-{kind}-{digest[:10]}"
 
 
-def _label_width(labels: Sequence[str]) -> float:
-    widest = max((_text_width(label) for label in labels), default=0.0)
-    return min(MAX_LABEL_WIDTH, max(MIN_LABEL_WIDTH, widest + 2 * PAD))
+def _wrap(text: str, max_px: float, max_lines: int) -> list[str]:
+    """`text` in lines of about `max_px` each, at most `max_lines` (the last one truncated
+    with "…" if need be)."""
+    words = _clean(text).split(" ")
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if current and _text_width(candidate) > max_px:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    lines.append(current)
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], _fit(" ".join(lines[max_lines - 1 :]), max_px)]
+    return [_fit(line, max_px) for line in lines]
+
+
+def _title_lines(title: str) -> list[str]:
+    # bold text runs about a tenth wider than CHAR_WIDTH estimates
+    return _wrap(title, (WIDTH - 2 * PAD) * 0.88, TITLE_LINES)
+
+
+def _head(title: str) -> float:
+    """The height the title takes at the top of a chart."""
+    return TITLE_HEIGHT + (len(_title_lines(title)) - 1) * TITLE_LINE
 
 
 def _contrast_text(color: str) -> str:
@@ -214,36 +242,41 @@ def _suppressed_rect(chart_id: str, x: float, y: float, w: float, h: float, tip:
 
 
 def _svg(kind: str, chart_id: str, title: str, desc: str, height: float, body: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {kind}"'
-        f' viewBox="0 0 {_n(WIDTH)} {_n(height)}" width="100%" role="img"'
-        f' aria-labelledby="{chart_id}-title" aria-describedby="{chart_id}-desc"'
-        f' font-family="{html.escape(FONT_FAMILY, quote=True)}" font-size="{FONT_SIZE}">'
-        f'<title id="{chart_id}-title">{_esc(title)}</title>'
-        f'<desc id="{chart_id}-desc">{_esc(desc)}</desc>'
-        + _text(
+    heading = "".join(
+        _text(
             PAD,
-            TITLE_HEIGHT / 2,
-            _fit(title, WIDTH - 2 * PAD),
+            TITLE_HEIGHT / 2 + i * TITLE_LINE,
+            line,
             cls="chart-title",
             extra=' font-weight="bold"',
         )
-        + body
-        + "</svg>"
+        for i, line in enumerate(_title_lines(title))
+    )
+    # An image holds no links (axe: nested-interactive): a chart with drill-down links is a
+    # group, whose links a keyboard or a screen reader reaches.
+    role = "group" if "<a href=" in body else "img"
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {kind}"'
+        f' viewBox="0 0 {_n(WIDTH)} {_n(height)}" width="{_n(WIDTH)}" height="{_n(height)}"'
+        f' role="{role}" aria-labelledby="{chart_id}-title" aria-describedby="{chart_id}-desc"'
+        f' font-family="{html.escape(FONT_FAMILY, quote=True)}" font-size="{FONT_SIZE}">'
+        f'<title id="{chart_id}-title">{_esc(title)}</title>'
+        f'<desc id="{chart_id}-desc">{_esc(desc)}</desc>' + heading + body + "</svg>"
     )
 
 
 def _empty(kind: str, title: str, empty_text: str) -> str:
     chart_id = _chart_id(kind, title, empty_text, "empty")
+    head = _head(title)
     message = _text(
         WIDTH / 2,
-        TITLE_HEIGHT + (EMPTY_HEIGHT - TITLE_HEIGHT) / 2,
+        head + (EMPTY_HEIGHT - TITLE_HEIGHT) / 2,
         _fit(empty_text, WIDTH - 2 * PAD),
         cls="empty",
         anchor="middle",
         fill=MUTED_COLOR,
     )
-    return _svg(kind, chart_id, title, empty_text, EMPTY_HEIGHT, message)
+    return _svg(kind, chart_id, title, empty_text, head + EMPTY_HEIGHT - TITLE_HEIGHT, message)
 
 
 def _describe(bars: Sequence[Bar]) -> str:
@@ -260,9 +293,10 @@ def bar_chart(
     max_value: float | None = None,
     empty_text: str = "No data yet",
 ) -> str:
-    """Horizontal bar chart. Bar length proportional to value / max_value (max_value defaults
-    to the largest value, or 1 when all are None/0). Suppressed bars (value None) are drawn as
-    a hatched placeholder of fixed width with their display text (e.g. "<5")."""
+    """Horizontal bar chart, each bar under its label. Bar length proportional to value /
+    max_value (max_value defaults to the largest value, or 1 when all are None/0). Suppressed
+    bars (value None) are drawn as a hatched placeholder of fixed width with their display
+    text (e.g. "<5")."""
     bars = list(bars)
     if not bars:
         return _empty("bar-chart", title, empty_text)
@@ -274,21 +308,19 @@ def bar_chart(
     if scale <= 0:
         scale = 1.0
 
-    label_w = _label_width([b.label for b in bars])
-    x0 = label_w
-    track = WIDTH - label_w - VALUE_WIDTH
+    head = _head(title)
+    x0 = PAD
+    track = WIDTH - 2 * PAD - VALUE_WIDTH
     parts: list[str] = []
     if any(b.value is None for b in bars):
         parts.append(_hatch_defs(chart_id))
 
     for i, bar in enumerate(bars):
-        top = TITLE_HEIGHT + i * BAR_ROW
-        mid = top + BAR_ROW / 2
-        y = mid - BAR_HEIGHT / 2
+        top = head + i * BAR_ROW
+        y = top + LABEL_LINE
+        mid = y + BAR_HEIGHT / 2
         tip = f"{_clean(bar.label)}: {_clean(bar.display)}"
-        label = _text(
-            x0 - PAD, mid, _fit(bar.label, label_w - 1.5 * PAD), cls="label", anchor="end"
-        )
+        label = _text(x0, top + LABEL_LINE / 2, _fit(bar.label, WIDTH - 2 * PAD), cls="label")
         if bar.value is None:
             shape = _suppressed_rect(chart_id, x0, y, SUPPRESSED_WIDTH, BAR_HEIGHT, tip)
             end = x0 + SUPPRESSED_WIDTH
@@ -309,7 +341,7 @@ def bar_chart(
         )
         parts.append(_link(f'<g class="bar-row">{label}{shape}{value}</g>', bar.href))
 
-    height = TITLE_HEIGHT + len(bars) * BAR_ROW + PAD
+    height = head + len(bars) * BAR_ROW + PAD
     return _svg("bar-chart", chart_id, title, _describe(bars), height, "".join(parts))
 
 
@@ -352,7 +384,7 @@ def column_chart(title: str, points: Sequence[Bar], *, empty_text: str = "No dat
     left = max(_text_width(t) for t in tick_texts) + 2 * PAD
     right = PAD * 1.5
     plot_w = WIDTH - left - right
-    plot_top = TITLE_HEIGHT + PAD
+    plot_top = _head(title) + PAD
     base = plot_top + COLUMN_PLOT_HEIGHT
     n = len(points)
     pitch = plot_w / n
@@ -427,21 +459,19 @@ def stacked_bar(
         return _empty("stacked-bar", title, empty_text)
     chart_id = _chart_id("stacked-bar", title, frozen, legend)
 
-    label_w = _label_width([label for label, _ in frozen])
-    x0 = label_w
-    track = WIDTH - label_w - PAD * 1.5
+    head = _head(title)
+    x0 = PAD
+    track = WIDTH - 2 * PAD
     parts: list[str] = []
     descs: list[str] = []
     if any(b.value is None for _, segments in frozen for b in segments):
         parts.append(_hatch_defs(chart_id))
 
     for r, (row_label, segments) in enumerate(frozen):
-        top = TITLE_HEIGHT + r * STACK_ROW
-        mid = top + STACK_ROW / 2
-        y = mid - STACK_HEIGHT / 2
-        inner = [
-            _text(x0 - PAD, mid, _fit(row_label, label_w - 1.5 * PAD), cls="label", anchor="end")
-        ]
+        top = head + r * STACK_ROW
+        y = top + LABEL_LINE
+        mid = y + STACK_HEIGHT / 2
+        inner = [_text(x0, top + LABEL_LINE / 2, _fit(row_label, WIDTH - 2 * PAD), cls="label")]
         hidden = next((b for b in segments if b.value is None), None)
         if hidden is not None:
             tip = f"{_clean(row_label)}: {_clean(hidden.display)}"
@@ -500,11 +530,11 @@ def stacked_bar(
         parts.append(f'<g class="stack-row">{"".join(inner)}</g>')
 
     # Legend, wrapped over as many lines as needed.
-    legend_top = TITLE_HEIGHT + len(frozen) * STACK_ROW + PAD
+    legend_top = head + len(frozen) * STACK_ROW + PAD
     x, line = PAD, 0
     items: list[str] = []
     for i, name in enumerate(legend):
-        text = _fit(name, 200)
+        text = _fit(name, WIDTH - 2 * PAD - SWATCH - PAD)
         item_w = SWATCH + PAD / 2 + _text_width(text) + 2 * PAD
         if x > PAD and x + item_w > WIDTH - PAD:
             x, line = PAD, line + 1

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -75,6 +76,8 @@ STATIC = Path(__file__).with_name("static")
 
 DASHBOARD_KEY = web.AppKey("gradtrack_dashboard", object)
 SESSION_KEY = web.RequestKey("gradtrack_session", object)
+STREAMING_KEY = web.RequestKey("gradtrack_streaming", bool)
+"""Set once a handler has begun a streamed response: an error after that cannot be a page."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -136,6 +139,15 @@ def date_text(value: date | None) -> str:
     return format_date(value, format="medium", locale=i18n.current_language())
 
 
+def rate_cell(rate: Rate | None) -> str:
+    """A percentage as the dashboard shows it: "–" (with the page's footnote "– fewer than 5
+    people: not shown") where it is suppressed or undefined, never "<5", which would read as
+    a percentage under 5."""
+    if rate is None or rate.suppressed:
+        return "–"
+    return rate_text(rate)
+
+
 def _percent(rate: Rate | None) -> float | None:
     if rate is None or rate.value is None:
         return None
@@ -170,7 +182,7 @@ def _environment() -> jinja2.Environment:
     )
     env.globals.update(
         count=count_text,
-        rate=rate_text,
+        rate=rate_cell,
         day=date_text,
         destination_label=destination_label,
         wave_label=wave_label,
@@ -188,10 +200,30 @@ def dashboard(request: web.Request) -> Dashboard:
     return value
 
 
+def accepted_language(header: str) -> str | None:
+    """The reader's most wanted language that the dashboard speaks, from an Accept-Language
+    header ("et-EE,et;q=0.9,en;q=0.8"): by quality, then by order; None if none is ours."""
+    choices: list[tuple[float, int, str]] = []
+    for order, part in enumerate(header.split(",")[:50]):
+        tag, _sep, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _eq, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        code = i18n.normalise_language(tag.strip())
+        if code is not None and quality > 0:
+            choices.append((-quality, order, code))
+    return min(choices)[2] if choices else None
+
+
 def _request_language(request: web.Request, staff: Staff | None) -> str:
-    accepted = request.headers.get("Accept-Language", "")
-    first = accepted.split(",")[0].split(";")[0].strip() if accepted else None
-    return choose_language(staff.language if staff else None, first, None)
+    """The staff member's language, else the browser's (Accept-Language), else English."""
+    accepted = accepted_language(request.headers.get("Accept-Language", ""))
+    return choose_language(staff.language if staff else None, accepted, None)
 
 
 def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
@@ -207,8 +239,11 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
     return web.Response(text=body, content_type="text/html", status=status, charset="utf-8")
 
 
-def message(request: web.Request, title: str, text: str, status: int) -> web.Response:
-    return render(request, "message.html", status=status, title=title, text=text)
+def message(
+    request: web.Request, title: str, text: str, status: int, *, home: bool = False
+) -> web.Response:
+    """A page with a heading and a sentence (`home`: and a link to the dashboard)."""
+    return render(request, "message.html", status=status, title=title, text=text, home=home)
 
 
 # ---------------------------------------------------------------- middleware
@@ -219,7 +254,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(PREFIX):
-        return await handler(request)
+        return await _outside_the_dashboard(request, handler)
     d = dashboard(request)
     session = await auth.load_session(
         d.rt.db, d.cookies, request.cookies.get(auth.COOKIE_NAME), d.rt.clock.now()
@@ -267,11 +302,46 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = too_large_page(request, request.client_max_size)
         except web.HTTPException as exc:
             if exc.status >= 400:
-                response = message(request, _error_title(exc.status), exc.reason, exc.status)
+                response = error_page(request, exc)
             else:
                 raise
+        except Exception:
+            if request.get(STREAMING_KEY):
+                raise
+            log.exception("%s %s failed", request.method, request.path)
+            response = message(request, _("Something went wrong"), _error_text(500), 500, home=True)
     _secure(response)
     return response
+
+
+async def _outside_the_dashboard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Routes of their own (webhook, health, metrics) answer as they do; an address with no
+    route gets a page in the reader's language (Accept-Language) instead of bare text."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        i18n.set_language(_request_language(request, None))
+        response = error_page(request, exc)
+        _secure(response)
+        return response
+
+
+def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """An HTTP error as a page in the reader's language: the handler's own (translated)
+    reason, or, for aiohttp's English default ("Not Found"), a text of ours."""
+    default = exc.reason == HTTPStatus(exc.status).phrase if exc.status in _STATUSES else True
+    text = _error_text(exc.status) if default or not exc.reason else exc.reason
+    return message(
+        request, _error_title(exc.status), text, exc.status, home=exc.status in (404, 405)
+    )
+
+
+_STATUSES = {status.value for status in HTTPStatus}
+
+
+async def root(_request: web.Request) -> web.StreamResponse:
+    """The site's address alone: the dashboard."""
+    raise web.HTTPFound(PREFIX)
 
 
 def same_origin(request: web.Request, base_url: str) -> bool:
@@ -321,11 +391,33 @@ def size_text(n: int) -> str:
 
 
 def _error_title(status: int) -> str:
+    if status == 401:
+        return _("Please log in")
     if status == 403:
         return _("Not allowed")
     if status == 404:
         return _("Not found")
+    if status == 413:
+        return _("Too large")
+    if status >= 500:
+        return _("Something went wrong")
     return _("Please check your request")
+
+
+def _error_text(status: int) -> str:
+    """What to say, and what to do next, for an error without a reason of ours."""
+    if status == 404:
+        return _("There is no page at this address. Please check the link, or go to the dashboard.")
+    if status == 405:
+        return _("This page cannot be opened this way. Please go to the dashboard.")
+    if status == 403:
+        return _("You are not allowed to open this page.")
+    if status >= 500:
+        return _(
+            "The dashboard could not show this page. Please try again in a minute; if it "
+            "happens again, tell your administrator."
+        )
+    return _("Please check the address and try again.")
 
 
 def _secure(response: web.StreamResponse) -> None:
@@ -569,7 +661,7 @@ def _tracking_waves(report: Report) -> list[Wave]:
 
 def _rate_chart(title: str, lines: list[FunnelLine]) -> Markup:
     bars = [
-        charts.Bar(line.label, _percent(line.funnel.rate), rate_text(line.funnel.rate), line.href)
+        charts.Bar(line.label, _percent(line.funnel.rate), rate_cell(line.funnel.rate), line.href)
         for line in lines
     ]
     return Markup(charts.bar_chart(title, bars, max_value=100, empty_text=_("No data yet")))
@@ -601,7 +693,7 @@ def _destinations_chart(title: str, rows: list[tuple[str, Indicators]]) -> Marku
             charts.Bar(
                 destination_label(key),
                 _percent(shares[key]) if shares[key] is not None else None,
-                rate_text(shares[key]),
+                rate_cell(shares[key]),
             )
             for key in DESTINATIONS
         ]
@@ -611,7 +703,7 @@ def _destinations_chart(title: str, rows: list[tuple[str, Indicators]]) -> Marku
 
 
 def _indicator_chart(title: str, rows: list[tuple[str, Rate]]) -> Markup:
-    bars = [charts.Bar(label, _percent(r), rate_text(r)) for label, r in rows]
+    bars = [charts.Bar(label, _percent(r), rate_cell(r)) for label, r in rows]
     return Markup(charts.bar_chart(title, bars, max_value=100, empty_text=_("No data yet")))
 
 
@@ -1096,6 +1188,7 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         }
     )
     _secure(response)
+    request[STREAMING_KEY] = True
     await response.prepare(request)
     batch: list[exports.ResponseRecord] = []
     first = True
@@ -1244,6 +1337,7 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     app.middlewares.append(session_middleware)
     app[TOO_LARGE_KEY] = _too_large_hook
     r = app.router
+    r.add_get("/", root)
     r.add_get(f"{PREFIX}/login/{{token}}", login_page)
     r.add_post(f"{PREFIX}/login", login_submit)
     r.add_post(f"{PREFIX}/logout", logout)
