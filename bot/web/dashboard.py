@@ -8,6 +8,7 @@ POST checks the session's CSRF token. No page loads anything from another origin
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import tempfile
@@ -52,7 +53,13 @@ from conversations.rules import choose_language
 from conversations.waves import Wave
 from storage import stats
 from storage.models import Broadcast, Delivery, Institution, Programme, Staff, StaffRole
-from storage.roster import import_roster, more_problems_text
+from storage.roster import (
+    column_guide,
+    import_roster,
+    more_problems_text,
+    template_csv,
+    template_xlsx,
+)
 from storage.stats import Scope
 from storage.types import row_id
 
@@ -849,10 +856,73 @@ async def stats_of_deliveries(session: Any, broadcast_id: int) -> dict[str, int]
     return {status: int(n) for status, n in rows.all()}
 
 
+async def _roster_page(
+    request: web.Request, schools: list[Institution], status: int = 200, **values: Any
+) -> web.Response:
+    """The roster page: the columns a file may have (with a meaning and an example each, in
+    the staff member's language), the templates to download, the form, and `values`."""
+    d = dashboard(request)
+    staff = _session(request).staff
+    async with d.rt.db.session() as session:
+        school = (
+            await session.get(Institution, staff.institution_id)
+            if staff.institution_id is not None
+            else (schools[0] if schools else None)
+        )
+        programme = None
+        if school is not None and school.id is not None:
+            programme = (
+                await session.exec(
+                    select(Programme)
+                    .where(Programme.institution_id == school.id)
+                    .order_by(col(Programme.code))
+                    .limit(1)
+                )
+            ).first()
+    guide = column_guide(
+        school_given=staff.institution_id is not None,
+        school=school.code if school else None,
+        programme=programme.code if programme else None,
+    )
+    values.setdefault("result", None)
+    return render(
+        request,
+        "roster.html",
+        status=status,
+        schools=schools,
+        guide=guide,
+        template_lang=i18n.current_language(),
+        query="",
+        **values,
+    )
+
+
 async def roster_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     schools = await _schools(d, _session(request).staff)
-    return render(request, "roster.html", schools=schools, result=None, query="")
+    return await _roster_page(request, schools)
+
+
+async def roster_template(request: web.Request) -> web.Response:
+    """An empty roster to fill in, CSV or XLSX, with its header row in the staff member's
+    language (or ?lang=), which the importer accepts."""
+    lang = request.query.get("lang") or i18n.current_language()
+    if lang not in i18n.LANGUAGES:
+        raise web.HTTPBadRequest(reason=_("Unknown language"))
+    kind = request.match_info["format"]
+    if kind == "csv":
+        body = await asyncio.to_thread(template_csv, lang)
+        content_type, charset = "text/csv", "utf-8"
+    else:
+        body = await asyncio.to_thread(template_xlsx, lang)
+        content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        charset = None
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        charset=charset,
+        headers={"Content-Disposition": attachment(f"roster-{lang}.{kind}")},
+    )
 
 
 async def roster_upload(request: web.Request) -> web.Response:
@@ -862,14 +932,8 @@ async def roster_upload(request: web.Request) -> web.Response:
     upload = form.get("file")
     schools = await _schools(d, staff)
     if not isinstance(upload, web.FileField):
-        return render(
-            request,
-            "roster.html",
-            status=400,
-            schools=schools,
-            result=None,
-            error=_("Please choose a CSV or XLSX file."),
-            query="",
+        return await _roster_page(
+            request, schools, status=400, error=_("Please choose a CSV or XLSX file.")
         )
     school_code: str | None = None
     async with d.rt.db.session() as session:
@@ -882,26 +946,17 @@ async def roster_upload(request: web.Request) -> web.Response:
                 school_code = chosen
     suffix = Path(upload.filename or "roster.csv").suffix.lower()
     if suffix not in (".csv", ".xlsx"):
-        return render(
-            request,
-            "roster.html",
-            status=400,
-            schools=schools,
-            result=None,
-            error=_("Please choose a CSV or XLSX file."),
-            query="",
+        return await _roster_page(
+            request, schools, status=400, error=_("Please choose a CSV or XLSX file.")
         )
     largest = d.rt.settings.roster_max_bytes
     data = upload.file.read(largest + 1)
     if len(data) > largest:
-        return render(
+        return await _roster_page(
             request,
-            "roster.html",
+            schools,
             status=413,
-            schools=schools,
-            result=None,
             error=_("The file is larger than {size}.").format(size=size_text(largest)),
-            query="",
         )
     dry_run = form.get("mode") != "import"
     with tempfile.TemporaryDirectory() as directory:
@@ -918,15 +973,13 @@ async def roster_upload(request: web.Request) -> web.Response:
             plans=d.rt.plans,
             now=d.rt.clock.now(),
         )
-    return render(
+    return await _roster_page(
         request,
-        "roster.html",
+        schools,
         status=200 if result.ok else 422,
-        schools=schools,
         result=result,
         more=more_problems_text(result.more_problems) if result.more_problems else "",
         filename=upload.filename,
-        query="",
     )
 
 
@@ -1212,6 +1265,7 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     r.add_get(f"{PREFIX}/broadcasts/{{broadcast}}", broadcast_page)
     r.add_get(f"{PREFIX}/roster", roster_page)
     r.add_post(f"{PREFIX}/roster", roster_upload)
+    r.add_get(f"{PREFIX}/roster/template.{{format:csv|xlsx}}", roster_template)
     r.add_get(f"{PREFIX}/exports", exports_page)
     r.add_get(f"{PREFIX}/exports/responses.{{format:csv|xlsx}}", export_responses)
     r.add_get(f"{PREFIX}/exports/codebook.{{format:csv|xlsx}}", export_codebook)
