@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+import re
+from datetime import date, datetime
 
 import aiohttp
 import pytest
@@ -14,7 +15,8 @@ from openpyxl import load_workbook
 from openpyxl.styles.numbers import is_date_format
 from sqlmodel import col, select
 
-from storage.models import Graduate
+from bot.sandbox import SandboxUser
+from storage.models import Graduate, Institution, Programme
 from storage.roster import ALIASES, COLUMNS, HEADERS, header_key
 from storage.staff import add_staff
 from tests.harness import Harness, tr
@@ -224,3 +226,115 @@ async def test_roster_problems_name_the_column_as_the_file_or_the_staff_member_d
             name=repr(names["graduation_date"])
         )
         assert str(escape(missing)) in page
+
+
+# Exports ---------------------------------------------------------------------------------------
+
+
+async def admin_of_alfa(h: Harness) -> tuple[int, SandboxUser]:
+    alfa_id, _beta = await seed_small(h)
+    admin = h.user("en")
+    await add_staff(h.db, admin.id, "admin", school_code="alfa")
+    return alfa_id, admin
+
+
+async def test_the_response_rates_export_fills_the_cohort_of_every_row(
+    harness: Harness, web: str
+) -> None:
+    """Without a cohort chosen, every row of the rates table used to have an empty cohort
+    (and two cohorts of a programme were added up in one row)."""
+    h = harness
+    alfa_id, admin = await admin_of_alfa(h)
+    async with h.db.session() as session:
+        p1 = (await session.exec(select(Programme).where(Programme.code == "P1"))).one()
+        for k in range(5):
+            session.add(
+                Graduate(
+                    institution_id=alfa_id,
+                    programme_id=p1.id,
+                    student_ref=f"old{k}",
+                    graduation_date=date(2025, 6, 30),
+                )
+            )
+    async with client_session() as client:
+        await log_in(h, client, admin)
+        async with client.get(f"{web}/dashboard/exports/rates.csv") as download:
+            assert download.status == 200
+            rows = list(csv.DictReader(io.StringIO((await download.read()).decode("utf-8-sig"))))
+        async with client.get(f"{web}/dashboard/exports/indicators.xlsx") as download:
+            workbook = load_workbook(io.BytesIO(await download.read()))
+    assert rows and all(row["cohort"] for row in rows)
+    m2 = {row["cohort"]: row for row in rows if row["wave"] == "m2"}
+    assert set(m2) == {"2025", "2026"}
+    assert (m2["2026"]["graduates"], m2["2026"]["completed"]) == ("6", "5")
+    assert (m2["2025"]["graduates"], m2["2025"]["completed"]) == ("5", "0")
+    sheet = list(workbook["response_rates"].iter_rows(values_only=True))
+    cohort = sheet[0].index("cohort")
+    assert {row[cohort] for row in sheet[1:]} == {2025, 2026}
+
+
+async def test_responses_in_xlsx_have_real_dates_and_the_language_answered_in(
+    harness: Harness, web: str
+) -> None:
+    h = harness
+    alfa_id, admin = await admin_of_alfa(h)
+    async with h.db.session() as session:
+        alfa = await session.get(Institution, alfa_id)
+    assert alfa is not None
+    graduate, _user = await h.consenting_graduate("it", school=alfa)
+    started = await h.open_survey(graduate, "tracking")
+    assert started.language == "it"
+    async with client_session() as client:
+        await log_in(h, client, admin)
+        async with client.get(f"{web}/dashboard/exports/responses.xlsx") as download:
+            assert download.status == 200
+            workbook = load_workbook(io.BytesIO(await download.read()))
+        async with client.get(f"{web}/dashboard/exports/responses.csv") as download:
+            rows = list(csv.DictReader(io.StringIO((await download.read()).decode("utf-8-sig"))))
+    sheet = workbook.worksheets[0]
+    header = [cell.value for cell in sheet[1]]
+    assert header[: header.index("language") + 1][-3:] == ["started", "completed", "language"]
+    body = list(sheet.iter_rows(min_row=2))
+    assert len(body) == 7
+    by_column = {name: [row[header.index(name)] for row in body] for name in header}
+    for cell in by_column["started"]:
+        assert cell.data_type == "d" and is_date_format(cell.number_format), cell
+        assert isinstance(cell.value, datetime)
+    completed = [cell for cell in by_column["completed"] if cell.value is not None]
+    assert len(completed) == 5
+    for cell in completed:
+        assert cell.data_type == "d" and is_date_format(cell.number_format)
+        assert cell.value == datetime(2026, 9, 2)
+    # The new response was answered in Italian; the ones from before the language was
+    # recorded have it empty.
+    assert sorted(cell.value or "" for cell in by_column["language"]) == [""] * 6 + ["it"]
+    # In CSV the dates are ISO text, and the language is there too.
+    assert sorted(row["language"] for row in rows) == [""] * 6 + ["it"]
+    assert {row["completed"] for row in rows} == {"2026-09-02", ""}
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["started"]) for row in rows)
+
+
+def selected(html: str, select_id: str) -> list[str]:
+    found = re.search(rf'<select id="{select_id}"[^>]*>(.*?)</select>', html, re.S)
+    assert found, select_id
+    return re.findall(r'<option value="([^"]*)"[^>]*\bselected\b', found.group(1))
+
+
+async def test_every_questionnaire_picker_starts_on_the_same_questionnaire(
+    harness: Harness, web: str
+) -> None:
+    """The responses picker started on tracking, the codebook's on pregrad (the first in
+    the list): now both, and a download without a choice, give the tracking questionnaire."""
+    h = harness
+    _alfa, admin = await admin_of_alfa(h)
+    assert h.runtime.questionnaires.form_ids == ["pregrad", "tracking"]
+    async with client_session() as client:
+        await log_in(h, client, admin)
+        async with client.get(f"{web}/dashboard/exports") as page:
+            html = await page.text()
+        assert selected(html, "form") == ["tracking"]
+        assert selected(html, "cform") == ["tracking"]
+        for path in ("responses.csv", "codebook.csv", "codebook.xlsx", "responses.xlsx"):
+            async with client.get(f"{web}/dashboard/exports/{path}") as download:
+                assert download.status == 200
+                assert "-tracking" in download.headers["Content-Disposition"], path

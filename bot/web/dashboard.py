@@ -993,6 +993,15 @@ def may_download_rows(staff: Staff) -> bool:
     return staff.role == StaffRole.ADMIN.value
 
 
+def default_form(d: Dashboard) -> str:
+    """The questionnaire every export picker starts on, and the one an export without
+    ?form= gives: the first with EQAVET indicators (the tracking questionnaire), else the
+    first deployed one."""
+    forms = d.rt.questionnaires.form_ids
+    tracked = [form for form in forms if form in d.specs]
+    return (tracked or forms or ["tracking"])[0]
+
+
 async def exports_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
@@ -1003,6 +1012,7 @@ async def exports_page(request: web.Request) -> web.Response:
         rows_allowed=may_download_rows(_session(request).staff),
         scope=scope,
         forms=d.rt.questionnaires.form_ids,
+        default_form=default_form(d),
         waves=report.waves,
         query=_query(scope),
     )
@@ -1046,7 +1056,7 @@ def _download(request: web.Request, name: str, sheets: list[exports.Sheet]) -> w
 
 def _form(request: web.Request) -> Any:
     d = dashboard(request)
-    form_id = request.query.get("form", "tracking")
+    form_id = request.query.get("form") or default_form(d)
     try:
         return d.rt.questionnaires.deployed(form_id)
     except KeyError:
@@ -1068,6 +1078,7 @@ def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
         started=r.started_at.date(),
         completed=r.completed_at.date() if r.completed_at and row.completed else None,
         answers=row.answers,
+        language=r.language,
     )
 
 
@@ -1215,8 +1226,8 @@ def _indicator_export_rows(d: Dashboard, report: Report) -> Iterator[list[object
 def _rate_export_rows(report: Report) -> Iterator[list[object]]:
     # Per wave x school x programme x cohort: the finest cells the report holds.
     for wave in report.waves:
-        for (w, programme_id), funnel in sorted(
-            report.by_wave_programme.items(), key=lambda kv: kv[0][1]
+        for (w, programme_id, cohort), funnel in sorted(
+            report.by_wave_programme_cohort.items(), key=lambda kv: kv[0][1:]
         ):
             if w != wave.name:
                 continue
@@ -1227,7 +1238,7 @@ def _rate_export_rows(report: Report) -> Iterator[list[object]]:
                 wave.name,
                 school.code if school else "",
                 programme.code if programme else "",
-                report.scope.cohort if report.scope.cohort is not None else "",
+                cohort,
                 *(_count_cell(shown[k]) for k in ("graduates", "reachable", "invited", "started")),
                 *(_count_cell(shown[k]) for k in ("completed", "partial", "declined")),
                 _rate_cell(funnel.rate),
