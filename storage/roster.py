@@ -849,9 +849,9 @@ def parse_date(value: Any, today: date, column: str = "graduation_date") -> date
     elif isinstance(value, date):
         parsed = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        return _(
-            "{column} {value} is a number, not a date: format the cells as dates"
-        ).format(column=column, value=repr(clean_text(value)))
+        return _("{column} {value} is a number, not a date: format the cells as dates").format(
+            column=column, value=repr(clean_text(value))
+        )
     else:
         text = clean_text(value)
         iso, dmy = _ISO_DATE.match(text), _DMY_DATE.match(text)

@@ -13,6 +13,7 @@ import pytest
 from markupsafe import escape
 from openpyxl import load_workbook
 from openpyxl.styles.numbers import is_date_format
+from openpyxl.utils import get_column_letter
 from sqlmodel import col, select
 
 from bot.sandbox import SandboxUser
@@ -80,12 +81,12 @@ async def test_a_roster_template_in_the_staff_language_is_filled_in_and_imported
     headers = [HEADERS[lang][column] for column in COLUMNS]
     async with client_session() as client:
         csrf = await log_in(h, client, officer)
-        async with client.get(f"{web}/dashboard/roster") as page:
-            html = await page.text()
+        async with client.get(f"{web}/dashboard/roster") as got:
+            html = await got.text()
         # The page lists every column under its name in the staff member's language, with
         # whether it is required, what it means and an example; and links to both templates.
-        for header in headers:
-            assert f"<code>{escape(header)}</code>" in html
+        for title in headers:
+            assert f"<code>{escape(title)}</code>" in html
         assert str(escape(tr(lang, "The graduate's full name."))) in html
         assert tr(lang, "required") in html and tr(lang, "optional") in html
         assert "<code>2026-06-30</code>" in html
@@ -100,7 +101,10 @@ async def test_a_roster_template_in_the_staff_language_is_filled_in_and_imported
             text = (await download.read()).decode("utf-8-sig")
         (header,) = list(csv.reader(io.StringIO(text), delimiter=";"))
         assert header == headers
-        assert all(ALIASES[header_key(title)] == column for title, column in zip(header, COLUMNS))
+        assert all(
+            ALIASES[header_key(title)] == column
+            for title, column in zip(header, COLUMNS, strict=True)
+        )
         buffer = io.StringIO()
         writer = csv.writer(buffer, delimiter=";")
         writer.writerow(header)
@@ -124,9 +128,9 @@ async def test_a_roster_template_in_the_staff_language_is_filled_in_and_imported
         assert [cell.value for cell in first] == headers
         assert all(cell.font.b for cell in first)
         assert sheet.freeze_panes == "A2"
-        date_column = first[COLUMNS.index("graduation_date")].column_letter
+        date_column = get_column_letter(COLUMNS.index("graduation_date") + 1)
         assert is_date_format(sheet.column_dimensions[date_column].number_format)
-        ref_column = first[COLUMNS.index("student_ref")].column_letter
+        ref_column = get_column_letter(COLUMNS.index("student_ref") + 1)
         assert sheet.column_dimensions[ref_column].number_format == "@"
         for row in two_rows("X", lang, as_dates=True):
             sheet.append([row[column] if row[column] != "" else None for column in COLUMNS])
@@ -247,6 +251,7 @@ async def test_the_response_rates_export_fills_the_cohort_of_every_row(
     alfa_id, admin = await admin_of_alfa(h)
     async with h.db.session() as session:
         p1 = (await session.exec(select(Programme).where(Programme.code == "P1"))).one()
+        assert p1.id is not None
         for k in range(5):
             session.add(
                 Graduate(
@@ -324,7 +329,7 @@ async def test_responses_exports_hold_the_language_answered_in(harness: Harness,
     header = list(sheet[0])
     assert header[header.index("completed") + 1] == "language"
     language = header.index("language")
-    assert sorted(row[language] or "" for row in sheet[1:]) == [""] * 6 + ["it"]
+    assert sorted(str(row[language] or "") for row in sheet[1:]) == [""] * 6 + ["it"]
     assert sorted(row["language"] for row in rows) == [""] * 6 + ["it"]
 
 

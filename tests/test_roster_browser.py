@@ -10,7 +10,7 @@ import io
 from datetime import date
 
 from openpyxl import load_workbook
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, FilePayload, Page, expect
 from sqlmodel import col, select
 
 from storage.models import Graduate
@@ -74,13 +74,11 @@ async def test_a_dutch_officer_fills_in_the_roster_template_on_a_400px_screen(
     workbook.save(filled)
 
     await page.locator("#file").set_input_files(
-        files=[
-            {
-                "name": "klas 4b.xlsx",
-                "mimeType": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                "buffer": filled.getvalue(),
-            }
-        ]
+        files=FilePayload(
+            name="klas 4b.xlsx",
+            mimeType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            buffer=filled.getvalue(),
+        )
     )
     await page.get_by_role("button", name=tr("nl", "Import")).click()
     await expect(page.locator("#report .ok")).to_have_text(tr("nl", "Imported."))
