@@ -565,10 +565,14 @@ def _add_roster_parsers(sub: Any) -> None:
         help="import a roster of graduates (CSV or XLSX)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "columns (any case; other names accepted, see storage/roster.py):\n"
+            "columns (any case, accents optional):\n"
             "  required: student_ref, name, school (or --school), programme (code or name),\n"
             "            graduation_date (2026-06-30, 30-06-2026, 30/06/2026, 30.06.2026)\n"
             "  optional: eqf_level, language (nl/es/et/it/en), gender (F/M/X/U...), birth_year\n"
+            "Headers may be in English, Dutch, Spanish, Italian or Estonian (e.g. studentnummer,\n"
+            "naam, opleiding, diplomadatum); other names are listed in storage/roster.py.\n"
+            "The dashboard's roster page explains each column and offers a template (CSV or\n"
+            "XLSX) with the headers in the staff member's language.\n"
             "CSV: UTF-8, comma or semicolon. XLSX: the first sheet. Any problem: nothing is\n"
             "written and the exit code is 1. Limits: ROSTER_MAX_ROWS (50,000 rows),\n"
             "ROSTER_MAX_COLUMNS, ROSTER_MAX_CELL_CHARS, UPLOAD_MAX_UNPACKED_MB."

@@ -93,6 +93,10 @@ class Report:
     )
     """form id -> breakdown -> wave -> breakdown value -> counts."""
     cohorts: list[int] = field(default_factory=list)
+    by_wave_programme_cohort: dict[tuple[str | None, int, int], Funnel] = field(
+        default_factory=dict
+    )
+    """Per wave, programme and cohort (graduation year): the finest cells (the rates export)."""
 
     def wave(self, name: str) -> Wave | None:
         return next((w for w in self.waves if w.name == name), None)
@@ -179,6 +183,9 @@ async def build_report(
         by_wave_school=funnels(population, wave_rows, waves_of, lambda w, i, p, c: (w, i), when),
         days=days,
         cohorts=sorted({pop.cohort for pop in population}),
+        by_wave_programme_cohort=funnels(
+            population, wave_rows, waves_of, lambda w, i, p, c: (w, p, c), when
+        ),
     )
     for form_id, rows in outcomes.items():
         spec = specs[form_id]

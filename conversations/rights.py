@@ -142,6 +142,7 @@ async def _response_export(
         "questionnaire_title": questionnaire.title_in(label_lang) if questionnaire else None,
         "version": response.version,
         "wave": response.wave,
+        "language": response.language,
         "status": response.status,
         "started_at": _iso(response.started_at),
         "submitted_at": _iso(response.submitted_at),

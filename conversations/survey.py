@@ -495,6 +495,8 @@ async def begin(
         form_id=form_id,
         version=questionnaire.version,
         wave=wave,
+        # The language its questions are shown in (as `render` chooses it).
+        language=_language(questionnaire, state.language or graduate.language),
         started_at=rt.clock.now(),
         updated_at=rt.clock.now(),
     )

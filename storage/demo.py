@@ -203,6 +203,7 @@ async def _seed_responses(
                     form_id=tracking.form_id,
                     version=tracking.version,
                     wave=wave,
+                    language=school.default_language,
                     status=ResponseStatus.OPEN.value if halfway else ResponseStatus.SUBMITTED.value,
                     current="E1" if halfway else "",
                     complete=complete,

@@ -214,6 +214,8 @@ class SurveyResponse(SQLModel, table=True):
     current: str = Field(sa_type=String(32), default="", description="Question name or review")
     complete: bool = Field(default=False, description="The routing core is answered")
     declined: bool = Field(default=False, description="Said no to the opening consent question")
+    language: str | None = Field(default=None, sa_type=String(8))
+    """The language the questionnaire was shown in when it started (None: before 0009)."""
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     completed_at: datetime | None = _ts(index=True)

@@ -9,28 +9,27 @@ The file is read within `Limits` (rows, columns, cell and row length, unpacked s
 as soon as one is passed), in a worker thread; the report keeps the first 100 problems and
 counts the rest.
 
-Columns (header names are case-insensitive; spaces, dots and hyphens count as underscores),
-with the other names accepted for them:
+Columns (header names are case-insensitive; accents do not count; spaces, dots and hyphens
+count as underscores). Each column has a header in each of the five languages (`HEADERS`: the
+header row of the template the dashboard offers, e.g. Dutch studentnummer, naam, school,
+opleiding, diplomadatum, eqf-niveau, taal, geslacht, geboortejaar), and the other names in
+`_OTHER_NAMES` are accepted too:
 
-- `student_ref` (required): student_id, student_number, student_no, student_nr, ref,
-  studentnummer, leerlingnummer, matricola
-- `name` (required): full_name, student_name, naam, nombre, nome, nimi
-- `school` (required unless `--school` is given): school_code, institution
-- `programme` (required; the programme's code or its exact name): program, programme_code,
-  program_code, course, opleiding
-- `eqf_level` (optional; must match the programme's level, not stored): eqf, level
-- `graduation_date` (required): graduation, graduated, diploma_date, date
-- `language` (optional: nl, es, et, it, en; empty lets the bot choose): lang, taal
-- `gender` (optional; F/M/X/U and common words in the five languages): sex, geslacht
-- `birth_year` (optional, four digits): year_of_birth, birthyear, born, geboortejaar
+- `student_ref` (required): the school's number for the student
+- `name` (required)
+- `school` (required unless `--school` is given, or the staff member's school is used)
+- `programme` (required; the programme's code or its exact name)
+- `eqf_level` (optional; must match the programme's level, not stored)
+- `graduation_date` (required)
+- `language` (optional: nl, es, et, it, en; empty lets the bot choose)
+- `gender` (optional; F/M/X/U and common words in the five languages)
+- `birth_year` (optional, four digits)
 - `email` (optional; checked and normalised by conversations/contacts.py, no DNS; the same
-  address twice in a file is refused): e_mail, mail, email_address, emailadres, e_mailadres,
-  correo, correo_electronico, correo_electrónico, e_post, e_posti_aadress, meiliaadress,
-  posta_elettronica, indirizzo_email, indirizzo_e_mail
-- `mobile` (optional; E.164, a national number in the school's country's plan): mobile_phone,
-  mobile_number, phone, phone_number, mobiel, mobiel_nummer, mobielnummer, telefoon,
-  telefoonnummer, gsm, móvil, movil, telefono_movil, teléfono_móvil, celular, mobiil,
-  mobiiltelefon, mobiilinumber, telefon, cellulare, numero_di_cellulare, telefono_cellulare
+  address twice in a file is refused)
+- `mobile` (optional; E.164, a national number in the school's country's plan)
+
+A problem names a column by the header the file gives it, or (a missing column) by its header
+in the staff member's language.
 
 Other columns are ignored (and listed in the result). A column that is present is the truth
 for the graduates in the file: an empty cell clears an optional value. A column that is absent
@@ -51,6 +50,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from babel.numbers import format_decimal
+from openpyxl import Workbook
+from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from sqlalchemy import Table as SqlTable
 from sqlalchemy import insert, update
@@ -84,82 +85,233 @@ EARLIEST_GRADUATION_YEAR = 1950
 GRADUATION_YEARS_AHEAD = 6
 
 REQUIRED = ("student_ref", "name", "school", "programme", "graduation_date")
+#: Every column the importer reads, in the order of the template.
+COLUMNS = (*REQUIRED, "eqf_level", "language", "gender", "birth_year", "email", "mobile")
 
-ALIASES: dict[str, str] = {
-    alias: canonical
-    for canonical, aliases in {
-        "student_ref": (
-            "student_ref",
-            "student_id",
-            "student_number",
-            "student_no",
-            "student_nr",
-            "ref",
-            "studentnummer",
-            "leerlingnummer",
-            "matricola",
-        ),
-        "name": ("name", "full_name", "student_name", "naam", "nombre", "nome", "nimi"),
-        "school": ("school", "school_code", "institution"),
-        "programme": (
-            "programme",
-            "program",
-            "programme_code",
-            "program_code",
-            "course",
-            "opleiding",
-        ),
-        "eqf_level": ("eqf_level", "eqf", "level"),
-        "graduation_date": ("graduation_date", "graduation", "graduated", "diploma_date", "date"),
-        "language": ("language", "lang", "taal"),
-        "gender": ("gender", "sex", "geslacht"),
-        "birth_year": ("birth_year", "year_of_birth", "birthyear", "born", "geboortejaar"),
-        "email": (
-            "email",
-            "e_mail",
-            "mail",
-            "email_address",
-            "e_mail_address",
-            "emailadres",
-            "e_mailadres",
-            "correo",
-            "correo_electronico",
-            "correo_electrónico",
-            "e_post",
-            "e_posti_aadress",
-            "meiliaadress",
-            "posta_elettronica",
-            "indirizzo_email",
-            "indirizzo_e_mail",
-        ),
-        "mobile": (
-            "mobile",
-            "mobile_phone",
-            "mobile_number",
-            "phone",
-            "phone_number",
-            "mobiel",
-            "mobiel_nummer",
-            "mobielnummer",
-            "telefoon",
-            "telefoonnummer",
-            "gsm",
-            "móvil",
-            "movil",
-            "telefono_movil",
-            "teléfono_móvil",
-            "celular",
-            "mobiil",
-            "mobiiltelefon",
-            "mobiilinumber",
-            "telefon",
-            "cellulare",
-            "numero_di_cellulare",
-            "telefono_cellulare",
-        ),
-    }.items()
-    for alias in aliases
+#: Each column's header in each language: the header row of the template a staff member
+#: downloads, the name problems give a column the file does not have, and a header the
+#: importer accepts. English uses the column names themselves. (Data, not translations: the
+#: importer must accept exactly these words.)
+HEADERS: dict[str, dict[str, str]] = {
+    "en": {column: column for column in COLUMNS},
+    "nl": {
+        "student_ref": "studentnummer",
+        "name": "naam",
+        "school": "school",
+        "programme": "opleiding",
+        "graduation_date": "diplomadatum",
+        "eqf_level": "eqf-niveau",
+        "language": "taal",
+        "gender": "geslacht",
+        "birth_year": "geboortejaar",
+        "email": "e-mailadres",
+        "mobile": "mobiel nummer",
+    },
+    "es": {
+        "student_ref": "número de estudiante",
+        "name": "nombre",
+        "school": "centro",
+        "programme": "ciclo formativo",
+        "graduation_date": "fecha de titulación",
+        "eqf_level": "nivel EQF",
+        "language": "idioma",
+        "gender": "sexo",
+        "birth_year": "año de nacimiento",
+        "email": "correo electrónico",
+        "mobile": "móvil",
+    },
+    "it": {
+        "student_ref": "matricola",
+        "name": "nome",
+        "school": "scuola",
+        "programme": "corso",
+        "graduation_date": "data del diploma",
+        "eqf_level": "livello EQF",
+        "language": "lingua",
+        "gender": "genere",
+        "birth_year": "anno di nascita",
+        "email": "posta elettronica",
+        "mobile": "cellulare",
+    },
+    "et": {
+        "student_ref": "matriklinumber",
+        "name": "nimi",
+        "school": "kool",
+        "programme": "õppekava",
+        "graduation_date": "lõpetamise kuupäev",
+        "eqf_level": "EKR tase",
+        "language": "keel",
+        "gender": "sugu",
+        "birth_year": "sünniaasta",
+        "email": "e-post",
+        "mobile": "mobiil",
+    },
 }
+
+# Other names in use, in the five languages, for each column (besides HEADERS).
+_OTHER_NAMES: dict[str, tuple[str, ...]] = {
+    "student_ref": (
+        "student_id",
+        "student_number",
+        "student_no",
+        "student_nr",
+        "ref",
+        "studentnr",
+        "leerlingnummer",
+        "deelnemernummer",
+        "deelnemersnummer",
+        "numero_estudiante",
+        "n_estudiante",
+        "numero_alumno",
+        "numero_de_alumno",
+        "expediente",
+        "numero_matricola",
+        "matricola_studente",
+        "matrikli_nr",
+        "oppija_kood",
+        "oppijakood",
+        "opilase_number",
+    ),
+    "name": (
+        "full_name",
+        "student_name",
+        "volledige_naam",
+        "nombre_completo",
+        "nome_completo",
+        "nome_e_cognome",
+        "ees_ja_perekonnanimi",
+        "taisnimi",
+    ),
+    "school": (
+        "school_code",
+        "institution",
+        "instelling",
+        "schoolcode",
+        "centro_educativo",
+        "instituto",
+        "istituto",
+        "codice_scuola",
+        "oppeasutus",
+    ),
+    "programme": (
+        "program",
+        "programme_code",
+        "program_code",
+        "course",
+        "opleidingscode",
+        "ciclo",
+        "programa",
+        "estudios",
+        "indirizzo",
+        "percorso",
+        "qualifica",
+        "eriala",
+        "oppekava_kood",
+    ),
+    "eqf_level": (
+        "eqf",
+        "level",
+        "eqf_niveau",
+        "nivel",
+        "nivel_eqf",
+        "livello",
+        "livello_eqf",
+        "ekr_tase",
+        "eqf_tase",
+        "tase",
+    ),
+    "graduation_date": (
+        "graduation",
+        "graduated",
+        "diploma_date",
+        "date",
+        "datum_diploma",
+        "diploma_datum",
+        "afstudeerdatum",
+        "fecha_titulacion",
+        "fecha_de_graduacion",
+        "fecha_graduacion",
+        "data_diploma",
+        "data_qualifica",
+        "data_conseguimento",
+        "lopetamise_kuupaev",
+        "lopetamise_kp",
+        "lopukuupaev",
+    ),
+    "language": ("lang", "lengua", "suhtluskeel"),
+    "gender": ("sex", "genero", "sesso", "sugu"),
+    "birth_year": (
+        "year_of_birth",
+        "birthyear",
+        "born",
+        "ano_nacimiento",
+        "anio_nacimiento",
+        "anno_nascita",
+        "anno_di_nascita",
+        "synniaasta",
+    ),
+    "email": (
+        "e_mail",
+        "mail",
+        "email_address",
+        "e_mail_address",
+        "emailadres",
+        "correo",
+        "correo_electronico",
+        "e_posti_aadress",
+        "meiliaadress",
+        "indirizzo_email",
+        "indirizzo_e_mail",
+    ),
+    "mobile": (
+        "mobile_phone",
+        "mobile_number",
+        "phone",
+        "phone_number",
+        "mobiel",
+        "mobielnummer",
+        "telefoon",
+        "telefoonnummer",
+        "gsm",
+        "movil",
+        "telefono_movil",
+        "celular",
+        "mobiiltelefon",
+        "mobiilinumber",
+        "telefon",
+        "numero_di_cellulare",
+        "telefono_cellulare",
+    ),
+}
+
+_HEADER_SEPARATORS = re.compile(r"[\s.\-]+")
+
+
+def header_key(title: str) -> str:
+    """A header as the importer compares it: case, accents, and spaces, dots and hyphens (as
+    underscores) do not count: 'Fecha de titulación' -> 'fecha_de_titulacion'."""
+    decomposed = unicodedata.normalize("NFKD", title.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _HEADER_SEPARATORS.sub("_", plain).strip("_")
+
+
+#: Header key -> column, for every header of HEADERS and every other name.
+ALIASES: dict[str, str] = {
+    header_key(alias): column
+    for column in COLUMNS
+    for alias in (
+        column,
+        *(headers[column] for headers in HEADERS.values()),
+        *_OTHER_NAMES[column],
+    )
+}
+
+
+def column_title(column: str, lang: str | None = None) -> str:
+    """A column's header in `lang` (default: the current language)."""
+    headers = HEADERS.get(lang or current_language(), HEADERS["en"])
+    return headers[column]
+
 
 FEMALE, MALE, OTHER, UNKNOWN = "female", "male", "other", "unknown"
 # Common ways to write gender in English, Dutch, Spanish, Estonian and Italian rosters.
@@ -245,7 +397,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _INVISIBLE = re.compile("[\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]00:00(?::00(?:\.0+)?)?)?$")
 _DMY_DATE = re.compile(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4})$")
-_HEADER_SEPARATORS = re.compile(r"[\s.\-]+")
 
 
 class Problem(NamedTuple):
@@ -309,6 +460,117 @@ class ProblemList(list[Problem]):
             self.append(problem)
         else:
             self.more += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# What the columns are, and a template to fill in
+
+#: Languages whose spreadsheet programs separate CSV cells with ';' (a decimal comma).
+_SEMICOLON_LANGUAGES = frozenset({"nl", "es", "et", "it"})
+DATE_FORMAT = "yyyy-mm-dd"
+TEXT_FORMAT = "@"
+
+
+@dataclass(frozen=True)
+class ColumnGuide:
+    column: str
+    title: str
+    """The header in the staff member's language."""
+    required: bool
+    meaning: str
+    example: str
+
+
+def column_guide(
+    *, school_given: bool = False, school: str | None = None, programme: str | None = None
+) -> list[ColumnGuide]:
+    """Every column with its header, whether it is required, a one-line meaning and an
+    example, in the current language. `school_given`: the school comes from the upload form
+    (or the staff member's own school), so the school column may be left out. `school` and
+    `programme`: codes for the examples."""
+    meanings = {
+        "student_ref": (
+            _("The school's own number for the student; it stays the same in every file."),
+            "2026-0142",
+        ),
+        "name": (_("The graduate's full name."), _("Noor Jansen")),
+        "school": (
+            _("Your school's code; you may leave it out (your own school is used).")
+            if school_given
+            else _("The school's code; not needed when you choose the school above."),
+            school or "alfa",
+        ),
+        "programme": (
+            _("The programme's code, or its exact name."),
+            programme or "ICT4",
+        ),
+        "graduation_date": (
+            _("The date of the diploma (expected or obtained), formatted as a date."),
+            "2026-06-30",
+        ),
+        "eqf_level": (
+            _("The EQF level of the programme, 1 to 8; it must match the programme."),
+            "4",
+        ),
+        "language": (
+            _("The language the bot speaks to the graduate: nl, es, et, it or en."),
+            current_language(),
+        ),
+        "gender": (_("F, M, X (other) or U (unknown)."), "F"),
+        "birth_year": (_("The year of birth, four digits."), "2007"),
+        "email": (
+            _("An e-mail address, to reach graduates who are not in a chat."),
+            "noor.jansen@example.org",
+        ),
+        "mobile": (
+            _("A mobile number, with the country code or as dialled in the school's country."),
+            "+31 6 12345678",
+        ),
+    }
+    return [
+        ColumnGuide(
+            column,
+            column_title(column),
+            column in REQUIRED and not (column == "school" and school_given),
+            *meanings[column],
+        )
+        for column in COLUMNS
+    ]
+
+
+def template_csv(lang: str) -> bytes:
+    """An empty roster with the header row in `lang`: UTF-8 with a byte order mark (so Excel
+    reads the accents), cells separated the way a spreadsheet program in `lang` expects."""
+    buffer = io.StringIO()
+    delimiter = ";" if lang in _SEMICOLON_LANGUAGES else ","
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(
+        [column_title(column, lang) for column in COLUMNS]
+    )
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def template_xlsx(lang: str, sheet_name: str = "roster") -> bytes:
+    """An empty roster workbook with the header row in `lang`, bold and frozen; the student
+    number column holds text (leading zeros stay) and the graduation date column dates."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = sheet_name
+    bold = Font(bold=True)
+    for index, column in enumerate(COLUMNS, start=1):
+        title = column_title(column, lang)
+        cell = sheet.cell(row=1, column=index, value=title)
+        cell.font = bold
+        letter = get_column_letter(index)
+        sheet.column_dimensions[letter].width = max(12, len(title) + 4)
+        if column == "graduation_date":
+            sheet.column_dimensions[letter].number_format = DATE_FORMAT
+        elif column == "student_ref":
+            sheet.column_dimensions[letter].number_format = TEXT_FORMAT
+    sheet.freeze_panes = "A2"
+    output = io.BytesIO()
+    workbook.save(output)
+    return output.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,17 +900,17 @@ def clean_text(value: Any) -> str:
     return " ".join(text.split())
 
 
-def parse_date(value: Any, today: date) -> date | str:
-    """A graduation date, or why not. ISO 2026-06-30; day first 30-06-2026, 30/06/2026,
-    30.06.2026; an Excel date cell."""
+def parse_date(value: Any, today: date, column: str = "graduation_date") -> date | str:
+    """A graduation date, or why not (naming the date's `column`). ISO 2026-06-30; day first
+    30-06-2026, 30/06/2026, 30.06.2026; an Excel date cell."""
     if isinstance(value, datetime):
         parsed = value.date()
     elif isinstance(value, date):
         parsed = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        return _(
-            "graduation_date {value} is a number, not a date: format the cells as dates"
-        ).format(value=repr(clean_text(value)))
+        return _("{column} {value} is a number, not a date: format the cells as dates").format(
+            column=column, value=repr(clean_text(value))
+        )
     else:
         text = clean_text(value)
         iso, dmy = _ISO_DATE.match(text), _DMY_DATE.match(text)
@@ -659,17 +921,17 @@ def parse_date(value: Any, today: date) -> date | str:
                 parsed = date(int(dmy[4]), int(dmy[3]), int(dmy[1]))
             else:
                 return _(
-                    "graduation_date {value} is not a date: "
+                    "{column} {value} is not a date: "
                     "use 2026-06-30, 30-06-2026, 30/06/2026 or 30.06.2026"
-                ).format(value=repr(text))
+                ).format(column=column, value=repr(text))
         except ValueError:
-            return _("graduation_date {value} is not a date of the calendar").format(
-                value=repr(text)
+            return _("{column} {value} is not a date of the calendar").format(
+                column=column, value=repr(text)
             )
     last = today.year + GRADUATION_YEARS_AHEAD
     if not EARLIEST_GRADUATION_YEAR <= parsed.year <= last:
-        return _("graduation_date {value} is outside {first}-{last}").format(
-            value=parsed.isoformat(), first=EARLIEST_GRADUATION_YEAR, last=last
+        return _("{column} {value} is outside {first}-{last}").format(
+            column=column, value=parsed.isoformat(), first=EARLIEST_GRADUATION_YEAR, last=last
         )
     return parsed
 
@@ -749,8 +1011,7 @@ def _map_header(header: list[Any], line: int) -> tuple[dict[str, int], list[str]
     problems: list[Problem] = []
     for index, cell in enumerate(header):
         title = clean_text(cell)
-        key = _HEADER_SEPARATORS.sub("_", title.casefold()).strip("_")
-        canonical = ALIASES.get(key)
+        canonical = ALIASES.get(header_key(title))
         if canonical is None:
             if title:
                 ignored.append(title)
@@ -761,7 +1022,7 @@ def _map_header(header: list[Any], line: int) -> tuple[dict[str, int], list[str]
                 Problem(
                     line,
                     _("columns {first} and {second} both give {column}").format(
-                        first=repr(first), second=repr(title), column=canonical
+                        first=repr(first), second=repr(title), column=column_title(canonical)
                     ),
                 )
             )
@@ -805,6 +1066,11 @@ def _check_rows(
     problems = ProblemList(shown)
     seen: dict[tuple[str, str], int] = {}
     seen_emails: dict[str, int] = {}
+    # A column is named as the file's header names it, else in the staff member's language.
+    titles = {column: column_title(column) for column in COLUMNS}
+    for column, index in columns.items():
+        titles[column] = clean_text(table.header[index]) or titles[column]
+    ref_title, name_title = titles["student_ref"], titles["name"]
 
     for line, cells in table.rows:
         if line in table.bad:
@@ -821,22 +1087,22 @@ def _check_rows(
         ref = clean_text(cell("student_ref"))
         if "student_ref" in columns:
             if not ref:
-                bad.append(_("student_ref is empty"))
+                bad.append(_("{column} is empty").format(column=ref_title))
             elif len(ref) > REF_MAX:
                 bad.append(
-                    _("student_ref is longer than {limit} characters ({length})").format(
-                        limit=REF_MAX, length=len(ref)
+                    _("{column} is longer than {limit} characters ({length})").format(
+                        column=ref_title, limit=REF_MAX, length=len(ref)
                     )
                 )
 
         name = clean_text(cell("name"))
         if "name" in columns:
             if not name:
-                bad.append(_("name is empty"))
+                bad.append(_("{column} is empty").format(column=name_title))
             elif len(name) > NAME_MAX:
                 bad.append(
-                    _("name is longer than {limit} characters ({length})").format(
-                        limit=NAME_MAX, length=len(name)
+                    _("{column} is longer than {limit} characters ({length})").format(
+                        column=name_title, limit=NAME_MAX, length=len(name)
                     )
                 )
             else:
@@ -853,7 +1119,7 @@ def _check_rows(
         code = code or (school_code or "")
         if not code:
             if "school" in columns:
-                bad.append(_("school is empty"))
+                bad.append(_("{column} is empty").format(column=titles["school"]))
         else:
             school = lookups.schools.get(code)
             if school is None:
@@ -863,7 +1129,7 @@ def _check_rows(
         programme_text = clean_text(cell("programme"))
         if "programme" in columns:
             if not programme_text:
-                bad.append(_("programme is empty"))
+                bad.append(_("{column} is empty").format(column=titles["programme"]))
             elif school is not None:
                 assert school.id is not None
                 found = _find_programme(
@@ -881,8 +1147,8 @@ def _check_rows(
                 level = parse_eqf(raw)
                 if level is None:
                     bad.append(
-                        _("eqf_level {value} is not a level from 1 to 8").format(
-                            value=repr(clean_text(raw))
+                        _("{column} {value} is not a level from 1 to 8").format(
+                            column=titles["eqf_level"], value=repr(clean_text(raw))
                         )
                     )
                 elif (
@@ -891,17 +1157,20 @@ def _check_rows(
                     and programme.eqf_level != level
                 ):
                     bad.append(
-                        _("eqf_level {level} does not match programme {code} (EQF {eqf})").format(
-                            level=level, code=repr(programme.code), eqf=programme.eqf_level
+                        _("{column} {level} does not match programme {code} (EQF {eqf})").format(
+                            column=titles["eqf_level"],
+                            level=level,
+                            code=repr(programme.code),
+                            eqf=programme.eqf_level,
                         )
                     )
 
         if "graduation_date" in columns:
             raw = cell("graduation_date")
             if not clean_text(raw):
-                bad.append(_("graduation_date is empty"))
+                bad.append(_("{column} is empty").format(column=titles["graduation_date"]))
             else:
-                parsed = parse_date(raw, today)
+                parsed = parse_date(raw, today, titles["graduation_date"])
                 if isinstance(parsed, str):
                     bad.append(parsed)
                 else:
@@ -912,8 +1181,8 @@ def _check_rows(
             language = parse_language(text)
             if language is None:
                 bad.append(
-                    _("language {value} is not supported: use {languages}").format(
-                        value=repr(text), languages=", ".join(LANGUAGES)
+                    _("{column} {value} is not supported: use {languages}").format(
+                        column=titles["language"], value=repr(text), languages=", ".join(LANGUAGES)
                     )
                 )
             else:
@@ -924,7 +1193,9 @@ def _check_rows(
             gender = parse_gender(text, school.country if school else None)
             if gender is None:
                 bad.append(
-                    _("gender {value} is not recognised: use F, M, X or U").format(value=repr(text))
+                    _("{column} {value} is not recognised: use F, M, X or U").format(
+                        column=titles["gender"], value=repr(text)
+                    )
                 )
             else:
                 values["gender"] = gender or None
@@ -938,9 +1209,14 @@ def _check_rows(
                 if year is None:
                     bad.append(
                         _(
-                            "birth_year {value} is not a plausible year of birth "
+                            "{column} {value} is not a plausible year of birth "
                             "(4 digits, {first}-{last})"
-                        ).format(value=repr(text), first=today.year - 100, last=today.year - 10)
+                        ).format(
+                            column=titles["birth_year"],
+                            value=repr(text),
+                            first=today.year - 100,
+                            last=today.year - 10,
+                        )
                     )
                 else:
                     values["birth_year"] = year
@@ -980,8 +1256,8 @@ def _check_rows(
             key = (code, ref)
             if key in seen:
                 bad.append(
-                    _("duplicate student_ref {value} (also on line {line})").format(
-                        value=repr(ref), line=seen[key]
+                    _("duplicate {column} {value} (also on line {line})").format(
+                        column=ref_title, value=repr(ref), line=seen[key]
                     )
                 )
             else:
@@ -1176,7 +1452,10 @@ async def import_roster(
     columns, result.ignored_columns, problems = _map_header(table.header, table.header_line)
     required = [c for c in REQUIRED if not (c == "school" and school_code)]
     problems.extend(
-        Problem(table.header_line, _("missing required column {name}").format(name=repr(name)))
+        Problem(
+            table.header_line,
+            _("missing required column {name}").format(name=repr(column_title(name))),
+        )
         for name in required
         if name not in columns
     )

@@ -374,7 +374,7 @@ async def test_roster_upload_reports_problems_in_the_staff_language_and_writes_n
 
         status, page = await upload(bad, "import")
         assert status == 422
-        empty = tr("nl", "student_ref is empty")
+        empty = tr("nl", "{column} is empty").format(column="student_ref")
         assert empty != "student_ref is empty"  # a Dutch report, not the English one
         assert empty in page and "<td>3</td>" in page  # the line of the bad row
         assert (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -520,3 +520,30 @@ def test_codebook_as_csv_has_yes_no_flags(tracking: Questionnaire) -> None:
     assert first["required"] == "yes" and first["core"] == "yes"
     a4 = next(as_dict(rows[0], row) for row in rows if row[0] == "A4")
     assert a4["required"] == "no"
+
+
+def test_date_answers_are_dates_in_xlsx_and_iso_text_in_csv() -> None:
+    """A date answer (stored as 2026-09-15) is an Excel date cell, like started and
+    completed; in CSV it stays ISO text. Text that is no date stays text."""
+    small = parse_questionnaire(
+        SMALL.replace(
+            "choices:",
+            "  - type: date\n    name: started_job\n    required: false\n"
+            '    label: {en: "Since when?", nl: "Sinds wanneer?"}\nchoices:',
+            1,
+        )
+    )
+    records = [
+        record({"started_job": "2026-09-15"}, form_id="small"),
+        record({"started_job": "not a date"}, form_id="small"),
+    ]
+    xlsx = worksheet(to_xlsx([response_sheet(small, records, "en")]), "responses")
+    header = [cell.value for cell in next(xlsx.iter_rows(max_row=1))]
+    first, second = (list(row) for row in xlsx.iter_rows(min_row=2))
+    for name in ("started", "completed", "started_job"):
+        cell = first[header.index(name)]
+        assert cell.data_type == "d" and cell.number_format == "yyyy-mm-dd", name
+    assert first[header.index("started_job")].value == datetime(2026, 9, 15)
+    assert second[header.index("started_job")].value == "not a date"
+    rows = csv_rows(to_csv(response_sheet(small, records, "en")))
+    assert [row[rows[0].index("started_job")] for row in rows[1:]] == ["2026-09-15", "not a date"]

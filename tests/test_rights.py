@@ -308,6 +308,7 @@ async def test_mydata_sends_the_stored_data_as_json_in_the_graduates_language(h:
     assert response["questionnaire"] == "mini" and response["version"] == "1"
     assert response["questionnaire_title"] == "Mini-enquête"
     assert (response["wave"], response["status"], response["complete"]) == ("m2", "submitted", True)
+    assert "language" in response  # the language answered in (seeded here without one)
     assert response["submitted_at"] == "2026-09-01T12:00:00+00:00"
     answers = {a["question"]: a for a in response["answers"]}
     # In questionnaire order, every stored answer, labelled in Dutch.

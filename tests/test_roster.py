@@ -282,7 +282,7 @@ async def test_good_xlsx_with_excel_dates(db: Database, tmp_path: Path) -> None:
 
     bad = await import_roster(db, path, school_code="demo-nl", today=TODAY)
     assert bad.problems == [
-        Problem(5, "graduation_date '46203' is a number, not a date: format the cells as dates")
+        Problem(5, "Graduation date '46203' is a number, not a date: format the cells as dates")
     ]
     assert not bad.written and await count(db) == 0
 
@@ -354,7 +354,7 @@ async def test_missing_columns_reported_once(db: Database, tmp_path: Path) -> No
         Problem(1, "missing required column 'school'"),
         Problem(1, "missing required column 'programme'"),
         Problem(1, "missing required column 'graduation_date'"),
-        Problem(3, "name is empty"),
+        Problem(3, "Naam is empty"),
     ]
     assert result.ignored_columns == ["Extra"]
     both = write(tmp_path, f"{HEADER},Student number\n", "two.csv")
@@ -436,7 +436,7 @@ async def test_one_bad_row_means_nothing_is_written(db: Database, tmp_path: Path
     )
     result = await import_roster(db, write(tmp_path, changed), today=TODAY)
     assert result.problems == [
-        Problem(7, "graduation_date '31-06-2026' is not a date of the calendar")
+        Problem(7, "Graduation date '31-06-2026' is not a date of the calendar")
     ]
     assert (result.created, result.updated, result.unchanged) == (0, 1, 3)
     after = await graduates(db)

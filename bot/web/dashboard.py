@@ -8,6 +8,7 @@ POST checks the session's CSRF token. No page loads anything from another origin
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import tempfile
@@ -62,7 +63,13 @@ from storage import stats
 from storage.models import Broadcast, Delivery, Institution, Programme, Staff, StaffRole
 from storage.news import cancel as cancel_broadcast
 from storage.news import failure_reasons
-from storage.roster import import_roster, more_problems_text
+from storage.roster import (
+    column_guide,
+    import_roster,
+    more_problems_text,
+    template_csv,
+    template_xlsx,
+)
 from storage.stats import Scope
 from storage.types import row_id
 
@@ -984,10 +991,73 @@ async def stats_of_deliveries(session: Any, broadcast_id: int) -> dict[str, int]
     return {status: int(n) for status, n in rows.all()}
 
 
+async def _roster_page(
+    request: web.Request, schools: list[Institution], status: int = 200, **values: Any
+) -> web.Response:
+    """The roster page: the columns a file may have (with a meaning and an example each, in
+    the staff member's language), the templates to download, the form, and `values`."""
+    d = dashboard(request)
+    staff = _session(request).staff
+    async with d.rt.db.session() as session:
+        school = (
+            await session.get(Institution, staff.institution_id)
+            if staff.institution_id is not None
+            else (schools[0] if schools else None)
+        )
+        programme = None
+        if school is not None and school.id is not None:
+            programme = (
+                await session.exec(
+                    select(Programme)
+                    .where(Programme.institution_id == school.id)
+                    .order_by(col(Programme.code))
+                    .limit(1)
+                )
+            ).first()
+    guide = column_guide(
+        school_given=staff.institution_id is not None,
+        school=school.code if school else None,
+        programme=programme.code if programme else None,
+    )
+    values.setdefault("result", None)
+    return render(
+        request,
+        "roster.html",
+        status=status,
+        schools=schools,
+        guide=guide,
+        template_lang=i18n.current_language(),
+        query="",
+        **values,
+    )
+
+
 async def roster_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     schools = await _schools(d, _session(request).staff)
-    return render(request, "roster.html", schools=schools, result=None, query="")
+    return await _roster_page(request, schools)
+
+
+async def roster_template(request: web.Request) -> web.Response:
+    """An empty roster to fill in, CSV or XLSX, with its header row in the staff member's
+    language (or ?lang=), which the importer accepts."""
+    lang = request.query.get("lang") or i18n.current_language()
+    if lang not in i18n.LANGUAGES:
+        raise web.HTTPBadRequest(reason=_("Unknown language"))
+    kind = request.match_info["format"]
+    if kind == "csv":
+        body = await asyncio.to_thread(template_csv, lang)
+        content_type, charset = "text/csv", "utf-8"
+    else:
+        body = await asyncio.to_thread(template_xlsx, lang)
+        content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        charset = None
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        charset=charset,
+        headers={"Content-Disposition": attachment(f"roster-{lang}.{kind}")},
+    )
 
 
 async def roster_upload(request: web.Request) -> web.Response:
@@ -997,14 +1067,8 @@ async def roster_upload(request: web.Request) -> web.Response:
     upload = form.get("file")
     schools = await _schools(d, staff)
     if not isinstance(upload, web.FileField):
-        return render(
-            request,
-            "roster.html",
-            status=400,
-            schools=schools,
-            result=None,
-            error=_("Please choose a CSV or XLSX file."),
-            query="",
+        return await _roster_page(
+            request, schools, status=400, error=_("Please choose a CSV or XLSX file.")
         )
     school_code: str | None = None
     async with d.rt.db.session() as session:
@@ -1017,26 +1081,17 @@ async def roster_upload(request: web.Request) -> web.Response:
                 school_code = chosen
     suffix = Path(upload.filename or "roster.csv").suffix.lower()
     if suffix not in (".csv", ".xlsx"):
-        return render(
-            request,
-            "roster.html",
-            status=400,
-            schools=schools,
-            result=None,
-            error=_("Please choose a CSV or XLSX file."),
-            query="",
+        return await _roster_page(
+            request, schools, status=400, error=_("Please choose a CSV or XLSX file.")
         )
     largest = d.rt.settings.roster_max_bytes
     data = upload.file.read(largest + 1)
     if len(data) > largest:
-        return render(
+        return await _roster_page(
             request,
-            "roster.html",
+            schools,
             status=413,
-            schools=schools,
-            result=None,
             error=_("The file is larger than {size}.").format(size=size_text(largest)),
-            query="",
         )
     dry_run = form.get("mode") != "import"
     with tempfile.TemporaryDirectory() as directory:
@@ -1053,15 +1108,13 @@ async def roster_upload(request: web.Request) -> web.Response:
             plans=d.rt.plans,
             now=d.rt.clock.now(),
         )
-    return render(
+    return await _roster_page(
         request,
-        "roster.html",
+        schools,
         status=200 if result.ok else 422,
-        schools=schools,
         result=result,
         more=more_problems_text(result.more_problems) if result.more_problems else "",
         filename=upload.filename,
-        query="",
     )
 
 
@@ -1075,6 +1128,15 @@ def may_download_rows(staff: Staff) -> bool:
     return staff.role == StaffRole.ADMIN.value
 
 
+def default_form(d: Dashboard) -> str:
+    """The questionnaire every export picker starts on, and the one an export without
+    ?form= gives: the first with EQAVET indicators (the tracking questionnaire), else the
+    first deployed one."""
+    forms = d.rt.questionnaires.form_ids
+    tracked = [form for form in forms if form in d.specs]
+    return (tracked or forms or ["tracking"])[0]
+
+
 async def exports_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
@@ -1085,6 +1147,7 @@ async def exports_page(request: web.Request) -> web.Response:
         rows_allowed=may_download_rows(_session(request).staff),
         scope=scope,
         forms=d.rt.questionnaires.form_ids,
+        default_form=default_form(d),
         waves=report.waves,
         query=_query(scope),
     )
@@ -1128,7 +1191,7 @@ def _download(request: web.Request, name: str, sheets: list[exports.Sheet]) -> w
 
 def _form(request: web.Request) -> Any:
     d = dashboard(request)
-    form_id = request.query.get("form", "tracking")
+    form_id = request.query.get("form") or default_form(d)
     try:
         return d.rt.questionnaires.deployed(form_id)
     except KeyError:
@@ -1150,6 +1213,7 @@ def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
         started=r.started_at.date(),
         completed=r.completed_at.date() if r.completed_at and row.completed else None,
         answers=row.answers,
+        language=r.language,
     )
 
 
@@ -1298,8 +1362,8 @@ def _indicator_export_rows(d: Dashboard, report: Report) -> Iterator[list[object
 def _rate_export_rows(report: Report) -> Iterator[list[object]]:
     # Per wave x school x programme x cohort: the finest cells the report holds.
     for wave in report.waves:
-        for (w, programme_id), funnel in sorted(
-            report.by_wave_programme.items(), key=lambda kv: kv[0][1]
+        for (w, programme_id, cohort), funnel in sorted(
+            report.by_wave_programme_cohort.items(), key=lambda kv: kv[0][1:]
         ):
             if w != wave.name:
                 continue
@@ -1310,7 +1374,7 @@ def _rate_export_rows(report: Report) -> Iterator[list[object]]:
                 wave.name,
                 school.code if school else "",
                 programme.code if programme else "",
-                report.scope.cohort if report.scope.cohort is not None else "",
+                cohort,
                 *(_count_cell(shown[k]) for k in ("graduates", "reachable", "invited", "started")),
                 *(_count_cell(shown[k]) for k in ("completed", "partial", "declined")),
                 _rate_cell(funnel.rate),
@@ -1350,6 +1414,7 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     r.add_post(f"{PREFIX}/broadcasts/{{broadcast}}/cancel", broadcast_cancel)
     r.add_get(f"{PREFIX}/roster", roster_page)
     r.add_post(f"{PREFIX}/roster", roster_upload)
+    r.add_get(f"{PREFIX}/roster/template.{{format:csv|xlsx}}", roster_template)
     r.add_get(f"{PREFIX}/exports", exports_page)
     r.add_get(f"{PREFIX}/exports/responses.{{format:csv|xlsx}}", export_responses)
     r.add_get(f"{PREFIX}/exports/codebook.{{format:csv|xlsx}}", export_codebook)

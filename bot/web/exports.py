@@ -6,13 +6,17 @@ What admins find in an export
 **Responses** (one row per questionnaire response). First the fixed columns::
 
     respondent  school  programme  cohort  wave  form  version  status  outcome  started  completed
+    language
 
 ``respondent`` is a pseudonymous key: the same graduate has the same key in every export, but it
 is never a name, chat id or student number. ``cohort`` is the graduation year; ``status`` is
 ``open`` (still being answered) or ``submitted``; ``outcome`` is ``completed``, ``partial`` or
 ``declined``, as the statistics count it (completed: routing core answered and sent, or its wave
 closed; an open response of an open wave is partial); ``started`` and ``completed`` are dates
-(``YYYY-MM-DD``, ``completed`` empty unless the outcome is ``completed``).
+(``YYYY-MM-DD``, ``completed`` empty unless the outcome is ``completed``); ``language`` is the
+language the graduate answered in (``nl``, ``es``, ``et``, ``it``, ``en``: the language the
+questionnaire was shown in when it started; empty for responses started before this was
+recorded). In XLSX files dates are Excel dates (formatted ``yyyy-mm-dd``), not text.
 
 Then, for every question of the questionnaire in questionnaire order (notes have no answer and no
 column), a column named after the question (``Q1``, ``E3``…) holding the stored answer:
@@ -73,7 +77,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -111,6 +115,7 @@ RESPONSE_FIXED_COLUMNS: tuple[str, ...] = (
     "outcome",
     "started",
     "completed",
+    "language",
 )
 CODEBOOK_COLUMNS: tuple[str, ...] = (
     "question",
@@ -136,6 +141,8 @@ _NUMERIC_TYPES = frozenset({QuestionType.INTEGER, QuestionType.DECIMAL, Question
 _INTEGER_RE = re.compile(r"[+-]?\d+")
 _DECIMAL_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 _BOLD = Font(bold=True)
+DATE_FORMAT = "yyyy-mm-dd"
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 # --- cells --------------------------------------------------------------------------------
@@ -230,7 +237,12 @@ def _unique_titles(names: Iterable[str]) -> list[str]:
 
 
 def _xlsx_value(sheet: WriteOnlyWorksheet, value: object, *, bold: bool = False) -> object:
-    """A value as openpyxl should write it: neutralised, text always as text."""
+    """A value as openpyxl should write it: neutralised, text always as text, a date as an
+    Excel date (formatted yyyy-mm-dd)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        cell = WriteOnlyCell(sheet, datetime(value.year, value.month, value.day))
+        cell.number_format = DATE_FORMAT
+        return cell
     safe = neutralise(value)
     if isinstance(safe, str):
         safe = ILLEGAL_CHARACTERS_RE.sub("\ufffd", safe)
@@ -289,6 +301,8 @@ class ResponseRecord:
     started: date
     completed: date | None
     answers: Mapping[str, object]
+    language: str | None = None
+    """The language the graduate answered in; None: not recorded (responses before 0009)."""
 
 
 def _text(labels: Mapping[str, str], lang: str, questionnaire: Questionnaire, fallback: str) -> str:
@@ -326,6 +340,16 @@ def _number(value: object, question: Question) -> object:
     return value
 
 
+def _date(value: object) -> object:
+    """A date answer (stored as ``YYYY-MM-DD``) as a date; anything else as it is."""
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
 def _answer_cells(
     questionnaire: Questionnaire, question: Question, value: object, lang: str
 ) -> list[object]:
@@ -335,6 +359,8 @@ def _answer_cells(
             return [None]
         if question.type in _NUMERIC_TYPES:
             return [_number(value, question)]
+        if question.type == QuestionType.DATE:
+            return [_date(value)]
         return [value]
     if _is_empty(value):
         return [None, None]
@@ -388,6 +414,7 @@ def response_sheet(
             record.outcome,
             record.started,
             record.completed,
+            record.language,
         ]
         for question in questions:
             cells += _answer_cells(questionnaire, question, record.answers.get(question.name), lang)
