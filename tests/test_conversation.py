@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from datetime import date
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,22 +17,11 @@ from bot.sandbox.state import SandboxUser, TranscriptEntry
 from conversations import engine
 from conversations.questionnaire import Questionnaire
 from conversations.registry import QuestionnaireRegistry
-from conversations.waves import parse_plans
 from storage.staff import add_staff
 from tests.harness import Harness, tr
 from tests.survey_walk import Walk, default_answer
+from tests.test_survey import CHAT_DIR, MINI_PLANS
 from tests.test_survey_tracking import ROUTES, policy
-
-CHAT_DIR = Path(__file__).parent / "data" / "chat"
-MINI_PLANS = parse_plans(
-    """
-default:
-  waves:
-    - {name: m2, questionnaire: mini, consent: survey, opens: 2m, closes: 4m,
-       reminders: {count: 2, every: 2w}}
-""",
-    questionnaires={"mini"},
-)
 
 
 @pytest.fixture
