@@ -24,23 +24,14 @@ from telegram.ext import (
     filters,
 )
 
-from bot import dedupe, gate, metrics, throttle
+from bot import dedupe, gate, metrics, telegram_channel, throttle
 from bot.clock import Clock, SystemClock
 from bot.i18n import LANGUAGES, _, use_language
 from bot.ratelimit import ReplyFirstRateLimiter
 from bot.runtime import Runtime, install, mark_unreachable, runtime
 from bot.settings import Settings
-from conversations import (
-    account,
-    invitations,
-    news_compose,
-    onboarding,
-    prompting,
-    reports,
-    rights,
-    staff,
-    survey,
-)
+from conversations import account, news_compose, prompting, reports, routes, staff
+from conversations.channel import DeliveryError, Unreachable
 from conversations.registry import QuestionnaireRegistry
 from conversations.rules import choose_language
 from conversations.waves import DEFAULT_PLAN_FILE, WavePlans, load_plans
@@ -106,8 +97,8 @@ async def _report_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
         return
     rt = runtime(context)
     chat_id = update.effective_chat.id
-    if isinstance(context.error, Forbidden):
-        await mark_unreachable(rt, chat_id, context.error)
+    if isinstance(context.error, Forbidden | Unreachable):
+        await mark_unreachable(rt, chat_id, _error_text(context.error))
         return
     if _told.get() == update.update_id:
         return
@@ -142,6 +133,14 @@ async def _report_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
             await rt.bot.send_message(chat_id, text)
     except TelegramError:
         log.debug("could not tell the user about the error", exc_info=True)
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, TelegramError):
+        return error.message
+    if isinstance(error, DeliveryError):
+        return error.detail
+    return str(error)
 
 
 def build_application(
@@ -201,30 +200,13 @@ def build_application(
     application.add_handler(
         MessageHandler(private_message & filters.FORWARDED, news_compose.on_message)
     )
-    application.add_handler(CommandHandler("start", onboarding.start))
-    application.add_handler(CommandHandler("help", account.help_command))
-    application.add_handler(CommandHandler("language", account.language_command))
-    application.add_handler(CommandHandler("privacy", account.privacy_command))
-    application.add_handler(CommandHandler("stop", account.stop_command))
-    application.add_handler(CommandHandler("survey", survey.survey_command))
-    application.add_handler(CallbackQueryHandler(survey.on_button, pattern=survey.CALLBACK_PATTERN))
-    application.add_handler(
-        CallbackQueryHandler(invitations.on_button, pattern=invitations.PATTERN)
-    )
-    application.add_handler(
-        CallbackQueryHandler(onboarding.on_button, pattern=rf"^{onboarding.CB_PREFIX}:")
-    )
-    application.add_handler(
-        CallbackQueryHandler(account.on_language_button, pattern=rf"^{account.LANG_PREFIX}")
-    )
-    application.add_handler(
-        CallbackQueryHandler(account.on_privacy_button, pattern=rf"^{account.PRIVACY_PREFIX}")
-    )
-    application.add_handler(CommandHandler("mydata", rights.mydata_command))
-    application.add_handler(CommandHandler("delete", rights.delete_command))
-    application.add_handler(
-        CallbackQueryHandler(rights.on_delete_button, pattern=rights.DELETE_PATTERN)
-    )
+    # The graduates' flows, as every channel routes them (conversations/routes.py).
+    for name, flow in routes.COMMANDS.items():
+        application.add_handler(CommandHandler(name, telegram_channel.handler(flow)))
+    for pattern, flow in routes.BUTTONS:
+        application.add_handler(
+            CallbackQueryHandler(telegram_channel.handler(flow), pattern=pattern)
+        )
     application.add_handler(CommandHandler("news", staff.news_command))
     application.add_handler(CommandHandler("cancel", news_compose.cancel_command))
     application.add_handler(CommandHandler("broadcasts", news_compose.broadcasts_command))
@@ -240,15 +222,21 @@ def build_application(
     application.add_handler(
         MessageHandler(private_message & ~filters.COMMAND, news_compose.on_message)
     )
-    application.add_handler(CallbackQueryHandler(account.on_stale_button))
+    application.add_handler(CallbackQueryHandler(telegram_channel.handler(account.on_stale_button)))
     application.add_handler(
-        MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, account.on_text)
+        MessageHandler(
+            filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
+            telegram_channel.handler(account.on_text),
+        )
     )
     application.add_handler(
-        MessageHandler(filters.ChatType.PRIVATE & filters.COMMAND, account.help_command)
+        MessageHandler(
+            filters.ChatType.PRIVATE & filters.COMMAND,
+            telegram_channel.handler(account.help_command),
+        )
     )
     application.add_handler(
-        ChatMemberHandler(account.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
+        ChatMemberHandler(telegram_channel.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
     )
     application.add_error_handler(_on_error)
     return application

@@ -17,42 +17,42 @@ from __future__ import annotations
 import logging
 from contextvars import ContextVar
 
-from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.logs import chat_ref
 from bot.runtime import Runtime, runtime
 from conversations.prompting import send_pending_question
-from storage.models import ProcessedUpdate
+from storage.processed import claim, handling, pending, seen
 from storage.types import MAX_BIGINT
+
+__all__ = ["check_failed", "claim", "claim_leftover", "skip_processed"]
 
 log = logging.getLogger(__name__)
 
-_pending: ContextVar[int | None] = ContextVar("gradtrack_pending_update", default=None)
 _unchecked: ContextVar[int | None] = ContextVar("gradtrack_unchecked_update", default=None)
 
 
 async def skip_processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """First handler of every update: drop it if it took effect before."""
     if not 0 < update.update_id <= MAX_BIGINT:  # forged: Telegram's ids are positive int64
-        _pending.set(None)
+        handling(None)
         log.warning("update %s: an id no Telegram update has; dropped", update.update_id)
         raise ApplicationHandlerStop
     rt = runtime(context)
     try:
         async with rt.db.session() as session:
-            seen = await session.get(ProcessedUpdate, update.update_id)
+            done = await seen(session, update.update_id)
     except Exception:
-        _pending.set(None)
+        handling(None)
         _unchecked.set(update.update_id)  # the error handler stops the update (bot.app)
         raise
-    if seen is not None:
-        _pending.set(None)
+    if done:
+        handling(None)
         log.info("update %s was delivered again; it took effect already", update.update_id)
         await _send_left_pending(rt, update)
         raise ApplicationHandlerStop
-    _pending.set(update.update_id)
+    handling(update.update_id)
 
 
 async def _send_left_pending(rt: Runtime, update: Update) -> None:
@@ -78,18 +78,9 @@ def check_failed(update_id: int) -> bool:
     return _unchecked.get() == update_id
 
 
-async def claim(session: AsyncSession) -> None:
-    """Record the update being handled as processed, in `session`'s transaction."""
-    update_id = _pending.get()
-    if update_id is None:
-        return
-    session.add(ProcessedUpdate(update_id=update_id))
-    _pending.set(None)
-
-
 async def claim_leftover(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Last handler: an update whose handler wrote nothing is recorded on its own."""
-    if _pending.get() is None:
+    if pending() is None:
         return
     async with runtime(context).db.session() as session:
         await claim(session)

@@ -36,6 +36,7 @@ from bot.claims import Held, batch_limit
 from bot.i18n import use_language
 from bot.metrics import sending
 from bot.runtime import Runtime, mark_unreachable
+from conversations.channel import Keyboard
 from conversations.invitations import PREFIX, invitation_message
 from conversations.waves import Plan, next_allowed
 from storage.invitations import claim_due, completed_waves, load_claimed
@@ -108,7 +109,7 @@ async def send_safely(
         # enough, the row goes back for later and the dispatcher goes on with the others.
         message = await send()
     except Forbidden as exc:
-        await mark_unreachable(rt, chat_id, exc)
+        await mark_unreachable(rt, chat_id, exc.message)
         return SendResult("forbidden", "forbidden", error=exc.message[:200])
     except RetryAfter as exc:
         return SendResult("retry", "429", retry_at=rt.clock.now() + retry_after(exc))
@@ -178,7 +179,7 @@ class _Batch:
 
     now: datetime
     completed: set[tuple[int, str]]
-    texts: dict[tuple[object, ...], tuple[str, InlineKeyboardMarkup]] = field(default_factory=dict)
+    texts: dict[tuple[object, ...], tuple[str, Keyboard]] = field(default_factory=dict)
 
 
 async def _deliver(
@@ -209,9 +210,9 @@ async def _deliver(
         with use_language(graduate.language):
             batch.texts[key] = invitation_message(invitation, school)
     text, template = batch.texts[key]
-    button = template.inline_keyboard[0][0]
+    button = template[0][0]
     markup = InlineKeyboardMarkup(
-        [[InlineKeyboardButton(button.text, callback_data=f"{PREFIX}{invitation.id}")]]
+        [[InlineKeyboardButton(button.label, callback_data=f"{PREFIX}{invitation.id}")]]
     )
     await limiter.wait()
     assert graduate.chat_id is not None

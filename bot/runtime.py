@@ -1,23 +1,29 @@
-"""What every handler needs, kept in the Application's bot_data: database, settings, bot."""
+"""What every flow needs: database, settings, clock, questionnaires, wave plans, and the
+channels that deliver messages (kept in the Application's bot_data for the Telegram
+handlers; the web chat holds the same object).
+
+Nothing here imports python-telegram-bot: flows reach a chat through `Runtime.channel_for`,
+and only the Telegram adapter (bot/telegram_channel.py) knows the Bot API."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
-
-from telegram import Bot
-from telegram.error import Forbidden
-from telegram.ext import Application, ContextTypes
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from bot import logs
 from bot.clock import Clock
 from bot.settings import Settings
+from conversations.channel import Channel
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import WavePlans
 from storage.db import Database
-from storage.queries import graduate_by_chat
+from storage.queries import graduate_by_chat, is_web_chat
 from storage.types import utcnow
+
+if TYPE_CHECKING:
+    from telegram import Bot
+    from telegram.ext import Application, ContextTypes
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,8 @@ RUNTIME_KEY = "gradtrack"
 class Runtime:
     db: Database
     settings: Settings
+    #: The Telegram Bot API client, for the Telegram adapter and bulk sending (bot/); flows
+    #: never use it: they go through `channel_for`.
     bot: Bot
     questionnaires: QuestionnaireRegistry
     plans: WavePlans
@@ -36,6 +44,18 @@ class Runtime:
     #: cancelled finish the messages in flight and give back their claims (bot/claims.py),
     #: rather than being cut off as when this process stops leading.
     stopping: bool = False
+    #: Telegram chats (set by `install`).
+    telegram: Channel | None = None
+    #: Graduates' web chats (bot/web/chat.py), where the web chat is served.
+    web: Channel | None = field(default=None)
+
+    def channel_for(self, chat_id: int) -> Channel:
+        """The channel of chat `chat_id`: a web chat, or Telegram."""
+        channel = self.web if is_web_chat(chat_id) else self.telegram
+        if channel is None:
+            kind = "web" if is_web_chat(chat_id) else "Telegram"
+            raise RuntimeError(f"no {kind} channel in this process")
+        return channel
 
 
 def install(
@@ -46,6 +66,9 @@ def install(
     plans: WavePlans,
     clock: Clock,
 ) -> Runtime:
+    from bot.telegram_channel import TelegramChannel
+    from bot.web_channel import WebChannel
+
     rt = Runtime(
         db=db,
         settings=settings,
@@ -54,6 +77,8 @@ def install(
         plans=plans,
         clock=clock,
     )
+    rt.telegram = TelegramChannel(rt)
+    rt.web = WebChannel(db)
     application.bot_data[RUNTIME_KEY] = rt
     return rt
 
@@ -64,8 +89,9 @@ def runtime(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
     return rt
 
 
-def unreachable_reason(exc: Forbidden) -> str:
-    text = exc.message.lower()
+def unreachable_reason(message: str) -> str:
+    """ "blocked", "deactivated" or "forbidden", from Telegram's 403 description."""
+    text = message.lower()
     if "deactivated" in text:
         return "deactivated"
     if "blocked" in text:
@@ -73,12 +99,13 @@ def unreachable_reason(exc: Forbidden) -> str:
     return "forbidden"
 
 
-async def mark_unreachable(rt: Runtime, chat_id: int, exc: Forbidden) -> None:
-    """Telegram said 403 for this chat: never retry it, and count the graduate unreachable."""
-    log.info("chat %s is unreachable: %s", logs.chat_ref(chat_id), exc.message)
+async def mark_unreachable(rt: Runtime, chat_id: int, message: str) -> None:
+    """The channel said this chat cannot be reached (Telegram's 403, with its `message`):
+    never retry it, and count the graduate unreachable."""
+    log.info("chat %s is unreachable: %s", logs.chat_ref(chat_id), message)
     async with rt.db.session() as session:
         graduate = await graduate_by_chat(session, chat_id)
         if graduate is not None and graduate.unreachable_at is None:
             graduate.unreachable_at = utcnow()
-            graduate.unreachable_reason = unreachable_reason(exc)
+            graduate.unreachable_reason = unreachable_reason(message)
             session.add(graduate)

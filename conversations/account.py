@@ -6,17 +6,14 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
-from telegram.ext import ContextTypes
-
-from bot.dedupe import claim
 from bot.i18n import _, language_name, set_language
-from bot.runtime import runtime
+from bot.runtime import Runtime
 from conversations import onboarding, survey
+from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.prompting import has_open_question, restate, send_prompt, use_chat_language
 from conversations.rules import LANGUAGES
 from storage.models import ConsentKind, Graduate, Institution
+from storage.processed import claim
 from storage.queries import get_chat_state, graduate_by_chat, set_consent, touch_state
 from storage.types import utcnow
 
@@ -26,10 +23,9 @@ LANG_PREFIX = "lang:"
 PRIVACY_PREFIX = "pv:"
 
 
-async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await use_chat_language(update, context)
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(help_text())
+async def help_command(rt: Runtime, turn: Turn) -> None:
+    await use_chat_language(rt, turn)
+    await turn.say(help_text())
 
 
 def help_text() -> str:
@@ -49,24 +45,20 @@ def help_text() -> str:
     )
 
 
-async def language_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await use_chat_language(update, context)
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(
+async def language_command(rt: Runtime, turn: Turn) -> None:
+    await use_chat_language(rt, turn)
+    await turn.say(
         _("Which language do you prefer?"),
-        reply_markup=onboarding.language_keyboard(LANG_PREFIX),
+        onboarding.language_keyboard(LANG_PREFIX),
     )
 
 
-async def on_language_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None and update.effective_chat is not None
-    chat_id = update.effective_chat.id
-    code = query.data[len(LANG_PREFIX) :]
+async def on_language_button(rt: Runtime, turn: Turn) -> None:
+    chat_id = turn.chat_id
+    code = turn.event.data[len(LANG_PREFIX) :]
     if code not in LANGUAGES:
-        await use_chat_language(update, context)
-        await query.answer(_("Please choose one of the buttons."))
+        await use_chat_language(rt, turn)
+        await turn.notice(_("Please choose one of the buttons."))
         return
     async with rt.db.session() as session:
         await claim(session)
@@ -80,24 +72,19 @@ async def on_language_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
             session.add(graduate)
         session.add(state)
     set_language(code)
-    await query.answer()
-    try:
-        await query.edit_message_text(
-            _("Which language do you prefer?") + f"\n\n→ {language_name(code)}"
-        )
-    except BadRequest as exc:
-        log.debug("language message not edited: %s", exc)
-    await rt.bot.send_message(chat_id, _("From now on I will write to you in English."))
+    await turn.notice()
+    await turn.edit(_("Which language do you prefer?") + f"\n\n→ {language_name(code)}")
+    await turn.say(_("From now on I will write to you in English."))
     await restate(rt, chat_id)
 
 
-def _privacy_keyboard(graduate: Graduate) -> InlineKeyboardMarkup:
-    def row(kind: ConsentKind, label: str) -> list[InlineKeyboardButton]:
+def _privacy_keyboard(graduate: Graduate) -> Keyboard:
+    def row(kind: ConsentKind, label: str) -> list[Button]:
         value = getattr(graduate, f"consent_{kind.value}")
         mark = "✅" if value else "⬜"
-        return [InlineKeyboardButton(f"{mark} {label}", callback_data=PRIVACY_PREFIX + kind.value)]
+        return [Button(f"{mark} {label}", PRIVACY_PREFIX + kind.value)]
 
-    return InlineKeyboardMarkup(
+    return keyboard(
         [
             row(ConsentKind.SURVEY, _("Questionnaire")),
             row(ConsentKind.FOLLOWUP, _("Follow-up questionnaires")),
@@ -110,13 +97,10 @@ def _privacy_status(graduate: Graduate) -> str:
     return _("Your current choices (tap to change):") + "\n" + onboarding.consent_summary(graduate)
 
 
-async def privacy_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    rt = runtime(context)
-    graduate = await use_chat_language(update, context)
-    message = update.effective_message
-    assert message is not None
+async def privacy_command(rt: Runtime, turn: Turn) -> None:
+    graduate = await use_chat_language(rt, turn)
     if graduate is None:
-        await message.reply_text(
+        await turn.say(
             _(
                 "You are not registered yet, so I store nothing about you. To begin, please "
                 "open the personal link or scan the QR code your school gave you."
@@ -126,68 +110,55 @@ async def privacy_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     async with rt.db.session() as session:
         school = await session.get(Institution, graduate.institution_id)
     assert school is not None
-    await message.reply_text(onboarding.privacy_notice(school, rt.settings.privacy_notice_version))
-    await message.reply_text(_privacy_status(graduate), reply_markup=_privacy_keyboard(graduate))
+    await turn.say(onboarding.privacy_notice(school, rt.settings.privacy_notice_version))
+    await turn.say(_privacy_status(graduate), _privacy_keyboard(graduate))
 
 
-async def on_privacy_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None and update.effective_chat is not None
-    await use_chat_language(update, context)
-    kind_value = query.data[len(PRIVACY_PREFIX) :]
+async def on_privacy_button(rt: Runtime, turn: Turn) -> None:
+    await use_chat_language(rt, turn)
+    kind_value = turn.event.data[len(PRIVACY_PREFIX) :]
     try:
         kind = ConsentKind(kind_value)
     except ValueError:
-        await query.answer(_("Please choose one of the buttons."))
+        await turn.notice(_("Please choose one of the buttons."))
         return
     async with rt.db.session() as session:
         await claim(session)
-        graduate = await graduate_by_chat(session, update.effective_chat.id)
+        graduate = await graduate_by_chat(session, turn.chat_id)
         if graduate is None:
-            await query.answer(_("You are not registered yet."))
+            await turn.notice(_("You are not registered yet."))
             return
         new_value = not getattr(graduate, f"consent_{kind.value}")
         set_consent(session, graduate, kind, new_value, rt.settings.privacy_notice_version)
-    await query.answer(_("Saved."))
-    try:
-        await query.edit_message_text(
-            _privacy_status(graduate), reply_markup=_privacy_keyboard(graduate)
-        )
-    except BadRequest as exc:
-        log.debug("privacy message not edited: %s", exc)
+    await turn.notice(_("Saved."))
+    await turn.edit(_privacy_status(graduate), _privacy_keyboard(graduate))
 
 
-async def stop_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def stop_command(rt: Runtime, turn: Turn) -> None:
     """/stop: no more messages of any kind until the graduate sends /start again."""
-    rt = runtime(context)
-    graduate = await use_chat_language(update, context)
-    assert update.effective_message is not None and update.effective_chat is not None
+    graduate = await use_chat_language(rt, turn)
     if graduate is not None:
         async with rt.db.session() as session:
             await claim(session)
-            stored = await graduate_by_chat(session, update.effective_chat.id)
+            stored = await graduate_by_chat(session, turn.chat_id)
             if stored is not None and stored.opted_out_at is None:
                 stored.opted_out_at = utcnow()
                 stored.updated_at = utcnow()
                 session.add(stored)
-    await update.effective_message.reply_text(
+    await turn.say(
         _("Done: I will not send you any more messages. If you change your mind, send /start.")
     )
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_text(rt: Runtime, turn: Turn) -> None:
     """Any text: an open onboarding question takes it; otherwise point to /help."""
-    if await onboarding.on_text(update, context) or await survey.on_text(update, context):
+    if await onboarding.on_text(rt, turn) or await survey.on_text(rt, turn):
         return
-    graduate = await use_chat_language(update, context)
-    assert update.effective_message is not None
+    graduate = await use_chat_language(rt, turn)
     if graduate is None:
-        await update.effective_message.reply_text(onboarding.not_registered_text())
+        await turn.say(onboarding.not_registered_text())
         return
-    await update.effective_message.reply_text(
-        _("Sorry, I did not understand that. /help lists what I can do.")
-    )
+    await turn.say(_("Sorry, I did not understand that. /help lists what I can do."))
 
 
 #: Forwarded messages arriving within this many seconds of the one answered are one burst:
@@ -204,20 +175,18 @@ def forwarded_text() -> str:
     return _("I do not read forwarded messages: please type your answer yourself.")
 
 
-async def on_unreadable(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_unreadable(rt: Runtime, turn: Turn) -> None:
     """A message the bot cannot read (a photo, sticker, voice note, document, location,
     contact, dice …): say so in the person's language, then what to do now."""
-    await _explain(update, context, unreadable_text)
+    await _explain(rt, turn, unreadable_text)
 
 
-async def on_forwarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_forwarded(rt: Runtime, turn: Turn) -> None:
     """A forwarded message, never taken as an answer or a command. A burst of forwards
     (several messages forwarded at once arrive as one update each) is answered once: the
     time of the answer is kept in the chat's state, so that it holds across restarts and
     `serve` workers (Telegram delivers one chat's updates one at a time)."""
-    rt = runtime(context)
-    assert update.effective_chat is not None
-    chat_id = update.effective_chat.id
+    chat_id = turn.chat_id
     now = rt.clock.now()
     async with rt.db.session() as session:
         await claim(session)
@@ -232,54 +201,26 @@ async def on_forwarded(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         state.data[_FORWARD_TOLD] = now.isoformat()
         touch_state(state)
         session.add(state)
-    await _explain(update, context, forwarded_text)
+    await _explain(rt, turn, forwarded_text)
 
 
-async def _explain(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, say: Callable[[], str]
-) -> None:
+async def _explain(rt: Runtime, turn: Turn, say: Callable[[], str]) -> None:
     """`say()`, then what to do now: the open question again, or where to begin."""
-    rt = runtime(context)
-    message = update.effective_message
-    assert message is not None and update.effective_chat is not None
-    graduate = await use_chat_language(update, context)
+    graduate = await use_chat_language(rt, turn)
     notice = say()  # in the chat's language, now that it is known
-    if await has_open_question(rt, update.effective_chat.id):
-        await message.reply_text(notice + " " + _("Here is the question again."))
-        await send_prompt(rt, update.effective_chat.id, preface=False)
+    if await has_open_question(rt, turn.chat_id):
+        await turn.say(notice + " " + _("Here is the question again."))
+        await send_prompt(rt, turn.chat_id, preface=False)
     elif graduate is None:
-        await message.reply_text(notice + "\n\n" + onboarding.not_registered_text())
+        await turn.say(notice + "\n\n" + onboarding.not_registered_text())
     else:
-        await message.reply_text(notice + " " + _("/help lists what I can do."))
+        await turn.say(notice + " " + _("/help lists what I can do."))
 
 
-async def on_stale_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_stale_button(rt: Runtime, turn: Turn) -> None:
     """A button whose data we do not know (an old message, or forged data)."""
-    await use_chat_language(update, context)
-    query = update.callback_query
-    assert query is not None
-    await query.answer(_("This button is no longer active."))
-
-
-async def on_my_chat_member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """The graduate blocked (or unblocked) the bot."""
-    rt = runtime(context)
-    change = update.my_chat_member
-    if change is None or change.chat.type != "private":
-        return
-    status = change.new_chat_member.status
-    async with rt.db.session() as session:
-        await claim(session)
-        graduate = await graduate_by_chat(session, change.chat.id)
-        if graduate is None:
-            return
-        if status in (ChatMember.BANNED, ChatMember.LEFT):
-            graduate.unreachable_at = graduate.unreachable_at or utcnow()
-            graduate.unreachable_reason = "blocked"
-        elif status == ChatMember.MEMBER and graduate.unreachable_reason == "blocked":
-            graduate.unreachable_at = None
-            graduate.unreachable_reason = None
-        session.add(graduate)
+    await use_chat_language(rt, turn)
+    await turn.notice(_("This button is no longer active."))
 
 
 __all__ = [
@@ -288,7 +229,6 @@ __all__ = [
     "language_command",
     "on_forwarded",
     "on_language_button",
-    "on_my_chat_member",
     "on_privacy_button",
     "on_stale_button",
     "on_text",

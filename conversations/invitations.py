@@ -6,20 +6,16 @@ wave that closed, or of a questionnaire already sent, says so and does nothing e
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
-from telegram.ext import ContextTypes
-
-from bot.dedupe import claim
 from bot.i18n import _, format_date, set_language
-from bot.runtime import runtime
+from bot.runtime import Runtime
 from conversations import survey
+from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.prompting import send_prompt
 from storage.models import Institution, Invitation
+from storage.processed import claim
 from storage.queries import get_chat_state, graduate_by_chat
 from storage.types import row_id
 
@@ -27,9 +23,7 @@ PREFIX = "wv:"
 PATTERN = r"^wv:"
 
 
-def invitation_message(
-    invitation: Invitation, school: Institution
-) -> tuple[str, InlineKeyboardMarkup]:
+def invitation_message(invitation: Invitation, school: Institution) -> tuple[str, Keyboard]:
     """The invitation (seq 0) or a reminder, in the current language."""
     last_day = (invitation.closes_at - timedelta(seconds=1)).astimezone(ZoneInfo(school.timezone))
     until = format_date(last_day.date(), "long")
@@ -45,18 +39,13 @@ def invitation_message(
             "answer helps the school and the students after you."
         ).format(school=school.name, date=until)
         button = _("Answer now")
-    markup = InlineKeyboardMarkup(
-        [[InlineKeyboardButton(button, callback_data=f"{PREFIX}{invitation.id}")]]
-    )
+    markup = keyboard([[Button(button, f"{PREFIX}{invitation.id}")]])
     return text, markup
 
 
-async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None and update.effective_chat is not None
-    chat_id = update.effective_chat.id
-    raw_id = query.data[len(PREFIX) :]
+async def on_button(rt: Runtime, turn: Turn) -> None:
+    chat_id = turn.chat_id
+    raw_id = turn.event.data[len(PREFIX) :]
     now = rt.clock.now()
     outcome = ""
     async with rt.db.session() as session:
@@ -67,19 +56,18 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         invitation_id = row_id(raw_id)
         invitation = await session.get(Invitation, invitation_id) if invitation_id else None
         if invitation is None or graduate is None or invitation.graduate_id != graduate.id:
-            await query.answer(_("This button is no longer active."))
+            await turn.notice(_("This button is no longer active."))
             return
         if state.flow and state.flow != survey.SURVEY:
-            await query.answer(_("Let's first finish the questions above."))
+            await turn.notice(_("Let's first finish the questions above."))
             return
         if invitation.closes_at <= now:
-            await query.answer(_("This questionnaire has closed. Thank you all the same!"))
+            await turn.notice(_("This questionnaire has closed. Thank you all the same!"))
             return
         outcome = await survey.start_wave(rt, session, graduate, invitation, chat_id)
         if outcome == "done":
-            await query.answer(_("This questionnaire is already finished. Thank you!"))
+            await turn.notice(_("This questionnaire is already finished. Thank you!"))
             return
-    await query.answer()
-    with contextlib.suppress(BadRequest):
-        await query.edit_message_reply_markup(None)
+    await turn.notice()
+    await turn.edit(None)
     await send_prompt(rt, chat_id)

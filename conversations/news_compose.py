@@ -36,6 +36,8 @@ from bot.i18n import (
 )
 from bot.reporting import wave_label
 from bot.runtime import Runtime, runtime
+from bot.telegram_channel import turn_of
+from conversations.channel import Button, keyboard
 from conversations.news_html import NewsHtmlError, check_news_html
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import LANGUAGES
@@ -255,27 +257,19 @@ async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadc
     assert broadcast.id is not None
     bid = broadcast.id
     audience = _audience(broadcast)
-    rows: list[list[InlineKeyboardButton]] = []
+    rows: list[list[Button]] = []
     for programme in await _programmes(session, broadcast.institution_id):
         on = programme.id in audience.programme_ids
-        rows.append(
-            [
-                InlineKeyboardButton(
-                    _mark(on, programme.name), callback_data=_cb(bid, AUDIENCE, f"p{programme.id}")
-                )
-            ]
-        )
+        rows.append([Button(_mark(on, programme.name), _cb(bid, AUDIENCE, f"p{programme.id}"))])
     years = [
-        InlineKeyboardButton(
-            _mark(y in audience.graduation_years, str(y)), callback_data=_cb(bid, AUDIENCE, f"y{y}")
-        )
+        Button(_mark(y in audience.graduation_years, str(y)), _cb(bid, AUDIENCE, f"y{y}"))
         for y in await _years(session, broadcast.institution_id)
     ]
     rows.extend(years[i : i + 4] for i in range(0, len(years), 4))
     langs = [
-        InlineKeyboardButton(
+        Button(
             _mark(code in audience.languages, code.upper()),
-            callback_data=_cb(bid, AUDIENCE, f"l{code}"),
+            _cb(bid, AUDIENCE, f"l{code}"),
         )
         for code in LANGUAGES
     ]
@@ -283,22 +277,14 @@ async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadc
     for wave in rt.plans.default.waves:
         on = audience.wave == wave.name
         label = _("Not responded yet: {wave}").format(wave=wave_label(wave))
-        rows.append(
-            [
-                InlineKeyboardButton(
-                    _mark(on, label), callback_data=_cb(bid, AUDIENCE, f"w{wave.name}")
-                )
-            ]
-        )
+        rows.append([Button(_mark(on, label), _cb(bid, AUDIENCE, f"w{wave.name}"))])
     for segment in await _segments(session, broadcast.institution_id):
         label = _("Segment: {name}").format(name=segment.name)
-        rows.append(
-            [InlineKeyboardButton(label[:60], callback_data=_cb(bid, AUDIENCE, f"g{segment.id}"))]
-        )
+        rows.append([Button(label[:60], _cb(bid, AUDIENCE, f"g{segment.id}"))])
     rows.append(
         [
-            InlineKeyboardButton(_("Save as segment"), callback_data=_cb(bid, AUDIENCE, "save")),
-            InlineKeyboardButton(_("Continue"), callback_data=_cb(bid, AUDIENCE, "go")),
+            Button(_("Save as segment"), _cb(bid, AUDIENCE, "save")),
+            Button(_("Continue"), _cb(bid, AUDIENCE, "go")),
         ]
     )
     count = await audience_count(session, broadcast)
@@ -306,7 +292,7 @@ async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadc
         "Who should receive it? Tap to choose programmes, graduation years, languages or a "
         "wave; nothing chosen means everyone.\n\nRecipients now: {count}"
     ).format(count=count)
-    return Prompt(text, InlineKeyboardMarkup(rows))
+    return Prompt(text, keyboard(rows))
 
 
 async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
@@ -328,28 +314,24 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
             first = broadcast.default_language  # the school's until the officer chooses
             choices = sorted(LANGUAGES, key=lambda code: code != first)
             buttons = [
-                InlineKeyboardButton(
-                    language_name_here(code), callback_data=_cb(broadcast.id, FIRST_LANG, code)
-                )
+                Button(language_name_here(code), _cb(broadcast.id, FIRST_LANG, code))
                 for code in choices
             ]
             return Prompt(
                 _("Which language is this text in?"),
-                InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)]),
+                keyboard([buttons[i : i + 2] for i in range(0, len(buttons), 2)]),
             )
         if step == MORE:
             buttons = [
-                InlineKeyboardButton(
+                Button(
                     _("Add {language}").format(language=language_name_here(code)),
-                    callback_data=_cb(broadcast.id, MORE, code),
+                    _cb(broadcast.id, MORE, code),
                 )
                 for code in LANGUAGES
                 if code not in broadcast.texts
             ]
             rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-            rows.append(
-                [InlineKeyboardButton(_("Done"), callback_data=_cb(broadcast.id, MORE, "done"))]
-            )
+            rows.append([Button(_("Done"), _cb(broadcast.id, MORE, "done"))])
             written = ", ".join(
                 language_name_here(code, capital=False) for code in _versions(broadcast)
             )
@@ -361,7 +343,7 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
                     languages=written,
                     default=language_name_here(broadcast.default_language, capital=False),
                 ),
-                InlineKeyboardMarkup(rows),
+                keyboard(rows),
             )
         if step == LANG_TEXT:
             code = str(state.data.get("lang", ""))
@@ -394,20 +376,16 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
                     "Above is the news as graduates will see it, each language version with "
                     "how many get it. Recipients now: {count}."
                 ).format(count=count),
-                InlineKeyboardMarkup(
+                keyboard(
                     [
                         [
-                            InlineKeyboardButton(
-                                _("Send now"), callback_data=_cb(broadcast.id, PREVIEW, "now")
-                            ),
-                            InlineKeyboardButton(
-                                _("Schedule"), callback_data=_cb(broadcast.id, PREVIEW, "later")
-                            ),
+                            Button(_("Send now"), _cb(broadcast.id, PREVIEW, "now")),
+                            Button(_("Schedule"), _cb(broadcast.id, PREVIEW, "later")),
                         ],
                         [
-                            InlineKeyboardButton(
+                            Button(
                                 _("Change the audience"),
-                                callback_data=_cb(broadcast.id, PREVIEW, "back"),
+                                _cb(broadcast.id, PREVIEW, "back"),
                             )
                         ],
                     ]
@@ -512,12 +490,13 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         composing = state.flow == FLOW and bool(state.step)
         session.add(state)
     if not composing:
+        turn = turn_of(rt, update, context)
         if message.forward_origin is not None:
-            await account.on_forwarded(update, context)
+            await account.on_forwarded(rt, turn)
         elif message.text is not None:
-            await account.on_text(update, context)
+            await account.on_text(rt, turn)
         else:
-            await account.on_unreadable(update, context)
+            await account.on_unreadable(rt, turn)
         return
     staff = await load_staff(update, context)
     if staff is None:
@@ -529,7 +508,7 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 _move(state, "")
                 session.add(state)
         if message.text is not None:
-            await account.on_text(update, context)
+            await account.on_text(rt, turn_of(rt, update, context))
         return
     error = ""
     done_text = ""
@@ -624,7 +603,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if staff is None:
         from conversations.account import on_stale_button
 
-        await on_stale_button(update, context)
+        await on_stale_button(rt, turn_of(rt, update, context))
         return
     _prefix, bid, step, value = [*query.data.split(":", 3), "", "", ""][:4]
     label = ""
@@ -708,13 +687,11 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         session.add(state)
         pending = state.prompt_pending
     await query.answer()
+    turn = turn_of(rt, update, context)
     if edit is not None:
-        try:
-            await query.edit_message_text(edit.text, reply_markup=edit.keyboard)
-        except BadRequest as exc:
-            log.debug("audience message not edited: %s", exc)
+        await turn.edit(edit.text, edit.keyboard)  # not edited: the same press twice
         return
-    await close_question(query, label)
+    await close_question(turn, label)
     if done_text:
         await rt.bot.send_message(chat_id, done_text)
     if pending:

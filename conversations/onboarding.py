@@ -18,12 +18,9 @@ import calendar
 import logging
 from datetime import date
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import ContextTypes
-
-from bot.dedupe import claim
 from bot.i18n import _, language_name, month_name, ngettext, set_language
-from bot.runtime import Runtime, runtime
+from bot.runtime import Runtime
+from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import (
     LANGUAGES,
@@ -38,12 +35,14 @@ from conversations.rules import (
 )
 from storage.invitations import mark_offered, open_wave_invitation, plan_invitations
 from storage.models import ChatState, ConsentKind, Graduate, Institution, Invitation, Programme
+from storage.processed import claim
 from storage.queries import (
     active_programmes,
     get_chat_state,
     graduate_by_chat,
     graduate_by_token,
     institution_by_code,
+    is_web_chat,
     set_consent,
     touch_state,
 )
@@ -112,24 +111,21 @@ def not_registered_text() -> str:
     )
 
 
-def _yes_no(step: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
+def _yes_no(step: str) -> Keyboard:
+    return keyboard(
         [
             [
-                InlineKeyboardButton(_("Yes"), callback_data=_cb(step, "y")),
-                InlineKeyboardButton(_("No"), callback_data=_cb(step, "n")),
+                Button(_("Yes"), _cb(step, "y")),
+                Button(_("No"), _cb(step, "n")),
             ]
         ]
     )
 
 
-def language_keyboard(prefix: str) -> InlineKeyboardMarkup:
+def language_keyboard(prefix: str) -> Keyboard:
     """Five language buttons, each labelled in its own language."""
-    buttons = [
-        InlineKeyboardButton(language_name(code), callback_data=f"{prefix}{code}")
-        for code in LANGUAGES
-    ]
-    return InlineKeyboardMarkup([buttons[0:2], buttons[2:4], buttons[4:5]])
+    buttons = [Button(language_name(code), f"{prefix}{code}") for code in LANGUAGES]
+    return keyboard([buttons[0:2], buttons[2:4], buttons[4:5]])
 
 
 async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
@@ -156,37 +152,26 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
             language_keyboard(_cb(LANGUAGE, "")),
         )
     if step == PROGRAMME:
-        rows = [
-            [InlineKeyboardButton(p.name[:60], callback_data=_cb(PROGRAMME, str(p.id)))]
-            for p in programmes[:90]
-        ]
+        rows = [[Button(p.name[:60], _cb(PROGRAMME, str(p.id)))] for p in programmes[:90]]
         return Prompt(
             _("Which programme are you taking (or did you take) at {school}?").format(
                 school=school.name
             ),
-            InlineKeyboardMarkup(rows),
+            keyboard(rows),
         )
     if step == GRAD_YEAR:
         years = graduation_years(_today())
         return Prompt(
             _("In which year will you graduate (or did you graduate)?"),
-            InlineKeyboardMarkup(
-                [
-                    [
-                        InlineKeyboardButton(str(y), callback_data=_cb(GRAD_YEAR, str(y)))
-                        for y in years
-                    ]
-                ]
-            ),
+            keyboard([[Button(str(y), _cb(GRAD_YEAR, str(y))) for y in years]]),
         )
     if step == GRAD_MONTH:
         buttons = [
-            InlineKeyboardButton(month_name(m).capitalize(), callback_data=_cb(GRAD_MONTH, str(m)))
-            for m in range(1, 13)
+            Button(month_name(m).capitalize(), _cb(GRAD_MONTH, str(m))) for m in range(1, 13)
         ]
         return Prompt(
             _("And in which month?"),
-            InlineKeyboardMarkup([buttons[i : i + 3] for i in range(0, 12, 3)]),
+            keyboard([buttons[i : i + 3] for i in range(0, 12, 3)]),
         )
     if step == BIRTH_YEAR:
         return Prompt(_("In which year were you born? Please type it, for example 2006."))
@@ -263,12 +248,10 @@ async def _finish(rt: Runtime, chat_id: int) -> None:
     if graduate is None:
         return
     lines = [_("Thank you! Your choices are saved:"), consent_summary(graduate), ""]
-    markup: InlineKeyboardMarkup | None = None
+    markup: Keyboard = ()
     if invitation is not None:
         lines.append(_("A questionnaire is open for you now. It takes about five minutes."))
-        markup = InlineKeyboardMarkup(
-            [[InlineKeyboardButton(_("Start now"), callback_data=f"{PREFIX}{invitation.id}")]]
-        )
+        markup = keyboard([[Button(_("Start now"), f"{PREFIX}{invitation.id}")]])
     elif graduate.consent_survey:
         lines.append(
             _("We will send you the questionnaire here when it opens for your year group.")
@@ -279,7 +262,7 @@ async def _finish(rt: Runtime, chat_id: int) -> None:
     if invitation is not None:
         # Recorded before sending, so that a dispatcher tick in between sends no second one.
         await mark_offered(rt.db, invitation, now)
-    await rt.bot.send_message(chat_id, "\n".join(lines), reply_markup=markup)
+    await rt.channel_for(chat_id).send(chat_id, "\n".join(lines), markup)
 
 
 # ---------------------------------------------------------------- transitions
@@ -297,20 +280,21 @@ def _age_step(school: Institution, graduate_birth_year: int | None, guardian: bo
     return AGE
 
 
-async def begin_onboarding(rt: Runtime, update: Update, graduate: Graduate) -> None:
-    """A personal invite was accepted: link the chat and ask for the language."""
-    chat_id = _chat_id(update)
+async def begin_onboarding(rt: Runtime, turn: Turn, graduate: Graduate) -> None:
+    """A personal invite was accepted: link the chat (a Telegram chat; a web chat is the
+    graduate's own already) and ask for the language."""
+    chat_id = turn.chat_id
     async with rt.db.session() as session:
         graduate = await session.get(Graduate, graduate.id) or graduate
         state = await get_chat_state(session, chat_id)
         school = await session.get(Institution, graduate.institution_id)
         assert school is not None
-        graduate.chat_id = chat_id
-        graduate.linked_at = utcnow()
-        graduate.unreachable_at = None
-        graduate.unreachable_reason = None
-        tg_language = update.effective_user.language_code if update.effective_user else None
-        language = choose_language(graduate.language, tg_language, school.default_language)
+        if not is_web_chat(chat_id):
+            graduate.chat_id = chat_id
+            graduate.linked_at = utcnow()
+            graduate.unreachable_at = None
+            graduate.unreachable_reason = None
+        language = choose_language(graduate.language, turn.event.language, school.default_language)
         state.flow, state.step = ONBOARD, LANGUAGE
         state.graduate_id = graduate.id
         state.language = language
@@ -325,10 +309,33 @@ async def begin_onboarding(rt: Runtime, update: Update, graduate: Graduate) -> N
     await send_prompt(rt, chat_id)
 
 
-async def begin_registration(rt: Runtime, update: Update, school: Institution) -> None:
-    chat_id = _chat_id(update)
-    tg_language = update.effective_user.language_code if update.effective_user else None
-    language = choose_language(None, tg_language, school.default_language)
+async def _link_registered(rt: Runtime, turn: Turn, graduate: Graduate) -> None:
+    """Link a Telegram chat to a graduate who gave their choices on another channel, and go
+    on with the questionnaire open for them, if any."""
+    from conversations.survey import survey_command
+
+    async with rt.db.session() as session:
+        stored = await session.get(Graduate, graduate.id)
+        assert stored is not None
+        stored.chat_id = turn.chat_id
+        stored.linked_at = utcnow()
+        stored.unreachable_at = None
+        stored.unreachable_reason = None
+        stored.updated_at = utcnow()
+        state = await get_chat_state(session, turn.chat_id)
+        state.graduate_id = stored.id
+        state.language = stored.language or state.language
+        touch_state(state)
+        session.add(stored)
+        session.add(state)
+    set_language(choose_language(stored.language, turn.event.language, None))
+    await turn.say(_("Welcome back! You are already registered. /help lists what I can do."))
+    await survey_command(rt, turn)
+
+
+async def begin_registration(rt: Runtime, turn: Turn, school: Institution) -> None:
+    chat_id = turn.chat_id
+    language = choose_language(None, turn.event.language, school.default_language)
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         state.flow, state.step = REGISTER, LANGUAGE
@@ -363,22 +370,16 @@ async def _after_consent(state: ChatState, graduate: Graduate) -> str:
 # ---------------------------------------------------------------- handlers
 
 
-def _chat_id(update: Update) -> int:
-    assert update.effective_chat is not None
-    return update.effective_chat.id
-
-
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def start(rt: Runtime, turn: Turn) -> None:
     """/start, with or without a payload."""
-    rt = runtime(context)
-    chat_id = _chat_id(update)
-    payload = parse_start_payload(" ".join(context.args or []))
+    chat_id = turn.chat_id
+    payload = parse_start_payload(" ".join(turn.event.args))
     if payload.kind is PayloadKind.STAFF:
         from conversations.staff import accept_staff_invite
 
-        await accept_staff_invite(update, context, payload.value)
+        await accept_staff_invite(rt, turn, payload.value)
         return
-    tg_language = update.effective_user.language_code if update.effective_user else None
+    tg_language = turn.event.language
     async with rt.db.session() as session:
         await claim(session)
         state = await get_chat_state(session, chat_id)
@@ -399,9 +400,6 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         language = state.language or (linked.language if linked else None) or tg_language
         session.add(state)
     set_language(choose_language(language, None, None))
-    message = update.effective_message
-    assert message is not None
-
     if linked is not None:
         back_on = (
             _("Contact is back on: I will write to you again, as you chose in /privacy.") + "\n\n"
@@ -409,7 +407,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             else ""
         )
         if target is not None and target.id != linked.id:
-            await message.reply_text(
+            await turn.say(
                 _(
                     "This Telegram account is already linked to your registration. "
                     "If this link belongs to someone else, please pass it on to them."
@@ -419,17 +417,27 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if state.flow:
             if state.step == GUARDIAN and linked.guardian_consent_at is not None:
                 await _resume_after_guardian(rt, chat_id)
-            await message.reply_text(back_on + _("Welcome back! Let's continue where we left off."))
+            await turn.say(back_on + _("Welcome back! Let's continue where we left off."))
             await send_prompt(rt, chat_id)
             return
-        await message.reply_text(
+        if linked.consent_survey is None and linked.id is not None:
+            # Never asked (a web link opened from an e-mail): ask now.
+            await begin_onboarding(rt, turn, linked)
+            return
+        if is_web_chat(chat_id) and not restored:
+            # The web link is opened to answer: the open questionnaire, or the one due.
+            from conversations.survey import survey_command
+
+            await survey_command(rt, turn)
+            return
+        await turn.say(
             back_on + _("Welcome back! You are already registered. /help lists what I can do.")
         )
         return
 
     if payload.kind is PayloadKind.INVITE:
         if target is None:
-            await message.reply_text(
+            await turn.say(
                 _(
                     "I don't recognise this link. Please check that you opened the whole link, "
                     "or ask your school for your personal link."
@@ -437,36 +445,39 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             )
             return
         if target.invite_revoked_at is not None:
-            await message.reply_text(
-                _("This link is no longer valid. Please ask your school for a new one.")
-            )
+            await turn.say(_("This link is no longer valid. Please ask your school for a new one."))
             return
         if target.chat_id is not None and target.chat_id != chat_id:
-            await message.reply_text(
+            await turn.say(
                 _(
                     "This link has already been used from another Telegram account. "
                     "If that was not you, please contact your school."
                 )
             )
             return
-        await begin_onboarding(rt, update, target)
+        if target.consent_survey is not None and target.opted_out_at is None:
+            # Registered on another channel (the web chat): this chat is linked and goes
+            # on from there, with the choices and answers already given.
+            await _link_registered(rt, turn, target)
+            return
+        await begin_onboarding(rt, turn, target)
         return
 
     if payload.kind is PayloadKind.SCHOOL:
         if school is None:
-            await message.reply_text(
+            await turn.say(
                 _("I don't recognise this school link. Please ask your school for the right one.")
             )
             return
         if state.flow == REGISTER and state.data.get("institution_id") == school.id:
-            await message.reply_text(_("Welcome back! Let's continue where we left off."))
+            await turn.say(_("Welcome back! Let's continue where we left off."))
             await send_prompt(rt, chat_id)
             return
-        await begin_registration(rt, update, school)
+        await begin_registration(rt, turn, school)
         return
 
     if payload.kind is PayloadKind.INVALID:
-        await message.reply_text(
+        await turn.say(
             _(
                 "I don't recognise this link. Please check that you opened the whole link, "
                 "or ask your school for your personal link."
@@ -474,19 +485,16 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         )
         return
     if state.flow == REGISTER:
-        await message.reply_text(_("Welcome back! Let's continue where we left off."))
+        await turn.say(_("Welcome back! Let's continue where we left off."))
         await send_prompt(rt, chat_id)
         return
-    await message.reply_text(not_registered_text())
+    await turn.say(not_registered_text())
 
 
-async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_button(rt: Runtime, turn: Turn) -> None:
     """A button of an onboarding question: `ob:<step>:<value>`."""
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None
-    chat_id = _chat_id(update)
-    _prefix, step, value = ([*query.data.split(":", 2), "", ""])[:3]
+    chat_id = turn.chat_id
+    _prefix, step, value = ([*turn.event.data.split(":", 2), "", ""])[:3]
     label = ""
     async with rt.db.session() as session:
         await claim(session)
@@ -494,12 +502,12 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
         set_language(state.language or (graduate.language if graduate else None))
         if state.flow not in (ONBOARD, REGISTER) or state.step != step:
-            await query.answer(_("This question has already been answered."))
+            await turn.notice(_("This question has already been answered."))
             return
         school_id = graduate.institution_id if graduate else state.data.get("institution_id")
         school = await session.get(Institution, school_id) if school_id else None
         if school is None:
-            await query.answer(_("This question has already been answered."))
+            await turn.notice(_("This question has already been answered."))
             return
         error = ""
         next_step = ""
@@ -564,12 +572,12 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         else:
             error = _("This question has already been answered.")
         if error:
-            await query.answer(error)
+            await turn.notice(error)
             return
         _advance(state, next_step)
         session.add(state)
-    await query.answer()
-    await close_question(query, label)
+    await turn.notice()
+    await close_question(turn, label)
     if next_step:
         await send_prompt(rt, chat_id)
     else:
@@ -601,12 +609,10 @@ def _register(state: ChatState, school: Institution) -> Graduate:
     )
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def on_text(rt: Runtime, turn: Turn) -> bool:
     """Typed text during onboarding. Returns False when no onboarding question is open."""
-    rt = runtime(context)
-    chat_id = _chat_id(update)
-    message = update.effective_message
-    assert message is not None
+    chat_id = turn.chat_id
+    text = turn.event.text
     registered: int | None = None
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
@@ -617,11 +623,11 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
         set_language(state.language or (graduate.language if graduate else None))
         if state.step != BIRTH_YEAR:
             session.add(state)
-            await message.reply_text(_("Please answer with the buttons below the question."))
+            await turn.say(_("Please answer with the buttons below the question."))
         else:
-            year = parse_birth_year(message.text or "", _today())
+            year = parse_birth_year(text, _today())
             if year is None:
-                await message.reply_text(_birth_year_error(message.text or ""))
+                await turn.say(_birth_year_error(text))
                 return True
             school = await session.get(Institution, state.data.get("institution_id"))
             assert school is not None

@@ -21,13 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest, Forbidden, TelegramError
-from telegram.ext import ContextTypes
-
 from bot.i18n import _, set_language, use_language
 from bot.logs import chat_ref
-from bot.runtime import Runtime, mark_unreachable, runtime
+from bot.runtime import Runtime, mark_unreachable
+from conversations.channel import Keyboard, Refused, Turn, Unreachable
 from conversations.rules import choose_language
 from storage.models import ChatState, Graduate
 from storage.queries import (
@@ -50,7 +47,7 @@ class Prompt:
     """What to send for a step: zero or more plain messages, then the question."""
 
     text: str
-    keyboard: InlineKeyboardMarkup | None = None
+    keyboard: Keyboard = ()
     preface: tuple[str, ...] = ()
 
 
@@ -62,34 +59,29 @@ def register(flow: str, renderer: Renderer) -> None:
     _renderers[flow] = renderer
 
 
-async def use_chat_language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Graduate | None:
-    """Set this update's language from the chat's state, the graduate or Telegram."""
-    rt = runtime(context)
-    assert update.effective_chat is not None
+async def use_chat_language(rt: Runtime, turn: Turn) -> Graduate | None:
+    """Set this turn's language from the chat's state, the graduate or the person's device."""
     async with rt.db.session() as session:
-        state = await get_chat_state(session, update.effective_chat.id)
-        graduate = await graduate_by_chat(session, update.effective_chat.id)
+        state = await get_chat_state(session, turn.chat_id)
+        graduate = await graduate_by_chat(session, turn.chat_id)
         session.add(state)
-    tg_language = update.effective_user.language_code if update.effective_user else None
     set_language(
         choose_language(
-            state.language or (graduate.language if graduate else None), tg_language, None
+            state.language or (graduate.language if graduate else None), turn.event.language, None
         )
     )
     return graduate
 
 
-async def close_question(query: CallbackQuery, label: str | None) -> None:
+async def close_question(turn: Turn, label: str | None) -> None:
     """Show the chosen answer under the question (or just remove its buttons when there is
     no label or text), so that an answered question cannot be answered again."""
-    text = getattr(query.message, "text", None)
-    try:
-        if label and text:
-            await query.edit_message_text(f"{text}\n\n→ {label}")
-        else:
-            await query.edit_message_reply_markup(None)
-    except BadRequest as exc:  # already edited (a duplicate press) or too old
-        log.debug("question not closed: %s", exc)
+    text = turn.event.message_text
+    # False when already edited (a duplicate press) or too old: nothing to do then.
+    if label and text:
+        await turn.edit(f"{text}\n\n→ {label}")
+    else:
+        await turn.edit(None)
 
 
 async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> None:
@@ -101,24 +93,25 @@ async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> Non
         language = state.language or (graduate.language if graduate else None)
     flow = state.flow
     renderer = _renderers.get(flow)
-    sent: Message | None = None
+    sent: int | None = None
+    channel = rt.channel_for(chat_id)
     with use_language(language):
         prompt = await renderer(rt, state) if renderer else None
         if prompt is not None:
             try:
                 for text in prompt.preface if preface else ():
-                    await rt.bot.send_message(chat_id, text)
-                sent = await rt.bot.send_message(chat_id, prompt.text, reply_markup=prompt.keyboard)
-            except Forbidden as exc:
-                await mark_unreachable(rt, chat_id, exc)
-            except BadRequest as exc:
+                    await channel.send(chat_id, text)
+                sent = await channel.send(chat_id, prompt.text, prompt.keyboard)
+            except Unreachable as exc:
+                await mark_unreachable(rt, chat_id, exc.detail)
+            except Refused as exc:
                 await _refused(rt, chat_id, state.flow, exc)
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         state.prompt_pending = False
         if sent is not None and prompt is not None and prompt.keyboard and state.flow == flow:
             # Remembered so that a language change can take the old buttons away.
-            state.data = {**state.data, PROMPT_MESSAGE: sent.message_id}
+            state.data = {**state.data, PROMPT_MESSAGE: sent}
             touch_state(state)
         session.add(state)
 
@@ -130,17 +123,17 @@ def refused_text() -> str:
     )
 
 
-async def _refused(rt: Runtime, chat_id: int, flow: str, error: BadRequest) -> None:
+async def _refused(rt: Runtime, chat_id: int, flow: str, error: Refused) -> None:
     """Telegram refused the question (a 400: too many buttons, button data, a text too long,
     entities it cannot parse): sending it again would be refused again, so it is not left
     pending for the resender. The person is told, in plain text, and the operator by an
     ERROR line (Telegram's reason, no personal data)."""
     log.error(
-        "Telegram refused the %s question for chat %s: %s", flow, chat_ref(chat_id), error.message
+        "Telegram refused the %s question for chat %s: %s", flow, chat_ref(chat_id), error.detail
     )
     try:
-        await rt.bot.send_message(chat_id, refused_text())
-    except TelegramError:
+        await rt.channel_for(chat_id).send(chat_id, refused_text())
+    except Exception:
         log.warning("could not tell chat %s that its question was refused", chat_ref(chat_id))
 
 
@@ -195,8 +188,8 @@ async def restate(rt: Runtime, chat_id: int) -> bool:
         return False
     if isinstance(old_message, int):
         try:
-            await rt.bot.edit_message_reply_markup(chat_id, old_message, reply_markup=None)
-        except BadRequest as exc:  # already without buttons, or too old to edit
+            await rt.channel_for(chat_id).edit(chat_id, old_message, None)
+        except Refused as exc:  # already without buttons, or too old to edit
             log.debug("old question's buttons not removed: %s", exc)
     await send_prompt(rt, chat_id)
     return True

@@ -21,13 +21,11 @@ from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import ContextTypes
 
-from bot.dedupe import claim
 from bot.i18n import _, format_date, set_language
-from bot.runtime import Runtime, runtime
+from bot.runtime import Runtime
 from conversations import engine
+from conversations.channel import Button, Turn, keyboard
 from conversations.onboarding import not_registered_text
 from conversations.prompting import close_question
 from conversations.questionnaire import Question, Questionnaire, QuestionType
@@ -45,7 +43,8 @@ from storage.models import (
     Programme,
     SurveyResponse,
 )
-from storage.queries import graduate_by_chat
+from storage.processed import claim
+from storage.queries import graduate_by_chat, is_web_chat
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +59,9 @@ FILE_NAME = "gradtrack-my-data.json"
 # ---------------------------------------------------------------- helpers
 
 
-def _chat_id(update: Update) -> int:
-    assert update.effective_chat is not None
-    return update.effective_chat.id
-
-
-def _use_language(update: Update, state: ChatState | None, graduate: Graduate | None) -> str:
-    """Speak the chat's language for the rest of this update; returns it."""
-    tg_language = update.effective_user.language_code if update.effective_user else None
+def _use_language(turn: Turn, state: ChatState | None, graduate: Graduate | None) -> str:
+    """Speak the chat's language for the rest of this turn; returns it."""
+    tg_language = turn.event.language
     language = choose_language(
         (state.language if state else None) or (graduate.language if graduate else None),
         tg_language,
@@ -251,25 +245,22 @@ async def export_data(
     }
 
 
-async def mydata_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def mydata_command(rt: Runtime, turn: Turn) -> None:
     """/mydata: the graduate's data as a JSON file."""
-    rt = runtime(context)
-    chat_id = _chat_id(update)
-    message = update.effective_message
-    assert message is not None
+    chat_id = turn.chat_id
     async with rt.db.session() as session:
         graduate = await graduate_by_chat(session, chat_id)
         state = await session.get(ChatState, chat_id)
-        language = _use_language(update, state, graduate)
+        language = _use_language(turn, state, graduate)
         if graduate is None:
-            await message.reply_text(nothing_kept_text())
+            await turn.say(nothing_kept_text())
             return
         data = await export_data(rt, session, graduate, graduate.language or language)
     payload = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
-    await message.reply_document(
-        document=payload,
-        filename=FILE_NAME,
-        caption=_(
+    await turn.send_file(
+        FILE_NAME,
+        payload,
+        _(
             "Here is a copy of all the data this chat stores about you. "
             "To have it deleted, send /delete."
         ),
@@ -306,46 +297,32 @@ def confirmation_text() -> str:
     )
 
 
-async def delete_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def delete_command(rt: Runtime, turn: Turn) -> None:
     """/delete: ask before erasing anything."""
-    rt = runtime(context)
-    chat_id = _chat_id(update)
-    message = update.effective_message
-    assert message is not None
+    chat_id = turn.chat_id
     async with rt.db.session() as session:
         graduate = await graduate_by_chat(session, chat_id)
         state = await session.get(ChatState, chat_id)
-    _use_language(update, state, graduate)
+    _use_language(turn, state, graduate)
     if graduate is None or graduate.id is None:
-        await message.reply_text(not_registered_text())
+        await turn.say(not_registered_text())
         return
     now = rt.clock.now()
-    await message.reply_text(
+    await turn.say(
         confirmation_text(),
-        reply_markup=InlineKeyboardMarkup(
+        keyboard(
             [
-                [
-                    InlineKeyboardButton(
-                        _("Yes, delete my data"), callback_data=_cb(YES, graduate.id, now)
-                    )
-                ],
-                [
-                    InlineKeyboardButton(
-                        _("No, keep my data"), callback_data=_cb(NO, graduate.id, now)
-                    )
-                ],
+                [Button(_("Yes, delete my data"), _cb(YES, graduate.id, now))],
+                [Button(_("No, keep my data"), _cb(NO, graduate.id, now))],
             ]
         ),
     )
 
 
-async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_delete_button(rt: Runtime, turn: Turn) -> None:
     """A button of the /delete question: `del:<yes|no>:<graduate>:<asked at>`."""
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None
-    chat_id = _chat_id(update)
-    parts = query.data.split(":")
+    chat_id = turn.chat_id
+    parts = turn.event.data.split(":")
     choice = parts[1] if len(parts) == 4 else ""
     graduate_id = decode_id(parts[2]) if len(parts) == 4 else None
     # A time, not a row id: past 2038-01-19 it is beyond MAX_ROW_ID.
@@ -356,7 +333,7 @@ async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         await claim(session)
         graduate = await graduate_by_chat(session, chat_id)
         state = await session.get(ChatState, chat_id)
-        _use_language(update, state, graduate)
+        _use_language(turn, state, graduate)
         if choice not in (YES, NO) or graduate_id is None or asked is None:
             outcome = "stale"
         elif graduate is None:
@@ -373,27 +350,31 @@ async def on_delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             )
             outcome = "erased"
     if outcome == "gone":
-        await query.answer(_("Your data has already been deleted."))
-        await close_question(query, None)
+        await turn.notice(_("Your data has already been deleted."))
+        await close_question(turn, None)
     elif outcome == "stale":
-        await query.answer(_("This button is no longer active."))
-        await close_question(query, None)
+        await turn.notice(_("This button is no longer active."))
+        await close_question(turn, None)
     elif outcome == "expired":
-        await query.answer(_("This button is no longer active. Send /delete again."))
-        await close_question(query, None)
+        await turn.notice(_("This button is no longer active. Send /delete again."))
+        await close_question(turn, None)
     elif outcome == "kept":
-        await query.answer()
-        await close_question(query, _("No, keep my data"))
-        await rt.bot.send_message(chat_id, _("OK, I have not deleted anything."))
+        await turn.notice()
+        await close_question(turn, _("No, keep my data"))
+        await turn.say(_("OK, I have not deleted anything."))
     else:
-        await query.answer()
-        await close_question(query, _("Yes, delete my data"))
-        await rt.bot.send_message(
-            chat_id,
+        await turn.notice()
+        await close_question(turn, _("Yes, delete my data"))
+        await turn.say(
             _(
+                "Done: your data has been deleted and this conversation is no longer linked "
+                "to you. I will not write to you again."
+            )
+            if is_web_chat(chat_id)
+            else _(
                 "Done: your data has been deleted and this chat is no longer linked to you. "
                 "I will not write to you again. You can also delete this chat in Telegram."
-            ),
+            )
         )
 
 

@@ -15,7 +15,8 @@ from telegram.ext import ContextTypes
 
 from bot.dedupe import claim
 from bot.i18n import _, set_language
-from bot.runtime import runtime
+from bot.runtime import Runtime, runtime
+from conversations.channel import Turn
 from conversations.prompting import use_chat_language
 from conversations.rules import choose_language
 from storage.models import ConsentKind, Graduate, Institution, Staff
@@ -37,7 +38,10 @@ def _tg_language(update: Update) -> str | None:
 
 async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Tell someone who is not staff, in their language, that the command is not for them."""
-    await use_chat_language(update, context)
+    from bot.telegram_channel import turn_of
+
+    rt = runtime(context)
+    await use_chat_language(rt, turn_of(rt, update, context))
     text = _("This command is for school staff.")
     if update.callback_query is not None:
         await update.callback_query.answer(text, show_alert=True)
@@ -76,29 +80,31 @@ def staff_language(staff: Staff, update: Update) -> str:
     return choose_language(staff.language, _tg_language(update), None)
 
 
-async def accept_staff_invite(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, token: str
-) -> None:
-    """`/start t_<token>`: the opener becomes staff, once, before the link expires."""
-    rt = runtime(context)
-    user = update.effective_user
-    message = update.effective_message
-    assert user is not None and message is not None and update.effective_chat is not None
-    language = choose_language(None, user.language_code, None)
+async def accept_staff_invite(rt: Runtime, turn: Turn, token: str) -> None:
+    """`/start t_<token>`: the opener becomes staff, once, before the link expires. Staff
+    accounts are Telegram accounts: a web chat is refused."""
+    event = turn.event
+    language = choose_language(None, event.language, None)
+    set_language(language)
+    if event.sender_id is None:
+        await turn.say(
+            _("I don't recognise this staff link. Please check that you opened the whole link.")
+        )
+        return
     school_name = ""
     async with rt.db.session() as session:
         await claim(session)
         result, staff = await accept_invite(
             session,
             token,
-            user.id,
-            name=user.full_name or None,
+            event.sender_id,
+            name=event.sender_name,
             language=language,
             now=rt.clock.now(),
         )
         if staff is not None:
             language = staff.language or language
-            state = await get_chat_state(session, update.effective_chat.id)
+            state = await get_chat_state(session, turn.chat_id)
             state.language = language
             session.add(state)
             if staff.institution_id is not None:
@@ -108,7 +114,7 @@ async def accept_staff_invite(
     if result is InviteResult.ACCEPTED:
         assert staff is not None
         where = school_name or _("all schools")
-        await message.reply_text(
+        await turn.say(
             _(
                 "Welcome! You are now {role} for {school}. Send /news to write alumni news, "
                 "/broadcasts to see the news sent, /stats for the response figures and "
@@ -116,13 +122,11 @@ async def accept_staff_invite(
             ).format(role=role_name(staff.role), school=where)
         )
     elif result is InviteResult.USED:
-        await message.reply_text(
-            _("This staff link has already been used. Please ask for a new one.")
-        )
+        await turn.say(_("This staff link has already been used. Please ask for a new one."))
     elif result is InviteResult.EXPIRED:
-        await message.reply_text(_("This staff link has expired. Please ask for a new one."))
+        await turn.say(_("This staff link has expired. Please ask for a new one."))
     else:
-        await message.reply_text(
+        await turn.say(
             _("I don't recognise this staff link. Please check that you opened the whole link.")
         )
 

@@ -26,14 +26,11 @@ from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
-from telegram.ext import ContextTypes
 
-from bot.dedupe import claim
 from bot.i18n import _, format_date, format_month, ngettext, set_language
-from bot.runtime import Runtime, runtime
+from bot.runtime import Runtime
 from conversations import engine
+from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.onboarding import not_registered_text
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.questionnaire import Question, Questionnaire
@@ -47,6 +44,7 @@ from storage.models import (
     ResponseStatus,
     SurveyResponse,
 )
+from storage.processed import claim
 from storage.queries import get_chat_state, graduate_by_chat, touch_state
 from storage.types import MAX_ROW_ID, utcnow
 
@@ -223,30 +221,28 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     if hint:
         lines += ["", hint]
     current = answers.get(question.name)
-    rows: list[list[InlineKeyboardButton]] = []
+    rows: list[list[Button]] = []
     if question.type == "select_multiple":
         chosen = set(current or [])
         for choice in q.choices_for(question):
             mark = "☑️" if choice.name in chosen else "⬜"
             rows.append(
                 [
-                    InlineKeyboardButton(
+                    Button(
                         f"{mark} {_text(choice.labels, lang, q)}",
-                        callback_data=_cb("st", rid, question.name, choice.name),
+                        _cb("st", rid, question.name, choice.name),
                     )
                 ]
             )
-        rows.append(
-            [InlineKeyboardButton(_("Done ✔"), callback_data=_cb("sd", rid, question.name))]
-        )
+        rows.append([Button(_("Done ✔"), _cb("sd", rid, question.name))])
         lines += ["", _("Choose all that apply, then tap Done.")]
     elif question.type == "scale":
         low = int(question.parameters.get("min", 1))  # type: ignore[call-overload]
         high = int(question.parameters.get("max", 5))  # type: ignore[call-overload]
         scale = [
-            InlineKeyboardButton(
+            Button(
                 f"✅ {value}" if current == value else str(value),
-                callback_data=_cb("sv", rid, question.name, str(value)),
+                _cb("sv", rid, question.name, str(value)),
             )
             for value in range(low, high + 1)
         ]
@@ -259,9 +255,9 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     elif question.is_select:
         columns = int(question.parameters.get("columns", 1))  # type: ignore[call-overload]
         buttons = [
-            InlineKeyboardButton(
+            Button(
                 ("✅ " if current == choice.name else "") + _text(choice.labels, lang, q),
-                callback_data=_cb("sv", rid, question.name, choice.name),
+                _cb("sv", rid, question.name, choice.name),
             )
             for choice in q.choices_for(question)
         ]
@@ -275,16 +271,16 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
         # A hint already says what to type (and how): the general instruction would repeat it.
         if not hint or question.type in ("date", "month"):
             lines += ["", _typed_instruction(question)]
-    nav: list[InlineKeyboardButton] = []
+    nav: list[Button] = []
     if engine.previous_question(q, answers, question.name) is not None:
-        nav.append(InlineKeyboardButton(_("◀ Back"), callback_data=_cb("sb", rid, question.name)))
+        nav.append(Button(_("◀ Back"), _cb("sb", rid, question.name)))
     if current is not None and question.type != "select_multiple":
-        nav.append(InlineKeyboardButton(_("Next ▶"), callback_data=_cb("sn", rid, question.name)))
+        nav.append(Button(_("Next ▶"), _cb("sn", rid, question.name)))
     elif not question.required:
-        nav.append(InlineKeyboardButton(_("Skip ▶"), callback_data=_cb("sk", rid, question.name)))
+        nav.append(Button(_("Skip ▶"), _cb("sk", rid, question.name)))
     if nav:
         rows.append(nav)
-    return Prompt("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
+    return Prompt("\n".join(lines), keyboard(rows))
 
 
 #: The most answers one page of the review shows: with their change buttons (rows of
@@ -340,23 +336,19 @@ def _review_prompt(loaded: Loaded, page: int = 0) -> Prompt:
     for _number, _question, line in pages[page]:
         text += "\n\n" + line
     buttons = [
-        InlineKeyboardButton(f"✏️ {number}", callback_data=_cb("se", rid, question.name))
+        Button(f"✏️ {number}", _cb("se", rid, question.name))
         for number, question, _line in pages[page]
     ]
     rows = [buttons[i : i + REVIEW_ROW] for i in range(0, len(buttons), REVIEW_ROW)]
-    paging: list[InlineKeyboardButton] = []
+    paging: list[Button] = []
     if page > 0:
-        paging.append(
-            InlineKeyboardButton(_("◀ Earlier"), callback_data=_cb("sp", rid, str(page - 1)))
-        )
+        paging.append(Button(_("◀ Earlier"), _cb("sp", rid, str(page - 1))))
     if page < len(pages) - 1:
-        paging.append(
-            InlineKeyboardButton(_("More ▶"), callback_data=_cb("sp", rid, str(page + 1)))
-        )
+        paging.append(Button(_("More ▶"), _cb("sp", rid, str(page + 1))))
     if paging:
         rows.append(paging)
-    rows.append([InlineKeyboardButton(_("✅ Send my answers"), callback_data=_cb("ss", rid))])
-    return Prompt(text, InlineKeyboardMarkup(rows))
+    rows.append([Button(_("✅ Send my answers"), _cb("ss", rid))])
+    return Prompt(text, keyboard(rows))
 
 
 async def _load(
@@ -474,11 +466,6 @@ def _only_the_first_answered(loaded: Loaded) -> bool:
 # ---------------------------------------------------------------- starting
 
 
-def _chat_id(update: Update) -> int:
-    assert update.effective_chat is not None
-    return update.effective_chat.id
-
-
 async def begin(
     rt: Runtime,
     session: AsyncSession,
@@ -519,13 +506,10 @@ def stopped_text() -> str:
     )
 
 
-async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def survey_command(rt: Runtime, turn: Turn) -> None:
     """/survey: resume the open questionnaire, or start the one that is due."""
-    rt = runtime(context)
-    chat_id = _chat_id(update)
-    message = update.effective_message
-    assert message is not None
-    tg_language = update.effective_user.language_code if update.effective_user else None
+    chat_id = turn.chat_id
+    tg_language = turn.event.language
     async with rt.db.session() as session:
         await claim(session)
         state = await get_chat_state(session, chat_id)
@@ -536,14 +520,14 @@ async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
             )
         )
         if graduate is None or graduate.id is None:
-            await message.reply_text(not_registered_text())
+            await turn.say(not_registered_text())
             return
         if graduate.opted_out_at is not None:
-            await message.reply_text(stopped_text())
+            await turn.say(stopped_text())
             return
         if state.flow and state.flow != SURVEY:
             session.add(state)
-            await message.reply_text(_("Let's first finish the questions above."))
+            await turn.say(_("Let's first finish the questions above."))
             resume = True
         else:
             resume = False
@@ -555,10 +539,10 @@ async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
                 state.prompt_pending = True
                 touch_state(state)
                 session.add(state)
-                await message.reply_text(_("Let's continue where you left off."))
+                await turn.say(_("Let's continue where you left off."))
                 resume = True
             elif not graduate.consent_survey:
-                await message.reply_text(
+                await turn.say(
                     _(
                         "You chose not to take part in the questionnaires. "
                         "You can change that with /privacy."
@@ -570,7 +554,7 @@ async def survey_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
                     session, graduate.id, rt.clock.now(), rt.plans
                 )
                 if invitation is None:
-                    await message.reply_text(
+                    await turn.say(
                         _(
                             "There is no questionnaire for you right now. "
                             "I will write to you when the next one opens."
@@ -608,24 +592,21 @@ async def start_wave(
 # ---------------------------------------------------------------- answering
 
 
-async def _stale(query: CallbackQuery, response: SurveyResponse | None) -> None:
+async def _stale(turn: Turn, response: SurveyResponse | None) -> None:
     if response is None:
-        await query.answer(_("This button is no longer active."))
+        await turn.notice(_("This button is no longer active."))
     elif response.status == ResponseStatus.SUBMITTED.value:
-        await query.answer(_("This questionnaire is already finished. Thank you!"))
+        await turn.notice(_("This questionnaire is already finished. Thank you!"))
     else:
-        await query.answer(_("This question has already been answered."))
+        await turn.notice(_("This question has already been answered."))
 
 
-async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None
-    chat_id = _chat_id(update)
-    press = parse_callback(query.data)
+async def on_button(rt: Runtime, turn: Turn) -> None:
+    chat_id = turn.chat_id
+    press = parse_callback(turn.event.data)
     outcome = ""  # "next", "toggled", "finished"
     label = ""
-    keyboard: InlineKeyboardMarkup | None = None
+    shown: Keyboard = ()
     async with rt.db.session() as session:
         await claim(session)
         state = await get_chat_state(session, chat_id)
@@ -638,14 +619,14 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             or graduate is None
             or response.graduate_id != graduate.id
         ):
-            await _stale(query, None)
+            await _stale(turn, None)
             return
         if (
             response.status != ResponseStatus.OPEN.value
             or state.flow != SURVEY
             or state.data.get("response_id") != response.id
         ):
-            await _stale(query, response)
+            await _stale(turn, response)
             return
         loaded = await _load(rt, session, response, state.language or graduate.language)
         set_language(loaded.language)
@@ -657,16 +638,16 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             pages = len(_review_pages(loaded))
             page = int(press.question) if press.question.isdecimal() else -1
             if response.current != REVIEW or not 0 <= page < pages:
-                await _stale(query, response)
+                await _stale(turn, response)
                 return
             state.data[_REVIEW_PAGE] = page
             touch_state(state)
-            shown = _review_prompt(loaded, page)
-            keyboard, label = shown.keyboard, shown.text
+            page_prompt = _review_prompt(loaded, page)
+            shown, label = page_prompt.keyboard, page_prompt.text
             outcome = "page"
         elif press.kind == "ss":
             if response.current != REVIEW:
-                await _stale(query, response)
+                await _stale(turn, response)
                 return
             await _submit(session, loaded, state)
             outcome = "finished"
@@ -674,31 +655,31 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             if response.current != REVIEW or press.question not in {
                 item.name for item, _v in engine.review_items(q, loaded.answers)
             }:
-                await _stale(query, response)
+                await _stale(turn, response)
                 return
             state.data["editing"] = True
             _set_position(state, response, press.question)
             outcome = "next"
         else:
             if response.current != press.question:
-                await _stale(query, response)
+                await _stale(turn, response)
                 return
             question = q.question(press.question) if press.question in q else None
             if question is None or not question.answerable:
-                await _stale(query, response)
+                await _stale(turn, response)
                 return
             if press.kind == "sb":
                 previous = engine.previous_question(q, loaded.answers, question.name)
                 if previous is None:
-                    await _stale(query, response)
+                    await _stale(turn, response)
                     return
                 # Ticks are stored as they are tapped: leave none behind that Done refuses.
                 ticked = loaded.answers.get(question.name) if question.is_multiple else None
                 if ticked and not engine.check_constraint(q, question, ticked, loaded.answers):
-                    await query.answer(
+                    await turn.notice(
                         engine.constraint_message(question, loaded.language)
                         or _("This answer is not possible here. Please check it."),
-                        show_alert=True,
+                        alert=True,
                     )
                     return
                 _set_position(state, response, previous.name)
@@ -706,7 +687,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 outcome = "next"
             elif press.kind == "sk":
                 if question.required:
-                    await query.answer(_("This question needs an answer."))
+                    await turn.notice(_("This question needs an answer."))
                     return
                 await _delete_answer(session, response.id, question.name)
                 loaded.answers.pop(question.name, None)
@@ -715,21 +696,21 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 outcome = "next"
             elif press.kind == "sn":
                 if question.name not in loaded.answers or question.is_multiple:
-                    await _stale(query, response)
+                    await _stale(turn, response)
                     return
                 _set_position(state, response, _next_position(loaded, question.name, editing))
                 label = _display(q, question, loaded.answers[question.name], loaded.language)
                 outcome = "next"
             elif press.kind == "st":
                 if question.type != "select_multiple":
-                    await _stale(query, response)
+                    await _stale(turn, response)
                     return
                 try:
                     chosen = engine.toggle_choice(
                         q, question, list(loaded.answers.get(question.name) or []), press.code
                     )
                 except engine.AnswerError:
-                    await _stale(query, response)
+                    await _stale(turn, response)
                     return
                 if chosen:
                     await _set_answer(session, response.id, question.name, chosen)
@@ -738,21 +719,21 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                     await _delete_answer(session, response.id, question.name)
                     loaded.answers.pop(question.name, None)
                 response.updated_at = utcnow()
-                keyboard = _question_prompt(loaded, question).keyboard
+                shown = _question_prompt(loaded, question).keyboard
                 outcome = "toggled"
             elif press.kind == "sd":
                 if not question.is_multiple:
-                    await _stale(query, response)
+                    await _stale(turn, response)
                     return
                 chosen = list(loaded.answers.get(question.name) or [])
                 if not chosen and question.required:
-                    await query.answer(_("Please choose at least one option."))
+                    await turn.notice(_("Please choose at least one option."))
                     return
                 if chosen and not engine.check_constraint(q, question, chosen, loaded.answers):
-                    await query.answer(
+                    await turn.notice(
                         engine.constraint_message(question, loaded.language)
                         or _("This answer is not possible here. Please check it."),
-                        show_alert=True,
+                        alert=True,
                     )
                     return
                 _set_position(state, response, _next_position(loaded, question.name, editing))
@@ -760,18 +741,18 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 outcome = "next"
             elif press.kind == "sv":
                 if question.type not in ("select_one", "scale"):
-                    await _stale(query, response)
+                    await _stale(turn, response)
                     return
                 try:
                     value = engine.check_choice(q, question, press.code)
                 except engine.AnswerError:
-                    await _stale(query, response)
+                    await _stale(turn, response)
                     return
                 if not engine.check_constraint(q, question, value, loaded.answers):
-                    await query.answer(
+                    await turn.notice(
                         engine.constraint_message(question, loaded.language)
                         or _("This answer is not possible here. Please check it."),
-                        show_alert=True,
+                        alert=True,
                     )
                     return
                 await _set_answer(session, response.id, question.name, value)
@@ -785,7 +766,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                     outcome = "next"
                 label = _display(q, question, value, loaded.language)
             else:
-                await _stale(query, response)
+                await _stale(turn, response)
                 return
         if outcome == "next" and response.current == REVIEW:
             state.data["editing"] = False
@@ -793,28 +774,19 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         mark_complete(response, q, loaded.answers)
         session.add(response)
         session.add(state)
-    await query.answer()
+    await turn.notice()
     if outcome == "page":  # the review's other page, in place
-        try:
-            await query.edit_message_text(label, reply_markup=keyboard)
-        except BadRequest as exc:
-            log.debug("review page not shown: %s", exc)
+        await turn.edit(label, shown)  # not shown: the page was shown already
         return
     if outcome == "toggled":
-        try:
-            await query.edit_message_reply_markup(keyboard)
-        except BadRequest as exc:
-            log.debug("keyboard not updated: %s", exc)
+        await turn.edit(None, shown)  # not updated: the same press twice
         return
     if label:
-        await close_question(query, label)
+        await close_question(turn, label)
     elif press is not None and press.kind in ("se", "ss"):
-        try:
-            await query.edit_message_reply_markup(None)
-        except BadRequest as exc:
-            log.debug("review keyboard not removed: %s", exc)
+        await turn.edit(None)  # the review's buttons, gone
     if outcome == "finished":
-        await rt.bot.send_message(chat_id, _("Thank you! Your answers have been saved."))
+        await turn.say(_("Thank you! Your answers have been saved."))
     else:
         await send_prompt(rt, chat_id)
 
@@ -833,12 +805,9 @@ _TYPED_ERRORS = {
 }
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+async def on_text(rt: Runtime, turn: Turn) -> bool:
     """Typed text while a survey is open. False when no survey is open in this chat."""
-    rt = runtime(context)
-    chat_id = _chat_id(update)
-    message = update.effective_message
-    assert message is not None
+    chat_id = turn.chat_id
     reply = ""
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
@@ -875,14 +844,12 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
             session.add(state)
         else:
             try:
-                value = engine.parse_typed(question, message.text or "")
+                value = engine.parse_typed(question, turn.event.text)
             except engine.AnswerError as error:
-                await message.reply_text(
-                    _TYPED_ERRORS.get(error.kind, _TYPED_ERRORS["empty"])(error.params)
-                )
+                await turn.say(_TYPED_ERRORS.get(error.kind, _TYPED_ERRORS["empty"])(error.params))
                 return True
             if not engine.check_constraint(loaded.questionnaire, question, value, loaded.answers):
-                await message.reply_text(
+                await turn.say(
                     engine.constraint_message(question, loaded.language)
                     or _("This answer is not possible here. Please check it.")
                 )
@@ -898,6 +865,6 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
             session.add(response)
             session.add(state)
     if reply:
-        await message.reply_text(reply)
+        await turn.say(reply)
     await send_prompt(rt, chat_id)
     return True

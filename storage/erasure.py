@@ -76,8 +76,9 @@ from storage.models import (
     Invitation,
     InvitationStatus,
     SurveyResponse,
+    WebMessage,
 )
-from storage.queries import stored_questionnaire
+from storage.queries import retire_link, stored_questionnaire, web_chat_id
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +201,20 @@ async def _erase(
                     )
                 )
     chat_ids = [g.chat_id for g in graduates if g.chat_id is not None]
+    # Each graduate's web chat too (its state, its messages, files included).
+    web_chats = [web_chat_id(i) for i in ids]
+    chat_ids += web_chats
+    await session.exec(delete(WebMessage).where(col(WebMessage.chat_id).in_(web_chats)))
+    for graduate in graduates:
+        if graduate.invite_token:
+            # Opening the link later says it was erased, not "unknown".
+            await retire_link(session, graduate.invite_token, "erased", now)
 
     await session.exec(delete(ConsentEvent).where(col(ConsentEvent.graduate_id).in_(ids)))
 
-    where: ColumnElement[bool] = col(ChatState.graduate_id).in_(ids)
-    if chat_ids:
-        where = or_(where, col(ChatState.chat_id).in_(chat_ids))
+    where: ColumnElement[bool] = or_(
+        col(ChatState.graduate_id).in_(ids), col(ChatState.chat_id).in_(chat_ids)
+    )
     for state in (await session.exec(select(ChatState).where(where))).all():
         await session.delete(state)
 

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from conversations.rules import new_invite_token
 from storage.db import Database
 from storage.models import Graduate, Institution, Programme
+from storage.queries import retire_link
 from storage.types import utcnow
 
 
@@ -207,6 +208,8 @@ async def renew_invite(
     """A new link for the graduate; the old one stops working and a revocation is lifted."""
     async with db.session() as session:
         graduate = await _graduate(session, student_ref, school_code)
+        if graduate.invite_token:
+            await retire_link(session, graduate.invite_token, "replaced", utcnow())
         graduate.invite_token = new_invite_token()
         graduate.invite_revoked_at = None
         graduate.updated_at = utcnow()

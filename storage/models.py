@@ -6,7 +6,17 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime, utcnow
@@ -383,3 +393,34 @@ class DashboardLogin(SQLModel, table=True):
     used_at: datetime | None = _ts()
     session_expires_at: datetime | None = _ts()
     ended_at: datetime | None = _ts()  # logged out
+
+
+class WebMessage(SQLModel, table=True):
+    """One message of a graduate's web chat (bot/web/chat.py), as the page shows it: what the
+    bot said (with its buttons, changed in place as Telegram changes a message), what the
+    person did, a notice answering a button, or a file (/mydata). Personal data: erased with
+    the graduate, and files are deleted a day after they were made (cleanup job)."""
+
+    __tablename__ = "web_message"
+
+    #: Given by the channel (bot/web_channel.next_id: time-ordered), so that a message has its
+    #: id before it is written: a turn's messages are written after its flow committed.
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    chat_id: int = Field(sa_type=BigInteger, index=True)
+    kind: str = Field(sa_type=String(8), description="bot, me, notice or file")
+    text: str = Field(sa_type=Text, default="")
+    buttons: list[list[list[str]]] = Field(default_factory=list, sa_type=JSON)
+    file_name: str | None = Field(default=None, sa_type=String(100))
+    file_data: bytes | None = Field(default=None, sa_type=LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RetiredLink(SQLModel, table=True):
+    """A personal link that no longer works because it was replaced by a new one or its
+    graduate was erased, kept as a SHA-256 hash only, so that opening it can say why."""
+
+    __tablename__ = "retired_link"
+
+    token_hash: str = Field(sa_type=String(64), primary_key=True)
+    reason: str = Field(sa_type=String(16), description="replaced or erased")
+    retired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

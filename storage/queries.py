@@ -3,6 +3,7 @@ the transaction."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from storage.models import (
     Institution,
     Programme,
     QuestionnaireDefinition,
+    RetiredLink,
 )
 from storage.types import utcnow
 
@@ -87,7 +89,32 @@ async def release_prompt(session: AsyncSession, chat_id: int, stamp: datetime) -
     )
 
 
+#: A graduate's web chat (bot/web/chat.py) is chat `-(WEB_CHAT_BASE + graduate id)`: below
+#: -2**53, where no Telegram chat is (Telegram's ids have at most 52 significant bits), so the
+#: two kinds of chat share the chat state, the pending questions and the flows.
+WEB_CHAT_BASE = 2**53
+
+
+def web_chat_id(graduate_id: int) -> int:
+    """The chat number of graduate `graduate_id`'s web chat."""
+    return -(WEB_CHAT_BASE + graduate_id)
+
+
+def web_graduate_id(chat_id: int) -> int | None:
+    """The graduate whose web chat `chat_id` is; None for a Telegram chat."""
+    return -chat_id - WEB_CHAT_BASE if chat_id < -WEB_CHAT_BASE else None
+
+
+def is_web_chat(chat_id: int) -> bool:
+    return chat_id < -WEB_CHAT_BASE
+
+
 async def graduate_by_chat(session: AsyncSession, chat_id: int) -> Graduate | None:
+    """The graduate of a chat: the one linked to a Telegram chat, or the web chat's own."""
+    graduate_id = web_graduate_id(chat_id)
+    if graduate_id is not None:
+        graduate = await session.get(Graduate, graduate_id)
+        return graduate if graduate is not None and graduate.erased_at is None else None
     result = await session.exec(select(Graduate).where(Graduate.chat_id == chat_id))
     return result.first()
 
@@ -95,6 +122,21 @@ async def graduate_by_chat(session: AsyncSession, chat_id: int) -> Graduate | No
 async def graduate_by_token(session: AsyncSession, token: str) -> Graduate | None:
     result = await session.exec(select(Graduate).where(Graduate.invite_token == token))
     return result.first()
+
+
+def link_hash(token: str) -> str:
+    """How a retired personal link is kept: its SHA-256 (the token is 190 random bits)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def retire_link(session: AsyncSession, token: str, reason: str, at: datetime) -> None:
+    """Remember that personal link `token` stopped working, and why ("replaced", "erased")."""
+    if await session.get(RetiredLink, link_hash(token)) is None:
+        session.add(RetiredLink(token_hash=link_hash(token), reason=reason, retired_at=at))
+
+
+async def retired_link(session: AsyncSession, token: str) -> RetiredLink | None:
+    return await session.get(RetiredLink, link_hash(token))
 
 
 async def institution_by_code(session: AsyncSession, code: str) -> Institution | None:

@@ -36,6 +36,17 @@ ROUTES = [
     "not_available",
     "other",
 ]
+#: The blocks of questions each route asks (the letters of the question names).
+BLOCKS = {
+    "declined": {"C"},
+    "employed": {"C", "Q", "E", "A"},
+    "self_employed": {"C", "Q", "E", "SE", "A"},
+    "studying": {"C", "Q", "S", "A"},
+    "working_and_studying": {"C", "Q", "E", "S", "A"},
+    "unemployed_looking": {"C", "Q", "U", "A"},
+    "not_available": {"C", "Q", "O", "A"},
+    "other": {"C", "Q", "O", "A"},
+}
 CASES = [("sqlite", route, lang) for route in ROUTES for lang in LANGUAGES] + [
     ("postgresql", route, LANGUAGES[i % len(LANGUAGES)]) for i, route in enumerate(ROUTES)
 ]
@@ -117,14 +128,5 @@ async def test_tracking_route(tracking_harness: Harness, route: str, lang: str) 
     assert answers == engine.relevant_answers(q, walk.answers)
     # Routing: the blocks asked are exactly those the route leads to.
     blocks = {re.match(r"[A-Z]+", name).group() for name in walk.asked}  # type: ignore[union-attr]
-    expected = {
-        "declined": {"C"},
-        "employed": {"C", "Q", "E", "A"},
-        "self_employed": {"C", "Q", "E", "SE", "A"},
-        "studying": {"C", "Q", "S", "A"},
-        "working_and_studying": {"C", "Q", "E", "S", "A"},
-        "unemployed_looking": {"C", "Q", "U", "A"},
-        "not_available": {"C", "Q", "O", "A"},
-        "other": {"C", "Q", "O", "A"},
-    }[route]
+    expected = BLOCKS[route]
     assert blocks == expected, walk.asked

@@ -336,6 +336,7 @@ def build_web_app(
     health checks, Prometheus metrics (/metrics), and the dashboard. Serve it with
     `web_runner` (its limits: `limits`, else the runtime's settings, else the defaults)."""
     from bot.runtime import RUNTIME_KEY, Runtime
+    from bot.web.chat import add_web_chat
     from bot.web.dashboard import add_dashboard
 
     if limits is None:
@@ -355,5 +356,7 @@ def build_web_app(
     if dashboard:
         rt = application.bot_data[RUNTIME_KEY]
         assert isinstance(rt, Runtime)
-        add_dashboard(app, rt, secure_cookie=rt.settings.base_url.startswith("https://"))
+        secure = rt.settings.base_url.startswith("https://")
+        add_dashboard(app, rt, secure_cookie=secure)
+        add_web_chat(app, rt, secure_cookie=secure)
     return app

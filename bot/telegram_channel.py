@@ -1,0 +1,197 @@
+"""The Telegram adapter: updates become turns (conversations/channel.py), messages become Bot
+API calls. The only place, with bot/app.py's wiring and the bulk senders, that knows
+python-telegram-bot.
+
+- `TelegramChannel` sends, edits and sends files through the bot (`Runtime.bot`, talking to
+  Telegram or to the sandbox through `base_url`); a 403 becomes `Unreachable`, a 400
+  `Refused`; network errors, 5xx and 429 are raised as python-telegram-bot raises them (the
+  error handler in bot/app.py and the resender deal with them).
+- `turn_of(update)` reads what the person did; `handler(flow)` makes a flow
+  (`async def flow(rt, turn)`) a python-telegram-bot callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import ContextTypes
+
+from conversations.channel import Event, Keyboard, Refused, Turn, Unreachable
+from storage.processed import claim
+from storage.queries import graduate_by_chat
+from storage.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+Flow = Callable[["Runtime", Turn], Awaitable[object]]
+
+
+def markup(buttons: Keyboard) -> InlineKeyboardMarkup | None:
+    """Inline keyboard of `buttons`; None for none."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in buttons]
+    )
+
+
+class TelegramChannel:
+    """Telegram chats, through the Bot API client of `rt`."""
+
+    name = "telegram"
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    async def send(self, chat_id: int, text: str, buttons: Keyboard = ()) -> int | None:
+        try:
+            message = await self._rt.bot.send_message(chat_id, text, reply_markup=markup(buttons))
+        except Forbidden as exc:
+            raise Unreachable("forbidden", exc.message) from exc
+        except BadRequest as exc:
+            raise Refused("bad_request", exc.message) from exc
+        return message.message_id
+
+    async def edit(
+        self, chat_id: int, message_id: int, text: str | None, buttons: Keyboard = ()
+    ) -> None:
+        try:
+            if text is None:
+                await self._rt.bot.edit_message_reply_markup(
+                    chat_id, message_id, reply_markup=markup(buttons)
+                )
+            else:
+                await self._rt.bot.edit_message_text(
+                    text, chat_id, message_id, reply_markup=markup(buttons)
+                )
+        except Forbidden as exc:
+            raise Unreachable("forbidden", exc.message) from exc
+        except BadRequest as exc:  # not modified, too old, deleted
+            raise Refused("bad_request", exc.message) from exc
+
+    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str) -> None:
+        try:
+            await self._rt.bot.send_document(
+                chat_id, InputFile(data, filename=filename), caption=caption
+            )
+        except Forbidden as exc:
+            raise Unreachable("forbidden", exc.message) from exc
+        except BadRequest as exc:
+            raise Refused("bad_request", exc.message) from exc
+
+
+def event_of(update: Update, args: list[str] | None = None) -> Event:
+    """What the person did, from a Telegram update (a private chat's: bot/gate.py)."""
+    user = update.effective_user
+    language = user.language_code if user is not None else None
+    sender_id = user.id if user is not None else None
+    sender_name = (user.full_name or None) if user is not None else None
+    query = update.callback_query
+    if query is not None:
+        pressed = query.message
+        return Event(
+            "button",
+            sender_id=sender_id,
+            sender_name=sender_name,
+            data=query.data or "",
+            message_id=pressed.message_id if pressed is not None else None,
+            message_text=getattr(pressed, "text", None),
+            language=language,
+        )
+    message = update.effective_message
+    if message is None:
+        return Event("other", language=language, sender_id=sender_id, sender_name=sender_name)
+    forwarded = message.forward_origin is not None
+    text = message.text
+    if text is None:
+        return Event(
+            "other",
+            language=language,
+            forwarded=forwarded,
+            sender_id=sender_id,
+            sender_name=sender_name,
+        )
+    if text.startswith("/") and not forwarded:
+        parts = text[1:].split()
+        name = parts[0].split("@", 1)[0].lower() if parts else ""
+        return Event(
+            "command",
+            name=name,
+            args=tuple(args if args is not None else parts[1:]),
+            text=text,
+            language=language,
+            sender_id=sender_id,
+            sender_name=sender_name,
+        )
+    return Event(
+        "text",
+        text=text,
+        language=language,
+        forwarded=forwarded,
+        sender_id=sender_id,
+        sender_name=sender_name,
+    )
+
+
+def turn_of(rt: Runtime, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Turn:
+    """The turn of `update`: its chat, what the person did, and how to answer."""
+    assert update.effective_chat is not None
+    query = update.callback_query
+
+    async def acknowledge(text: str | None, alert: bool) -> None:
+        if query is not None:
+            # Too old to answer (the person waited): there is no spinner left to stop.
+            with contextlib.suppress(BadRequest):
+                await query.answer(text, show_alert=alert)
+
+    channel = rt.channel_for(update.effective_chat.id)
+    return Turn(
+        update.effective_chat.id,
+        event_of(update, list(context.args) if context.args is not None else None),
+        channel,
+        acknowledge,
+    )
+
+
+def handler(
+    flow: Flow,
+) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
+    """A python-telegram-bot callback running `flow` on the update's turn."""
+    from bot.runtime import runtime
+
+    # Named as the flow (module included): logs and tests see which flow a handler runs.
+    @functools.wraps(flow)
+    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        rt = runtime(context)
+        await flow(rt, turn_of(rt, update, context))
+
+    return callback
+
+
+async def on_my_chat_member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The graduate blocked (or unblocked) the bot: Telegram's own event, with no turn."""
+    from bot.runtime import runtime
+
+    rt = runtime(context)
+    change = update.my_chat_member
+    if change is None or change.chat.type != "private":
+        return
+    status = change.new_chat_member.status
+    async with rt.db.session() as session:
+        await claim(session)
+        graduate = await graduate_by_chat(session, change.chat.id)
+        if graduate is None:
+            return
+        if status in (ChatMember.BANNED, ChatMember.LEFT):
+            graduate.unreachable_at = graduate.unreachable_at or utcnow()
+            graduate.unreachable_reason = "blocked"
+        elif status == ChatMember.MEMBER and graduate.unreachable_reason == "blocked":
+            graduate.unreachable_at = None
+            graduate.unreachable_reason = None
+        session.add(graduate)

@@ -1,0 +1,205 @@
+"""The web chat's channel: a graduate's web chat keeps what the bot says as rows of
+`web_message` (buttons included, changed in place as Telegram changes a message), which the
+page (bot/web/chat.py) shows. Kept apart from the page so that any process (the scheduler's
+resender, a `run` without the web server) can deliver to web chats."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from conversations.channel import Keyboard, Refused
+from storage.db import Database
+from storage.models import WebMessage
+from storage.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+#: A chat keeps at most this many messages: older ones are deleted as new ones come.
+KEPT = 400
+
+
+def _rows(buttons: Keyboard) -> list[list[list[str]]]:
+    return [[[b.label, b.data] for b in row] for row in buttons]
+
+
+@dataclass
+class _Edit:
+    chat_id: int
+    message_id: int
+    text: str | None
+    rows: list[list[list[str]]]
+
+
+_outbox: ContextVar[list[WebMessage | _Edit] | None] = ContextVar("web_outbox", default=None)
+_last_id = 0
+
+
+def next_id() -> int:
+    """A new message id: milliseconds since 1970 in the high bits, 20 random bits below, and
+    never below the last id this process gave (so a chat's messages keep their order)."""
+    global _last_id
+    candidate = (time.time_ns() // 1_000_000) << 20 | secrets.randbits(20)
+    _last_id = max(candidate, _last_id + 1)
+    return _last_id
+
+
+class WebChannel:
+    """Graduates' web chats: messages are rows of `web_message`, shown by the page.
+
+    Within a web chat's turn (`deliver_after`), what the flow says is written when the flow
+    is done, in one transaction after the flow's own (a flow may speak while its session is
+    open: on SQLite a second writer would wait for it); elsewhere (the resender, a bulk
+    send) at once. Ids are given here, so a message has its id before it is written."""
+
+    name = "web"
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def _add(self, message: WebMessage) -> int:
+        pending = _outbox.get()
+        if pending is not None:
+            pending.append(message)
+        else:
+            await _write(self._db, [message])
+        return message.id
+
+    async def send(self, chat_id: int, text: str, buttons: Keyboard = ()) -> int | None:
+        return await self._add(
+            WebMessage(id=next_id(), chat_id=chat_id, kind="bot", text=text, buttons=_rows(buttons))
+        )
+
+    async def edit(
+        self, chat_id: int, message_id: int, text: str | None, buttons: Keyboard = ()
+    ) -> None:
+        rows = _rows(buttons)
+        pending = _outbox.get()
+        if pending is not None:
+            for item in pending:
+                if isinstance(item, WebMessage) and item.id == message_id:
+                    if item.chat_id != chat_id or item.kind != "bot":
+                        raise Refused("not_found", "message to edit not found")
+                    if text is not None:
+                        item.text = text
+                    item.buttons = rows
+                    return
+            pending.append(_Edit(chat_id, message_id, text, rows))
+            return
+        async with self._db.session() as session:
+            if not await _apply(session, _Edit(chat_id, message_id, text, rows)):
+                raise Refused("not_found", "message to edit not found or not modified")
+
+    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str) -> None:
+        await self._add(
+            WebMessage(
+                id=next_id(),
+                chat_id=chat_id,
+                kind="file",
+                text=caption,
+                file_name=filename,
+                file_data=data,
+            )
+        )
+
+    async def note(self, chat_id: int, kind: str, text: str) -> None:
+        """What the person did ("me"), or a notice answering a button ("notice")."""
+        await self._add(WebMessage(id=next_id(), chat_id=chat_id, kind=kind, text=text))
+
+
+@asynccontextmanager
+async def deliver_after(db: Database) -> AsyncIterator[None]:
+    """A web chat's turn: what is said inside is written when it ends (even when the flow
+    failed: what it said before failing was said)."""
+    token = _outbox.set([])
+    try:
+        yield
+    finally:
+        items = _outbox.get() or []
+        _outbox.reset(token)
+        if items:
+            await _write(db, items)
+
+
+async def _write(db: Database, items: list[WebMessage | _Edit]) -> None:
+    async with db.session() as session:
+        chats: set[int] = set()
+        for item in items:
+            if isinstance(item, WebMessage):
+                session.add(item)
+                chats.add(item.chat_id)
+            else:
+                await session.flush()
+                await _apply(session, item)
+        await session.flush()
+        for chat_id in chats:
+            if secrets.randbelow(20) == 0:  # now and then: keep the newest KEPT of a chat
+                await _prune(session, chat_id)
+
+
+async def _apply(session: AsyncSession, edit: _Edit) -> bool:
+    message = await session.get(WebMessage, edit.message_id)
+    if message is None or message.chat_id != edit.chat_id or message.kind != "bot":
+        return False
+    if (edit.text is None or edit.text == message.text) and edit.rows == message.buttons:
+        return False
+    if edit.text is not None:
+        message.text = edit.text
+    message.buttons = edit.rows
+    session.add(message)
+    return True
+
+
+async def _prune(session: AsyncSession, chat_id: int) -> None:
+    ids = (
+        await session.exec(
+            select(WebMessage.id)
+            .where(col(WebMessage.chat_id) == chat_id)
+            .order_by(col(WebMessage.id).desc())
+            .offset(KEPT)
+            .limit(1)
+        )
+    ).all()
+    if ids:
+        await session.exec(
+            delete(WebMessage).where(
+                col(WebMessage.chat_id) == chat_id, col(WebMessage.id) <= ids[0]
+            )
+        )
+
+
+async def delete_old_files(db: Database, older_than_hours: float = 24.0) -> int:
+    """Drop the files (/mydata copies) of web chats made more than `older_than_hours` ago:
+    the copy was for downloading then, not for keeping. Returns how many."""
+    cutoff = utcnow() - timedelta(hours=older_than_hours)
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(WebMessage).where(
+                    col(WebMessage.kind) == "file",
+                    col(WebMessage.file_data).is_not(None),
+                    col(WebMessage.created_at) < cutoff,
+                )
+            )
+        ).all()
+        for row in rows:
+            row.file_data = None
+            session.add(row)
+    return len(rows)
+
+
+def web_channel(rt: Runtime) -> WebChannel:
+    """The web chats' channel of `rt` (bot.runtime.install sets it)."""
+    channel = rt.web
+    assert isinstance(channel, WebChannel)
+    return channel

@@ -1,0 +1,66 @@
+"""Which flow answers which event: the one table both channels route by.
+
+The Telegram adapter (bot/app.py) registers a python-telegram-bot handler per entry; the web
+chat (bot/web/chat.py) calls `dispatch`. The staff flows (alumni news, /stats, /dashboard) are
+Telegram's only, since staff accounts are Telegram accounts: they are wired in bot/app.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from conversations import account, invitations, onboarding, rights, survey
+from conversations.channel import Turn
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+Flow = Callable[["Runtime", Turn], Awaitable[object]]
+
+#: /command -> flow, for graduates (and anyone not yet registered).
+COMMANDS: dict[str, Flow] = {
+    "start": onboarding.start,
+    "help": account.help_command,
+    "language": account.language_command,
+    "privacy": account.privacy_command,
+    "stop": account.stop_command,
+    "survey": survey.survey_command,
+    "mydata": rights.mydata_command,
+    "delete": rights.delete_command,
+}
+
+#: Button data pattern -> flow, tried in order.
+BUTTONS: tuple[tuple[str, Flow], ...] = (
+    (survey.CALLBACK_PATTERN, survey.on_button),
+    (invitations.PATTERN, invitations.on_button),
+    (rf"^{onboarding.CB_PREFIX}:", onboarding.on_button),
+    (rf"^{account.LANG_PREFIX}", account.on_language_button),
+    (rf"^{account.PRIVACY_PREFIX}", account.on_privacy_button),
+    (rights.DELETE_PATTERN, rights.on_delete_button),
+)
+
+_BUTTONS = tuple((re.compile(pattern), flow) for pattern, flow in BUTTONS)
+
+
+def flow_for(turn: Turn) -> Flow:
+    """The flow that answers `turn`'s event (on a channel with graduates' flows only)."""
+    event = turn.event
+    if event.kind == "command":
+        return COMMANDS.get(event.name, account.help_command)
+    if event.kind == "button":
+        for pattern, flow in _BUTTONS:
+            if pattern.match(event.data):
+                return flow
+        return account.on_stale_button
+    if event.forwarded:
+        return account.on_forwarded
+    if event.kind == "text":
+        return account.on_text
+    return account.on_unreadable
+
+
+async def dispatch(rt: Runtime, turn: Turn) -> None:
+    """Answer `turn` with its flow."""
+    await flow_for(turn)(rt, turn)

@@ -1,0 +1,163 @@
+"""The web chat in a real browser (Debian's Chromium through Playwright): a graduate on a
+phone (360 px) opens their link, answers the whole tracking questionnaire by tapping and
+typing, closes the tab, comes back, and finishes; every page has no accessibility violation
+(axe-core, shipped inside axe-playwright-python), scrolls only up and down, and asks nothing
+of another origin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser, Page, ViewportSize
+
+from bot.i18n import language_name
+from storage.models import ResponseStatus, SurveyResponse
+from tests.harness import Harness, tr
+from tests.test_dashboard_browser import Watch
+from tests.test_survey_tracking import policy
+from tests.test_web_chat import WebWalk, open_web_survey
+from tests.webchat import Page as ChatPage
+from tests.webchat import read_page
+
+PHONE: ViewportSize = {"width": 360, "height": 740}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+class BrowserGraduate:
+    """The web chat in a browser tab, with the interface of tests.webchat.WebGraduate (so
+    that WebWalk drives either); every page shown is checked by axe and for width."""
+
+    def __init__(self, page: Page, url: str, axe: Axe, lang: str = "en") -> None:
+        self.tab, self.url, self.axe, self.lang = page, url, axe, lang
+        self.page: ChatPage | None = None
+        self.violations: dict[str, Any] = {}
+        self.sideways: list[int] = []
+        self.checked = 0
+
+    async def read(self) -> ChatPage:
+        self.page = read_page(200, await self.tab.content())
+        # axe on every third page (every page would triple the walk's time), and each
+        # page's width.
+        self.sideways.append(int(await self.tab.evaluate(SIDEWAYS)))
+        if self.checked % 3 == 0:
+            results = (await self.axe.run(self.tab)).response["violations"]
+            for violation in results:
+                self.violations.setdefault(violation["id"], violation["impact"])
+        self.checked += 1
+        return self.page
+
+    async def open(self) -> ChatPage:
+        await self.tab.goto(self.url)
+        return await self.read()
+
+    async def _submit(self, selector: str) -> ChatPage:
+        async with self.tab.expect_navigation():
+            await self.tab.locator(selector).click()
+        return await self.read()
+
+    async def press(self, label: str) -> ChatPage:
+        assert self.page is not None
+        message = self.page.last_with_buttons()
+        data = next(d for text, d in message.buttons if text == label or text.endswith(label))
+        return await self._submit(f'#m{message.id} button[value="{data}"]')
+
+    async def type(self, text: str) -> ChatPage:
+        await self.tab.get_by_label(tr(self.lang, "Your answer")).fill(text)
+        async with self.tab.expect_navigation():
+            await self.tab.keyboard.press("Enter")
+        return await self.read()
+
+    async def command(self, name: str) -> ChatPage:
+        return await self._submit(f'nav.menu button[value="{name}"]')
+
+
+async def test_the_tracking_questionnaire_in_chromium_on_a_phone_in_two_languages(
+    harness: Harness, web: str, browser: Browser
+) -> None:
+    """Start with the keyboard, the language, the consents and the tracking questionnaire by
+    tapping and typing; half-way the tab is closed, and a new one on the same link goes on
+    where it was; the review is sent. In English (employed) and in Dutch (studying)."""
+    h = harness
+    assert h.app is not None
+    q = h.app.bot_data["gradtrack"].questionnaires.deployed("tracking")
+    school = await h.school()
+    for lang, route in (("en", "employed"), ("nl", "studying")):
+        graduate = await h.graduate(school)
+        watch = Watch()
+        context = await browser.new_context(viewport=PHONE, locale=lang)
+        context.set_default_timeout(15_000)
+        tab = await context.new_page()
+        watch.attach(tab)
+        g = BrowserGraduate(tab, f"{web}/c/{graduate.invite_token}", Axe(), lang)
+        page = await g.open()
+        assert not page.started and page.autofocus == "start"
+        async with tab.expect_navigation():  # keyboard only: Start has the focus
+            await tab.keyboard.press("Enter")
+        page = await g.read()
+        assert page.autofocus == page.last_with_buttons().buttons[0][1]
+        page = await g.press(language_name(lang))
+        for answer in ("Yes", "Yes", "Yes"):
+            page = await g.press(tr(lang, answer))
+        response = await open_web_survey(h, graduate, "tracking")
+        page = await g.command("survey")
+        walk = WebWalk(g, q, lang)  # type: ignore[arg-type]
+        page = await walk.run(page, policy(q, route), limit=4)
+        # The tab is closed; later the graduate opens the link again in a new one.
+        await tab.close()
+        tab = await context.new_page()
+        watch.attach(tab)
+        g2 = BrowserGraduate(tab, g.url, Axe(), lang)
+        page = await g2.open()
+        walk.g = g2  # type: ignore[assignment]
+        page = await walk.run(page, policy(q, route))
+        review = page.last_with_buttons()
+        assert review.text.startswith(
+            tr(lang, "Please check your answers. Tap a number to change an answer, or send them.")
+        )
+        page = await g2.press(tr(lang, "✅ Send my answers"))
+        bot_texts = [m.text for m in page.messages if m.kind == "bot"]
+        assert bot_texts[-1] == tr(lang, "Thank you! Your answers have been saved.")
+        async with h.db.session() as session:
+            stored = await session.get(SurveyResponse, response.id)
+        assert stored is not None and stored.status == ResponseStatus.SUBMITTED.value
+        serious = {
+            rule: impact
+            for checked in (g, g2)
+            for rule, impact in checked.violations.items()
+            if impact in ("serious", "critical")
+        }
+        assert serious == {}, serious
+        assert max(g.sideways + g2.sideways) <= 0
+        assert g.checked + g2.checked > 20
+        watch.check()
+        await context.close()
+
+
+async def test_pages_at_desktop_size_and_the_notice_pages_pass_axe(
+    harness: Harness, web: str, browser: Browser
+) -> None:
+    """The chat page at desktop size and every notice page (unknown link, revoked link) at
+    phone size: no axe violation of any impact."""
+    h = harness
+    school = await h.school()
+    graduate = await h.graduate(school)
+    axe = Axe()
+    found: dict[str, Any] = {}
+    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        context = await browser.new_context(viewport=viewport)
+        tab = await context.new_page()
+        first = await BrowserGraduate(tab, f"{web}/c/{graduate.invite_token}", axe).open()
+        if not first.started:
+            for violation in (await axe.run(tab)).response["violations"]:
+                found.setdefault("intro", []).append(violation["id"])
+            async with tab.expect_navigation():
+                await tab.locator("#start").click()
+        for path in ("", "/../c/i_unknownlinkxxxxxxxxxxxxxxxxxx"):
+            await tab.goto(f"{web}/c/{graduate.invite_token}" if not path else f"{web}{path}")
+            for violation in (await axe.run(tab)).response["violations"]:
+                found.setdefault(f"{name}{path}", []).append(violation["id"])
+            assert int(await tab.evaluate(SIDEWAYS)) <= 0
+        await context.close()
+    assert found == {}, found
