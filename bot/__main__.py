@@ -200,7 +200,7 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
 async def cmd_run(settings: Settings) -> int:
     """Long polling (development and the sandbox)."""
     from bot.app import ALLOWED_UPDATES
-    from bot.links import SANDBOX_BOT_USERNAME, sandbox_chat_link
+    from bot.links import SANDBOX_BOT_USERNAME, sandbox_chat_link, web_chat_link
     from storage.demo import ensure_demo
     from storage.staff import create_invite
     from storage.types import utcnow
@@ -225,9 +225,12 @@ async def cmd_run(settings: Settings) -> int:
                 invite = sandbox_chat_link(url, bot, demo.invite_token)
                 school = sandbox_chat_link(url, bot, "s_" + demo.school_code)
                 admin = sandbox_chat_link(url, bot, staff.token)
-                print(f"  Web chat, as a new graduate:  {invite}")
+                web_chat = web_chat_link(settings, demo.invite_token)
+                print(f"  Telegram, as a new graduate:  {invite}")
+                print(f"  Web chat (any browser):       {web_chat}")
+                print("    (the same graduate: begin in one, go on in the other)")
                 print(f"  Self-registration (school):   {school}")
-                print(f"  Web chat, as an admin:        {admin}")
+                print(f"  Telegram, as an admin:        {admin}")
                 print("    (then send /dashboard there for a dashboard login link, or /stats)")
             print(f"  Dashboard:         {settings.base_url}/dashboard (log in via /dashboard)")
             print("Press Ctrl+C to stop.", flush=True)

@@ -37,3 +37,8 @@ def chat_link(settings: Settings, payload: str) -> str | None:
         return sandbox_chat_link(sandbox_url(settings), SANDBOX_BOT_USERNAME, payload)
     username = settings.bot_username.lstrip("@")
     return start_link(username, payload) if username else None
+
+
+def web_chat_link(settings: Settings, token: str) -> str:
+    """A graduate's personal web chat link (bot/web/chat.py): PUBLIC_URL/c/<invite token>."""
+    return f"{settings.base_url.rstrip('/')}/c/{token}"

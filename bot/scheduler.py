@@ -60,12 +60,17 @@ async def retention_job(rt: Runtime) -> int:
 
 
 async def cleanup_job(rt: Runtime) -> int:
+    """Hourly: expired dashboard logins, and web chats' /mydata files older than a day."""
+    from bot.web_channel import delete_old_files
     from storage.staff import purge_logins
 
     deleted = await purge_logins(rt.db, rt.clock.now())
     if deleted:
         log.info("cleanup: deleted %d expired or ended dashboard logins", deleted)
-    return deleted
+    files = await delete_old_files(rt.db)  # the rows are stamped with the real time
+    if files:
+        log.info("cleanup: deleted %d web chat files older than a day", files)
+    return deleted + files
 
 
 class LeaderScheduler(AsyncIOScheduler):

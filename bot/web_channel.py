@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, delete, select
@@ -178,10 +178,12 @@ async def _prune(session: AsyncSession, chat_id: int) -> None:
         )
 
 
-async def delete_old_files(db: Database, older_than_hours: float = 24.0) -> int:
+async def delete_old_files(
+    db: Database, older_than_hours: float = 24.0, now: datetime | None = None
+) -> int:
     """Drop the files (/mydata copies) of web chats made more than `older_than_hours` ago:
     the copy was for downloading then, not for keeping. Returns how many."""
-    cutoff = utcnow() - timedelta(hours=older_than_hours)
+    cutoff = (now or utcnow()) - timedelta(hours=older_than_hours)
     async with db.session() as session:
         rows = (
             await session.exec(

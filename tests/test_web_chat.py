@@ -452,14 +452,15 @@ async def test_old_files_are_dropped(harness: Harness, web: str) -> None:
     try:
         page = await g.command("mydata")
         file = next(m for m in page.messages if m.kind == "file")
-        from bot.web_channel import delete_old_files
+        from bot.scheduler import cleanup_job
 
         async with harness.db.session() as session:
             row = await session.get(WebMessage, file.id)
             assert row is not None
             row.created_at = row.created_at - timedelta(hours=25)
             session.add(row)
-        assert await delete_old_files(harness.db) == 1
+        assert harness.app is not None
+        assert await cleanup_job(harness.app.bot_data["gradtrack"]) == 1  # the hourly job
         page = await g.open()
         assert next(m for m in page.messages if m.kind == "file").file is None
         async with g.session.get(g.base + (file.file or "")) as response:
