@@ -104,8 +104,11 @@ async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Pa
         "SANDBOX_PORT": str(port),
     }
     async with gradtrack("run", env) as (_process, lines):
-        line = await _wait_for_line(lines, "Web chat, as a new graduate:")
+        line = await _wait_for_line(lines, "Telegram, as a new graduate:")
         link = line.split(": ", 1)[1].strip()
+        web_line = await _wait_for_line(lines, "Web chat (any browser):")
+        web_link = web_line.split(": ", 1)[1].strip()
+        assert web_link.endswith("/c/" + parse_qs(urlparse(link).query)["start"][0])
         assert link.startswith(f"http://127.0.0.1:{port}/chat?")
         query = parse_qs(urlparse(link).query)
         bot, payload = query["bot"][0], query["start"][0]
@@ -114,6 +117,9 @@ async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Pa
         async with aiohttp.ClientSession() as session:
             async with session.get(link) as page:
                 assert page.status == 200 and "<html" in (await page.text()).lower()
+            # The same graduate's web chat, served by the service itself.
+            async with session.get(web_link) as page:
+                assert page.status == 200 and 'id="start"' in await page.text()
             user = await _api(
                 session, "POST", f"{base}/users", json={"first_name": "Eva", "language_code": "et"}
             )
@@ -149,6 +155,7 @@ async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Pa
         line = re.sub(r"127\.0\.0\.1:\d+/chat", "127.0.0.1:8081/chat", line)
         line = re.sub(r"127\.0\.0\.1:\d+/dashboard", "127.0.0.1:8080/dashboard", line)
         line = re.sub(r"start=([it])_[A-Za-z0-9_-]+", r"start=\1_...", line)
+        line = re.sub(r"127\.0\.0\.1:\d+/c/i_[A-Za-z0-9_-]+", "127.0.0.1:8080/c/i_...", line)
         assert line in readme, line
 
 
@@ -263,8 +270,8 @@ async def _links(lines: list[str]) -> dict[str, str]:
     """The bot and the start payloads `gradtrack run` printed."""
     found: dict[str, str] = {}
     for label, key in (
-        ("Web chat, as a new graduate:", "invite"),
-        ("Web chat, as an admin:", "admin"),
+        ("Telegram, as a new graduate:", "invite"),
+        ("Telegram, as an admin:", "admin"),
     ):
         line = await _wait_for_line(lines, label)
         query = parse_qs(urlparse(line.split(": ", 1)[1].strip()).query)
