@@ -467,3 +467,30 @@ async def test_old_files_are_dropped(harness: Harness, web: str) -> None:
             assert response.status == 404
     finally:
         await g.close()
+
+
+async def test_a_question_decided_but_never_shown_appears_when_the_page_opens(
+    harness: Harness, web: str
+) -> None:
+    """The process died between committing an answer and writing the next question (its
+    messages are written after its transaction): the next page shows the question, once."""
+    graduate, g, page = await onboard(harness, web, "en")
+    try:
+        await open_web_survey(harness, graduate, "tracking")
+        page = await g.command("survey")
+        question = newest_bot(page)
+        chat_id = web_chat_id(graduate.id or 0)
+        async with harness.db.session() as session:  # as if never written
+            row = await session.get(WebMessage, question.id)
+            assert row is not None
+            await session.delete(row)
+            state = await session.get(ChatState, chat_id)
+            assert state is not None
+            state.prompt_pending = True
+            session.add(state)
+        first, second = await g.open(), await g.open()
+        shown = [m.text for m in second.messages if m.kind == "bot"]
+        assert shown.count(question.text) == 1 and first.bot_texts() == second.bot_texts()
+        assert second.last_with_buttons().text == question.text
+    finally:
+        await g.close()

@@ -47,6 +47,7 @@ from bot.throttle import ChatThrottle, slow_down_text
 from bot.web_channel import deliver_after, web_channel
 from conversations import routes
 from conversations.channel import MAX_BUTTON_DATA, Event, Turn
+from conversations.prompting import send_pending_question
 from conversations.rules import choose_language
 from storage.db import Database
 from storage.models import ChatState, Graduate, Institution, WebMessage
@@ -299,6 +300,14 @@ async def chat_page(request: web.Request) -> web.StreamResponse:
     if isinstance(link, web.Response):
         return link
     chat = request.app[WEB_CHAT_KEY]
+    async with chat.turn_of(link.chat_id):
+        # A question decided but never shown (the process handling the last post died
+        # between its commit and its messages): shown now, claimed so that it is shown once
+        # (conversations/prompting.py), rather than after the resender's delay.
+        try:
+            await send_pending_question(chat.rt, link.chat_id)
+        except Exception:  # the page shows what there is; the resender sends it later
+            log.warning("could not send a pending web chat question", exc_info=True)
     messages = await transcript(chat.rt.db, link.chat_id)
     csrf, new = _csrf(request)
     # The question to answer now: the newest message with buttons (its first button gets the
