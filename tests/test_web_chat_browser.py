@@ -122,13 +122,9 @@ async def test_the_tracking_questionnaire_in_chromium_on_a_phone_in_two_language
         async with h.db.session() as session:
             stored = await session.get(SurveyResponse, response.id)
         assert stored is not None and stored.status == ResponseStatus.SUBMITTED.value
-        serious = {
-            rule: impact
-            for checked in (g, g2)
-            for rule, impact in checked.violations.items()
-            if impact in ("serious", "critical")
-        }
-        assert serious == {}, serious
+        # No violation at all (the issue asks for no serious or critical one).
+        found = {**g.violations, **g2.violations}
+        assert found == {}, found
         assert max(g.sideways + g2.sideways) <= 0
         assert g.checked + g2.checked > 20
         watch.check()
