@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -18,7 +15,7 @@ from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from conversations.channel import Keyboard, Refused
-from storage.db import Database
+from storage.db import Database, after_sessions, session_open
 from storage.models import WebMessage
 from storage.types import utcnow
 
@@ -41,7 +38,6 @@ class _Edit:
     rows: list[list[list[str]]]
 
 
-_outbox: ContextVar[list[WebMessage | _Edit] | None] = ContextVar("web_outbox", default=None)
 _last_id = 0
 
 
@@ -57,78 +53,64 @@ def next_id() -> int:
 class WebChannel:
     """Graduates' web chats: messages are rows of `web_message`, shown by the page.
 
-    Within a web chat's turn (`deliver_after`), what the flow says is written when the flow
-    is done, in one transaction after the flow's own (a flow may speak while its session is
-    open: on SQLite a second writer would wait for it); elsewhere (the resender, a bulk
-    send) at once. Ids are given here, so a message has its id before it is written."""
+    A flow may speak while its own session is open (its transaction not yet committed): what
+    it says then is written right after that session ends (storage.db.after_sessions), in
+    the order said, never inside the flow's transaction (on SQLite a second writer would
+    wait for it) and never before it (a message must not show what was not stored). Said
+    outside a session, it is written at once: so the question `send_prompt` sends is written
+    before the chat's state says it was sent, as for Telegram. Ids are given here, so a
+    message has its id (to edit it later) before it is written."""
 
     name = "web"
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def _add(self, message: WebMessage) -> int:
-        pending = _outbox.get()
-        if pending is not None:
-            pending.append(message)
+    async def _do(self, items: list[WebMessage | _Edit]) -> None:
+        if session_open():
+
+            async def later() -> None:
+                await _write(self._db, items)
+
+            after_sessions(later)
         else:
-            await _write(self._db, [message])
-        return message.id
+            await _write(self._db, items)
 
     async def send(self, chat_id: int, text: str, buttons: Keyboard = ()) -> int | None:
-        return await self._add(
-            WebMessage(id=next_id(), chat_id=chat_id, kind="bot", text=text, buttons=_rows(buttons))
+        message = WebMessage(
+            id=next_id(), chat_id=chat_id, kind="bot", text=text, buttons=_rows(buttons)
         )
+        await self._do([message])
+        return message.id
 
     async def edit(
         self, chat_id: int, message_id: int, text: str | None, buttons: Keyboard = ()
     ) -> None:
-        rows = _rows(buttons)
-        pending = _outbox.get()
-        if pending is not None:
-            for item in pending:
-                if isinstance(item, WebMessage) and item.id == message_id:
-                    if item.chat_id != chat_id or item.kind != "bot":
-                        raise Refused("not_found", "message to edit not found")
-                    if text is not None:
-                        item.text = text
-                    item.buttons = rows
-                    return
-            pending.append(_Edit(chat_id, message_id, text, rows))
+        edit = _Edit(chat_id, message_id, text, _rows(buttons))
+        if session_open():
+            await self._do([edit])  # unknown or unchanged: nothing happens, as in Telegram
             return
         async with self._db.session() as session:
-            if not await _apply(session, _Edit(chat_id, message_id, text, rows)):
+            if not await _apply(session, edit):
                 raise Refused("not_found", "message to edit not found or not modified")
 
     async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str) -> None:
-        await self._add(
-            WebMessage(
-                id=next_id(),
-                chat_id=chat_id,
-                kind="file",
-                text=caption,
-                file_name=filename,
-                file_data=data,
-            )
+        await self._do(
+            [
+                WebMessage(
+                    id=next_id(),
+                    chat_id=chat_id,
+                    kind="file",
+                    text=caption,
+                    file_name=filename,
+                    file_data=data,
+                )
+            ]
         )
 
     async def note(self, chat_id: int, kind: str, text: str) -> None:
         """What the person did ("me"), or a notice answering a button ("notice")."""
-        await self._add(WebMessage(id=next_id(), chat_id=chat_id, kind=kind, text=text))
-
-
-@asynccontextmanager
-async def deliver_after(db: Database) -> AsyncIterator[None]:
-    """A web chat's turn: what is said inside is written when it ends (even when the flow
-    failed: what it said before failing was said)."""
-    token = _outbox.set([])
-    try:
-        yield
-    finally:
-        items = _outbox.get() or []
-        _outbox.reset(token)
-        if items:
-            await _write(db, items)
+        await self._do([WebMessage(id=next_id(), chat_id=chat_id, kind=kind, text=text)])
 
 
 async def _write(db: Database, items: list[WebMessage | _Edit]) -> None:

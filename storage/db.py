@@ -11,9 +11,11 @@ writes now has committed or rolled back, and starts as soon as it has. Reads do 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -157,14 +159,52 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction commits when the block ends and rolls back on error."""
-        async with self._sessions() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        """A session whose transaction commits when the block ends and rolls back on error.
+        What was handed to `after_sessions` meanwhile runs once the outermost session of
+        this task has ended."""
+        depth = _depth.get()
+        depth_token = _depth.set(depth + 1)
+        deferred_token = _deferred.set([]) if depth == 0 else None
+        try:
+            async with self._sessions() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+        finally:
+            _depth.reset(depth_token)
+            if deferred_token is not None:
+                deferred = _deferred.get() or []
+                _deferred.reset(deferred_token)
+                for work in deferred:
+                    try:
+                        await work()
+                    except Exception:
+                        _log.warning("work deferred to the end of a session failed", exc_info=True)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_log = logging.getLogger(__name__)
+_depth: ContextVar[int] = ContextVar("gradtrack_session_depth", default=0)
+_deferred: ContextVar[list[Callable[[], Awaitable[None]]] | None] = ContextVar(
+    "gradtrack_after_sessions", default=None
+)
+
+
+def session_open() -> bool:
+    """Whether this task is inside a `Database.session()` block."""
+    return _depth.get() > 0
+
+
+def after_sessions(work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` when this task's outermost session has ended (committed or not): for
+    writes that must not wait for that session's transaction (on SQLite a second writer
+    waits for the first) nor go into it. Runs `work` later only inside a session."""
+    deferred = _deferred.get()
+    if deferred is None:
+        raise RuntimeError("after_sessions outside a session")
+    deferred.append(work)

@@ -87,9 +87,14 @@ class WebWalk:
         #: The last question answered: a walk stopped (`limit`) goes on after it.
         self.last: str | None = None
 
-    async def run(self, page: Page, choose: Any, limit: int | None = None) -> Page:
-        """Answer until the review (or the end), or `limit` questions; returns the page."""
-        position = engine.next_question(self.q, self.answers, self.last)
+    async def run(
+        self, page: Page, choose: Any, limit: int | None = None, at: str | None = None
+    ) -> Page:
+        """Answer until the review (or the end), or `limit` questions, from the question
+        after the last one answered (or question `at`); returns the page."""
+        position = (
+            self.q.question(at) if at else engine.next_question(self.q, self.answers, self.last)
+        )
         answered = 0
         while position is not None and (limit is None or answered < limit):
             if not position.answerable:

@@ -44,7 +44,7 @@ from bot.i18n import _
 from bot.logs import chat_ref
 from bot.runtime import Runtime
 from bot.throttle import ChatThrottle, slow_down_text
-from bot.web_channel import deliver_after, web_channel
+from bot.web_channel import web_channel
 from conversations import routes
 from conversations.channel import MAX_BUTTON_DATA, Event, Turn
 from conversations.prompting import send_pending_question
@@ -492,16 +492,15 @@ async def _handle(rt: Runtime, chat_id: int, event: Event, shown: str, event_id:
     turn = Turn(chat_id, event, channel, acknowledge)
     handling(event_id)
     failed = False
-    async with deliver_after(rt.db):
-        try:
-            await routes.dispatch(rt, turn)
-            if pending() is not None:  # a flow that wrote nothing: recorded all the same
-                async with rt.db.session() as session:
-                    await claim(session)
-        except Exception:
-            handling(None)
-            failed = True
-            log.exception("error while handling a web chat event of chat %s", chat_ref(chat_id))
+    try:
+        await routes.dispatch(rt, turn)
+        if pending() is not None:  # a flow that wrote nothing: recorded all the same
+            async with rt.db.session() as session:
+                await claim(session)
+    except Exception:
+        handling(None)
+        failed = True
+        log.exception("error while handling a web chat event of chat %s", chat_ref(chat_id))
     if failed:
         await channel.note(
             chat_id,
