@@ -12,6 +12,7 @@ from telegram.ext import Application, ContextTypes
 
 from bot import logs
 from bot.clock import Clock
+from bot.mail import Mailer
 from bot.settings import Settings
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import WavePlans
@@ -36,6 +37,9 @@ class Runtime:
     #: cancelled finish the messages in flight and give back their claims (bot/claims.py),
     #: rather than being cut off as when this process stops leading.
     stopping: bool = False
+    #: Sends e-mail (bot.mail.make_mailer): made once at startup by `gradtrack run`/`serve`,
+    #: else on first use (bot.email_delivery.mailer_of).
+    mailer: Mailer | None = None
 
 
 def install(

@@ -337,6 +337,7 @@ def build_web_app(
     `web_runner` (its limits: `limits`, else the runtime's settings, else the defaults)."""
     from bot.runtime import RUNTIME_KEY, Runtime
     from bot.web.dashboard import add_dashboard
+    from bot.web.unsubscribe import add_unsubscribe
 
     if limits is None:
         rt_ = application.bot_data.get(RUNTIME_KEY)
@@ -356,4 +357,5 @@ def build_web_app(
         rt = application.bot_data[RUNTIME_KEY]
         assert isinstance(rt, Runtime)
         add_dashboard(app, rt, secure_cookie=rt.settings.base_url.startswith("https://"))
+        add_unsubscribe(app, rt)  # the e-mail unsubscribe page (issue 16)
     return app
