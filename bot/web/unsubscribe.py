@@ -79,7 +79,7 @@ async def _find(
             title=_("This link is not valid"),
             text=_(
                 "Please check that you opened the whole link from the e-mail. If it still does "
-                "not work, reply to the school's e-mail and ask them to stop writing to you."
+                "not work, ask the school to stop the e-mails."
             ),
         )
     _rt, graduate, school = found
