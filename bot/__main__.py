@@ -242,7 +242,7 @@ async def cmd_run(settings: Settings) -> int:
                     if running.sandbox_url
                     else str(settings.mailbox_dir)
                 )
-                print(f"  E-mail (no SMTP_URL: kept in the local mailbox): {where}")
+                print(f"  Local mailbox (e-mails):      {where}")
             print("Press Ctrl+C to stop.", flush=True)
             await stop.wait()
     finally:
