@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser, expect
 from sqlmodel import col, select, update
 
 from bot.delivery import RateLimiter, dispatch_due
@@ -573,3 +575,41 @@ def test_a_bad_mail_configuration_is_refused_at_startup(
         assert done.returncode == 2, done.stdout + done.stderr
         assert says in done.stderr
         assert not (tmp_path / "gt.sqlite3").exists()  # refused before anything was opened
+
+
+async def test_unsubscribing_in_a_phone_browser(
+    mailing: Harness, smtp: MailServer, browser: Browser
+) -> None:
+    """Chromium at 360 px opens the mail's unsubscribe link (Dutch): no accessibility
+    violation (axe-core), nothing loaded from elsewhere, the page fits the screen, and the
+    button (a real form POST under the page's CSP) unsubscribes."""
+    h = mailing
+    school = await h.school()
+    noor = await h.graduate(school, language="nl", email="noor@example.nl")
+    await plan(h)
+    h.clock.set(local(OPENING, 10, 5))
+    await dispatch(h)
+    (message,) = smtp.to("noor@example.nl")
+    _text, html = parts(message)
+    found = re.search(r'id="unsubscribe" href="([^"]+)"', html)
+    assert found
+    context = await browser.new_context(viewport={"width": 360, "height": 740})
+    page = await context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    await page.goto(found.group(1))
+    title = tr("nl", "No more e-mails from {school}?").format(school=school.name)
+    await expect(page.locator("h1")).to_have_text(title)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+    axe_context = await browser.new_context(viewport={"width": 360, "height": 740}, bypass_csp=True)
+    axe_page = await axe_context.new_page()
+    for url in (found.group(1), f"{h.settings.base_url}/u/1-{'A' * 22}"):
+        await axe_page.goto(url)
+        violations = (await Axe().run(axe_page)).response["violations"]
+        assert not violations, [(v["id"], v["impact"]) for v in violations]
+    await axe_context.close()
+    await page.locator("#confirm").click()
+    await expect(page.locator("h1")).to_have_text(tr("nl", "You are unsubscribed"))
+    assert (await h.reload(noor)).email_status == "unsubscribed"
+    assert all(url.startswith(h.settings.base_url) for url in requests), requests
+    await context.close()
