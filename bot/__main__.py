@@ -183,6 +183,8 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
         application = build_application(settings, db)
     rt = application.bot_data["gradtrack"]
     rt.mailer = make_mailer(settings.smtp_url, settings.mailbox_dir)  # checked by main()
+    if not settings.uses_sandbox and not settings.smtp_url.strip():
+        log.warning("no SMTP_URL: invitations and reminders go by Telegram only, not by e-mail")
     try:
         async with application:
             await application.start()

@@ -44,6 +44,7 @@ from bot.email_delivery import MailOutage, send_invitation_mail
 from bot.i18n import use_language
 from bot.metrics import sending
 from bot.runtime import Runtime, mark_unreachable
+from bot.settings import Settings
 from conversations.invitations import PREFIX, invitation_message
 from conversations.waves import Plan, next_allowed
 from storage.invitations import claim_due, completed_waves, load_claimed
@@ -163,14 +164,17 @@ async def _finish(
         )
 
 
-def route(invitation: Invitation, graduate: Graduate, plan: Plan, now: datetime) -> tuple[str, str]:
+def route(
+    invitation: Invitation, graduate: Graduate, plan: Plan, now: datetime, *, mail: bool = True
+) -> tuple[str, str]:
     """(channel, "") for a row to send now, or ("", why not) for one to skip.
 
     One row is one message on one channel, chosen when it is sent: a graduate linked in a
     chat who has not blocked the bot gets it in Telegram (with the wave's consent); anyone
     else with an e-mail address that did not bounce and was not unsubscribed gets it by
     e-mail, unless they refused the wave's consent (never asked: the school may write to its
-    graduates; the consent is asked when they open the link). /stop stops both."""
+    graduates; the consent is asked when they open the link). /stop stops both. Without
+    `mail` (no mail server configured: `mail_enabled`), e-mail is no channel."""
     if graduate.erased_at is not None:
         return "", "erased"
     if graduate.opted_out_at is not None:
@@ -182,13 +186,20 @@ def route(invitation: Invitation, graduate: Graduate, plan: Plan, now: datetime)
     consent = graduate.consent_followup if needed == "followup" else graduate.consent_survey
     if graduate.chat_id is not None and graduate.unreachable_at is None:
         return (Channel.TELEGRAM.value, "") if consent else ("", "no_consent")
-    if mail_usable(graduate):
+    if mail and mail_usable(graduate):
         if consent is False:
             return "", "no_consent"
-        if graduate.invite_token and graduate.invite_revoked_at is not None:
+        if graduate.invite_revoked_at is not None:
             return "", "link_revoked"  # the school stopped the graduate's link
         return Channel.EMAIL.value, ""
     return "", "no_channel"
+
+
+def mail_enabled(settings: Settings) -> bool:
+    """Whether invitations may go by e-mail: an SMTP server is configured, or this is the
+    sandbox (`make run`), whose mails go to the local mailbox. With a real bot token and no
+    SMTP_URL, nobody would read the local mailbox: e-mail is off."""
+    return bool(settings.smtp_url.strip()) or settings.uses_sandbox
 
 
 def mail_usable(graduate: Graduate) -> bool:
@@ -209,6 +220,7 @@ class _Batch:
     completed: set[tuple[int, str]]
     texts: dict[tuple[object, ...], tuple[str, InlineKeyboardMarkup]] = field(default_factory=dict)
     outage: MailOutage = field(default_factory=MailOutage)
+    mail: bool = True
 
 
 @dataclass
@@ -230,7 +242,7 @@ async def _deliver(
     now = batch.now
     assert invitation.id is not None and graduate.id is not None
     plan = rt.plans.for_graduate(school.code, programme.code)
-    channel, reason = route(invitation, graduate, plan, now)
+    channel, reason = route(invitation, graduate, plan, now, mail=batch.mail)
     if not reason and (graduate.id, invitation.wave) in batch.completed:
         reason = "completed"
     if reason:
@@ -283,7 +295,7 @@ async def _deliver(
             due_at=result.retry_at,
             error=result.error,
         )
-    elif result.outcome == "forbidden" and mail_usable(graduate):
+    elif result.outcome == "forbidden" and batch.mail and mail_usable(graduate):
         # Blocked the bot (or the account is gone): the same row goes by e-mail instead,
         # on the next pass (route() sees the graduate unreachable in the chat now).
         await _finish(
@@ -395,7 +407,7 @@ async def dispatch_due(
                 completed = await completed_waves(
                     session, {(row[1].id or 0, row[0].wave) for row in rows}
                 )
-            shared = _Batch(now, completed)
+            shared = _Batch(now, completed, mail=mail_enabled(settings))
             pending = list(reversed(rows))
             await asyncio.gather(
                 *(

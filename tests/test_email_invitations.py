@@ -613,3 +613,41 @@ async def test_unsubscribing_in_a_phone_browser(
     assert (await h.reload(noor)).email_status == "unsubscribed"
     assert all(url.startswith(h.settings.base_url) for url in requests), requests
     await context.close()
+
+
+def test_with_a_real_bot_and_no_smtp_server_email_is_no_channel() -> None:
+    """With a real bot token and no SMTP_URL nobody reads the local mailbox: a graduate
+    outside the chat is skipped (`no_channel`), as before e-mail existed; in the sandbox, or
+    with an SMTP server, the same graduate gets e-mail."""
+    from bot.delivery import mail_enabled, route
+    from bot.settings import Settings
+
+    def settings(**values: str) -> Settings:
+        return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+    real = "123456:" + "A" * 35
+    assert not mail_enabled(settings(telegram_bot_token=real, secret_key="k" * 40))
+    assert mail_enabled(settings(telegram_bot_token=real, smtp_url="smtps://u:p@mail.example"))
+    assert mail_enabled(settings())  # the sandbox: the local mailbox
+    now = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
+    invitation = Invitation(
+        graduate_id=1,
+        wave="m2",
+        form_id="mini",
+        seq=0,
+        due_at=now,
+        closes_at=now + timedelta(days=30),
+    )
+    graduate = Graduate(
+        id=1,
+        institution_id=1,
+        programme_id=1,
+        student_ref="r1",
+        graduation_date=date(2026, 6, 30),
+        email="a@example.nl",
+    )
+    plan_ = MINI_PLANS.default
+    assert route(invitation, graduate, plan_, now) == ("email", "")
+    assert route(invitation, graduate, plan_, now, mail=False) == ("", "no_channel")
+    graduate.invite_revoked_at = now  # the school stopped the personal link: nothing to send
+    assert route(invitation, graduate, plan_, now) == ("", "link_revoked")
