@@ -217,7 +217,9 @@ async def cmd_run(settings: Settings) -> int:
     db = open_database(settings)
     try:
         # The demo school is for the sandbox; against real Telegram it is `gradtrack demo`.
-        demo = await ensure_demo(db, _plans(settings)) if settings.uses_sandbox else None
+        demo = (
+            await ensure_demo(db, _plans(settings), email=True) if settings.uses_sandbox else None
+        )
         async with _running_bot(settings, db) as running, _web(running, db, None, settings):
             updater = running.application.updater
             assert updater is not None

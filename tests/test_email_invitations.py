@@ -651,3 +651,31 @@ def test_with_a_real_bot_and_no_smtp_server_email_is_no_channel() -> None:
     assert route(invitation, graduate, plan_, now, mail=False) == ("", "no_channel")
     graduate.invite_revoked_at = now  # the school stopped the personal link: nothing to send
     assert route(invitation, graduate, plan_, now) == ("", "link_revoked")
+
+
+async def test_make_run_s_demo_graduate_gets_the_invitation_in_the_local_mailbox(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """What a newcomer sees with `make run`: the demo graduate handed out (not in a chat yet,
+    with an address) gets the open wave's invitation by e-mail in the local mailbox, with the
+    same personal link as the printed invite."""
+    from storage.demo import ensure_demo
+
+    h = harness
+    moment = local(date(2026, 12, 3), 11, 0)
+    h.clock.set(moment)
+    demo = await ensure_demo(h.db, h.runtime.plans, now=moment, email=True)
+    assert demo.wave is not None
+    h.runtime.mailer = LocalMailbox(tmp_path)
+    assert (await dispatch(h))["sent"] == 1
+    (entry,) = LocalMailbox(tmp_path).entries()
+    assert entry["to"].endswith("@example.org>") or entry["to"].endswith("@example.org")
+    message = email.message_from_bytes(
+        (tmp_path / entry["file"]).read_bytes(), policy=policy.default
+    )
+    assert isinstance(message, EmailMessage)
+    text, _html = parts(message)
+    assert f"{h.settings.base_url}/c/{demo.invite_token}" in text
+    again = await ensure_demo(h.db, h.runtime.plans, now=moment, email=True)
+    assert again.invite_token == demo.invite_token  # not linked yet: the same invite
+    assert (await dispatch(h))["sent"] == 0  # and no second mail
