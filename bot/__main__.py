@@ -240,13 +240,10 @@ async def cmd_run(settings: Settings) -> int:
                 print(f"  Web chat, as an admin:        {admin}")
                 print("    (then send /dashboard there for a dashboard login link, or /stats)")
             print(f"  Dashboard:         {settings.base_url}/dashboard (log in via /dashboard)")
-            if not settings.smtp_url.strip():
-                where = (
-                    f"{running.sandbox_url}/sandbox/mailbox"
-                    if running.sandbox_url
-                    else str(settings.mailbox_dir)
-                )
-                print(f"  Local mailbox (e-mails):      {where}")
+            if running.sandbox_url and not settings.smtp_url.strip():
+                # No SMTP server: the e-mails are kept here (with a real bot token and no
+                # SMTP_URL, none are sent at all: bot.delivery.mail_enabled).
+                print(f"  Local mailbox (e-mails):      {running.sandbox_url}/sandbox/mailbox")
             print("Press Ctrl+C to stop.", flush=True)
             await stop.wait()
     finally:
