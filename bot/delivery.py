@@ -383,8 +383,9 @@ async def dispatch_due(
     )
     report = DispatchReport()
     lease = settings.claim_lease_seconds
-    rates = [r for r in (settings.bulk_send_per_second, settings.mail_send_per_second) if r > 0]
-    limit = batch_limit(batch, min(rates, default=0.0), lease)
+    # Batches sized by Telegram's rate, as before; a batch of slower e-mails keeps its claim
+    # by renewing it (bot/claims.py).
+    limit = batch_limit(batch, settings.bulk_send_per_second, lease)
     batches = 0
     while max_batches is None or batches < max_batches:
         now = rt.clock.now()
