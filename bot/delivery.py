@@ -276,38 +276,61 @@ async def _deliver(
             lambda: rt.bot.send_message(chat_id, text, reply_markup=markup),
             invitation.attempts,
         )
-    telegram = Channel.TELEGRAM.value
-    if result.outcome == "sent":
-        await _finish(
-            rt,
-            invitation.id,
-            InvitationStatus.SENT,
-            sent_at=rt.clock.now(),
-            message_id=result.message_id,
-            error=None,
-            channel=telegram,
-        )
-    elif result.outcome == "retry":
-        await _finish(
-            rt,
-            invitation.id,
-            InvitationStatus.PENDING,
-            due_at=result.retry_at,
-            error=result.error,
-        )
-    elif result.outcome == "forbidden" and batch.mail and mail_usable(graduate):
-        # Blocked the bot (or the account is gone): the same row goes by e-mail instead,
-        # on the next pass (route() sees the graduate unreachable in the chat now).
+    if result.outcome == "forbidden" and batch.mail and mail_usable(graduate):
+        # Blocked the bot (or the account is gone): the same row goes by e-mail instead, in
+        # the next batch (route() sees the graduate unreachable in the chat now).
         await _finish(
             rt, invitation.id, InvitationStatus.PENDING, due_at=rt.clock.now(), error="forbidden"
         )
         report.count("retried", "forbidden")
         return
-    else:  # forbidden or failed: never again
-        await _finish(
-            rt, invitation.id, InvitationStatus.FAILED, error=result.error, channel=telegram
-        )
+    # Sent; back for later; or, forbidden (no e-mail to turn to) or failed, never again.
+    await _record(
+        rt,
+        invitation.id,
+        Channel.TELEGRAM,
+        result.outcome,
+        result.retry_at,
+        result.error,
+        result.message_id,
+    )
     report.count(result.report, result.reason)
+
+
+async def _record(
+    rt: Runtime,
+    invitation_id: int,
+    channel: Channel,
+    outcome: str,
+    retry_at: datetime | None,
+    error: str | None,
+    message_id: int | None = None,
+) -> None:
+    """Store what became of one message on `channel`: "sent", "retry" (pending again at
+    `retry_at`), anything else failed for good."""
+    if outcome == "sent":
+        await _finish(
+            rt,
+            invitation_id,
+            InvitationStatus.SENT,
+            sent_at=rt.clock.now(),
+            message_id=message_id,
+            error=None,
+            channel=channel.value,
+        )
+    elif outcome == "retry":
+        await _finish(
+            rt,
+            invitation_id,
+            InvitationStatus.PENDING,
+            due_at=retry_at,
+            error=error,
+            channel=channel.value,
+        )
+    else:
+        await _finish(
+            rt, invitation_id, InvitationStatus.FAILED, error=error, channel=channel.value
+        )
 
 
 async def _deliver_mail(
@@ -319,29 +342,8 @@ async def _deliver_mail(
 ) -> None:
     invitation, graduate, school, _programme = row
     assert invitation.id is not None
-    email = Channel.EMAIL.value
     result = await send_invitation_mail(rt, limiter, invitation, graduate, school, batch.outage)
-    if result.outcome == "sent":
-        await _finish(
-            rt,
-            invitation.id,
-            InvitationStatus.SENT,
-            sent_at=rt.clock.now(),
-            message_id=None,
-            error=None,
-            channel=email,
-        )
-    elif result.outcome == "retry":
-        await _finish(
-            rt,
-            invitation.id,
-            InvitationStatus.PENDING,
-            due_at=result.retry_at,
-            error=result.error,
-            channel=email,
-        )
-    else:
-        await _finish(rt, invitation.id, InvitationStatus.FAILED, error=result.error, channel=email)
+    await _record(rt, invitation.id, Channel.EMAIL, result.outcome, result.retry_at, result.error)
     report.count(result.report, result.reason)
 
 
