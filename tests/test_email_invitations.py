@@ -32,7 +32,7 @@ from bot.sandbox import SandboxServer
 from conversations.registry import QuestionnaireRegistry
 from storage.erasure import REASON_REQUEST, erase_graduate
 from storage.invitations import plan_invitations
-from storage.models import Graduate, Invitation
+from storage.models import Graduate, Institution, Invitation
 from storage.staff import add_staff
 from tests.harness import Harness, eventually, tr
 from tests.test_dashboard import client_session, log_in
@@ -439,6 +439,22 @@ async def test_quiet_hours_hold_back_email_too(mailing: Harness, smtp: MailServe
 # ---------------------------------------------------------------- unsubscribing
 
 
+async def mailed_unsubscribe_link(
+    h: Harness, smtp: MailServer, school: Institution, lang: str, address: str
+) -> tuple[Graduate, str]:
+    """A graduate speaking `lang` who got the invitation by mail, and the visible
+    unsubscribe link of that mail."""
+    graduate = await h.graduate(school, language=lang, email=address)
+    await plan(h)
+    h.clock.set(local(OPENING, 10, 5))
+    await dispatch(h)
+    (message,) = smtp.to(address)
+    _text, html = parts(message)
+    found = re.search(r'id="unsubscribe" href="([^"]+)"', html)
+    assert found
+    return graduate, found.group(1)
+
+
 async def test_one_click_unsubscribe_as_a_mail_client_sends_it(
     mailing: Harness, smtp: MailServer
 ) -> None:
@@ -477,15 +493,7 @@ async def test_the_unsubscribe_page_asks_first_in_the_graduates_language(
 ) -> None:
     h = mailing
     school = await h.school()
-    eva = await h.graduate(school, language="et", email="eva@example.ee")
-    await plan(h)
-    h.clock.set(local(OPENING, 10, 5))
-    await dispatch(h)
-    (message,) = smtp.to("eva@example.ee")
-    _text, html = parts(message)
-    found = re.search(r'id="unsubscribe" href="([^"]+)"', html)
-    assert found
-    link = found.group(1)
+    eva, link = await mailed_unsubscribe_link(h, smtp, school, "et", "eva@example.ee")
     async with aiohttp.ClientSession() as client:
         async with client.get(link) as response:  # a mail scanner opening the link
             assert response.status == 200
@@ -585,25 +593,18 @@ async def test_unsubscribing_in_a_phone_browser(
     button (a real form POST under the page's CSP) unsubscribes."""
     h = mailing
     school = await h.school()
-    noor = await h.graduate(school, language="nl", email="noor@example.nl")
-    await plan(h)
-    h.clock.set(local(OPENING, 10, 5))
-    await dispatch(h)
-    (message,) = smtp.to("noor@example.nl")
-    _text, html = parts(message)
-    found = re.search(r'id="unsubscribe" href="([^"]+)"', html)
-    assert found
+    noor, link = await mailed_unsubscribe_link(h, smtp, school, "nl", "noor@example.nl")
     context = await browser.new_context(viewport={"width": 360, "height": 740})
     page = await context.new_page()
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    await page.goto(found.group(1))
+    await page.goto(link)
     title = tr("nl", "No more e-mails from {school}?").format(school=school.name)
     await expect(page.locator("h1")).to_have_text(title)
     assert await page.evaluate("document.documentElement.scrollWidth") <= 360
     axe_context = await browser.new_context(viewport={"width": 360, "height": 740}, bypass_csp=True)
     axe_page = await axe_context.new_page()
-    for url in (found.group(1), f"{h.settings.base_url}/u/1-{'A' * 22}"):
+    for url in (link, f"{h.settings.base_url}/u/1-{'A' * 22}"):
         await axe_page.goto(url)
         violations = (await Axe().run(axe_page)).response["violations"]
         assert not violations, [(v["id"], v["impact"]) for v in violations]
