@@ -157,6 +157,7 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
     """The started bot: against Telegram with a token, else against the built-in sandbox."""
     from bot.app import build_application, on_startup
     from bot.links import SANDBOX_BOT_USERNAME
+    from bot.mail import make_mailer
     from bot.sandbox import SandboxServer
     from bot.scheduler import start_scheduler
 
@@ -166,6 +167,8 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
             host=settings.sandbox_host,
             port=settings.sandbox_port,
             state_file=settings.sandbox_state_file,
+            # The sandbox page shows the mails kept in the local mailbox (no SMTP_URL).
+            mailbox_dir=None if settings.smtp_url.strip() else settings.mailbox_dir,
         )
         await sandbox.start()  # with the users, chats and update numbers of the last run
         known = [b for b in sandbox.state.bots.values() if b.username == SANDBOX_BOT_USERNAME]
@@ -178,6 +181,10 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
     else:
         token = settings.telegram_bot_token
         application = build_application(settings, db)
+    rt = application.bot_data["gradtrack"]
+    rt.mailer = make_mailer(settings.smtp_url, settings.mailbox_dir)  # checked by main()
+    if not settings.uses_sandbox and not settings.smtp_url.strip():
+        log.warning("no SMTP_URL: invitations and reminders go by Telegram only, not by e-mail")
     try:
         async with application:
             await application.start()
@@ -193,6 +200,7 @@ async def _running_bot(settings: Settings, db: Database) -> AsyncIterator[Runnin
                     await application.updater.stop()
                 await application.stop()
     finally:
+        await rt.mailer.close()
         if sandbox is not None:
             await sandbox.stop()
 
@@ -209,7 +217,9 @@ async def cmd_run(settings: Settings) -> int:
     db = open_database(settings)
     try:
         # The demo school is for the sandbox; against real Telegram it is `gradtrack demo`.
-        demo = await ensure_demo(db, _plans(settings)) if settings.uses_sandbox else None
+        demo = (
+            await ensure_demo(db, _plans(settings), email=True) if settings.uses_sandbox else None
+        )
         async with _running_bot(settings, db) as running, _web(running, db, None, settings):
             updater = running.application.updater
             assert updater is not None
@@ -233,6 +243,10 @@ async def cmd_run(settings: Settings) -> int:
                 print(f"  Telegram, as an admin:        {admin}")
                 print("    (then send /dashboard there for a dashboard login link, or /stats)")
             print(f"  Dashboard:         {settings.base_url}/dashboard (log in via /dashboard)")
+            if running.sandbox_url and not settings.smtp_url.strip():
+                # No SMTP server: the e-mails are kept here (with a real bot token and no
+                # SMTP_URL, none are sent at all: bot.delivery.mail_enabled).
+                print(f"  Local mailbox (e-mails):      {running.sandbox_url}/sandbox/mailbox")
             print("Press Ctrl+C to stop.", flush=True)
             await stop.wait()
     finally:
@@ -644,6 +658,20 @@ def needs_secret_key(args: argparse.Namespace) -> bool:
     return args.command == "news" and args.action == "dispatch"
 
 
+def mail_problem(settings: Settings) -> str | None:
+    """Why SMTP_URL or MAIL_FROM cannot be used (bot.mail.MailConfigError), or None. `run`
+    and `serve` refuse to start with one, rather than fail at the first invitation."""
+    from bot.mail import MailConfigError, parse_smtp_url, sender_for
+
+    try:
+        if settings.smtp_url.strip():
+            parse_smtp_url(settings.smtp_url)
+        sender_for(settings.smtp_url, settings.mail_from)
+    except MailConfigError as error:
+        return str(error)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "questionnaire":
@@ -655,6 +683,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None and needs_secret_key(args):
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.command in ("run", "serve"):
+        mail = mail_problem(settings)
+        if mail is not None:
+            print(f"error: {mail}", file=sys.stderr)
+            return 2
     _setup_logging(settings)
     if args.command == "news":
         from bot.news_cli import cmd_news

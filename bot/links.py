@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -42,3 +46,38 @@ def chat_link(settings: Settings, payload: str) -> str | None:
 def web_chat_link(settings: Settings, token: str) -> str:
     """A graduate's personal web chat link (bot/web/chat.py): PUBLIC_URL/c/<invite token>."""
     return f"{settings.base_url.rstrip('/')}/c/{token}"
+
+
+#: The path of the e-mail unsubscribe page and of its one-click POST (RFC 8058).
+UNSUBSCRIBE_PATH = "/u/"
+_UNSUBSCRIBE_RE = re.compile(r"^([1-9][0-9]{0,18})-([A-Za-z0-9_-]{22})$")
+
+
+def _unsubscribe_mac(key: bytes, graduate_id: int) -> str:
+    digest = hmac.new(key, f"gradtrack-unsubscribe:{graduate_id}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:16]).decode().rstrip("=")
+
+
+def unsubscribe_token(key: bytes, graduate_id: int) -> str:
+    """The credential of a graduate's unsubscribe link: their id and an HMAC of it with
+    SECRET_KEY (128 bits). Nothing is stored: every mail of the graduate carries the same
+    link, it works for as long as the key is the same, and it cannot be guessed or made
+    for another graduate."""
+    return f"{graduate_id}-{_unsubscribe_mac(key, graduate_id)}"
+
+
+def unsubscribed_graduate(key: bytes, token: str) -> int | None:
+    """The graduate id an unsubscribe token was made for, or None for a forged, mistyped or
+    foreign one (compared in constant time)."""
+    found = _UNSUBSCRIBE_RE.match(token)
+    if found is None:
+        return None
+    graduate_id = int(found.group(1))
+    if not hmac.compare_digest(found.group(2), _unsubscribe_mac(key, graduate_id)):
+        return None
+    return graduate_id
+
+
+def unsubscribe_link(settings: Settings, graduate_id: int) -> str:
+    """The page that stops e-mail to a graduate; also the List-Unsubscribe URL."""
+    return f"{settings.base_url}{UNSUBSCRIBE_PATH}{unsubscribe_token(settings.key, graduate_id)}"

@@ -141,11 +141,14 @@ def build_message(
     unsubscribe_url: str | None = None,
     now: datetime | None = None,
     headers: Mapping[str, str] | None = None,
+    images: Mapping[str, bytes] | None = None,
 ) -> EmailMessage:
     """A UTF-8 message: plain text, and with `html` multipart/alternative (text first, as
     RFC 2046 orders them: the last is the richest). Date, Message-ID (in the sender's
     domain), and with `unsubscribe_url` the List-Unsubscribe and List-Unsubscribe-Post
-    headers of RFC 8058 one-click unsubscription (the URL must be https and accept a POST)."""
+    headers of RFC 8058 one-click unsubscription (the URL must be https and accept a POST).
+    `images`: PNG images the HTML shows as `cid:<name>`, sent with it (multipart/related), so
+    that no mail client has to fetch anything from the network."""
     from_address = parse_sender(sender)
     message = EmailMessage(policy=policy.SMTPUTF8)
     message["From"] = from_address
@@ -162,6 +165,18 @@ def build_message(
     message.set_content(text, charset="utf-8")
     if html is not None:
         message.add_alternative(html, subtype="html", charset="utf-8")
+        if images:
+            html_part = message.get_body(preferencelist=("html",))
+            assert isinstance(html_part, EmailMessage)
+            for name, data in images.items():
+                html_part.add_related(
+                    data,
+                    "image",
+                    "png",
+                    cid=f"<{name}>",
+                    disposition="inline",
+                    filename=f"{name}.png",
+                )
     return message
 
 

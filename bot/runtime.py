@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot import logs
 from bot.clock import Clock
+from bot.mail import Mailer
 from bot.settings import Settings
 from conversations.channel import Channel
 from conversations.registry import QuestionnaireRegistry
@@ -56,6 +57,10 @@ class Runtime:
             kind = "web" if is_web_chat(chat_id) else "Telegram"
             raise RuntimeError(f"no {kind} channel in this process")
         return channel
+
+    #: Sends e-mail (bot.mail.make_mailer): made once at startup by `gradtrack run`/`serve`,
+    #: else on first use (bot.email_delivery.mailer_of).
+    mailer: Mailer | None = None
 
 
 def install(

@@ -185,6 +185,7 @@ def start_scheduler(rt: Runtime, leadership: Leadership | None = None) -> Leader
     """Start the dispatcher jobs on the running event loop; they run while this process is
     the scheduler leader (`leadership`, by default on `rt.db` with the default timings)."""
     limiter = RateLimiter(rt.settings.bulk_send_per_second)
+    mail_limiter = RateLimiter(rt.settings.mail_send_per_second)
     scheduler = LeaderScheduler(leadership or Leadership(rt.db), rt, timezone="UTC")
     options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     interval = rt.settings.dispatch_interval_seconds
@@ -193,7 +194,7 @@ def start_scheduler(rt: Runtime, leadership: Leadership | None = None) -> Leader
         trigger="interval",
         seconds=interval,
         args=[rt],
-        kwargs={"limiter": limiter},
+        kwargs={"limiter": limiter, "mail_limiter": mail_limiter},
         id="dispatch",
         **options,
     )

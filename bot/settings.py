@@ -159,6 +159,11 @@ class Settings(BaseSettings):
         description="Sender of e-mail, e.g. 'School <noreply@school.example>'; required with "
         "SMTP_URL.",
     )
+    mail_send_per_second: float = Field(
+        default=5.0,
+        description="Invitation and reminder e-mails per second at most (0: no limit); keep "
+        "it under what the SMTP provider allows.",
+    )
     secret_key: str = Field(
         default="",
         description="Secret for keyed hashes and the dashboard's session cookie; at least "

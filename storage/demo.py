@@ -222,10 +222,17 @@ async def _seed_responses(
 
 
 async def ensure_demo(
-    db: Database, plans: WavePlans | None = None, now: datetime | None = None
+    db: Database,
+    plans: WavePlans | None = None,
+    now: datetime | None = None,
+    *,
+    email: bool = False,
 ) -> DemoInfo:
     """Seed the demo school once; hand out a fresh, unused demo invite on every call, whose
-    graduate has a wave open `now` (with its invitation rows planned)."""
+    graduate has a wave open `now` (with its invitation rows planned). With `email` (what
+    `gradtrack run` does in the sandbox), the graduate has an e-mail address
+    (`demo-N@example.org`): not being in a chat, they get the wave's invitation by e-mail,
+    which the sandbox's local mailbox shows."""
     now = now or utcnow()
     plans = plans or load_plans(DEFAULT_PLAN_FILE)
     async with db.session() as session:
@@ -295,6 +302,7 @@ async def ensure_demo(
                 graduation_date=graduation,
                 birth_year=graduation.year - 19,
                 invite_token=new_invite_token(),
+                email=f"demo-{number}@example.org" if email else None,
             )
         elif unused.graduation_date != graduation:
             # Handed out on another day: graduated just long enough ago for today.
@@ -304,6 +312,8 @@ async def ensure_demo(
             for invitation in stale.all():
                 await session.delete(invitation)
             unused.graduation_date = graduation
+        if email and unused.email is None:
+            unused.email = f"{unused.student_ref}@example.org"
         session.add(unused)
         await session.flush()
         assert unused.id is not None and unused.invite_token is not None

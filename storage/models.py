@@ -250,7 +250,14 @@ class InvitationStatus(StrEnum):
     CLAIMED = "claimed"  # a dispatcher is sending it (lease until claimed_at + lease)
     SENT = "sent"
     SKIPPED = "skipped"  # not needed any more (completed, wave closed, no consent, erased)
-    FAILED = "failed"  # Telegram refused for good (blocked, deactivated, bad request)
+    FAILED = "failed"  # refused for good (blocked, deactivated, bad request, mail bounced)
+
+
+class Channel(StrEnum):
+    """Invitation.channel: how an invitation or reminder went out."""
+
+    TELEGRAM = "telegram"
+    EMAIL = "email"
 
 
 class Invitation(SQLModel, table=True):
@@ -277,6 +284,9 @@ class Invitation(SQLModel, table=True):
     sent_at: datetime | None = _ts()
     message_id: int | None = Field(default=None, sa_type=BigInteger)
     error: str | None = Field(default=None, sa_type=String(200))
+    # Which channel the row went by (or was last tried on): "telegram" or "email"; None for
+    # a row skipped, or sent before 0011. One row is one message, on one channel.
+    channel: str | None = Field(default=None, sa_type=String(16))
 
 
 class ErasedRef(SQLModel, table=True):

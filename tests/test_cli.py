@@ -152,7 +152,7 @@ async def test_run_prints_the_web_chat_and_a_demo_invite_that_works(tmp_path: Pa
     top = next(i for i, line in enumerate(lines) if line.startswith("gradtrack is running"))
     bottom = next(i for i, line in enumerate(lines) if line.startswith("Press Ctrl+C"))
     for line in lines[top : bottom + 1]:
-        line = re.sub(r"127\.0\.0\.1:\d+/chat", "127.0.0.1:8081/chat", line)
+        line = re.sub(r"127\.0\.0\.1:\d+/(chat|sandbox/)", r"127.0.0.1:8081/\1", line)
         line = re.sub(r"127\.0\.0\.1:\d+/dashboard", "127.0.0.1:8080/dashboard", line)
         line = re.sub(r"start=([it])_[A-Za-z0-9_-]+", r"start=\1_...", line)
         line = re.sub(r"127\.0\.0\.1:\d+/c/i_[A-Za-z0-9_-]+", "127.0.0.1:8080/c/i_...", line)

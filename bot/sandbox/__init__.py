@@ -25,7 +25,7 @@ Wherever a bot is expected, its token, username or id works (or None when there 
 SandboxServer(*, host="127.0.0.1", port=0, rate_limits=None, call_log_size=10_000,
               log_params=True, max_messages_per_chat=2000, max_pending_updates=100_000,
               callback_query_timeout=15.0, max_poll_timeout=50.0, webhook_retry_delay=0.2,
-              allow_remote_webhooks=False, spec=None, state_file=None)
+              allow_remote_webhooks=False, spec=None, state_file=None, mailbox_dir=None)
 
   state_file  where the world (users, bots, chats with their transcripts, update numbers) is
               kept across restarts: read by start(), written atomically about once a second
@@ -33,6 +33,9 @@ SandboxServer(*, host="127.0.0.1", port=0, rate_limits=None, call_log_size=10_00
               above the last save, so a killed sandbox never hands out an update or user id
               twice. Uploaded files are not kept. `gradtrack run`/`serve` put it next to the
               database (bot.settings.Settings.sandbox_state_file).
+
+  mailbox_dir the local mailbox (bot.mail.LocalMailbox) shown at /sandbox/mailbox: the
+              e-mails `gradtrack run` sends without SMTP_URL (bot/sandbox/mailbox.py).
 
   lifecycle   await start() -> url; await stop(); async with; make_app() -> web.Application;
               mount(app) (adds routes to your app; set sandbox.url yourself); close()
@@ -79,6 +82,7 @@ HTTP endpoints:
   GET      /file/bot{token}/{file_path}  file download after getFile
   GET      /chat[?bot=&user=&start=]     web chat page (start=X simulates t.me/bot?start=X)
   /sandbox/api/...                       user-side JSON API, listed in `bot.sandbox.web`
+  GET      /sandbox/mailbox                the local mailbox (with mailbox_dir)
 
 Standalone: `python -m bot.sandbox [--host 127.0.0.1] [--port 8081] [--username ...]
 [--token ...] [--no-rate-limits]` prints the URL, the bot token and the chat page address.

@@ -143,8 +143,12 @@ class SandboxServer:
         allow_remote_webhooks: bool = False,
         spec: ApiSpec | None = None,
         state_file: str | Path | None = None,
+        mailbox_dir: str | Path | None = None,
     ) -> None:
         self.host = host
+        #: The local mailbox (bot.mail.LocalMailbox) the page /sandbox/mailbox shows; None:
+        #: no mailbox page (mail goes to an SMTP server).
+        self.mailbox_dir = Path(mailbox_dir) if mailbox_dir is not None else None
         #: Where the world (users, chats, update numbers) is kept across restarts; None: not.
         self.state_file = Path(state_file) if state_file is not None else None
         self._saver: asyncio.Task[None] | None = None
@@ -203,6 +207,10 @@ class SandboxServer:
         app.router.add_route("*", "/bot{token}/{method}", self._handle_bot_api)
         app.router.add_get("/file/bot{token}/{file_path:.+}", self._handle_file)
         add_web_routes(app, self)
+        if self.mailbox_dir is not None:
+            from .mailbox import add_mailbox_routes
+
+            add_mailbox_routes(app, self.mailbox_dir)
         app.on_shutdown.append(self._on_app_shutdown)
 
     async def _on_app_shutdown(self, app: web.Application) -> None:

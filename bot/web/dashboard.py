@@ -59,7 +59,7 @@ from conversations.news_compose import (
 )
 from conversations.rules import choose_language
 from conversations.waves import Wave
-from storage import stats
+from storage import contacts, stats
 from storage.models import Broadcast, Delivery, Institution, Programme, Staff, StaffRole
 from storage.news import cancel as cancel_broadcast
 from storage.news import failure_reasons
@@ -111,6 +111,14 @@ def destination_label(key: str) -> str:
         "looking_for_work": _("Looking for work"),
         "other": _("Other"),
     }[key]
+
+
+def email_status_label(status: str) -> str:
+    """What became of mail to an address, for the roster view."""
+    return {
+        "bounced": _("Bounced"),
+        "unsubscribed": _("Unsubscribed"),
+    }.get(status, status)
 
 
 def breakdown_title(by: str) -> str:
@@ -1014,6 +1022,7 @@ async def _roster_page(
                     .limit(1)
                 )
             ).first()
+        reach = await contacts.reach(session, staff.institution_id)
     guide = column_guide(
         school_given=staff.institution_id is not None,
         school=school.code if school else None,
@@ -1028,6 +1037,8 @@ async def _roster_page(
         guide=guide,
         template_lang=i18n.current_language(),
         query="",
+        reach=reach,
+        email_status_label=email_status_label,
         **values,
     )
 

@@ -338,6 +338,7 @@ def build_web_app(
     from bot.runtime import RUNTIME_KEY, Runtime
     from bot.web.chat import add_web_chat
     from bot.web.dashboard import add_dashboard
+    from bot.web.unsubscribe import add_unsubscribe
 
     if limits is None:
         rt_ = application.bot_data.get(RUNTIME_KEY)
@@ -359,4 +360,5 @@ def build_web_app(
         secure = rt.settings.base_url.startswith("https://")
         add_dashboard(app, rt, secure_cookie=secure)
         add_web_chat(app, rt, secure_cookie=secure)
+        add_unsubscribe(app, rt)  # the e-mail unsubscribe page (issue 16)
     return app
