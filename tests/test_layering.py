@@ -1,6 +1,7 @@
 """The layering of docs/architecture.md, checked: the flows (the graduates' and the staff's)
-and their core know no channel. Importing them (in a fresh interpreter) loads neither python-telegram-bot nor
-the web server, and their source names neither; only the channel adapters do."""
+and their core know no channel. Importing them (in a fresh interpreter) loads neither
+python-telegram-bot nor the web server, and their source names neither; only the channel
+adapters do."""
 
 from __future__ import annotations
 
