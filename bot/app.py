@@ -30,7 +30,7 @@ from bot.i18n import LANGUAGES, _, use_language
 from bot.ratelimit import ReplyFirstRateLimiter
 from bot.runtime import Runtime, install, mark_unreachable, runtime
 from bot.settings import Settings
-from conversations import account, news_compose, prompting, reports, routes, staff
+from conversations import account, prompting, routes
 from conversations.channel import DeliveryError, Unreachable
 from conversations.registry import QuestionnaireRegistry
 from conversations.rules import choose_language
@@ -197,31 +197,17 @@ def build_application(
     # A forwarded message is never a command nor an answer (a forwarded "/start <invite>"
     # is someone else's link); news being written may be a forward.
     private_message = filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL
-    application.add_handler(
-        MessageHandler(private_message & filters.FORWARDED, news_compose.on_message)
-    )
-    # The graduates' flows, as every channel routes them (conversations/routes.py).
-    for name, flow in routes.COMMANDS.items():
+    on_message = telegram_channel.handler(routes.STAFF_MESSAGE)
+    application.add_handler(MessageHandler(private_message & filters.FORWARDED, on_message))
+    # The graduates' flows, as every channel routes them, then the staff's, which Telegram
+    # alone routes (conversations/routes.py).
+    for name, flow in (routes.COMMANDS | routes.STAFF_COMMANDS).items():
         application.add_handler(CommandHandler(name, telegram_channel.handler(flow)))
-    for pattern, flow in routes.BUTTONS:
+    for pattern, flow in routes.BUTTONS + routes.STAFF_BUTTONS:
         application.add_handler(
             CallbackQueryHandler(telegram_channel.handler(flow), pattern=pattern)
         )
-    application.add_handler(CommandHandler("news", staff.news_command))
-    application.add_handler(CommandHandler("cancel", news_compose.cancel_command))
-    application.add_handler(CommandHandler("broadcasts", news_compose.broadcasts_command))
-    application.add_handler(CommandHandler("stats", reports.stats_command))
-    application.add_handler(CommandHandler("dashboard", reports.dashboard_command))
-    application.add_handler(CallbackQueryHandler(staff.on_news_button, pattern=staff.NEWS_PATTERN))
-    application.add_handler(
-        CallbackQueryHandler(news_compose.on_button, pattern=news_compose.PATTERN)
-    )
-    application.add_handler(
-        CallbackQueryHandler(news_compose.on_cancel_button, pattern=news_compose.CANCEL_PATTERN)
-    )
-    application.add_handler(
-        MessageHandler(private_message & ~filters.COMMAND, news_compose.on_message)
-    )
+    application.add_handler(MessageHandler(private_message & ~filters.COMMAND, on_message))
     application.add_handler(CallbackQueryHandler(telegram_channel.handler(account.on_stale_button)))
     application.add_handler(
         MessageHandler(

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
+from telegram import Bot, Message
 from telegram.error import BadRequest, TelegramError
 
 from bot.claims import Held, batch_limit
@@ -30,7 +31,8 @@ from bot.delivery import RateLimiter, send_safely
 from bot.i18n import _, use_language
 from bot.metrics import sending
 from bot.runtime import Runtime
-from conversations.news_compose import failures_line, render_news, send_news
+from bot.telegram_channel import send_message
+from conversations.news_compose import NewsMessage, failures_line, render_news
 from storage import news
 from storage.models import (
     Broadcast,
@@ -43,6 +45,14 @@ from storage.models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+async def send_news(bot: Bot, chat_id: int, news: NewsMessage) -> Message:
+    """Send `news` exactly as graduates get it (HTML, photo with caption, link button), as a
+    bulk message: Telegram's errors come back as python-telegram-bot raises them, for
+    bot.delivery.send_safely to classify."""
+    return await send_message(bot, chat_id, news.text, news.keyboard, html=True, photo=news.photo)
+
 
 LIVE_REFRESH_SECONDS = 0.5
 

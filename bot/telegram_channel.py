@@ -17,27 +17,73 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram import (
+    ChatMember,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    LinkPreviewOptions,
+    Message,
+    Update,
+)
+from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
-from conversations.channel import Event, Keyboard, Refused, Turn, Unreachable
+from conversations.channel import Button, Event, Keyboard, Refused, Turn, Unreachable
 from storage.processed import claim
 from storage.queries import graduate_by_chat
 from storage.types import utcnow
 
 if TYPE_CHECKING:
+    from telegram import Bot
+
     from bot.runtime import Runtime
 
 Flow = Callable[["Runtime", Turn], Awaitable[object]]
 
 
+def _inline(button: Button) -> InlineKeyboardButton:
+    if button.url is not None:
+        return InlineKeyboardButton(button.label, url=button.url)
+    return InlineKeyboardButton(button.label, callback_data=button.data)
+
+
 def markup(buttons: Keyboard) -> InlineKeyboardMarkup | None:
-    """Inline keyboard of `buttons`; None for none."""
+    """Inline keyboard of `buttons` (link buttons for those with a url); None for none."""
     if not buttons:
         return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in buttons]
+    return InlineKeyboardMarkup([[_inline(b) for b in row] for row in buttons])
+
+
+async def send_message(
+    bot: Bot,
+    chat_id: int,
+    text: str,
+    buttons: Keyboard = (),
+    *,
+    html: bool = False,
+    photo: str | None = None,
+    link_preview: bool = True,
+) -> Message:
+    """One message as the Bot API takes it: a text, or a photo with `text` as its caption;
+    Telegram's errors raised as python-telegram-bot raises them (the bulk senders classify
+    them: bot/delivery.py)."""
+    parse_mode = ParseMode.HTML if html else None
+    if photo:
+        return await bot.send_photo(
+            chat_id, photo, caption=text, parse_mode=parse_mode, reply_markup=markup(buttons)
+        )
+    if link_preview:
+        return await bot.send_message(
+            chat_id, text, parse_mode=parse_mode, reply_markup=markup(buttons)
+        )
+    return await bot.send_message(
+        chat_id,
+        text,
+        parse_mode=parse_mode,
+        reply_markup=markup(buttons),
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
     )
 
 
@@ -49,9 +95,26 @@ class TelegramChannel:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
 
-    async def send(self, chat_id: int, text: str, buttons: Keyboard = ()) -> int | None:
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        buttons: Keyboard = (),
+        *,
+        html: bool = False,
+        photo: str | None = None,
+        link_preview: bool = True,
+    ) -> int | None:
         try:
-            message = await self._rt.bot.send_message(chat_id, text, reply_markup=markup(buttons))
+            message = await send_message(
+                self._rt.bot,
+                chat_id,
+                text,
+                buttons,
+                html=html,
+                photo=photo,
+                link_preview=link_preview,
+            )
         except Forbidden as exc:
             raise Unreachable("forbidden", exc.message) from exc
         except BadRequest as exc:
@@ -110,12 +173,16 @@ def event_of(update: Update, args: list[str] | None = None) -> Event:
     forwarded = message.forward_origin is not None
     text = message.text
     if text is None:
+        caption = message.caption
         return Event(
             "other",
             language=language,
             forwarded=forwarded,
             sender_id=sender_id,
             sender_name=sender_name,
+            html=message.caption_html if caption is not None else None,
+            caption=caption,
+            photo=message.photo[-1].file_id if message.photo else None,
         )
     if text.startswith("/") and not forwarded:
         parts = text[1:].split()
@@ -136,6 +203,7 @@ def event_of(update: Update, args: list[str] | None = None) -> Event:
         forwarded=forwarded,
         sender_id=sender_id,
         sender_name=sender_name,
+        html=message.text_html,
     )
 
 

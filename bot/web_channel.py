@@ -5,10 +5,12 @@ resender, a `run` without the web server) can deliver to web chats."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from html import unescape
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, delete, select
@@ -27,7 +29,18 @@ KEPT = 400
 
 
 def _rows(buttons: Keyboard) -> list[list[list[str]]]:
-    return [[[b.label, b.data] for b in row] for row in buttons]
+    """The buttons a web chat's page shows (link buttons are written into the text)."""
+    rows = ([[b.label, b.data] for b in row if b.url is None] for row in buttons)
+    return [row for row in rows if row]
+
+
+def _plain(text: str, html: bool, buttons: Keyboard) -> str:
+    """What the page shows of a message: its text without Telegram's HTML formatting (the page
+    shows text, escaped), and each link button as "label: address" under it."""
+    if html:
+        text = unescape(re.sub(r"<[^>]*>", "", text))
+    links = [f"{b.label}: {b.url}" for row in buttons for b in row if b.url is not None]
+    return "\n\n".join([text, *links]) if links else text
 
 
 @dataclass
@@ -76,9 +89,23 @@ class WebChannel:
         else:
             await _write(self._db, items)
 
-    async def send(self, chat_id: int, text: str, buttons: Keyboard = ()) -> int | None:
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        buttons: Keyboard = (),
+        *,
+        html: bool = False,
+        photo: str | None = None,
+        link_preview: bool = True,
+    ) -> int | None:
+        """A message for the page. A photo (a Telegram file id) is not shown: the text is."""
         message = WebMessage(
-            id=next_id(), chat_id=chat_id, kind="bot", text=text, buttons=_rows(buttons)
+            id=next_id(),
+            chat_id=chat_id,
+            kind="bot",
+            text=_plain(text, html, buttons),
+            buttons=_rows(buttons),
         )
         await self._do([message])
         return message.id

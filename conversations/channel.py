@@ -6,8 +6,9 @@ staff commands) are written against this module, never against python-telegram-b
 one chat with the means to answer it, and a `Channel` delivers messages to a chat. The
 Telegram adapter (bot/telegram_channel.py) turns updates into turns and messages into Bot
 API calls; the web chat (bot/web/chat.py) turns form posts into turns and keeps the messages
-for the page. A message is data: a text and, optionally, rows of buttons whose data the flows
-encode themselves (at most 64 bytes, as Telegram allows).
+for the page. A message is data: a text (plain, or Telegram HTML for the staff's news), maybe a
+photo, and, optionally, rows of buttons whose data the flows encode themselves (at most 64
+bytes, as Telegram allows) or that open a link.
 
 A chat is a number. Telegram's chats are Telegram's ids (private chats: positive, below
 2**52); a graduate's web chat is `storage.queries.web_chat_id(graduate_id)`, a negative
@@ -27,10 +28,13 @@ MAX_BUTTON_DATA = 64
 
 @dataclass(frozen=True)
 class Button:
-    """A button under a message; pressing it sends `data` back as a button event."""
+    """A button under a message; pressing it sends `data` back as a button event. A button
+    with a `url` (and no data) opens that address instead (alumni news' link, the dashboard
+    login): Telegram shows it as a link button, the web chat as a link."""
 
     label: str
-    data: str
+    data: str = ""
+    url: str | None = None
 
 
 Keyboard = tuple[tuple[Button, ...], ...]
@@ -65,8 +69,23 @@ class Channel(Protocol):
 
     name: str
 
-    async def send(self, chat_id: int, text: str, buttons: Keyboard = ()) -> int | None:
-        """Send a message; returns its id where the channel has one."""
+    async def send(
+        self,
+        chat_id: int,
+        text: str,
+        buttons: Keyboard = (),
+        *,
+        html: bool = False,
+        photo: str | None = None,
+        link_preview: bool = True,
+    ) -> int | None:
+        """Send a message; returns its id where the channel has one.
+
+        `html`: `text` is formatted as Telegram HTML (bold, italic, links …: what staff wrote
+        in alumni news), not plain text. `photo`: the channel's reference of a photo to send
+        with `text` as its caption (a Telegram file id; a channel that cannot show it sends
+        the text alone). `link_preview`: False keeps the channel from fetching a link in the
+        text (a one-time login link must not be opened by anyone but the person)."""
 
     async def edit(
         self, chat_id: int, message_id: int, text: str | None, buttons: Keyboard = ()
@@ -92,7 +111,10 @@ class Event:
     - `other`: anything else (a photo, a sticker …), never an answer.
     `language` is the language the person's device or app says they use, if any;
     `sender_id` and `sender_name` the person's account on the channel where it has one (a
-    Telegram user: what staff accounts are tied to).
+    Telegram user: what staff accounts are tied to). `forwarded`: the message is someone
+    else's, passed on. For the staff's news: `html`, the text (or a photo's caption) with its
+    formatting, as Telegram HTML; `caption`, the plain text under a photo or file; `photo`,
+    the channel's reference of the message's photo (its largest size), if any.
     """
 
     kind: EventKind
@@ -106,6 +128,9 @@ class Event:
     forwarded: bool = False
     sender_id: int | None = None
     sender_name: str | None = None
+    html: str | None = None
+    caption: str | None = None
+    photo: str | None = None
 
 
 Acknowledge = Callable[[str | None, bool], Awaitable[None]]
@@ -128,9 +153,11 @@ class Turn:
     acknowledge: Acknowledge = _no_acknowledgement
     acknowledged: bool = field(default=False, init=False)
 
-    async def say(self, text: str, buttons: Keyboard = ()) -> int | None:
+    async def say(
+        self, text: str, buttons: Keyboard = (), *, link_preview: bool = True
+    ) -> int | None:
         """A message to the person, on this turn's channel."""
-        return await self.channel.send(self.chat_id, text, buttons)
+        return await self.channel.send(self.chat_id, text, buttons, link_preview=link_preview)
 
     async def notice(self, text: str | None = None, *, alert: bool = False) -> None:
         """Answer the button press (once; later calls do nothing)."""

@@ -20,12 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import extract
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest
-from telegram.ext import ContextTypes
 
-from bot.dedupe import claim
 from bot.i18n import (
     _,
     format_datetime,
@@ -35,9 +30,8 @@ from bot.i18n import (
     use_language,
 )
 from bot.reporting import wave_label
-from bot.runtime import Runtime, runtime
-from bot.telegram_channel import turn_of
-from conversations.channel import Button, keyboard
+from bot.runtime import Runtime
+from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.news_html import NewsHtmlError, check_news_html
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import LANGUAGES
@@ -65,6 +59,7 @@ from storage.news import (
     schedule,
 )
 from storage.news import refresh_counts as refresh_broadcast
+from storage.processed import claim
 from storage.queries import get_chat_state, touch_state
 from storage.types import row_id
 
@@ -99,9 +94,9 @@ def _cb(broadcast_id: int, step: str, value: str = "") -> str:
 class NewsMessage:
     """A broadcast as one graduate receives it."""
 
-    text: str
+    text: str  # Telegram HTML
     photo: str | None
-    keyboard: InlineKeyboardMarkup | None
+    keyboard: Keyboard
 
 
 def news_footer(school: str | None) -> str:
@@ -124,30 +119,15 @@ def render_news(
     plain = len(html.unescape(re.sub(r"<[^>]*>", "", text + footer))) + 2
     if not broadcast.photo or plain <= CAPTION_LIMIT:
         text = f"{text}\n\n{footer}"
-    keyboard = None
+    buttons: Keyboard = ()
     if broadcast.link_url:
         label = (
             broadcast.link_labels.get(lang)
             or broadcast.link_labels.get(broadcast.default_language)
             or broadcast.link_url
         )
-        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(label, url=broadcast.link_url)]])
-    return NewsMessage(text, broadcast.photo, keyboard)
-
-
-async def send_news(bot: Bot, chat_id: int, news: NewsMessage) -> Message:
-    """Send `news` exactly as graduates get it (HTML, photo with caption, link button)."""
-    if news.photo:
-        return await bot.send_photo(
-            chat_id,
-            news.photo,
-            caption=news.text,
-            parse_mode=ParseMode.HTML,
-            reply_markup=news.keyboard,
-        )
-    return await bot.send_message(
-        chat_id, news.text, parse_mode=ParseMode.HTML, reply_markup=news.keyboard
-    )
+        buttons = keyboard([[Button(label, url=broadcast.link_url)]])
+    return NewsMessage(text, broadcast.photo, buttons)
 
 
 # ---------------------------------------------------------------- helpers
@@ -364,13 +344,15 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
                 else None
             )
             counts, others = await version_counts(session, broadcast)
+            channel = rt.channel_for(state.chat_id)
             for lang in _versions(broadcast):
                 with_others = lang == broadcast.default_language and others > 0
-                await rt.bot.send_message(
-                    state.chat_id, version_header(lang, counts[lang], with_others)
-                )
+                await channel.send(state.chat_id, version_header(lang, counts[lang], with_others))
                 news = render_news(broadcast, lang, school.name if school else None)
-                await send_news(rt.bot, state.chat_id, news)
+                # Exactly as graduates get it (bot/news.py sends the same NewsMessage).
+                await channel.send(
+                    state.chat_id, news.text, news.keyboard, html=True, photo=news.photo
+                )
             return Prompt(
                 _(
                     "Above is the news as graduates will see it, each language version with "
@@ -414,12 +396,10 @@ def _move(state: ChatState, step: str) -> None:
 # ---------------------------------------------------------------- handlers
 
 
-async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
+async def begin(rt: Runtime, turn: Turn, staff: Staff) -> None:
     """/news from staff: a new draft, or back to the one being written."""
-    rt = runtime(context)
-    assert update.effective_chat is not None and update.effective_message is not None
-    chat_id = update.effective_chat.id
-    language = staff_language(staff, update)
+    chat_id = turn.chat_id
+    language = staff_language(staff, turn)
     resumed = False
     async with rt.db.session() as session:
         await claim(session)
@@ -454,9 +434,7 @@ async def begin(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
         session.add(state)
     set_language(language)
     if resumed:
-        await update.effective_message.reply_text(
-            _("You are already writing news. Let's continue; /cancel discards it.")
-        )
+        await turn.say(_("You are already writing news. Let's continue; /cancel discards it."))
     await send_prompt(rt, chat_id)
 
 
@@ -471,34 +449,31 @@ def _html_problem(text: str) -> str | None:
     return None
 
 
-def _plain_length(message: Message) -> int:
-    return len(message.text or message.caption or "")
+def _plain_length(turn: Turn) -> int:
+    return len(turn.event.text or turn.event.caption or "")
 
 
-async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_message(rt: Runtime, turn: Turn) -> None:
     """Any message but a command or a service message: an open news step takes it (text, or
     a photo with a caption); otherwise a forward, text, or anything else (a sticker, a
     voice note …) goes to its handler in conversations.account."""
     from conversations import account
 
-    rt = runtime(context)
-    message = update.effective_message
-    assert message is not None and update.effective_chat is not None
-    chat_id = update.effective_chat.id
+    event = turn.event
+    chat_id = turn.chat_id
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         composing = state.flow == FLOW and bool(state.step)
         session.add(state)
     if not composing:
-        turn = turn_of(rt, update, context)
-        if message.forward_origin is not None:
+        if event.forwarded:
             await account.on_forwarded(rt, turn)
-        elif message.text is not None:
+        elif event.kind == "text":
             await account.on_text(rt, turn)
         else:
             await account.on_unreadable(rt, turn)
         return
-    staff = await load_staff(update, context)
+    staff = await load_staff(rt, turn)
     if staff is None:
         # Removed from staff while writing news: the writing ends, and the message is
         # answered as anyone's would be (not left without an answer).
@@ -507,8 +482,8 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             if state.flow == FLOW:
                 _move(state, "")
                 session.add(state)
-        if message.text is not None:
-            await account.on_text(rt, turn_of(rt, update, context))
+        if event.kind == "text":
+            await account.on_text(rt, turn)
         return
     error = ""
     done_text = ""
@@ -521,21 +496,19 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             session.add(state)
             error = _("This news is no longer being written. Send /news to begin again.")
         elif state.step in (TEXT, LANG_TEXT):
-            html_text = message.text_html if message.text is not None else None
-            if html_text is None and message.caption is not None:
-                html_text = message.caption_html
+            html_text = event.html
             lang = (
                 broadcast.default_language
                 if state.step == TEXT
                 else str(state.data.get("lang") or broadcast.default_language)
             )
-            photo = message.photo[-1].file_id if message.photo and state.step == TEXT else None
+            photo = event.photo if state.step == TEXT else None
             problem = _html_problem(html_text) if html_text else None
             if not html_text:
                 error = _("Please send the news as text, or as a photo with a caption.")
             elif problem:
                 error = problem
-            elif (photo or broadcast.photo) and _plain_length(message) > CAPTION_LIMIT:
+            elif (photo or broadcast.photo) and _plain_length(turn) > CAPTION_LIMIT:
                 error = _(
                     "With a photo the text can be at most 1024 characters. Please shorten it."
                 )
@@ -547,7 +520,7 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 state.data.pop("lang", None)
                 _move(state, FIRST_LANG if state.step == TEXT else MORE)
         elif state.step == SEG_NAME:
-            name = (message.text or "").strip()[:100]
+            name = event.text.strip()[:100]
             if not name:
                 error = _("Type a name for this segment.")
             else:
@@ -563,7 +536,7 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
                 _move(state, AUDIENCE)
         elif state.step == WHEN:
             timezone = await _school_timezone(session, broadcast.institution_id)
-            due = parse_when(message.text or "", timezone)
+            due = parse_when(event.text, timezone)
             if due is None:
                 error = _(
                     "I could not read that date. Please type it like {example} (year-month-day "
@@ -585,27 +558,24 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         session.add(state)
         pending = state.prompt_pending
     if error:
-        await message.reply_text(error)
+        await turn.say(error)
         return
     if done_text:
-        await message.reply_text(done_text)
+        await turn.say(done_text)
     if pending:
         await send_prompt(rt, chat_id)
 
 
-async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_button(rt: Runtime, turn: Turn) -> None:
     """`nc:<broadcast>:<step>:<value>`."""
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None and update.effective_chat is not None
-    chat_id = update.effective_chat.id
-    staff = await load_staff(update, context)
+    chat_id = turn.chat_id
+    staff = await load_staff(rt, turn)
     if staff is None:
         from conversations.account import on_stale_button
 
-        await on_stale_button(rt, turn_of(rt, update, context))
+        await on_stale_button(rt, turn)
         return
-    _prefix, bid, step, value = [*query.data.split(":", 3), "", "", ""][:4]
+    _prefix, bid, step, value = [*turn.event.data.split(":", 3), "", "", ""][:4]
     label = ""
     edit: Prompt | None = None
     done_text = ""
@@ -621,11 +591,11 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             or state.data.get("broadcast_id") != broadcast.id
             or broadcast.status != BroadcastStatus.DRAFT.value
         ):
-            await query.answer(_("This button is no longer active."))
+            await turn.notice(_("This button is no longer active."))
             return
         if step == FIRST_LANG:
             if value not in LANGUAGES or not broadcast.texts:
-                await query.answer(_("This button is no longer active."))
+                await turn.notice(_("This button is no longer active."))
                 return
             text = next(iter(broadcast.texts.values()))
             broadcast.texts = {value: text}
@@ -642,12 +612,12 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 _move(state, LANG_TEXT)
                 label = language_name_here(value)
             else:
-                await query.answer(_("This button is no longer active."))
+                await turn.notice(_("This button is no longer active."))
                 return
         elif step == AUDIENCE:
             result = await _audience_button(session, broadcast, value)
             if result is None:
-                await query.answer(_("This button is no longer active."))
+                await turn.notice(_("This button is no longer active."))
                 return
             if value == "save":
                 _move(state, SEG_NAME)
@@ -679,21 +649,20 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 _move(state, AUDIENCE)
                 label = _("Change the audience")
             else:
-                await query.answer(_("This button is no longer active."))
+                await turn.notice(_("This button is no longer active."))
                 return
         else:
-            await query.answer(_("This button is no longer active."))
+            await turn.notice(_("This button is no longer active."))
             return
         session.add(state)
         pending = state.prompt_pending
-    await query.answer()
-    turn = turn_of(rt, update, context)
+    await turn.notice()
     if edit is not None:
         await turn.edit(edit.text, edit.keyboard)  # not edited: the same press twice
         return
     await close_question(turn, label)
     if done_text:
-        await rt.bot.send_message(chat_id, done_text)
+        await turn.say(done_text)
     if pending:
         await send_prompt(rt, chat_id)
 
@@ -746,14 +715,12 @@ async def _audience_button(
 
 
 @staff_only
-async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
+async def cancel_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     """/cancel: discard the news being written."""
-    rt = runtime(context)
-    assert update.effective_chat is not None and update.effective_message is not None
     discarded = False
     async with rt.db.session() as session:
         await claim(session)
-        state = await get_chat_state(session, update.effective_chat.id)
+        state = await get_chat_state(session, turn.chat_id)
         if state.flow == FLOW:
             broadcast = await session.get(Broadcast, state.data.get("broadcast_id"))
             if broadcast is not None and broadcast.status == BroadcastStatus.DRAFT.value:
@@ -764,9 +731,9 @@ async def cancel_command(update: Update, context: ContextTypes.DEFAULT_TYPE, sta
             _move(state, "")
             session.add(state)
     if discarded:
-        await update.effective_message.reply_text(_("The news draft is discarded."))
+        await turn.say(_("The news draft is discarded."))
     else:
-        await update.effective_message.reply_text(_("There is nothing to cancel."))
+        await turn.say(_("There is nothing to cancel."))
 
 
 # ---------------------------------------------------------------- /broadcasts
@@ -863,7 +830,7 @@ def _snippet(broadcast: Broadcast) -> str:
     return plain if len(plain) <= 40 else plain[:39] + "…"
 
 
-async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboardMarkup | None]:
+async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, Keyboard]:
     """The last 10 broadcasts in the staff member's scope, with a Cancel button for each
     that can still be stopped."""
     query = select(Broadcast).where(Broadcast.status != BroadcastStatus.DRAFT.value)
@@ -877,7 +844,7 @@ async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboar
             b.institution_id: await _school_timezone(session, b.institution_id) for b in found
         }
         reasons = await failure_reasons(session, [b.id for b in found if b.id is not None])
-    rows = []
+    rows: list[list[Button]] = []
     lines = [_("The latest news:")] if found else [_("No news has been sent yet.")]
     for item in found:
         assert item.id is not None
@@ -898,35 +865,20 @@ async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, InlineKeyboar
         if why:
             lines.append(failures_line(why))
         if item.status in (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value):
-            rows.append(
-                [
-                    InlineKeyboardButton(
-                        _("Cancel #{id}").format(id=item.id),
-                        callback_data=f"{CANCEL_PREFIX}{item.id}",
-                    )
-                ]
-            )
-    return "\n".join(lines), InlineKeyboardMarkup(rows) if rows else None
+            rows.append([Button(_("Cancel #{id}").format(id=item.id), f"{CANCEL_PREFIX}{item.id}")])
+    return "\n".join(lines), keyboard(rows)
 
 
 @staff_only
-async def broadcasts_command(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
-) -> None:
-    text, keyboard = await broadcasts_view(runtime(context), staff)
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(text, reply_markup=keyboard)
+async def broadcasts_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
+    text, buttons = await broadcasts_view(rt, staff)
+    await turn.say(text, buttons)
 
 
 @staff_only
-async def on_cancel_button(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
-) -> None:
+async def on_cancel_button(rt: Runtime, turn: Turn, staff: Staff) -> None:
     """`bc:<id>`: stop a scheduled or sending broadcast of the staff member's scope."""
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None
-    broadcast_id = row_id(query.data[len(CANCEL_PREFIX) :])
+    broadcast_id = row_id(turn.event.data[len(CANCEL_PREFIX) :])
     async with rt.db.session() as session:
         await claim(session)
         broadcast = await session.get(Broadcast, broadcast_id) if broadcast_id else None
@@ -936,15 +888,13 @@ async def on_cancel_button(
             and broadcast.status in (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value)
         )
     if not live or broadcast_id is None:
-        await query.answer(_("This button is no longer active."))
+        await turn.notice(_("This button is no longer active."))
         return
     await cancel(rt.db, broadcast_id, rt.clock.now())
-    await query.answer(_("Cancelled."))
-    text, keyboard = await broadcasts_view(rt, staff)
-    try:
-        await query.edit_message_text(text, reply_markup=keyboard)
-    except BadRequest as exc:
-        log.debug("broadcast list not edited: %s", exc)
+    await turn.notice(_("Cancelled."))
+    text, buttons = await broadcasts_view(rt, staff)
+    if not await turn.edit(text, buttons):
+        log.debug("broadcast list not edited")
 
 
 register(FLOW, _render)

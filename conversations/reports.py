@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
-from telegram.ext import ContextTypes
-
-from bot.dedupe import claim
 from bot.i18n import _, ngettext
 from bot.reporting import (
     Report,
@@ -19,12 +15,13 @@ from bot.reporting import (
     staff_scope,
     wave_label,
 )
-from bot.runtime import runtime
+from bot.runtime import Runtime
 from bot.web import auth
-from bot.web.dashboard import login_url
+from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.indicators import Funnel, default_specs
 from conversations.staff import staff_language, staff_only
 from storage.models import Institution, Staff
+from storage.processed import claim
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +73,7 @@ def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) 
 
 
 @staff_only
-async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff) -> None:
-    rt = runtime(context)
+async def stats_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     scope = staff_scope(staff)
     now = rt.clock.now()
     report = await build_report(rt.db, rt.plans, default_specs(), scope, today=now.date(), now=now)
@@ -88,24 +84,24 @@ async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE, staf
         async with rt.db.session() as session:
             school = await session.get(Institution, staff.institution_id)
         scope_name = school.name if school else "?"
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(stats_text(report, scope_name, current))
+    await turn.say(stats_text(report, scope_name, current))
 
 
 @staff_only
-async def dashboard_command(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, staff: Staff
-) -> None:
+async def dashboard_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     """A one-time login link, valid for a few minutes. Sent without a link preview, and the
     link only shows a page with a button: nothing spends it before the person presses it."""
-    rt = runtime(context)
-    assert staff.id is not None and update.effective_message is not None
+    # The dashboard's route, from the dashboard (aiohttp): loaded when a link is asked for,
+    # not with the flows.
+    from bot.web.dashboard import login_url
+
+    assert staff.id is not None
     async with rt.db.session() as session:
         await claim(session)
         token = auth.add_login(session, staff.id, rt.clock.now())
         if staff.language is None:
             # The dashboard speaks the staff member's language: the chat's, until they choose.
-            staff.language = staff_language(staff, update)
+            staff.language = staff_language(staff, turn)
             session.add(staff)
     url = login_url(rt.settings.base_url, token)
     text = ngettext(
@@ -115,11 +111,7 @@ async def dashboard_command(
         "Do not forward it: whoever opens it is logged in as you.",
         auth.LINK_MINUTES,
     ).format(minutes=auth.LINK_MINUTES, url=url)
-    keyboard = None
+    buttons: Keyboard = ()
     if url.startswith("https://"):
-        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(_("Open the dashboard"), url=url)]])
-    await update.effective_message.reply_text(
-        text,
-        reply_markup=keyboard,
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
-    )
+        buttons = keyboard([[Button(_("Open the dashboard"), url=url)]])
+    await turn.say(text, buttons, link_preview=False)

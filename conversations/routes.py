@@ -1,8 +1,10 @@
-"""Which flow answers which event: the one table both channels route by.
+"""Which flow answers which event: the tables the channels route by.
 
 The Telegram adapter (bot/app.py) registers a python-telegram-bot handler per entry; the web
-chat (bot/web/chat.py) calls `dispatch`. The staff flows (alumni news, /stats, /dashboard) are
-Telegram's only, since staff accounts are Telegram accounts: they are wired in bot/app.py.
+chat (bot/web/chat.py) calls `dispatch`, which routes the graduates' table only. The staff
+flows (alumni news, /broadcasts, /stats, /dashboard) are in tables of their own, which only
+the Telegram adapter registers: staff accounts are Telegram accounts. (Each staff flow also
+checks the sender, so a staff command that reached another channel would be refused.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from conversations import account, invitations, onboarding, rights, survey
+from conversations import (
+    account,
+    invitations,
+    news_compose,
+    onboarding,
+    reports,
+    rights,
+    staff,
+    survey,
+)
 from conversations.channel import Turn
 
 if TYPE_CHECKING:
@@ -42,6 +53,27 @@ BUTTONS: tuple[tuple[str, Flow], ...] = (
 )
 
 _BUTTONS = tuple((re.compile(pattern), flow) for pattern, flow in BUTTONS)
+
+#: /command -> flow, on Telegram only: the staff's commands, and /news (staff write news; a
+#: graduate sees and changes their news choice there).
+STAFF_COMMANDS: dict[str, Flow] = {
+    "news": staff.news_command,
+    "cancel": news_compose.cancel_command,
+    "broadcasts": news_compose.broadcasts_command,
+    "stats": reports.stats_command,
+    "dashboard": reports.dashboard_command,
+}
+
+#: Button data pattern -> flow, on Telegram only, tried after BUTTONS.
+STAFF_BUTTONS: tuple[tuple[str, Flow], ...] = (
+    (staff.NEWS_PATTERN, staff.on_news_button),
+    (news_compose.PATTERN, news_compose.on_button),
+    (news_compose.CANCEL_PATTERN, news_compose.on_cancel_button),
+)
+
+#: A message that is no command, on Telegram: the news being written takes it (text, a
+#: photo with a caption, a forward), else it goes where `flow_for` sends it.
+STAFF_MESSAGE: Flow = news_compose.on_message
 
 
 def flow_for(turn: Turn) -> Flow:

@@ -6,20 +6,16 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
-from telegram.ext import ContextTypes
-
-from bot.dedupe import claim
 from bot.i18n import _, set_language
-from bot.runtime import Runtime, runtime
-from conversations.channel import Turn
+from bot.runtime import Runtime
+from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.prompting import use_chat_language
 from conversations.rules import choose_language
 from storage.models import ConsentKind, Graduate, Institution, Staff
+from storage.processed import claim
 from storage.queries import get_chat_state, graduate_by_chat, set_consent
 from storage.staff import InviteResult, accept_invite, staff_of
 
@@ -28,56 +24,49 @@ log = logging.getLogger(__name__)
 NEWS_PREFIX = "nw:"
 NEWS_PATTERN = r"^nw:(on|off)$"
 
-StaffHandler = Callable[[Update, ContextTypes.DEFAULT_TYPE, Staff], Awaitable[None]]
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+StaffFlow = Callable[[Runtime, Turn, Staff], Awaitable[None]]
+Flow = Callable[[Runtime, Turn], Awaitable[None]]
 
 
-def _tg_language(update: Update) -> str | None:
-    return update.effective_user.language_code if update.effective_user else None
-
-
-async def _refuse(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def _refuse(rt: Runtime, turn: Turn) -> None:
     """Tell someone who is not staff, in their language, that the command is not for them."""
-    from bot.telegram_channel import turn_of
-
-    rt = runtime(context)
-    await use_chat_language(rt, turn_of(rt, update, context))
+    await use_chat_language(rt, turn)
     text = _("This command is for school staff.")
-    if update.callback_query is not None:
-        await update.callback_query.answer(text, show_alert=True)
-    elif update.effective_message is not None:
-        await update.effective_message.reply_text(text)
+    if turn.event.kind == "button":
+        await turn.notice(text, alert=True)
+    else:
+        await turn.say(text)
 
 
-def staff_only(handler: StaffHandler) -> Handler:
-    """Run `handler(update, context, staff)` for staff; refuse everyone else."""
+def staff_only(flow: StaffFlow) -> Flow:
+    """Run `flow(rt, turn, staff)` for staff; refuse everyone else."""
 
-    @functools.wraps(handler)
-    async def wrapper(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        staff = await load_staff(update, context)
+    @functools.wraps(flow)
+    async def wrapper(rt: Runtime, turn: Turn) -> None:
+        staff = await load_staff(rt, turn)
         if staff is None:
-            await _refuse(update, context)
+            await _refuse(rt, turn)
             return
-        await handler(update, context, staff)
+        await flow(rt, turn, staff)
 
     return wrapper
 
 
-async def load_staff(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Staff | None:
-    """The staff member behind this update, or None; sets the update's language for staff."""
-    rt = runtime(context)
-    user = update.effective_user
-    if user is None:
+async def load_staff(rt: Runtime, turn: Turn) -> Staff | None:
+    """The staff member behind this turn, or None; sets the turn's language for staff. Staff
+    accounts are Telegram accounts: a turn without a sender (a web chat's) has none."""
+    sender = turn.event.sender_id
+    if sender is None:
         return None
     async with rt.db.session() as session:
-        staff = await staff_of(session, user.id)
+        staff = await staff_of(session, sender)
     if staff is not None:
-        set_language(choose_language(staff.language, user.language_code, None))
+        set_language(choose_language(staff.language, turn.event.language, None))
     return staff
 
 
-def staff_language(staff: Staff, update: Update) -> str:
-    return choose_language(staff.language, _tg_language(update), None)
+def staff_language(staff: Staff, turn: Turn) -> str:
+    return choose_language(staff.language, turn.event.language, None)
 
 
 async def accept_staff_invite(rt: Runtime, turn: Turn, token: str) -> None:
@@ -138,73 +127,57 @@ def role_name(role: str) -> str:
 # ---------------------------------------------------------------- /news for graduates
 
 
-def news_status(graduate: Graduate) -> tuple[str, InlineKeyboardMarkup]:
+def news_status(graduate: Graduate) -> tuple[str, Keyboard]:
     if graduate.consent_news:
         text = _("You receive alumni news from your school.")
-        button = InlineKeyboardButton(_("Stop alumni news"), callback_data=NEWS_PREFIX + "off")
+        button = Button(_("Stop alumni news"), NEWS_PREFIX + "off")
     else:
         text = _("You do not receive alumni news from your school.")
-        button = InlineKeyboardButton(_("Receive alumni news"), callback_data=NEWS_PREFIX + "on")
-    return text, InlineKeyboardMarkup([[button]])
+        button = Button(_("Receive alumni news"), NEWS_PREFIX + "on")
+    return text, keyboard([[button]])
 
 
-async def news_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def news_command(rt: Runtime, turn: Turn) -> None:
     """/news: staff compose news; a graduate sees and changes their news choice."""
     from conversations import news_compose
 
-    staff = await load_staff(update, context)
+    staff = await load_staff(rt, turn)
     if staff is not None:
-        await news_compose.begin(update, context, staff)
+        await news_compose.begin(rt, turn, staff)
         return
-    rt = runtime(context)
-    message = update.effective_message
-    assert message is not None and update.effective_chat is not None
-    async with rt.db.session() as session:
-        state = await get_chat_state(session, update.effective_chat.id)
-        graduate = await graduate_by_chat(session, update.effective_chat.id)
-        session.add(state)
-    set_language(
-        choose_language(
-            state.language or (graduate.language if graduate else None), _tg_language(update), None
-        )
-    )
+    graduate = await use_chat_language(rt, turn)
     if graduate is None:
         from conversations.onboarding import not_registered_text
 
-        await message.reply_text(not_registered_text())
+        await turn.say(not_registered_text())
         return
-    text, keyboard = news_status(graduate)
-    await message.reply_text(text, reply_markup=keyboard)
+    text, buttons = news_status(graduate)
+    await turn.say(text, buttons)
 
 
-async def on_news_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_news_button(rt: Runtime, turn: Turn) -> None:
     """`nw:on` / `nw:off`: a graduate turns alumni news on or off (stored with the trail)."""
-    rt = runtime(context)
-    query = update.callback_query
-    assert query is not None and query.data is not None and update.effective_chat is not None
-    wanted = query.data == NEWS_PREFIX + "on"
+    wanted = turn.event.data == NEWS_PREFIX + "on"
     async with rt.db.session() as session:
         await claim(session)
-        graduate = await graduate_by_chat(session, update.effective_chat.id)
-        state = await get_chat_state(session, update.effective_chat.id)
+        graduate = await graduate_by_chat(session, turn.chat_id)
+        state = await get_chat_state(session, turn.chat_id)
         session.add(state)
         set_language(
             choose_language(
                 state.language or (graduate.language if graduate else None),
-                _tg_language(update),
+                turn.event.language,
                 None,
             )
         )
         if graduate is None or bool(graduate.consent_news) == wanted:
-            await query.answer(_("This button is no longer active."))
+            await turn.notice(_("This button is no longer active."))
             return
         set_consent(session, graduate, ConsentKind.NEWS, wanted, rt.settings.privacy_notice_version)
-    await query.answer(_("Saved."))
-    text, keyboard = news_status(graduate)
-    try:
-        await query.edit_message_text(text, reply_markup=keyboard)
-    except BadRequest as exc:
-        log.debug("news message not edited: %s", exc)
+    await turn.notice(_("Saved."))
+    text, buttons = news_status(graduate)
+    if not await turn.edit(text, buttons):
+        log.debug("news message not edited")
 
 
 # ---------------------------------------------------------------- command line

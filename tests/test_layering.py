@@ -1,6 +1,7 @@
-"""The layering of docs/architecture.md, checked: the graduates' flows and their core know
-no channel. Importing them (in a fresh interpreter) loads neither python-telegram-bot nor
-the web server, and their source names neither; only the channel adapters do."""
+"""The layering of docs/architecture.md, checked: the flows (the graduates' and the staff's)
+and their core know no channel. Importing them (in a fresh interpreter) loads neither
+python-telegram-bot nor the web server, and their source names neither; only the channel
+adapters do."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The flows every channel runs (conversations/routes.py) and what they stand on.
+#: The flows (conversations/routes.py: every channel's, and the staff's) and what they stand on.
 CHANNEL_FREE = (
     "conversations.routes",
+    "conversations.staff",
+    "conversations.news_compose",
+    "conversations.reports",
     "conversations.channel",
     "conversations.prompting",
     "conversations.onboarding",

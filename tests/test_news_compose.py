@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import select
 
+from bot.news import send_news
 from bot.sandbox.spec import UploadedFile
 from bot.sandbox.state import SandboxUser, TranscriptEntry
-from conversations.news_compose import render_news, send_news
+from conversations.news_compose import render_news
 from storage.models import (
     Broadcast,
     BroadcastStatus,
