@@ -104,7 +104,7 @@ async def ensure_invite_token(rt: Runtime, graduate: Graduate) -> str:
     return token
 
 
-def _sender(rt: Runtime, school: Institution) -> str:
+def school_sender(rt: Runtime, school: Institution) -> str:
     """MAIL_FROM; a bare address gets the school's name as its display name."""
     sender = sender_for(rt.settings.smtp_url, rt.settings.mail_from)
     address = parse_sender(sender)
@@ -142,7 +142,7 @@ async def send_invitation_mail(
     try:
         to = str(Address(display_name=graduate.name or "", addr_spec=address))
         message = build_message(
-            sender=_sender(rt, school),
+            sender=school_sender(rt, school),
             to=to,
             subject=mail.subject,
             text=mail.text,

@@ -32,7 +32,7 @@ from bot.i18n import _, use_language
 from bot.metrics import sending
 from bot.runtime import Runtime
 from bot.telegram_channel import send_message
-from conversations.news_compose import NewsMessage, failures_line, render_news
+from conversations.news_compose import NewsMessage, failures_line, news_footer, render_news
 from storage import news
 from storage.models import (
     Broadcast,
@@ -167,16 +167,14 @@ async def _deliver_one(
         await _record(rt, delivery.id, DeliveryStatus.CANCELLED)
         report.skipped += 1
         return
-    if (
-        graduate.chat_id is None
-        or graduate.opted_out_at
-        or graduate.erased_at
-        or (graduate.unreachable_at is not None)
-        or not graduate.consent_news
-    ):
-        # Stopped, blocked, erased or unsubscribed since the recipients were chosen.
+    if graduate.opted_out_at or graduate.erased_at or not graduate.consent_news:
+        # Stopped, erased or unsubscribed from news since the recipients were chosen.
         await _record(rt, delivery.id, DeliveryStatus.CANCELLED, error="no longer reachable")
         report.skipped += 1
+        return
+    if graduate.chat_id is None or graduate.unreachable_at is not None:
+        # Not in a Telegram chat: by e-mail, else in their web chat (bot/news_mail.py).
+        await _deliver_elsewhere(rt, limiter, delivery, graduate, broadcast, report)
         return
     chat_id = graduate.chat_id
     school = await live.school_name(graduate.institution_id)
@@ -213,6 +211,58 @@ async def _deliver_one(
     else:
         await _record(rt, delivery.id, DeliveryStatus.FAILED, error=result.error)
         report.failed += 1
+
+
+async def _deliver_elsewhere(
+    rt: Runtime,
+    limiter: RateLimiter,
+    delivery: Delivery,
+    graduate: Graduate,
+    broadcast: Broadcast,
+    report: NewsReport,
+) -> None:
+    """A delivery to a graduate who is not in a Telegram chat: by e-mail when their address
+    can be written to and a mail server is configured, else as a message in their web chat,
+    else nowhere (cancelled)."""
+    from bot.delivery import mail_enabled, mail_usable
+    from bot.news_mail import send_news_mail
+    from bot.web_channel import has_web_chat
+    from storage.queries import web_chat_id
+
+    assert delivery.id is not None and graduate.id is not None
+    async with rt.db.session() as session:
+        school = await session.get(Institution, graduate.institution_id)
+    assert school is not None
+    news = render_news(broadcast, graduate.language, school.name)
+    if mail_usable(graduate) and mail_enabled(rt.settings):
+        # The chat's footer names /privacy: the mail has its own (the unsubscribe link).
+        lang = graduate.language if graduate.language in broadcast.texts else None
+        with use_language(lang or broadcast.default_language):
+            footer = "\n\n" + news_footer(school.name)
+        body = news.text.removesuffix(footer)
+        await limiter.wait()
+        outcome = await send_news_mail(rt, graduate, school, broadcast, body, news.keyboard)
+        if outcome == "sent":
+            await _record(rt, delivery.id, DeliveryStatus.SENT, sent_at=rt.clock.now(), error=None)
+            report.sent += 1
+        elif outcome == "retry":
+            retry_at = rt.clock.now() + timedelta(minutes=min(60, 2 ** min(delivery.attempts, 6)))
+            await _record(
+                rt, delivery.id, DeliveryStatus.PENDING, due_at=retry_at, error="mail not taken"
+            )
+            report.retried += 1
+        else:
+            await _record(rt, delivery.id, DeliveryStatus.FAILED, error=f"mail {outcome}")
+            report.failed += 1
+        return
+    if await has_web_chat(rt.db, graduate.id):
+        chat_id = web_chat_id(graduate.id)
+        await rt.channel_for(chat_id).send(chat_id, news.text, news.keyboard, html=True)
+        await _record(rt, delivery.id, DeliveryStatus.SENT, sent_at=rt.clock.now(), error=None)
+        report.sent += 1
+        return
+    await _record(rt, delivery.id, DeliveryStatus.CANCELLED, error="no longer reachable")
+    report.skipped += 1
 
 
 async def _work(

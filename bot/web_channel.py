@@ -214,3 +214,12 @@ def web_channel(rt: Runtime) -> WebChannel:
     channel = rt.web
     assert isinstance(channel, WebChannel)
     return channel
+
+
+async def has_web_chat(db: Database, graduate_id: int) -> bool:
+    """Whether the graduate has opened their web chat (it has a state)."""
+    from storage.models import ChatState
+    from storage.queries import web_chat_id
+
+    async with db.session() as session:
+        return await session.get(ChatState, web_chat_id(graduate_id)) is not None

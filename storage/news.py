@@ -12,15 +12,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, extract, func, insert, literal, or_, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    and_,
+    exists,
+    extract,
+    func,
+    insert,
+    literal,
+    or_,
+    update,
+)
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from conversations.rules import LANGUAGES
+from storage.contacts import BLOCKED_STATUSES
 from storage.db import Database
 from storage.models import (
     Broadcast,
     BroadcastStatus,
+    ChatState,
     Delivery,
     DeliveryStatus,
     Graduate,
@@ -28,6 +41,7 @@ from storage.models import (
     ResponseStatus,
     SurveyResponse,
 )
+from storage.queries import WEB_CHAT_BASE
 
 WAVE_STATUSES = ("responded", "not_responded")
 
@@ -105,13 +119,25 @@ class Audience:
 
 
 def reachable_news_readers() -> Any:
-    """Graduates who may receive news now."""
+    """Graduates who may receive news now: they said yes to alumni news, did not stop, were
+    not erased, and can be reached on some channel: a Telegram chat that did not block the
+    bot, an e-mail address that did not bounce and was not unsubscribed, or a web chat they
+    opened (bot/news.py chooses the channel when it sends)."""
+    in_telegram = and_(col(Graduate.chat_id).is_not(None), col(Graduate.unreachable_at).is_(None))
+    by_email = and_(
+        col(Graduate.email).is_not(None),
+        or_(
+            col(Graduate.email_status).is_(None),
+            col(Graduate.email_status).not_in(BLOCKED_STATUSES),
+        ),
+    )
+    base = literal(-WEB_CHAT_BASE, BigInteger)  # beyond int4: typed, or PostgreSQL refuses it
+    web_chat = exists().where(col(ChatState.chat_id) == base - col(Graduate.id))
     return and_(
-        col(Graduate.chat_id).is_not(None),
         col(Graduate.consent_news).is_(True),
         col(Graduate.opted_out_at).is_(None),
-        col(Graduate.unreachable_at).is_(None),
         col(Graduate.erased_at).is_(None),
+        or_(in_telegram, by_email, web_chat),
     )
 
 
