@@ -212,11 +212,10 @@ class Harness:
                 institution_id=school.id,
                 programme_id=programme.id,
                 student_ref=ref or new_invite_token()[2:12],
-                graduation_date=date(2026, 6, 30),
                 language=language,
                 birth_year=birth_year,
                 invite_token=new_invite_token(),
-                **extra,
+                **{"graduation_date": date(2026, 6, 30), **extra},
             )
             session.add(graduate)
         return graduate

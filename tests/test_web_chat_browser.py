@@ -10,15 +10,25 @@ from typing import Any
 
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, ViewportSize
+from sqlmodel import select
 
+from bot.delivery import dispatch_due
 from bot.i18n import language_name
-from storage.models import ResponseStatus, SurveyResponse
+from bot.mail import SmtpMailer, parse_smtp_url
+from conversations import engine
+from storage.demo import open_wave_graduation
+from storage.invitations import plan_invitations
+from storage.models import Answer, ResponseStatus, SurveyResponse
 from tests.harness import Harness, tr
+from tests.survey_walk import Walk
 from tests.test_dashboard_browser import Watch
+from tests.test_email_invitations import NO_LIMIT, MailServer, parts, smtp
 from tests.test_survey_tracking import policy
 from tests.test_web_chat import WebWalk, open_web_survey
 from tests.webchat import Page as ChatPage
 from tests.webchat import read_page
+
+__all__ = ["smtp"]  # the fixture
 
 PHONE: ViewportSize = {"width": 360, "height": 740}
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
@@ -157,3 +167,90 @@ async def test_pages_at_desktop_size_and_the_notice_pages_pass_axe(
             assert int(await tab.evaluate(SIDEWAYS)) <= 0
         await context.close()
     assert found == {}, found
+
+
+async def test_from_the_email_to_chromium_and_on_to_telegram(
+    harness: Harness, smtp: MailServer, browser: Browser
+) -> None:
+    """The issue's whole path: the wave's invitation reaches an unlinked graduate by e-mail
+    (aiosmtpd); its web link opens in Chromium at 360 px; onboarding and the tracking
+    questionnaire by tapping; the tab closed and the link opened again; then the graduate
+    opens their Telegram link and finishes there, on the same answers."""
+    h = harness
+    url = f"smtp+insecure://127.0.0.1:{smtp.port}"
+    h.settings.smtp_url, h.settings.mail_from = url, "Alfa College <noreply@alfa.example>"
+    await h.restart_bot()
+    h.runtime.mailer = SmtpMailer(parse_smtp_url(url), timeout=5)
+    web = await h.start_web()
+    rt = h.runtime
+    q = rt.questionnaires.deployed("tracking")
+    school = await h.school()
+    found = open_wave_graduation(rt.plans.default, h.clock.now(), school.timezone)
+    assert found is not None
+    graduate = await h.graduate(school, email="sam@example.org", graduation_date=found[0])
+    await plan_invitations(h.db, rt.plans, now=h.clock.now())
+    report = await dispatch_due(rt, limiter=NO_LIMIT, mail_limiter=NO_LIMIT)
+    assert report.sent == 1, report
+    (mail,) = smtp.to("sam@example.org")
+    text, _html = parts(mail)
+    link = next(word for word in text.split() if word.startswith(f"{web}/c/"))
+
+    context = await browser.new_context(viewport=PHONE, locale="en")
+    context.set_default_timeout(15_000)
+    tab = await context.new_page()
+    watch = Watch()
+    watch.attach(tab)
+    g = BrowserGraduate(tab, link, Axe(), "en")
+    page = await g.open()
+    async with tab.expect_navigation():
+        await tab.keyboard.press("Enter")  # Start has the focus
+    page = await g.read()
+    page = await g.press("English")
+    for answer in ("Yes", "Yes", "Yes"):
+        page = await g.press(answer)
+    page = await g.press("Start now")  # the wave the mail was about
+    walk = WebWalk(g, q, "en")  # type: ignore[arg-type]
+    choose = policy(q, "employed")
+    page = await walk.run(page, choose, limit=3)
+    await tab.close()
+    tab = await context.new_page()
+    watch.attach(tab)
+    g2 = BrowserGraduate(tab, link, Axe(), "en")
+    page = await g2.open()  # the same question, still open
+    walk.g = g2  # type: ignore[assignment]
+    page = await walk.run(page, choose, limit=3)
+    assert {**g.violations, **g2.violations} == {}
+    watch.check()
+    await context.close()
+
+    # Telegram: the graduate's link there; no consent asked again, the next question shown.
+    user = h.user("en")
+    replies = await h.send(user, f"/start {graduate.invite_token}", expect=3)
+    assert replies[1].content == "Let's continue where you left off."
+    telegram = Walk(h, user, q, "en")
+    telegram.answers = dict(walk.answers)
+    message = replies[2]
+    position = engine.next_question(q, telegram.answers, walk.last)
+    while position is not None:
+        if position.answerable:
+            telegram.expect_question(message, position)
+            await telegram.answer(message, position, choose(position))
+            message = await telegram.next_message()
+        position = engine.next_question(q, telegram.answers, position.name)
+    (thanks,) = await h.press(user, "✅ Send my answers", message=message)
+    assert thanks.content == "Thank you! Your answers have been saved."
+    async with h.db.session() as session:
+        response = (
+            await session.exec(
+                select(SurveyResponse).where(SurveyResponse.graduate_id == graduate.id)
+            )
+        ).one()
+        stored = {
+            a.question: a.value
+            for a in (
+                await session.exec(select(Answer).where(Answer.response_id == response.id))
+            ).all()
+        }
+    assert response.status == ResponseStatus.SUBMITTED.value
+    assert stored == engine.relevant_answers(q, telegram.answers)
+    assert len(walk.asked) == 6 and set(walk.asked) <= set(stored)
