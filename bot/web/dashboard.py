@@ -684,13 +684,16 @@ def _channels_of(lines: list[ChannelLine]) -> list[str]:
     return [c for c in CHANNELS if c != "unknown" or unknown]
 
 
-def _wave_channel_lines(d: Dashboard, report: Report, scope: Scope) -> list[ChannelLine]:
-    lines = []
-    for wave in report.waves:
-        counts = report.by_wave_channel.get(wave.name, ChannelCounts())
-        href = f"{PREFIX}/waves/{wave.name}{_query(scope)}"
-        lines.append(ChannelLine(_wave_title(d, wave, wave.name), href, counts))
-    return lines
+def _wave_channel_lines(d: Dashboard, report: Report) -> list[ChannelLine]:
+    """Per wave (not linked: the responses table above links each wave)."""
+    return [
+        ChannelLine(
+            _wave_title(d, wave, wave.name),
+            None,
+            report.by_wave_channel.get(wave.name, ChannelCounts()),
+        )
+        for wave in report.waves
+    ]
 
 
 def _wave_lines(d: Dashboard, report: Report, scope: Scope) -> list[FunnelLine]:
@@ -795,7 +798,7 @@ async def overview(request: web.Request) -> web.Response:
     programme_rows = _programme_matrix(report, scope)
     schools = await _schools(d, _session(request).staff)
     reach_lines, reach_total = _reach_lines(report.reach())
-    channel_lines = _wave_channel_lines(d, report, scope)
+    channel_lines = _wave_channel_lines(d, report)
     return render(
         request,
         "overview.html",
@@ -899,12 +902,9 @@ async def wave_page(request: web.Request) -> web.Response:
     channel_lines = [
         ChannelLine(_("All programmes"), None, report.by_wave_channel.get(name, ChannelCounts()))
     ]
+    # Not linked: the programmes table below links each programme.
     channel_lines += [
-        ChannelLine(
-            _breakdown_label(report, "programme", p),
-            f"{PREFIX}/programmes/{p}{_query(scope)}",
-            counts,
-        )
+        ChannelLine(_breakdown_label(report, "programme", p), None, counts)
         for (w, p), counts in sorted(
             report.by_wave_programme_channel.items(), key=lambda kv: kv[0][1]
         )
@@ -971,7 +971,7 @@ async def programme_page(request: web.Request) -> web.Response:
         for w in tracking
     ]
     reach_lines, reach_total = _reach_lines(report.reach(programme.id))
-    channel_lines = _wave_channel_lines(d, report, base)
+    channel_lines = _wave_channel_lines(d, report)
     return render(
         request,
         "programme.html",
