@@ -13,14 +13,18 @@ from bot import i18n
 from bot.i18n import _, ngettext
 from conversations.indicators import (
     BREAKDOWNS,
+    ChannelCounts,
     DropOff,
     Funnel,
     Indicators,
     IndicatorSpec,
     Rate,
+    Reach,
+    channel_counts,
     drop_off,
     funnels,
     indicators,
+    reach,
     weekly,
 )
 from conversations.registry import QuestionnaireRegistry
@@ -97,6 +101,21 @@ class Report:
         default_factory=dict
     )
     """Per wave, programme and cohort (graduation year): the finest cells (the rates export)."""
+    reach_rows: list[stats.ReachRow] = field(default_factory=list)
+    by_wave_channel: dict[str | None, ChannelCounts] = field(default_factory=dict)
+    by_wave_programme_channel: dict[tuple[str | None, int], ChannelCounts] = field(
+        default_factory=dict
+    )
+    by_wave_programme_cohort_channel: dict[tuple[str | None, int, int], ChannelCounts] = field(
+        default_factory=dict
+    )
+    """Completed responses per channel beside the invited, keyed as the funnels."""
+
+    def reach(self, programme_id: int | None = None) -> Reach:
+        """The graduates in scope (of `programme_id`) per reach category."""
+        if programme_id is None:
+            return reach(self.reach_rows)
+        return reach(self.reach_rows, lambda row: row.programme_id == programme_id)
 
     def wave(self, name: str) -> Wave | None:
         return next((w for w in self.waves if w.name == name), None)
@@ -127,6 +146,8 @@ async def build_report(
         names = await stats.names(session, scope.institution_id)
         population = await stats.population(session, scope)
         wave_rows = await stats.wave_counts(session, scope, now)
+        channel_rows = await stats.completed_by_channel(session, scope, now)
+        reach_rows = await stats.reach_counts(session, scope)
         days = await stats.completions_per_day(session, scope, now)
         outcomes = {
             form_id: await stats.outcomes(session, scope, spec.questions, now)
@@ -186,6 +207,14 @@ async def build_report(
         by_wave_programme_cohort=funnels(
             population, wave_rows, waves_of, lambda w, i, p, c: (w, p, c), when
         ),
+    )
+    report.reach_rows = reach_rows
+    report.by_wave_channel = channel_counts(report.by_wave, channel_rows, lambda w, i, p, c: w)
+    report.by_wave_programme_channel = channel_counts(
+        report.by_wave_programme, channel_rows, lambda w, i, p, c: (w, p)
+    )
+    report.by_wave_programme_cohort_channel = channel_counts(
+        report.by_wave_programme_cohort, channel_rows, lambda w, i, p, c: (w, p, c)
     )
     for form_id, rows in outcomes.items():
         spec = specs[form_id]

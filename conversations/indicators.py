@@ -15,7 +15,13 @@ Definitions (from shared/reference/tracking-questionnaire.md, decided where it i
 - Suppression: a count of 1 to 4 people is never shown, nor a rate whose numerator or
   denominator is one; 0 is shown. In the 5a distribution (shares of respondents that add up
   to 100 %), where exactly one share is hidden the smallest other one is hidden too, so that
-  no subtraction reveals it.
+  no subtraction reveals it. The same holds for the reach categories (shares of the
+  graduates that add up to 100 %). Counts of answering behaviour (the funnel, completed
+  responses per channel) get the primary suppression only.
+- Reach: graduates (not erased) per category of `storage.stats.REACH`, shares of them all.
+- Response rate per channel: completed responses begun on the channel over the graduates
+  invited to the wave (on any channel), so that the channels' rates add up to the wave's
+  completion rate over the invited.
 """
 
 from __future__ import annotations
@@ -31,7 +37,16 @@ from typing import Any, TypeVar
 import yaml
 
 from conversations.questionnaire import Questionnaire, QuestionType
-from storage.stats import DayRow, IndicatorQuestions, OutcomeRow, PopulationRow, WaveRow
+from storage.stats import (
+    REACH,
+    ChannelRow,
+    DayRow,
+    IndicatorQuestions,
+    OutcomeRow,
+    PopulationRow,
+    ReachRow,
+    WaveRow,
+)
 
 SUPPRESS_BELOW = 5
 """Cells of fewer people than this are suppressed (0 is shown)."""
@@ -131,6 +146,70 @@ class Funnel:
             "partial": suppress(self.partial),
             "declined": suppress(self.declined),
         }
+
+
+@dataclass
+class Reach:
+    """Graduates (not erased) per reach category (`storage.stats.REACH`)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def shown(self) -> dict[str, int | None]:
+        """Each category's count; small ones hidden, and one more where only one would be
+        (the shares add up to 100 %: subtraction would reveal it)."""
+        parts = suppress_parts([self.counts.get(key, 0) for key in REACH])
+        return dict(zip(REACH, parts, strict=True))
+
+    def shares(self) -> dict[str, Rate | None]:
+        """Each category over all: None where the count is hidden."""
+        shown = self.shown()
+        return {
+            key: Rate(self.counts.get(key, 0), self.total) if shown[key] is not None else None
+            for key in REACH
+        }
+
+
+def reach(rows: Iterable[ReachRow], where: Callable[[ReachRow], bool] | None = None) -> Reach:
+    """The reach of the rows (those `where` keeps)."""
+    result = Reach()
+    for row in rows:
+        if where is None or where(row):
+            result.counts[row.reach] = result.counts.get(row.reach, 0) + row.count
+    return result
+
+
+@dataclass
+class ChannelCounts:
+    """A wave's invited graduates and its completed responses per channel (CHANNELS)."""
+
+    invited: int = 0
+    completed: dict[str, int] = field(default_factory=dict)
+
+    def shown(self, channel: str) -> int | None:
+        return suppress(self.completed.get(channel, 0))
+
+    def rate(self, channel: str) -> Rate:
+        """Completed on `channel` over all invited."""
+        return Rate(self.completed.get(channel, 0), self.invited)
+
+
+def channel_counts(
+    funnels: Mapping[K, Funnel],
+    rows: Iterable[ChannelRow],
+    key: Callable[[str | None, int, int, int], K],
+) -> dict[K, ChannelCounts]:
+    """Completed responses per channel grouped by `key(wave, institution, programme,
+    cohort)`, beside the invited of `funnels` (grouped by the same key)."""
+    result: dict[K, ChannelCounts] = {k: ChannelCounts(f.invited) for k, f in funnels.items()}
+    for row in rows:
+        k = key(row.wave, row.institution_id, row.programme_id, row.cohort)
+        counts = result.setdefault(k, ChannelCounts())
+        counts.completed[row.channel] = counts.completed.get(row.channel, 0) + row.completed
+    return result
 
 
 WavesOf = Callable[[int, int], Sequence[str]]

@@ -41,11 +41,12 @@ from storage.models import (
     ChatState,
     Graduate,
     Invitation,
+    ResponseChannel,
     ResponseStatus,
     SurveyResponse,
 )
 from storage.processed import claim
-from storage.queries import get_chat_state, graduate_by_chat, touch_state
+from storage.queries import get_chat_state, graduate_by_chat, is_web_chat, touch_state
 from storage.types import MAX_ROW_ID, utcnow
 
 log = logging.getLogger(__name__)
@@ -484,6 +485,10 @@ async def begin(
         wave=wave,
         # The language its questions are shown in (as `render` chooses it).
         language=_language(questionnaire, state.language or graduate.language),
+        # Where it begins: the dashboard counts response rates per channel.
+        channel=(
+            ResponseChannel.WEB if is_web_chat(state.chat_id) else ResponseChannel.TELEGRAM
+        ).value,
         started_at=rt.clock.now(),
         updated_at=rt.clock.now(),
     )

@@ -28,6 +28,7 @@ from storage.models import (
     Invitation,
     InvitationStatus,
     Programme,
+    ResponseChannel,
     ResponseStatus,
     SurveyResponse,
 )
@@ -204,6 +205,8 @@ async def _seed_responses(
                     version=tracking.version,
                     wave=wave,
                     language=school.default_language,
+                    # They have no Telegram chat: answered through their web link.
+                    channel=ResponseChannel.WEB.value,
                     status=ResponseStatus.OPEN.value if halfway else ResponseStatus.SUBMITTED.value,
                     current="E1" if halfway else "",
                     complete=complete,

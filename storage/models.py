@@ -205,6 +205,13 @@ class QuestionnaireDefinition(SQLModel, table=True):
     loaded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class ResponseChannel(StrEnum):
+    """SurveyResponse.channel: where a response was begun (None: before 0012, unknown)."""
+
+    TELEGRAM = "telegram"
+    WEB = "web"
+
+
 class ResponseStatus(StrEnum):
     OPEN = "open"
     SUBMITTED = "submitted"
@@ -226,6 +233,9 @@ class SurveyResponse(SQLModel, table=True):
     declined: bool = Field(default=False, description="Said no to the opening consent question")
     language: str | None = Field(default=None, sa_type=String(8))
     """The language the questionnaire was shown in when it started (None: before 0009)."""
+    channel: str | None = Field(default=None, sa_type=String(16))
+    """Where it was begun: "telegram" or "web" (`ResponseChannel`; None: before 0012,
+    unknown). The dashboard's response rates per channel count it."""
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     completed_at: datetime | None = _ts(index=True)

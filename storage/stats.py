@@ -13,7 +13,15 @@ Definitions (the README's "Statistics" section explains them to staff):
   longer be sent (`counted_complete`); declined: said no to the opening consent question;
   partial: started, neither of those (an open response whose wave is still open is partial,
   however far it got);
-- cohort: the graduation year.
+- cohort: the graduation year;
+- reach (`reach_counts`): each graduate not erased in one category, the first that holds:
+  "chat" (linked in Telegram, neither blocked the bot nor opted out), "web" (has used their
+  web link: their web chat exists or a response was begun there; not opted out), "email"
+  (an e-mail address that neither bounced nor unsubscribed; not opted out), "bounced" (an
+  address that bounced or unsubscribed), "none" (no way to reach them, opted out included);
+- channel of a response: where it was begun, "telegram" or "web" (None: begun before the
+  channel was recorded, "unknown"); `completed_by_channel` counts completed (graduate, wave)
+  pairs per channel.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     String,
     and_,
@@ -42,14 +51,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import (
     Answer,
+    ChatState,
+    EmailStatus,
     Graduate,
     Institution,
     Invitation,
     InvitationStatus,
     Programme,
+    ResponseChannel,
     ResponseStatus,
     SurveyResponse,
 )
+from storage.queries import WEB_CHAT_BASE
 from storage.types import utcnow
 
 
@@ -88,6 +101,37 @@ class WaveRow:
     @property
     def partial(self) -> int:
         return self.started - self.completed - self.declined
+
+
+@dataclass(frozen=True)
+class ReachRow:
+    """Graduates (not erased) of one school, programme and cohort in one reach category."""
+
+    institution_id: int
+    programme_id: int
+    cohort: int
+    reach: str
+    count: int
+
+
+REACH = ("chat", "web", "email", "bounced", "none")
+"""The reach categories, in the order they are decided and shown (see the module docstring)."""
+
+CHANNELS = (ResponseChannel.TELEGRAM.value, ResponseChannel.WEB.value, "unknown")
+"""Where a response was begun; "unknown" for responses begun before it was recorded."""
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """Completed (graduate, wave) pairs of one school, programme, cohort and wave that were
+    begun on `channel` (one of CHANNELS)."""
+
+    institution_id: int
+    programme_id: int
+    cohort: int
+    wave: str | None
+    channel: str
+    completed: int
 
 
 @dataclass(frozen=True)
@@ -228,6 +272,94 @@ async def population(session: AsyncSession, scope: Scope) -> list[PopulationRow]
     return [
         PopulationRow(int(i), int(p), _as_date(d).year, int(n), int(r), _as_date(d))
         for i, p, d, n, r in rows
+    ]
+
+
+def reach_of() -> ColumnElement[Any]:
+    """The graduate's reach category (REACH), as SQL. A web chat is the chat state row of
+    `storage.queries.web_chat_id` (created when the graduate first acts on their web link,
+    not when they only open it)."""
+    not_opted_out = col(Graduate.opted_out_at).is_(None)
+    in_chat = and_(
+        col(Graduate.chat_id).is_not(None), col(Graduate.unreachable_at).is_(None), not_opted_out
+    )
+    # Inline, not a parameter: PostgreSQL would take a parameter beside an integer column
+    # for an integer, and -2**53 is a bigint.
+    base = literal_column(str(-WEB_CHAT_BASE), BigInteger)
+    web_chat = exists().where(col(ChatState.chat_id) == base - col(Graduate.id))
+    answered_on_web = exists().where(
+        col(SurveyResponse.graduate_id) == col(Graduate.id),
+        col(SurveyResponse.channel) == ResponseChannel.WEB.value,
+    )
+    failed = (EmailStatus.BOUNCED.value, EmailStatus.UNSUBSCRIBED.value)
+    has_email = col(Graduate.email).is_not(None)
+    email_failed = col(Graduate.email_status).in_(failed)
+    return case(
+        (in_chat, "chat"),
+        (and_(not_opted_out, or_(web_chat, answered_on_web)), "web"),
+        (
+            and_(
+                not_opted_out,
+                has_email,
+                or_(col(Graduate.email_status).is_(None), ~email_failed),
+            ),
+            "email",
+        ),
+        (and_(has_email, email_failed), "bounced"),
+        else_="none",
+    )
+
+
+async def reach_counts(session: AsyncSession, scope: Scope) -> list[ReachRow]:
+    """Graduates not erased per school, programme, cohort and reach category."""
+    reach = reach_of().label("reach")
+    cohort = cohort_of().label("cohort")
+    keys = (col(Graduate.institution_id), col(Graduate.programme_id), cohort, reach)
+    query = (
+        core_select(*keys, func.count())
+        .where(col(Graduate.erased_at).is_(None), *_in_scope(scope))
+        .group_by(*keys)
+    )
+    return [
+        ReachRow(int(i), int(p), int(c), str(r), int(n))
+        for i, p, c, r, n in await _all(session, query)
+    ]
+
+
+async def completed_by_channel(
+    session: AsyncSession, scope: Scope, now: datetime | None = None
+) -> list[ChannelRow]:
+    """Completed (graduate, wave) pairs (`counted_complete` at `now`, as `wave_counts`
+    counts them) per school, programme, cohort, wave and the channel the completed response
+    was begun on. A pair with completed responses on two channels counts once, on the
+    greatest channel name ("web" before "unknown" before "telegram")."""
+    done = counted_complete(now or utcnow())
+    channel = func.coalesce(col(SurveyResponse.channel), "unknown")
+    response_id = col(SurveyResponse.graduate_id)
+    pairs: Any = (
+        core_select(
+            response_id.label("gid"),
+            col(SurveyResponse.wave).label("wave"),
+            func.max(channel).label("channel"),
+        )
+        .where(done)
+        .group_by(response_id, col(SurveyResponse.wave))
+    )
+    in_scope = _in_scope(scope)
+    if in_scope:
+        pairs = pairs.where(response_id.in_(core_select(col(Graduate.id)).where(*in_scope)))
+    per = pairs.subquery()
+    cohort = cohort_of().label("cohort")
+    keys = (col(Graduate.institution_id), col(Graduate.programme_id), cohort)
+    query = (
+        core_select(*keys, per.c.wave, per.c.channel, func.count())
+        .select_from(per)
+        .join(Graduate, col(Graduate.id) == per.c.gid)
+        .group_by(*keys, per.c.wave, per.c.channel)
+    )
+    return [
+        ChannelRow(int(i), int(p), int(c), wave, str(ch), int(n))
+        for i, p, c, wave, ch, n in await _all(session, query)
     ]
 
 

@@ -15,6 +15,8 @@ from conversations.indicators import (
     Funnel,
     IndicatorSpecError,
     Rate,
+    Reach,
+    channel_counts,
     check_spec,
     drop_off,
     funnels,
@@ -26,7 +28,7 @@ from conversations.indicators import (
     weekly,
 )
 from conversations.questionnaire import Questionnaire, load_questionnaire
-from storage.stats import DayRow, OutcomeRow, PopulationRow, QuestionRow, WaveRow
+from storage.stats import ChannelRow, DayRow, OutcomeRow, PopulationRow, QuestionRow, WaveRow
 
 QUESTIONNAIRES = Path(__file__).parent.parent / "conversations" / "questionnaires"
 SPEC_TEXT = DEFAULT_SPEC_FILE.read_text(encoding="utf-8")
@@ -385,3 +387,36 @@ def test_indicators_by_breakdown_and_wave() -> None:
     assert {k: v.respondents for k, v in by_age.items()} == {"20_24": 7, "unknown": 3}
     with pytest.raises(ValueError, match="unknown breakdown"):
         indicators(rows, spec, "colour")
+
+
+def test_reach_hides_a_second_group_when_one_would_be_given_away_by_the_total() -> None:
+    reach = Reach({"chat": 6, "web": 5, "email": 5, "bounced": 2, "none": 5})
+    assert reach.total == 23
+    assert reach.shown() == {"chat": 6, "web": None, "email": 5, "bounced": None, "none": 5}
+    shares = reach.shares()
+    assert shares["web"] is None and shares["bounced"] is None
+    assert shares["chat"] == Rate(6, 23)
+    # Two small groups: nothing more to hide; an empty group is shown as 0.
+    two = Reach({"chat": 6, "web": 5, "email": 1, "none": 1})
+    assert two.shown() == {"chat": 6, "web": 5, "email": None, "bounced": 0, "none": None}
+
+
+def test_the_channels_rates_add_up_to_completed_over_invited() -> None:
+    wave_funnels: dict[str | None, Funnel] = {
+        "m2": Funnel(invited=18, completed=12),
+        "m6": Funnel(invited=3),
+    }
+    rows = [
+        ChannelRow(1, 10, 2026, "m2", "telegram", 4),
+        ChannelRow(1, 11, 2026, "m2", "telegram", 2),
+        ChannelRow(1, 10, 2026, "m2", "web", 5),
+        ChannelRow(1, 10, 2026, "m2", "unknown", 1),
+    ]
+    counts = channel_counts(wave_funnels, rows, lambda w, i, p, c: w)
+    m2 = counts["m2"]
+    assert (m2.invited, m2.completed) == (18, {"telegram": 6, "web": 5, "unknown": 1})
+    assert [m2.shown(c) for c in ("telegram", "web", "unknown")] == [6, 5, None]
+    assert m2.rate("telegram") == Rate(6, 18) and m2.rate("unknown").suppressed
+    total = sum(m2.completed.values())
+    assert total == wave_funnels["m2"].completed
+    assert counts["m6"].invited == 3 and counts["m6"].completed == {}

@@ -44,10 +44,12 @@ from bot.web.server import TOO_LARGE_KEY
 from conversations.indicators import (
     BREAKDOWNS,
     DESTINATIONS,
+    ChannelCounts,
     Funnel,
     Indicators,
     IndicatorSpec,
     Rate,
+    Reach,
     default_specs,
     suppress,
 )
@@ -70,7 +72,7 @@ from storage.roster import (
     template_csv,
     template_xlsx,
 )
-from storage.stats import Scope
+from storage.stats import CHANNELS, REACH, Scope
 from storage.types import row_id
 
 log = logging.getLogger(__name__)
@@ -148,6 +150,25 @@ def age_band_label(code: str) -> str:
     }.get(code, _("Unknown"))
 
 
+def reach_label(key: str) -> str:
+    """A reach category (storage.stats.REACH) as staff read it."""
+    return {
+        "chat": _("In a Telegram chat"),
+        "web": _("Web chat"),
+        "email": _("E-mail only"),
+        "bounced": _("E-mail bounced or unsubscribed"),
+        "none": _("No way to reach"),
+    }[key]
+
+
+def channel_label(channel: str) -> str:
+    """Where responses were begun (storage.stats.CHANNELS)."""
+    return {
+        "telegram": "Telegram",
+        "web": _("Web chat"),
+    }.get(channel, _("Channel unknown"))
+
+
 def date_text(value: date | None) -> str:
     if value is None:
         return "–"
@@ -200,6 +221,8 @@ def _environment() -> jinja2.Environment:
         rate=rate_cell,
         day=date_text,
         destination_label=destination_label,
+        reach_label=reach_label,
+        channel_label=channel_label,
         wave_label=wave_label,
         breakdown_title=breakdown_title,
         language_name=i18n.language_name,
@@ -637,6 +660,50 @@ class IndicatorLine:
         self.shares = self.counts.shares_5a()
 
 
+@dataclass
+class ReachLine:
+    key: str
+    label: str
+    count: int | None
+    share: Rate | None
+
+
+def _reach_lines(reach: Reach) -> tuple[list[ReachLine], int | None]:
+    """The reach table's rows (REACH order) and its total, suppressed."""
+    shown, shares = reach.shown(), reach.shares()
+    lines = [ReachLine(key, reach_label(key), shown[key], shares[key]) for key in REACH]
+    return lines, suppress(reach.total)
+
+
+@dataclass
+class ChannelLine:
+    label: str
+    href: str | None
+    counts: ChannelCounts
+
+    def __post_init__(self) -> None:
+        self.invited = suppress(self.counts.invited)
+
+
+def _channels_of(lines: list[ChannelLine]) -> list[str]:
+    """The channels a channel table shows: Telegram and the web chat, and "unknown" where
+    a response of its rows was begun before the channel was recorded."""
+    unknown = any(line.counts.completed.get("unknown", 0) for line in lines)
+    return [c for c in CHANNELS if c != "unknown" or unknown]
+
+
+def _wave_channel_lines(d: Dashboard, report: Report) -> list[ChannelLine]:
+    """Per wave (not linked: the responses table above links each wave)."""
+    return [
+        ChannelLine(
+            _wave_title(d, wave, wave.name),
+            None,
+            report.by_wave_channel.get(wave.name, ChannelCounts()),
+        )
+        for wave in report.waves
+    ]
+
+
 def _wave_lines(d: Dashboard, report: Report, scope: Scope) -> list[FunnelLine]:
     lines = []
     for wave in report.waves:
@@ -738,9 +805,15 @@ async def overview(request: web.Request) -> web.Response:
     ]
     programme_rows = _programme_matrix(report, scope)
     schools = await _schools(d, _session(request).staff)
+    reach_lines, reach_total = _reach_lines(report.reach())
+    channel_lines = _wave_channel_lines(d, report)
     return render(
         request,
         "overview.html",
+        reach_lines=reach_lines,
+        reach_total=reach_total,
+        channel_lines=channel_lines,
+        channels=_channels_of(channel_lines),
         scope=scope,
         scope_name=_scope_name(report, scope),
         schools=schools,
@@ -834,6 +907,17 @@ async def wave_page(request: web.Request) -> web.Response:
         for (w, i), f in sorted(report.by_wave_school.items(), key=lambda kv: kv[0][1])
         if w == name
     ]
+    channel_lines = [
+        ChannelLine(_("All programmes"), None, report.by_wave_channel.get(name, ChannelCounts()))
+    ]
+    # Not linked: the programmes table below links each programme.
+    channel_lines += [
+        ChannelLine(_breakdown_label(report, "programme", p), None, counts)
+        for (w, p), counts in sorted(
+            report.by_wave_programme_channel.items(), key=lambda kv: kv[0][1]
+        )
+        if w == name
+    ]
     breakdowns = {by: _indicator_lines(report, name, by) for by in BREAKDOWNS if by != "total"}
     total = report.wave_indicators(name).get("total")
     drop = await question_drop_off(d.rt.db, d.rt.questionnaires, scope, wave)
@@ -850,6 +934,8 @@ async def wave_page(request: web.Request) -> web.Response:
         title=_wave_title(d, wave, name),
         funnel=FunnelLine(name, None, funnel),
         funnel_chart=_funnel_chart(_("Status funnel"), funnel),
+        channel_lines=channel_lines,
+        channels=_channels_of(channel_lines),
         weekly_chart=_weekly_chart(_("Completed responses per week"), report.weekly(name)),
         by_programme=by_programme,
         by_cohort=by_cohort,
@@ -892,9 +978,15 @@ async def programme_page(request: web.Request) -> web.Response:
         )
         for w in tracking
     ]
+    reach_lines, reach_total = _reach_lines(report.reach(programme.id))
+    channel_lines = _wave_channel_lines(d, report)
     return render(
         request,
         "programme.html",
+        reach_lines=reach_lines,
+        reach_total=reach_total,
+        channel_lines=channel_lines,
+        channels=_channels_of(channel_lines),
         scope=base,
         scope_name=_scope_name(report, base),
         programme=programme,
@@ -1345,6 +1437,8 @@ async def export_indicators(request: web.Request) -> web.Response:
             "declined",
             "rate_pct",
             "rate_reachable_pct",
+            *(f"completed_{channel}" for channel in CHANNELS),
+            *(f"rate_{channel}_pct" for channel in CHANNELS),
         ],
         rate_rows,
     )
@@ -1371,7 +1465,8 @@ def _indicator_export_rows(d: Dashboard, report: Report) -> Iterator[list[object
 
 
 def _rate_export_rows(report: Report) -> Iterator[list[object]]:
-    # Per wave x school x programme x cohort: the finest cells the report holds.
+    # Per wave x school x programme x cohort: the finest cells the report holds. The rates
+    # per channel are over the invited, as on the wave page.
     for wave in report.waves:
         for (w, programme_id, cohort), funnel in sorted(
             report.by_wave_programme_cohort.items(), key=lambda kv: kv[0][1:]
@@ -1381,6 +1476,9 @@ def _rate_export_rows(report: Report) -> Iterator[list[object]]:
             programme = report.names.programmes.get(programme_id)
             school = report.names.schools.get(programme.institution_id) if programme else None
             shown = funnel.shown()
+            channels = report.by_wave_programme_cohort_channel.get(
+                (w, programme_id, cohort), ChannelCounts()
+            )
             yield [
                 wave.name,
                 school.code if school else "",
@@ -1390,6 +1488,8 @@ def _rate_export_rows(report: Report) -> Iterator[list[object]]:
                 *(_count_cell(shown[k]) for k in ("completed", "partial", "declined")),
                 _rate_cell(funnel.rate),
                 _rate_cell(funnel.rate_reachable),
+                *(_count_cell(channels.shown(channel)) for channel in CHANNELS),
+                *(_rate_cell(channels.rate(channel)) for channel in CHANNELS),
             ]
 
 
