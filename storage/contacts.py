@@ -56,6 +56,18 @@ class Reach:
     bounced: int = 0
     unsubscribed: int = 0
     problems: list[EmailProblem] = field(default_factory=list)
+    #: Graduates with no way to reach them (the first `listed` by student number).
+    unreachable: list[NoWay] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NoWay:
+    """A graduate the school cannot reach: why ("blocked": the Telegram chat blocked the bot;
+    "email": the address bounced or was unsubscribed; "none": no chat and no address)."""
+
+    student_ref: str
+    name: str | None
+    why: str
 
 
 BLOCKED_STATUSES = (EmailStatus.BOUNCED.value, EmailStatus.UNSUBSCRIBED.value)
@@ -105,6 +117,14 @@ async def reach(session: AsyncSession, institution_id: int | None, *, listed: in
             .limit(listed)
         )
     ).all()
+    cannot = (
+        await session.exec(
+            select(Graduate)
+            .where(*where, not_(stopped), not_(in_chat), not_(mail_ok))
+            .order_by(col(Graduate.student_ref))
+            .limit(listed)
+        )
+    ).all()
     in_chat_n, by_email, no_way, stopped_n, bounced, unsubscribed = (int(n) for n in row)
     return Reach(
         in_chat_n,
@@ -119,7 +139,19 @@ async def reach(session: AsyncSession, institution_id: int | None, *, listed: in
             )
             for g in problems
         ],
+        [
+            NoWay(
+                g.student_ref,
+                g.name,
+                "blocked"
+                if g.chat_id is not None
+                else "email"
+                if g.email_status in BLOCKED_STATUSES
+                else "none",
+            )
+            for g in cannot
+        ],
     )
 
 
-__all__ = ["BLOCKED_STATUSES", "EmailProblem", "Reach", "reach", "set_email_status"]
+__all__ = ["BLOCKED_STATUSES", "EmailProblem", "NoWay", "Reach", "reach", "set_email_status"]

@@ -349,7 +349,7 @@ async def test_a_bounce_marks_the_address_and_the_roster_view_shows_it(
     school = await h.school()
     bad = await h.graduate(school, name="Bo Gus", ref="B-17", email="nobody@example.nl")
     good = await h.graduate(school, email="fine@example.nl")
-    await h.graduate(school)  # no e-mail, not in a chat
+    await h.graduate(school, ref="N-1", name="No Way")  # no e-mail, not in a chat
     await plan(h)
     smtp.received.refuse["nobody@example.nl"] = "550 5.1.1 <nobody@example.nl>: no such user"
 
@@ -383,6 +383,11 @@ async def test_a_bounce_marks_the_address_and_the_roster_view_shows_it(
     assert re.search(r'id="reach-bounced">1<', html)
     assert re.search(r'id="reach-email">1<', html)  # fine@example.nl
     assert re.search(r'id="reach-none">2<', html)  # the bounced one and the one without
+    # ... and lists them, with why.
+    cannot = html.split('id="no-way"', 1)[1].split("</table>", 1)[0]
+    assert "B-17" in cannot and "E-mail bounced or unsubscribed, not in a chat" in cannot
+    assert "N-1" in cannot and "No Way" in cannot and "Not in a chat, no e-mail address" in cannot
+    assert "fine@example.nl" not in cannot
 
 
 async def test_a_server_that_defers_or_is_down_delays_and_never_loses_the_mail(
