@@ -9,16 +9,19 @@ seeds the database and plays the people: the web chat's people with tests/webcha
 WebGraduate (an aiohttp client that reads the page and posts its forms, as a browser without
 scripts does), the Telegram people over the sandbox's user-side API (updates_bench's Chat).
 
-Per database, two runs one after the other on the same service: `--people` web chat
-graduates, then `--people` Telegram graduates (fresh roster rows: no chat, no consent yet;
-the tracking questionnaire open for each, as an invitation leaves it). Each run has two
-phases, all people at once in each (a closed loop, `--think` seconds between a person's
-actions, ±50 %):
+Per database, on one fresh service: `--channels apart` (the default) plays `--people` web
+chat graduates, then `--people` Telegram graduates, in windows of their own; `--channels
+together` plays half of `--people` on each channel in the same windows (so that a noisy,
+shared machine weighs on both alike; the service's CPU is then shared by both); `both` does
+the two, each on a fresh database and service. The graduates are fresh roster rows (no chat,
+no consent yet). Two phases, all people at once in each (a closed loop, `--think` seconds
+between a person's actions, ±50 %; the people's first actions spread over one think time):
 
 - onboarding: Start (web: the form's Start; Telegram: `/start <token>`), the language, the
   three consents;
-- questionnaire: /survey, then `--answers` answers (the first choice, one tick then Done for a
-  multiple choice, a typed number or text; 0: the whole questionnaire and Send).
+- questionnaire (opened for each graduate in between, as an invitation's Start button leaves
+  it): /survey, then `--answers` answers (the first choice, one tick then Done for a multiple
+  choice, a typed number or text; 0: the whole questionnaire and Send).
 
 Measured per phase and channel: the round trip a person sees (web: POST until the page after
 the 303 is read and parsed, i.e. the next question on screen; Telegram: the update sent until
@@ -28,7 +31,8 @@ the service's requests and updates in the window, e.g. POST and page GET for the
 the service's own time per request (web: POST handler and page GET; Telegram: process_update).
 
     .venv/bin/python -m bench.webchat_bench [--people 50] [--answers 8] [--think 0]
-        [--database sqlite|postgresql|both] [--database-url postgresql://...]
+        [--channels apart|together|both] [--database sqlite|postgresql|both]
+        [--database-url postgresql://...] [--profile web|telegram]
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ PHASES = ("onboarding", "questionnaire")
 SAVED = "Thank you! Your choices are saved"
 
 
-@dataclass
+@dataclass(eq=False)
 class Phase:
     """One channel's phase: what the people saw and what the service spent."""
 
@@ -96,6 +100,8 @@ class Phase:
     errors: int = 0
     finished: int = 0
     window: tuple[float, float] = (0.0, 0.0)
+    #: The answers of every phase measured in the same window (the service's CPU is theirs).
+    window_answers: int = 0
     cpu: float = 0.0
     db_cpu: float = 0.0
     sandbox_cpu: float = 0.0
@@ -230,6 +236,8 @@ class Service:
     graduates: list[tuple[int, str]]
     #: The service runs under cProfile (paused) and this phase is profiled: (channel, phase).
     profiled: tuple[str, str] | None = None
+    #: Seconds between a person's actions (each phase's start is spread over it too).
+    think: float = 0.0
 
     async def open_questionnaires(self, graduates: list[tuple[int, str]]) -> None:
         """Between the phases, outside the measured windows: the tracking questionnaire
@@ -241,12 +249,12 @@ class Service:
             await db.dispose()
 
 
-async def measured(
-    svc: Service,
-    phase: Phase,
-    people: list[Callable[[], Awaitable[bool | None]]],
-) -> None:
-    """Run every person's part of `phase` at once; the service's CPU over the window."""
+Person = tuple[Phase, Callable[[], Awaitable[bool | None]]]
+
+
+async def measured(svc: Service, people: list[Person]) -> None:
+    """Run every person's part at once (each in its channel's phase); the service's CPU over
+    the window, shared by the phases in it."""
     name = database_name(svc.url)
 
     def snapshot() -> list[float]:
@@ -258,7 +266,9 @@ async def measured(
             machine_busy(),
         ]
 
-    async def one(person: Callable[[], Awaitable[bool | None]]) -> None:
+    async def one(phase: Phase, person: Callable[[], Awaitable[bool | None]]) -> None:
+        # People come in spread over one think time, not all in the same millisecond.
+        await asyncio.sleep(random.uniform(0, svc.think))
         try:
             if await person():
                 phase.finished += 1
@@ -266,73 +276,88 @@ async def measured(
             phase.errors += 1
             print(f"    (a {phase.channel} graduate gave up: {str(exc)[:160]})", flush=True)
 
-    profiling = svc.profiled == (phase.channel, phase.phase)
+    phases = list(dict.fromkeys(phase for phase, _person in people))
+    profiling = any(svc.profiled == (p.channel, p.phase) for p in phases)
     before, start = snapshot(), time.time()
     if profiling:
         svc.process.proc.send_signal(signal.SIGUSR1)
-    await asyncio.gather(*(one(p) for p in people))
+    await asyncio.gather(*(one(phase, person) for phase, person in people))
     if profiling:
         svc.process.proc.send_signal(signal.SIGUSR2)
     after, stop = snapshot(), time.time()
     cpu, db_cpu, sandbox, driver, busy = (b - a for a, b in zip(before, after, strict=True))
-    phase.window = (start, stop)
-    phase.cpu, phase.db_cpu, phase.sandbox_cpu, phase.driver_cpu = cpu, db_cpu, sandbox, driver
-    phase.others_cpu = busy - cpu - db_cpu - sandbox - driver
+    answers = sum(len(p.samples) for p in phases)
+    for phase in phases:
+        phase.window = (start, stop)
+        phase.window_answers = answers
+        phase.cpu, phase.db_cpu, phase.sandbox_cpu, phase.driver_cpu = cpu, db_cpu, sandbox, driver
+        phase.others_cpu = busy - cpu - db_cpu - sandbox - driver
 
 
-async def web_run(svc: Service, people: int, answers: int, think: float) -> list[Phase]:
-    onboarding, questionnaire = Phase("web", "onboarding"), Phase("web", "questionnaire")
-    mine = svc.graduates[:people]
-    graduates = [WebGraduate(svc.process.base_url, token) for _id, token in mine]
+async def run_people(
+    svc: Service, web: int, telegram: int, answers: int, think: float, together: bool
+) -> list[Phase]:
+    """`web` web chat graduates and `telegram` Telegram graduates: onboarding, then the
+    questionnaire; the channels one after the other, or `together` in the same windows."""
+    phases = {(c, p): Phase(c, p) for c in CHANNELS for p in PHASES}
+    web_mine, telegram_mine = svc.graduates[:web], svc.graduates[web : web + telegram]
+    graduates = [WebGraduate(svc.process.base_url, token) for _id, token in web_mine]
+    connector = aiohttp.TCPConnector(limit=4 * max(1, telegram))
     try:
-        await measured(
-            svc,
-            onboarding,
-            [functools.partial(web_onboarding, g, onboarding, think) for g in graduates],
-        )
-        await svc.open_questionnaires(mine)
-        await measured(
-            svc,
-            questionnaire,
-            [
-                functools.partial(web_questionnaire, g, questionnaire, answers, think)
-                for g in graduates
-            ],
-        )
+        async with aiohttp.ClientSession(connector=connector) as http:
+            chats = [
+                Chat(http, svc.sandbox.url, "gradtrack", svc.sandbox.first_user + i)
+                for i in range(telegram)
+            ]
+            onboarding = phases["web", "onboarding"], phases["telegram", "onboarding"]
+            questionnaire = phases["web", "questionnaire"], phases["telegram", "questionnaire"]
+            steps: list[tuple[list[Person], list[Person]]] = [
+                (
+                    [
+                        (onboarding[0], functools.partial(web_onboarding, g, onboarding[0], think))
+                        for g in graduates
+                    ],
+                    [
+                        (
+                            onboarding[1],
+                            functools.partial(telegram_onboarding, c, t, onboarding[1], think),
+                        )
+                        for c, (_id, t) in zip(chats, telegram_mine, strict=True)
+                    ],
+                ),
+                (
+                    [
+                        (
+                            questionnaire[0],
+                            functools.partial(
+                                web_questionnaire, g, questionnaire[0], answers, think
+                            ),
+                        )
+                        for g in graduates
+                    ],
+                    [
+                        (
+                            questionnaire[1],
+                            functools.partial(
+                                telegram_questionnaire, c, questionnaire[1], answers, think
+                            ),
+                        )
+                        for c in chats
+                    ],
+                ),
+            ]
+            for number, (on_web, on_telegram) in enumerate(steps):
+                if together:
+                    await measured(svc, on_web + on_telegram)
+                else:
+                    await measured(svc, on_web)
+                    await measured(svc, on_telegram)
+                if number == 0:
+                    await svc.open_questionnaires(web_mine + telegram_mine)
     finally:
         for g in graduates:
             await g.close()
-    return [onboarding, questionnaire]
-
-
-async def telegram_run(svc: Service, people: int, answers: int, think: float) -> list[Phase]:
-    onboarding = Phase("telegram", "onboarding")
-    questionnaire = Phase("telegram", "questionnaire")
-    mine = svc.graduates[people : 2 * people]
-    connector = aiohttp.TCPConnector(limit=4 * people)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        chats = [
-            Chat(http, svc.sandbox.url, "gradtrack", svc.sandbox.first_user + i)
-            for i in range(people)
-        ]
-        await measured(
-            svc,
-            onboarding,
-            [
-                functools.partial(telegram_onboarding, c, t, onboarding, think)
-                for c, (_id, t) in zip(chats, mine, strict=True)
-            ],
-        )
-        await svc.open_questionnaires(mine)
-        await measured(
-            svc,
-            questionnaire,
-            [
-                functools.partial(telegram_questionnaire, c, questionnaire, answers, think)
-                for c in chats
-            ],
-        )
-    return [onboarding, questionnaire]
+    return [phases[c, p] for c in CHANNELS for p in PHASES if (web if c == "web" else telegram)]
 
 
 async def invite_tokens(url: str) -> list[tuple[int, str]]:
@@ -352,6 +377,8 @@ async def invite_tokens(url: str) -> list[tuple[int, str]]:
 @dataclass
 class Row:
     database: str
+    #: "apart" (the channels one after the other) or "together" (in the same windows).
+    mix: str
     channel: str
     phase: str
     people: int
@@ -372,22 +399,27 @@ class Row:
     others_share: float
 
 
+#: What the service records for each channel's actions.
+KINDS = {"web": ("web_post", "web_page"), "telegram": ("update",)}
+
+
 def row_of(
-    kind: str, people: int, phase: Phase, records: list[tuple[float, float, int, str]]
+    kind: str, mix: str, people: int, phase: Phase, records: list[tuple[float, float, int, str]]
 ) -> Row:
     start, stop = phase.window
     seconds = max(1e-9, stop - start)
-    inside = [r for r in records if start <= r[0] < stop]
+    inside = [r for r in records if start <= r[0] < stop and r[3] in KINDS[phase.channel]]
     answers = len(phase.samples)
     handlers: dict[str, tuple[float, float, float]] = {}
     sql_by_kind: dict[str, float] = {}
-    for name in ("web_post", "web_page", "update"):
+    for name in KINDS[phase.channel]:
         mine = [r for r in inside if r[3] == name]
         if mine:
             handlers[name] = percentiles([r[1] for r in mine])
             sql_by_kind[name] = sum(r[2] for r in mine) / len(mine)
     return Row(
         database=kind,
+        mix=mix,
         channel=phase.channel,
         phase=phase.phase,
         people=people,
@@ -399,8 +431,8 @@ def row_of(
         handlers=handlers,
         sql=sum(r[2] for r in inside) / max(1, answers),
         sql_by_kind=sql_by_kind,
-        cpu_ms=phase.cpu / max(1, answers) * 1000,
-        db_cpu_ms=phase.db_cpu / max(1, answers) * 1000,
+        cpu_ms=phase.cpu / max(1, phase.window_answers) * 1000,
+        db_cpu_ms=phase.db_cpu / max(1, phase.window_answers) * 1000,
         sandbox_share=phase.sandbox_cpu / seconds,
         driver_share=phase.driver_cpu / seconds,
         others_share=phase.others_cpu / seconds,
@@ -408,13 +440,21 @@ def row_of(
 
 
 async def bench_database(
-    kind: str, pg_url: str, people: int, answers: int, think: float, profile: str = ""
+    kind: str,
+    pg_url: str,
+    people: int,
+    answers: int,
+    think: float,
+    profile: str = "",
+    together: bool = False,
 ) -> list[Row]:
-    """Both channels' runs on one fresh database and one service process. `profile`: the
-    service's web chat questionnaire phase under cProfile, printed at the end."""
-    async with database(kind, pg_url) as url, sandbox_process(people, 1) as sb:
+    """Both channels' runs on one fresh database and one service process: `people` on each
+    channel one after the other, or (`together`) half of them on each channel at once.
+    `profile`: the service's questionnaire phase of that channel under cProfile, printed."""
+    web, telegram = ((people + 1) // 2, people // 2) if together else (people, people)
+    async with database(kind, pg_url) as url, sandbox_process(max(1, telegram), 1) as sb:
         print(f"database: {await describe_database(url)}", flush=True)
-        await seed(url, sb.first_user, 2 * people, 0, onboarded=False)
+        await seed(url, sb.first_user, web + telegram, 0, onboarded=False)
         graduates = await invite_tokens(url)
         with tempfile.TemporaryDirectory() as tmp:
             stats = str(Path(tmp, "serve.prof")) if profile else ""
@@ -423,17 +463,17 @@ async def bench_database(
             )
             records: list[tuple[float, float, int, str]] = []
             try:
-                svc = Service(sb, process, url, graduates)
+                svc = Service(sb, process, url, graduates, think=think)
                 if profile:
                     svc.profiled = (profile, "questionnaire")
-                phases = await web_run(svc, people, answers, think)
-                phases += await telegram_run(svc, people, answers, think)
+                phases = await run_people(svc, web, telegram, answers, think, together)
             finally:
                 records = process.stop_all()
             if profile:
                 print(f"the service during the {profile} questionnaire phase, under cProfile:")
                 print_profile(stats)
-    return [row_of(kind, people, phase, records) for phase in phases]
+    mix = "together" if together else "apart"
+    return [row_of(kind, mix, web if p.channel == "web" else telegram, p, records) for p in phases]
 
 
 def _ms(values: tuple[float, float, float]) -> str:
@@ -442,12 +482,13 @@ def _ms(values: tuple[float, float, float]) -> str:
 
 def print_table(rows: list[Row]) -> None:
     print(
-        "| database | phase | channel | answers | answers/s | round trip p50/p95/p99 ms | "
+        "| database | channels | phase | channel | people | answers | answers/s | "
+        "round trip p50/p95/p99 ms | "
         "service time per request p50/p95/p99 ms | CPU ms/answer: service (+ PostgreSQL) | "
         "SQL statements/answer (per request) | "
         "CPU share: sandbox / people / rest of the machine | errors |"
     )
-    print("| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     names = {"web_post": "POST", "web_page": "page", "update": "update"}
     for r in rows:
         handlers = "; ".join(f"{names[k]} {_ms(v)}" for k, v in r.handlers.items())
@@ -456,18 +497,21 @@ def print_table(rows: list[Row]) -> None:
         if r.database == "postgresql":
             cpu += f" (+ {r.db_cpu_ms:.1f})"
         print(
-            f"| {r.database} | {r.phase} | {r.channel} | {r.answers} | {r.per_second:.1f} | "
+            f"| {r.database} | {r.mix} | {r.phase} | {r.channel} | {r.people} | {r.answers} | "
+            f"{r.per_second:.1f} | "
             f"{_ms(r.round_trip)} | {handlers} | {cpu} | {r.sql:.1f} ({per_request}) | "
             f"{r.sandbox_share:.0%} / {r.driver_share:.0%} / {r.others_share:.0%} | {r.errors} |"
         )
-    by = {(r.database, r.phase, r.channel): r for r in rows}
-    for (db, phase, channel), r in by.items():
-        other = by.get((db, phase, "telegram"))
+    by = {(r.database, r.mix, r.phase, r.channel): r for r in rows}
+    for (db, mix, phase, channel), r in by.items():
+        other = by.get((db, mix, phase, "telegram"))
         if channel == "web" and other is not None and other.per_second:
+            rate = r.per_second / r.people / (other.per_second / other.people)
+            cpu = f", CPU/answer {r.cpu_ms / other.cpu_ms:.2f}" if mix == "apart" else ""
             print(
-                f"{db}, {phase}: web / Telegram: answers/s {r.per_second / other.per_second:.2f}, "
+                f"{db}, {mix}, {phase}: web / Telegram: answers/s per person {rate:.2f}, "
                 f"round trip p50 {r.round_trip[0] / other.round_trip[0]:.2f}, "
-                f"CPU/answer {r.cpu_ms / other.cpu_ms:.2f}"
+                f"p99 {r.round_trip[2] / other.round_trip[2]:.2f}{cpu}"
             )
 
 
@@ -481,14 +525,19 @@ async def run(args: argparse.Namespace) -> list[Row]:
     print(f"command: .venv/bin/python -m bench.webchat_bench {' '.join(sys.argv[1:])}".rstrip())
     print(machine())
     print(
-        f"{args.people} people per channel at once; {args.answers or 'all'} answers each after "
-        f"onboarding; think time {args.think:g} s (±50 %)",
+        f"{args.people} people at once (apart: on each channel in turn; together: half on "
+        f"each channel); {args.answers or 'all'} answers each after onboarding; think time "
+        f"{args.think:g} s (±50 %)",
         flush=True,
     )
     rows: list[Row] = []
     for kind in kinds:
         profile = args.profile if kind == kinds[0] else ""
-        rows += await bench_database(kind, pg_url, args.people, args.answers, args.think, profile)
+        mixes = {"apart": [False], "together": [True], "both": [True, False]}[args.channels]
+        for together in mixes:
+            rows += await bench_database(
+                kind, pg_url, args.people, args.answers, args.think, profile, together
+            )
     print()
     print_table(rows)
     print(f"\ntotal time: {time.perf_counter() - began:.0f} s")
@@ -504,6 +553,13 @@ def parser() -> argparse.ArgumentParser:
         "--answers", type=int, default=8, help="answers per person after /survey (0: all)"
     )
     p.add_argument("--think", type=float, default=0.0, help="seconds between a person's actions")
+    p.add_argument(
+        "--channels",
+        choices=("apart", "together", "both"),
+        default="apart",
+        help="apart: --people on each channel, one channel after the other; together: half "
+        "of --people on each channel, in the same windows (a noisy machine weighs on both)",
+    )
     p.add_argument("--database", choices=("sqlite", "postgresql", "both"), default=None)
     p.add_argument(
         "--database-url",
