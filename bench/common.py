@@ -148,9 +148,13 @@ async def bench(count: int, database_url: str | None) -> AsyncIterator[Bench]:
         tmp.cleanup()
 
 
-async def seed_graduates(db: Database, first_user: int, count: int) -> tuple[int, list[int]]:
+async def seed_graduates(
+    db: Database, first_user: int, count: int, *, onboarded: bool = True
+) -> tuple[int, list[int]]:
     """A school and `count` graduates with a started chat who consented to everything;
-    returns the school's id and the graduates' ids."""
+    returns the school's id and the graduates' ids. `onboarded=False`: graduates as a roster
+    import leaves them (no chat, no language, no consent yet), born in 2000 (no guardian step),
+    who go through onboarding on their invite token."""
     now = datetime.now(UTC)
     async with db.session() as session:
         school = Institution(
@@ -173,13 +177,14 @@ async def seed_graduates(db: Database, first_user: int, count: int) -> tuple[int
                 "programme_id": programme_id,
                 "student_ref": f"b{i}",
                 "graduation_date": date(2026, 6, 30),
-                "language": LANGUAGES[i % len(LANGUAGES)],
+                "language": LANGUAGES[i % len(LANGUAGES)] if onboarded else None,
+                "birth_year": None if onboarded else 2000,
                 "self_registered": False,
-                "chat_id": first_user + i,
+                "chat_id": first_user + i if onboarded else None,
                 "invite_token": new_invite_token(),
-                "consent_survey": True,
-                "consent_followup": True,
-                "consent_news": True,
+                "consent_survey": True if onboarded else None,
+                "consent_followup": True if onboarded else None,
+                "consent_news": True if onboarded else None,
                 "created_at": now,
                 "updated_at": now,
             }

@@ -104,7 +104,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def child(argv: Sequence[str]) -> None:
     """`_child BOT MODE`: run gradtrack (`run` / `serve`) or the echo bot in this process, with
     `Application.process_update` timed and its SQL statements counted; written to --timings
-    at exit. With --profile, SIGUSR1 starts cProfile and SIGUSR2 pauses it."""
+    at exit (kind "update"). gradtrack's web chat requests are timed and counted the same
+    way (kinds "web_post" and "web_page", for bench/webchat_bench.py). With --profile,
+    SIGUSR1 starts cProfile and SIGUSR2 pauses it."""
     parser = argparse.ArgumentParser(prog="updates_bench _child")
     parser.add_argument("bot", choices=BOTS)
     parser.add_argument("mode", choices=("polling", "webhook"))
@@ -119,7 +121,7 @@ def child(argv: Sequence[str]) -> None:
     from sqlalchemy.engine import Engine
     from telegram.ext import Application
 
-    records: list[tuple[float, float, int]] = []
+    records: list[tuple[float, float, int, str]] = []
     # The statements of the update being processed (a context variable: updates handled side
     # by side behind the webhook each count their own, not the others' run meanwhile).
     statements: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
@@ -134,14 +136,19 @@ def child(argv: Sequence[str]) -> None:
 
     event.listen(Engine, "before_cursor_execute", count)
 
-    async def timed(self: Any, update: object) -> None:
+    @contextlib.contextmanager
+    def recorded(kind: str) -> Iterator[None]:
         started, clock, counter = time.time(), time.perf_counter(), [0]
         token = statements.set(counter)
         try:
-            await original(self, update)
+            yield
         finally:
             statements.reset(token)
-            records.append((started, time.perf_counter() - clock, counter[0]))
+            records.append((started, time.perf_counter() - clock, counter[0], kind))
+
+    async def timed(self: Any, update: object) -> None:
+        with recorded("update"):
+            await original(self, update)
 
     Application.process_update = timed  # type: ignore[method-assign]
 
@@ -150,7 +157,19 @@ def child(argv: Sequence[str]) -> None:
         import functools
 
         import bot.app
+        import bot.web.chat
         from bot.__main__ import main as gradtrack_main
+
+        def web_timed(handler: Callable[[Any], Awaitable[Any]], kind: str) -> Any:
+            async def handle(request: Any) -> Any:
+                with recorded(kind):
+                    return await handler(request)
+
+            return handle
+
+        # Before the web app is built: add_web_chat mounts the module's handlers.
+        bot.web.chat.chat_post = web_timed(bot.web.chat.chat_post, "web_post")
+        bot.web.chat.chat_page = web_timed(bot.web.chat.chat_page, "web_page")
 
         if not args.limiter:
             bot.app.build_application = functools.partial(
@@ -351,9 +370,13 @@ async def describe_database(url: str) -> str:
     return f"PostgreSQL {version} (a fresh database, dropped afterwards)"
 
 
-async def seed(url: str, first_user: int, graduates: int, with_survey: int) -> list[int]:
+async def seed(
+    url: str, first_user: int, graduates: int, with_survey: int, *, onboarded: bool = True
+) -> list[int]:
     """`graduates` consented graduates (English), the first `with_survey` of them with the
-    tracking questionnaire open at its first question; returns those chats' ids.
+    tracking questionnaire open at its first question; returns those chats' ids. With
+    `onboarded=False` they have no chat, no language and no consent yet (they come through
+    onboarding first: bench/webchat_bench.py), and no chat ids are returned.
 
     The invitations and reminders the wave plan owes them are created here and marked
     skipped: the scheduler of each bot process then finds nothing to plan or send (its
@@ -361,40 +384,52 @@ async def seed(url: str, first_user: int, graduates: int, with_survey: int) -> l
     await upgrade(url)
     db = Database(url)
     try:
-        _school, ids = await seed_graduates(db, first_user, graduates)
+        _school, ids = await seed_graduates(db, first_user, graduates, onboarded=onboarded)
         registry = QuestionnaireRegistry()
         await registry.sync(db)
         plans = load_plans(DEFAULT_PLAN_FILE, set(registry.form_ids))
         await plan_invitations(db, plans, now=datetime.now(UTC))
         async with db.session() as session:
             await session.exec(update(Invitation).values(status=InvitationStatus.SKIPPED.value))
-        q = registry.deployed("tracking")
-        first = engine.next_question(q, {}, None)
-        assert first is not None
-        now = datetime.now(UTC)
-        async with db.session() as session:
-            await session.exec(update(Graduate).values(language="en"))
-            await session.exec(
-                insert(SurveyResponse),
-                params=[
-                    {
-                        "graduate_id": graduate_id,
-                        "form_id": q.form_id,
-                        "version": q.version,
-                        "wave": "m2",
-                        "status": "open",
-                        "current": first.name,
-                        "complete": False,
-                        "declined": False,
-                        "started_at": now,
-                        "updated_at": now,
-                    }
-                    for graduate_id in ids[:with_survey]
-                ],
-            )
+        if onboarded:
+            async with db.session() as session:
+                await session.exec(update(Graduate).values(language="en"))
+        await open_tracking(db, ids[:with_survey])
     finally:
         await db.dispose()
-    return [first_user + i for i in range(with_survey)]
+    return [first_user + i for i in range(with_survey)] if onboarded else []
+
+
+async def open_tracking(db: Database, graduate_ids: Sequence[int]) -> None:
+    """The tracking questionnaire open at its first question for these graduates (wave m2),
+    as an invitation's Start button leaves it: /survey then goes on with it."""
+    if not graduate_ids:
+        return
+    registry = QuestionnaireRegistry()
+    await registry.sync(db)
+    q = registry.deployed("tracking")
+    first = engine.next_question(q, {}, None)
+    assert first is not None
+    now = datetime.now(UTC)
+    async with db.session() as session:
+        await session.exec(
+            insert(SurveyResponse),
+            params=[
+                {
+                    "graduate_id": graduate_id,
+                    "form_id": q.form_id,
+                    "version": q.version,
+                    "wave": "m2",
+                    "status": "open",
+                    "current": first.name,
+                    "complete": False,
+                    "declined": False,
+                    "started_at": now,
+                    "updated_at": now,
+                }
+                for graduate_id in graduate_ids
+            ],
+        )
 
 
 # ------------------------------------------------------------------ the simulated users
@@ -462,26 +497,37 @@ def echoed(text: str, before: int) -> Check:
     return check
 
 
-def next_answer(current: dict[str, Any], revision: int) -> tuple[str, dict[str, Any], str, Check]:
-    """What the graduate does with the question on screen: the first choice, one tick then
-    Done, a typed answer, or Send on the review."""
-    datas = [str(b.get("callback_data", "")) for b in _buttons(current)]
-    ticked = any("☑️" in b.get("text", "") for b in _buttons(current))
+def survey_step(buttons: Sequence[tuple[str, str]], text: str) -> tuple[str, str]:
+    """What the graduate does with the question on screen, on any channel (the buttons'
+    labels and callback data are the same in Telegram and the web chat): ("press", data) for
+    the first choice, Done once a choice is ticked, or Send on the review; ("tick", data) for
+    one tick of a multiple choice; ("type", text) for a typed answer."""
+    datas = [data for _label, data in buttons]
+    ticked = any("☑️" in label for label, _data in buttons)
 
-    def press(prefix: str) -> dict[str, Any]:
-        data = next(d for d in datas if d.startswith(prefix))
-        return {"message_id": current["message_id"], "callback_data": data}
+    def first(prefix: str) -> str:
+        return next(d for d in datas if d.startswith(prefix))
 
     if any(d.startswith("ss:") for d in datas):
-        return "press", press("ss:"), "button", new_prompt(revision)
+        return "press", first("ss:")
     if any(d.startswith("st:") for d in datas):
-        if ticked:
-            return "press", press("sd:"), "button", new_prompt(revision)
-        return "press", press("st:"), "button", toggled(current["message_id"])
+        return ("press", first("sd:")) if ticked else ("tick", first("st:"))
     if any(d.startswith("sv:") for d in datas):
-        return "press", press("sv:"), "button", new_prompt(revision)
-    answer = {"text": _typed_answer(current.get("text") or "")}
-    return "messages", answer, "typed", new_prompt(revision)
+        return "press", first("sv:")
+    return "type", _typed_answer(text)
+
+
+def next_answer(current: dict[str, Any], revision: int) -> tuple[str, dict[str, Any], str, Check]:
+    """What the graduate does with the question on screen (`survey_step`), as a sandbox
+    call and the check that finds the bot's answer to it."""
+    buttons = [(str(b.get("text", "")), str(b.get("callback_data", ""))) for b in _buttons(current)]
+    action, value = survey_step(buttons, current.get("text") or "")
+    if action == "type":
+        return "messages", {"text": value}, "typed", new_prompt(revision)
+    body = {"message_id": current["message_id"], "callback_data": value}
+    if action == "tick":
+        return "press", body, "button", toggled(current["message_id"])
+    return "press", body, "button", new_prompt(revision)
 
 
 class Chat:
@@ -664,6 +710,13 @@ class BotProcess:
     proc: subprocess.Popen[bytes]
     timings: Path
     log: Path
+    #: Its loopback port: the webhook and the web app of `gradtrack serve`.
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        """The PUBLIC_URL it was given (the web chat's links are under it)."""
+        return f"http://127.0.0.1:{self.port}"
 
     @classmethod
     def start(
@@ -694,7 +747,7 @@ class BotProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        return cls(proc, timings, log_path)
+        return cls(proc, timings, log_path, port)
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -706,6 +759,11 @@ class BotProcess:
     def stop(self) -> list[tuple[float, float, int]]:
         """SIGTERM, and what the bot wrote at exit: per update, when its handling started,
         how long it took, how many SQL statements it ran."""
+        return [(at, took, sql) for at, took, sql, kind in self.stop_all() if kind == "update"]
+
+    def stop_all(self) -> list[tuple[float, float, int, str]]:
+        """SIGTERM, and every record the bot wrote at exit, updates and web chat requests:
+        (start, seconds, SQL statements, kind)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -715,7 +773,8 @@ class BotProcess:
             self.proc.wait()
         if not self.timings.exists():
             raise SystemExit(f"the bot left no timings:\n{self.log.read_text()[-3000:]}")
-        return [(float(a), float(b), int(c)) for a, b, c in json.loads(self.timings.read_text())]
+        records = json.loads(self.timings.read_text())
+        return [(float(a), float(b), int(c), str(d)) for a, b, c, d in records]
 
 
 async def launch(

@@ -37,6 +37,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from bot import i18n
@@ -274,19 +275,22 @@ class Shown:
 
 
 async def transcript(db: Database, chat_id: int, limit: int = SHOWN) -> list[Shown]:
-    """The newest `limit` messages of a web chat, oldest first."""
+    """The newest `limit` messages of a web chat, oldest first. Every page and every post
+    reads it: a file's bytes (a /mydata copy, kept a day) are not read, only whether there is
+    one."""
     async with db.session() as session:
         rows = (
             await session.exec(
-                select(WebMessage)
+                select(WebMessage, col(WebMessage.file_data).is_not(None))
+                .options(defer(WebMessage.file_data))  # type: ignore[arg-type]
                 .where(col(WebMessage.chat_id) == chat_id)
                 .order_by(col(WebMessage.id).desc())
                 .limit(limit)
             )
         ).all()
     shown = [
-        Shown(m.id or 0, m.kind, m.text, m.buttons or [], m.file_name, m.file_data is not None)
-        for m in rows
+        Shown(m.id or 0, m.kind, m.text, m.buttons or [], m.file_name, bool(has_file))
+        for m, has_file in rows
     ]
     shown.reverse()
     # A notice answers what the person did last; once they do something else it is old.
