@@ -37,6 +37,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from sqlalchemy import BigInteger, literal
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
@@ -53,7 +54,7 @@ from conversations.rules import choose_language
 from storage.db import Database
 from storage.models import ChatState, Graduate, Institution, WebMessage
 from storage.processed import claim, handling, pending, seen
-from storage.queries import graduate_by_token, retired_link, web_chat_id
+from storage.queries import WEB_CHAT_BASE, retired_link, web_chat_id
 
 log = logging.getLogger(__name__)
 
@@ -183,13 +184,23 @@ async def _link(request: web.Request) -> Link | web.Response:
     state: ChatState | None = None
     if 8 <= len(token) <= 64:
         async with chat.rt.db.session() as session:
-            graduate = await graduate_by_token(session, token)
-            if graduate is None:
+            # One statement for the graduate, their school and their web chat's state.
+            found = (
+                await session.exec(
+                    select(Graduate, Institution, ChatState)
+                    .join(Institution, col(Institution.id) == Graduate.institution_id)
+                    .outerjoin(
+                        ChatState,
+                        col(ChatState.chat_id)
+                        == literal(-WEB_CHAT_BASE, BigInteger) - col(Graduate.id),
+                    )
+                    .where(col(Graduate.invite_token) == token)
+                )
+            ).first()
+            if found is None:
                 retired = await retired_link(session, token)
             else:
-                school = await session.get(Institution, graduate.institution_id)
-                assert graduate.id is not None
-                state = await session.get(ChatState, web_chat_id(graduate.id))
+                graduate, school, state = found
     if graduate is None or school is None:
         if retired is not None and retired.reason == "erased":
             return _notice_page(
