@@ -162,6 +162,23 @@ async def test_the_eqavet_reporting_table_takes_each_indicator_from_its_wave(
             m12 = await page.text()
         async with client.get(f"{web}/dashboard/waves/m6") as page:
             m6 = await page.text()
+        async with client.get(f"{web}/dashboard/exports/indicators.csv") as download:
+            assert download.status == 200
+            exported = list(
+                csv.DictReader(io.StringIO((await download.read()).decode("utf-8-sig")))
+            )
+    (total,) = [r for r in exported if r["wave"] == "m12" and r["breakdown"] == "total"]
+    assert (total["respondents"], total["completers"], total["response_rate_pct"]) == (
+        "11",
+        "26",
+        "42.3",
+    )
+    assert (total["5b_employed_pct"], total["5b_employed_of_completers_pct"]) == ("63.6", "26.9")
+    assert (total["6b1_satisfied_pct"], total["6b1_satisfied_of_completers_pct"]) == (
+        "70.0",
+        "26.9",
+    )
+    assert total["use_of_skills_pct"] == "85.7"  # 6 of 7 employed use what they learnt
     assert "EQAVET reporting takes 5a, 5b, 6a, 6b1 from this wave." in m12
     assert "EQAVET reporting takes" not in m6
     # the wave page's table over completers: 26 completers, 11 respondents
