@@ -700,7 +700,6 @@ def _eqavet_rows(d: Dashboard, report: Report) -> list[EqavetRow]:
                 continue
             c = report.wave_indicators(wave.name).get("total", Indicators())
             title = _wave_title(d, wave, wave.name)
-            base = (title,)
             if indicator == "5a":
                 mine = c.shares_5a("respondents")
                 theirs = c.shares_5a("completers")
@@ -709,7 +708,7 @@ def _eqavet_rows(d: Dashboard, report: Report) -> list[EqavetRow]:
                         EqavetRow(
                             f"5a_{key}",
                             f"5a · {destination_label(key)}",
-                            *base,
+                            title,
                             mine[key],
                             suppress(c.respondents),
                             theirs[key],
@@ -724,7 +723,7 @@ def _eqavet_rows(d: Dashboard, report: Report) -> list[EqavetRow]:
                 EqavetRow(
                     indicator,
                     f"{indicator} · {indicator_name(indicator)}",
-                    *base,
+                    title,
                     rate,
                     suppress(rate.denominator),
                     over,
