@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from bot.settings import Settings
 from conversations.rules import LANGUAGES, new_invite_token
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.models import Graduate, Institution, Programme
+from storage.models import Graduate, Institution, Invitation, Programme
 
 TOKEN = "7000000099:BENCHbenchBENCHbenchBENCHbench_0123"
 CHUNK = 5000
@@ -195,6 +195,27 @@ async def seed_graduates(
     async with db.session() as session:
         ids = list((await session.exec(select(Graduate.id).order_by(col(Graduate.id)))).all())
     return school_id, [i for i in ids if i is not None]
+
+
+async def invitations_due_now(db: Database, graduate_ids: list[int]) -> None:
+    """One invitation (m2, tracking) due a minute ago for each graduate."""
+    now = datetime.now(UTC)
+    for start in range(0, len(graduate_ids), CHUNK):
+        rows = [
+            {
+                "graduate_id": graduate_id,
+                "wave": "m2",
+                "form_id": "tracking",
+                "seq": 0,
+                "due_at": now - timedelta(minutes=1),
+                "closes_at": now + timedelta(days=30),
+                "status": "pending",
+                "attempts": 0,
+            }
+            for graduate_id in graduate_ids[start : start + CHUNK]
+        ]
+        async with db.session() as session:
+            await session.execute(insert(Invitation), rows)
 
 
 def machine() -> str:

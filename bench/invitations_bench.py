@@ -16,36 +16,24 @@ creates and drops its own database next to the one named.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bench.common import CHUNK, bench, command_line, machine, peak_memory_mb, seed_graduates
+from bench.common import (
+    bench,
+    command_line,
+    invitations_due_now,
+    machine,
+    peak_memory_mb,
+    seed_graduates,
+)
 from bot.delivery import RateLimiter, dispatch_due
-from storage.models import Invitation
 
 
 async def run(count: int, rate: float, database_url: str | None) -> None:
     async with bench(count, database_url) as b:
         _school, ids = await seed_graduates(b.db, b.first_user, count)
-        now = datetime.now(UTC)
-        for start in range(0, len(ids), CHUNK):
-            rows = [
-                {
-                    "graduate_id": graduate_id,
-                    "wave": "m2",
-                    "form_id": "tracking",
-                    "seq": 0,
-                    "due_at": now - timedelta(minutes=1),
-                    "closes_at": now + timedelta(days=30),
-                    "status": "pending",
-                    "attempts": 0,
-                }
-                for graduate_id in ids[start : start + CHUNK]
-            ]
-            async with b.db.session() as session:
-                await session.execute(insert(Invitation), rows)
+        await invitations_due_now(b.db, ids)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         report = await dispatch_due(
             b.rt, limiter=RateLimiter(rate, burst=10), batch=1000, concurrency=8

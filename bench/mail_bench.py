@@ -18,24 +18,23 @@ import asyncio
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
 from bench.common import (
-    CHUNK,
     bench,
     command_line,
     free_port,
+    invitations_due_now,
     machine,
     peak_memory_mb,
     seed_graduates,
 )
 from bot.delivery import RateLimiter, dispatch_due
 from bot.mail import SmtpMailer, parse_smtp_url
-from storage.models import Graduate, Invitation
+from storage.models import Graduate
 
 
 async def run(count: int, rate: float, database_url: str | None) -> None:
@@ -49,35 +48,13 @@ async def run(count: int, rate: float, database_url: str | None) -> None:
     assert sink.stdout.readline().strip() == "ready"
     try:
         async with bench(1, database_url) as b:
-            _school, ids = await seed_graduates(b.db, b.first_user, count)
-            async with b.db.session() as session:  # in no chat, never asked: by e-mail
+            # In no chat, never asked: invited by e-mail.
+            _school, ids = await seed_graduates(b.db, b.first_user, count, onboarded=False)
+            async with b.db.session() as session:
                 await session.exec(
-                    update(Graduate).values(
-                        chat_id=None,
-                        consent_survey=None,
-                        consent_followup=None,
-                        email="g"
-                        + col(Graduate.id).cast(type_=Graduate.student_ref.type)  # type: ignore[attr-defined]
-                        + "@example.org",
-                    )
+                    update(Graduate).values(email=col(Graduate.student_ref).concat("@example.org"))
                 )
-            now = datetime.now(UTC)
-            for start in range(0, len(ids), CHUNK):
-                rows = [
-                    {
-                        "graduate_id": graduate_id,
-                        "wave": "m2",
-                        "form_id": "tracking",
-                        "seq": 0,
-                        "due_at": now - timedelta(minutes=1),
-                        "closes_at": now + timedelta(days=30),
-                        "status": "pending",
-                        "attempts": 0,
-                    }
-                    for graduate_id in ids[start : start + CHUNK]
-                ]
-                async with b.db.session() as session:
-                    await session.execute(insert(Invitation), rows)
+            await invitations_due_now(b.db, ids)
             url = f"smtp+insecure://127.0.0.1:{port}"
             b.rt.settings.smtp_url = url
             b.rt.settings.mail_from = "Bench College <noreply@bench.example>"

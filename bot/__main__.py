@@ -20,6 +20,7 @@ from bot.news_cli import add_news_parser
 if TYPE_CHECKING:
     from bot.settings import Settings
     from storage.db import Database
+    from storage.models import Institution
 
 # Everything heavier than the argument parser (the database layer, python-telegram-bot,
 # aiohttp) is imported by the command that needs it: `gradtrack --help` answers at once.
@@ -389,15 +390,34 @@ def _upsert_word(created: bool, changed: tuple[str, ...]) -> str:
     return f"updated ({', '.join(changed)})" if changed else "unchanged"
 
 
+def print_privacy_details(settings: Settings, school: Institution) -> None:
+    """What the privacy notice says about the school, as `gradtrack school show` prints it."""
+    from conversations.notice import controller_name, shown_version, supervisory_authority
+
+    authority = supervisory_authority(school.country)
+    print(f"  legal name (controller): {controller_name(school)}")
+    if school.privacy_contact:
+        print(f"  privacy contact: {school.privacy_contact}")
+    else:
+        print(
+            "  privacy contact: not set (the notice sends graduates to the school's office; "
+            "set it with --privacy-contact)"
+        )
+    print(f"  DPO contact: {school.dpo_contact or 'none'}")
+    print(f"  supervisory authority: {authority.name} ({authority.website})")
+    print(f"  retention: {settings.retention_months} months after graduation (RETENTION_MONTHS)")
+    print(f"  privacy notice version: {shown_version(settings, school)}")
+
+
 async def cmd_school(settings: Settings, args: argparse.Namespace) -> int:
-    """school add / list."""
+    """school add / set / show / list."""
     from bot.links import chat_link
-    from storage.schools import SchoolError, list_schools, upsert_school
+    from storage.schools import SchoolError, get_school, list_schools, upsert_school
 
     await upgrade(settings.database_url)
     db = open_database(settings)
     try:
-        if args.action == "add":
+        if args.action in ("add", "set"):
             done = await upsert_school(
                 db,
                 args.code,
@@ -405,8 +425,20 @@ async def cmd_school(settings: Settings, args: argparse.Namespace) -> int:
                 country=args.country,
                 language=args.language,
                 timezone=args.timezone,
+                legal_name=args.legal_name,
+                privacy_contact=args.privacy_contact,
+                dpo_contact=args.dpo_contact,
+                must_exist=args.action == "set",
             )
             print(f"school {done.code} {_upsert_word(done.created, done.changed)}")
+            return 0
+        if args.action == "show":
+            school = await get_school(db, args.code)
+            print(f"{school.code}  {school.name}")
+            print(
+                f"  country {school.country}, language {school.default_language}, {school.timezone}"
+            )
+            print_privacy_details(settings, school)
             return 0
         schools = await list_schools(db)
     except SchoolError as error:
@@ -563,11 +595,22 @@ def _add_roster_parsers(sub: Any) -> None:
     school = sub.add_parser("school", help="add, update or list schools")
     school_actions = school.add_subparsers(dest="action", required=True)
     add = school_actions.add_parser("add", help="add a school, or update the options given")
-    add.add_argument("code", help="join code: 2-32 characters a-z 0-9 - (link s_<code>)")
-    add.add_argument("--name")
-    add.add_argument("--country", help="ISO 3166-1 alpha-2, e.g. NL")
-    add.add_argument("--language", help="default language: nl, es, et, it or en")
-    add.add_argument("--timezone", help="IANA time zone, e.g. Europe/Amsterdam")
+    change = school_actions.add_parser("set", help="update the options given of a school")
+    for parser in (add, change):
+        parser.add_argument("code", help="join code: 2-32 characters a-z 0-9 - (link s_<code>)")
+        parser.add_argument("--name")
+        parser.add_argument("--country", help="ISO 3166-1 alpha-2, e.g. NL")
+        parser.add_argument("--language", help="default language: nl, es, et, it or en")
+        parser.add_argument("--timezone", help="IANA time zone, e.g. Europe/Amsterdam")
+        parser.add_argument(
+            "--legal-name", help="the controller in the privacy notice (default: --name)"
+        )
+        parser.add_argument(
+            "--privacy-contact", help="e-mail or address for privacy questions (notice)"
+        )
+        parser.add_argument("--dpo-contact", help="data protection officer's contact, if any")
+    show = school_actions.add_parser("show", help="a school's details and privacy notice data")
+    show.add_argument("code", help="school code")
     school_actions.add_parser("list", help="schools, their programmes and join links")
     programme = sub.add_parser("programme", help="add or update a school's programmes")
     programme_actions = programme.add_subparsers(dest="action", required=True)

@@ -117,14 +117,6 @@ def compose(
         "color:#ffffff;font-weight:bold;text-decoration:none"
     )
     parts = [
-        "<!doctype html>",
-        f'<html lang="{e(current_language())}"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(subject)}</title></head>",
-        '<body style="margin:0;padding:16px;background:#f4f5f7;color:#111;'
-        'font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5">',
-        '<div style="max-width:560px;margin:0 auto;background:#ffffff;padding:24px;'
-        'border-radius:8px">',
         f"<p>{e(greeting)}</p>",
         f"<p>{e(lead)}</p>",
         f"<p>{e(why)}</p>",
@@ -150,9 +142,28 @@ def compose(
         f'<p style="font-size:13px;color:#444">{e(because)}<br>{e(stop)} '
         f'<a id="unsubscribe" href="{e(unsubscribe_url)}" style="color:#1d5fbf">'
         f"{e(unsubscribe)}</a></p>",
-        "</div></body></html>",
     ]
-    return InvitationMail(subject, text, "\n".join(parts), images)
+    return InvitationMail(subject, text, html_mail(subject, parts), images)
 
 
-__all__ = ["QR_CID", "InvitationMail", "compose", "last_day", "qr_png"]
+def html_mail(subject: str, body: list[str]) -> str:
+    """A mail's HTML page in the current language: `body`'s HTML in a plain card, styled
+    inline (mail programs drop style sheets), titled `subject`."""
+    e = escape
+    return "\n".join(
+        [
+            "<!doctype html>",
+            f'<html lang="{e(current_language())}"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{e(subject)}</title></head>",
+            '<body style="margin:0;padding:16px;background:#f4f5f7;color:#111;'
+            'font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5">',
+            '<div style="max-width:560px;margin:0 auto;background:#ffffff;padding:24px;'
+            'border-radius:8px">',
+            *body,
+            "</div></body></html>",
+        ]
+    )
+
+
+__all__ = ["QR_CID", "InvitationMail", "compose", "html_mail", "last_day", "qr_png"]

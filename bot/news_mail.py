@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 
 from bot.email_delivery import ensure_invite_token, mailer_of, school_sender
-from bot.i18n import _, current_language, use_language
+from bot.i18n import _, use_language
+from bot.invitation_mail import html_mail
 from bot.links import unsubscribe_link, web_chat_link
 from bot.mail import Outcome, build_message
 from bot.runtime import Runtime
@@ -70,16 +71,9 @@ def compose_news_mail(
         for b in row
         if b.url
     )
-    page = "\n".join(
+    page = html_mail(
+        subject,
         [
-            "<!doctype html>",
-            f'<html lang="{e(current_language())}"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{e(subject)}</title></head>",
-            '<body style="margin:0;padding:16px;background:#f4f5f7;color:#111;'
-            'font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5">',
-            '<div style="max-width:560px;margin:0 auto;background:#ffffff;padding:24px;'
-            'border-radius:8px">',
             f"<p>{body}</p>",
             buttons,
             f'<p style="font-size:14px">{e(reply)}<br>'
@@ -88,8 +82,7 @@ def compose_news_mail(
             f'<p style="font-size:13px;color:#444">{e(because)}<br>{e(stop)} '
             f'<a id="unsubscribe" href="{e(unsubscribe_url)}" style="color:#1d5fbf">'
             f"{e(unsubscribe)}</a></p>",
-            "</div></body></html>",
-        ]
+        ],
     )
     return NewsMail(subject, text, page)
 

@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     sandbox_port: int = Field(default=8081, description="Port of the sandbox and web chat.")
     privacy_notice_version: str = Field(
         default="2026-12",
-        description="Version of the privacy notice graduates are shown; stored with consents.",
+        description="Base of the privacy notice's version: the version shown and stored with "
+        "consents is this plus a hash of the notice's text for the school.",
     )
     default_language: str = Field(default="en", description="Fallback language.")
     waves_file: str = Field(

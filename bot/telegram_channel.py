@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from telegram import (
@@ -87,6 +87,18 @@ async def send_message(
     )
 
 
+@contextlib.contextmanager
+def _channel_errors() -> Iterator[None]:
+    """Telegram's 403 as `Unreachable`, its 400 (too long, not modified, too old, deleted)
+    as `Refused`; anything else as python-telegram-bot raises it."""
+    try:
+        yield
+    except Forbidden as exc:
+        raise Unreachable("forbidden", exc.message) from exc
+    except BadRequest as exc:
+        raise Refused("bad_request", exc.message) from exc
+
+
 class TelegramChannel:
     """Telegram chats, through the Bot API client of `rt`."""
 
@@ -105,7 +117,7 @@ class TelegramChannel:
         photo: str | None = None,
         link_preview: bool = True,
     ) -> int | None:
-        try:
+        with _channel_errors():
             message = await send_message(
                 self._rt.bot,
                 chat_id,
@@ -115,16 +127,12 @@ class TelegramChannel:
                 photo=photo,
                 link_preview=link_preview,
             )
-        except Forbidden as exc:
-            raise Unreachable("forbidden", exc.message) from exc
-        except BadRequest as exc:
-            raise Refused("bad_request", exc.message) from exc
         return message.message_id
 
     async def edit(
         self, chat_id: int, message_id: int, text: str | None, buttons: Keyboard = ()
     ) -> None:
-        try:
+        with _channel_errors():
             if text is None:
                 await self._rt.bot.edit_message_reply_markup(
                     chat_id, message_id, reply_markup=markup(buttons)
@@ -133,20 +141,12 @@ class TelegramChannel:
                 await self._rt.bot.edit_message_text(
                     text, chat_id, message_id, reply_markup=markup(buttons)
                 )
-        except Forbidden as exc:
-            raise Unreachable("forbidden", exc.message) from exc
-        except BadRequest as exc:  # not modified, too old, deleted
-            raise Refused("bad_request", exc.message) from exc
 
     async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str) -> None:
-        try:
+        with _channel_errors():
             await self._rt.bot.send_document(
                 chat_id, InputFile(data, filename=filename), caption=caption
             )
-        except Forbidden as exc:
-            raise Unreachable("forbidden", exc.message) from exc
-        except BadRequest as exc:
-            raise Refused("bad_request", exc.message) from exc
 
 
 def event_of(update: Update, args: list[str] | None = None) -> Event:

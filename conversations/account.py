@@ -10,6 +10,7 @@ from bot.i18n import _, language_name, set_language
 from bot.runtime import Runtime
 from conversations import onboarding, survey
 from conversations.channel import Button, Keyboard, Turn, keyboard
+from conversations.notice import notice_messages, shown_version
 from conversations.prompting import has_open_question, restate, send_prompt, use_chat_language
 from conversations.rules import LANGUAGES
 from storage.models import ConsentKind, Graduate, Institution
@@ -110,7 +111,8 @@ async def privacy_command(rt: Runtime, turn: Turn) -> None:
     async with rt.db.session() as session:
         school = await session.get(Institution, graduate.institution_id)
     assert school is not None
-    await turn.say(onboarding.privacy_notice(school, rt.settings.privacy_notice_version))
+    for text in notice_messages(rt.settings, school):
+        await turn.say(text)
     await turn.say(_privacy_status(graduate), _privacy_keyboard(graduate))
 
 
@@ -128,8 +130,10 @@ async def on_privacy_button(rt: Runtime, turn: Turn) -> None:
         if graduate is None:
             await turn.notice(_("You are not registered yet."))
             return
+        school = await session.get(Institution, graduate.institution_id)
+        assert school is not None
         new_value = not getattr(graduate, f"consent_{kind.value}")
-        set_consent(session, graduate, kind, new_value, rt.settings.privacy_notice_version)
+        set_consent(session, graduate, kind, new_value, shown_version(rt.settings, school))
     await turn.notice(_("Saved."))
     await turn.edit(_privacy_status(graduate), _privacy_keyboard(graduate))
 

@@ -21,6 +21,7 @@ from datetime import date
 from bot.i18n import _, language_name, month_name, ngettext, set_language
 from bot.runtime import Runtime
 from conversations.channel import Button, Keyboard, Turn, keyboard
+from conversations.notice import notice_messages, shown_version
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import (
     LANGUAGES,
@@ -84,24 +85,6 @@ def _today() -> date:
 
 
 # ---------------------------------------------------------------- texts
-
-
-def privacy_notice(school: Institution, version: str) -> str:
-    return _(
-        "Privacy notice (version {version})\n\n"
-        "{school} uses this chat to learn what its graduates do after their training: "
-        "work, further study or something else. Your answers are used for statistics that "
-        "help the school improve its programmes. Alumni officers only see totals, never "
-        "figures for groups of fewer than five people. Only the school's administrators can "
-        "download the answers one response per row (with programme and year, never your name, "
-        "student number or chat), for analysis.\n\n"
-        "We store your answers, your language and the choices below, linked to your "
-        "student record. We keep them for as long as the school tracks your year group, "
-        "and then delete them.\n\n"
-        "You decide separately about the questionnaire, later follow-up questionnaires and "
-        "alumni news. You can change your mind at any time with /privacy, and stop "
-        "all contact with /stop."
-    ).format(school=school.name, version=version)
 
 
 def not_registered_text() -> str:
@@ -199,7 +182,7 @@ async def _render(rt: Runtime, state: ChatState) -> Prompt | None:
                 "It takes about five minutes."
             ),
             _yes_no(C_SURVEY),
-            preface=(privacy_notice(school, rt.settings.privacy_notice_version),),
+            preface=tuple(notice_messages(rt.settings, school)),
         )
     if step == C_FOLLOWUP:
         return Prompt(
@@ -565,7 +548,7 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                     graduate,
                     CONSENT_STEPS[step],
                     value == "y",
-                    rt.settings.privacy_notice_version,
+                    shown_version(rt.settings, school),
                 )
                 label = _("Yes") if value == "y" else _("No")
                 next_step = await _after_consent(state, graduate)

@@ -12,6 +12,7 @@ from typing import Any
 from bot.i18n import _, set_language
 from bot.runtime import Runtime
 from conversations.channel import Button, Keyboard, Turn, keyboard
+from conversations.notice import shown_version
 from conversations.prompting import use_chat_language
 from conversations.rules import choose_language
 from storage.models import ConsentKind, Graduate, Institution, Staff
@@ -173,7 +174,9 @@ async def on_news_button(rt: Runtime, turn: Turn) -> None:
         if graduate is None or bool(graduate.consent_news) == wanted:
             await turn.notice(_("This button is no longer active."))
             return
-        set_consent(session, graduate, ConsentKind.NEWS, wanted, rt.settings.privacy_notice_version)
+        school = await session.get(Institution, graduate.institution_id)
+        assert school is not None
+        set_consent(session, graduate, ConsentKind.NEWS, wanted, shown_version(rt.settings, school))
     await turn.notice(_("Saved."))
     text, buttons = news_status(graduate)
     if not await turn.edit(text, buttons):

@@ -252,6 +252,7 @@ async def ensure_demo(
                 country="NL",
                 default_language="en",
                 timezone=DEMO_TIMEZONE,
+                privacy_contact="privacy@demo-college.example",
             )
             session.add(school)
             await session.flush()

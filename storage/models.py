@@ -64,6 +64,16 @@ class Institution(SQLModel, table=True):
     country: str = Field(sa_type=String(2), description="ISO 3166-1 alpha-2, e.g. NL")
     default_language: str = Field(sa_type=String(8))
     timezone: str = Field(sa_type=String(64), default="Europe/Amsterdam")
+    # The controller's details for the privacy notice (GDPR Art. 13); set with `gradtrack school`.
+    legal_name: str | None = Field(
+        default=None, sa_type=String(200), description="Controller's legal name; default: name"
+    )
+    privacy_contact: str | None = Field(
+        default=None, sa_type=String(300), description="E-mail or address for privacy questions"
+    )
+    dpo_contact: str | None = Field(
+        default=None, sa_type=String(300), description="Data protection officer, if any"
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -22,6 +22,8 @@ SCHOOL_CODE_PATTERN = re.compile(r"^[a-z0-9-]{2,32}$")
 PROGRAMME_CODE_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
 NAME_MAX = 200
+#: A privacy contact or DPO contact: an e-mail address or a postal address on one line.
+CONTACT_MAX = 300
 
 # Defaults when a new school is added without --language / --timezone.
 COUNTRY_DEFAULTS: dict[str, tuple[str, str]] = {
@@ -64,6 +66,9 @@ class SchoolListing:
     timezone: str
     join_payload: str
     programmes: tuple[ProgrammeListing, ...]
+    legal_name: str | None = None
+    privacy_contact: str | None = None
+    dpo_contact: str | None = None
 
 
 def normalise_school_code(code: str) -> str:
@@ -112,6 +117,14 @@ def _check_timezone(timezone: str) -> str:
     return value
 
 
+def _check_contact(text: str, what: str) -> str | None:
+    """A contact as stored: whitespace folded to single spaces; empty clears it (None)."""
+    value = " ".join(text.split())
+    if len(value) > CONTACT_MAX:
+        raise SchoolError(f"{what} is longer than {CONTACT_MAX} characters")
+    return value or None
+
+
 def _check_eqf(level: int) -> int:
     if not 1 <= level <= 8:
         raise SchoolError(f"EQF level {level}: use a level from 1 to 8")
@@ -126,14 +139,20 @@ async def upsert_school(
     country: str | None = None,
     language: str | None = None,
     timezone: str | None = None,
+    legal_name: str | None = None,
+    privacy_contact: str | None = None,
+    dpo_contact: str | None = None,
+    must_exist: bool = False,
 ) -> Upserted:
-    """Add the school `code`, or update the fields given of the existing one.
+    """Add the school `code`, or update the fields given of the existing one (`must_exist`:
+    only update, as `gradtrack school set` does).
 
     A new school needs a name and a country; language and time zone default from the country
-    for NL, ES, EE and IT and are required otherwise.
+    for NL, ES, EE and IT and are required otherwise. The privacy notice's details (legal
+    name, privacy contact, DPO contact) are optional; an empty value clears one.
     """
     code = normalise_school_code(code)
-    values: dict[str, str] = {}
+    values: dict[str, str | None] = {}
     if name is not None:
         values["name"] = _check_name(name, "school")
     if country is not None:
@@ -142,8 +161,16 @@ async def upsert_school(
         values["default_language"] = _check_language(language)
     if timezone is not None:
         values["timezone"] = _check_timezone(timezone)
+    if legal_name is not None:
+        values["legal_name"] = _check_name(legal_name, "legal") if legal_name.strip() else None
+    if privacy_contact is not None:
+        values["privacy_contact"] = _check_contact(privacy_contact, "privacy contact")
+    if dpo_contact is not None:
+        values["dpo_contact"] = _check_contact(dpo_contact, "DPO contact")
     async with db.session() as session:
         school = (await session.exec(select(Institution).where(Institution.code == code))).first()
+        if school is None and must_exist:
+            raise SchoolError(f"unknown school {code!r}; add it with `gradtrack school add`")
         if school is None:
             missing = [
                 opt
@@ -152,7 +179,7 @@ async def upsert_school(
             ]
             if missing:
                 raise SchoolError(f"new school {code!r} needs {' and '.join(missing)}")
-            defaults = COUNTRY_DEFAULTS.get(values["country"])
+            defaults = COUNTRY_DEFAULTS.get(str(values["country"]))
             for key, index, option in (
                 ("default_language", 0, "--language"),
                 ("timezone", 1, "--timezone"),
@@ -266,6 +293,19 @@ async def list_schools(db: Database) -> list[SchoolListing]:
             timezone=s.timezone,
             join_payload=school_payload(s.code),
             programmes=tuple(by_school.get(s.id or 0, ())),
+            legal_name=s.legal_name,
+            privacy_contact=s.privacy_contact,
+            dpo_contact=s.dpo_contact,
         )
         for s in schools
     ]
+
+
+async def get_school(db: Database, code: str) -> Institution:
+    """One school by its code (as `gradtrack school show` prints it); SchoolError if unknown."""
+    code = normalise_school_code(code)
+    async with db.session() as session:
+        school = (await session.exec(select(Institution).where(Institution.code == code))).first()
+    if school is None:
+        raise SchoolError(f"unknown school {code!r}; add it with `gradtrack school add`")
+    return school

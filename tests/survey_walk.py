@@ -41,6 +41,18 @@ def default_answer(q: Questionnaire, question: Question) -> Any:
     return "Kok in een restaurant"
 
 
+def typed_text(question: Question, value: Any) -> str:
+    """`value` as a person types it: dates day-month-year, months month-year."""
+    text = str(value)
+    if question.type == "date":
+        year, month, day = text.split("-")
+        return f"{day}-{month}-{year}"
+    if question.type == "month":
+        year, month = text.split("-")
+        return f"{month}-{year}"
+    return text
+
+
 @dataclass
 class Walk:
     harness: Harness
@@ -91,15 +103,8 @@ class Walk:
             ]
             await h.press(user, tr(self.lang, "Done ✔"), expect=0, message=message)
             return
-        text = str(value)
-        if question.type == "date":
-            year, month, day = text.split("-")
-            text = f"{day}-{month}-{year}"
-        elif question.type == "month":
-            year, month = text.split("-")
-            text = f"{month}-{year}"
         self.answers[question.name] = value
-        await h.send(user, text, expect=0)
+        await h.send(user, typed_text(question, value), expect=0)
 
     async def next_message(self) -> TranscriptEntry:
         """The bot's next message that asks something (has buttons) or thanks; notes and

@@ -269,7 +269,7 @@ async def test_after_stop_survey_says_contact_is_stopped_and_start_turns_it_back
             "es",
             2,
             "now",
-            "Enviando ahora a 2 antiguos alumnos. Te iré informando del progreso aquí.",
+            "Enviando ahora a 2 exalumnos. Te iré informando del progreso aquí.",
         ),
         (
             "it",

@@ -22,6 +22,7 @@ CHANNEL_FREE = (
     "conversations.onboarding",
     "conversations.survey",
     "conversations.account",
+    "conversations.notice",
     "conversations.rights",
     "conversations.invitations",
     "conversations.engine",

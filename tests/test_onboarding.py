@@ -11,7 +11,7 @@ from sqlmodel import select
 from bot.i18n import LANGUAGES, language_name, use_language
 from bot.sandbox.state import SandboxUser
 from bot.scheduler import start_scheduler
-from conversations.onboarding import privacy_notice
+from conversations.notice import notice_messages, shown_version
 from conversations.prompting import resend_pending_prompts
 from storage.models import ChatState, Graduate
 from storage.queries import get_chat_state
@@ -39,7 +39,7 @@ async def test_invite_to_stored_consents_in_each_language(harness: Harness, lang
 
     notice, survey = await harness.press(user, language_name(lang), expect=2)
     with use_language(lang):
-        assert notice.text == privacy_notice(school, harness.settings.privacy_notice_version)
+        assert [notice.text] == notice_messages(harness.settings, school)
     assert survey.text == tr(lang, SURVEY_Q)
     # The answered question shows the answer and loses its buttons.
     answered = harness.sandbox.transcript(harness.token, user.id)
@@ -61,7 +61,7 @@ async def test_invite_to_stored_consents_in_each_language(harness: Harness, lang
         True,
         False,
     )
-    version = harness.settings.privacy_notice_version
+    version = shown_version(harness.settings, school)
     assert stored.consent_survey_notice == stored.consent_news_notice == version
     assert stored.consent_survey_at is not None and stored.consent_news_at is not None
     assert stored.consent_survey_at <= stored.consent_news_at <= utcnow()
@@ -336,7 +336,7 @@ async def test_privacy_shows_choices_and_changes_them(harness: Harness) -> None:
     await harness.press(user, "No")
 
     notice, choices = await harness.send(user, "/privacy", expect=2)
-    assert notice.text == privacy_notice(school, harness.settings.privacy_notice_version)
+    assert [notice.text] == notice_messages(harness.settings, school)
     assert [b["text"] for b in choices.buttons] == [
         "✅ Questionnaire",
         "✅ Follow-up questionnaires",

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from bot.i18n import format_date, language_name, use_language
 from bot.sandbox.state import SandboxUser
 from conversations import rights
+from conversations.notice import shown_version
 from conversations.onboarding import not_registered_text
 from conversations.registry import QUESTIONNAIRES_DIR, QuestionnaireRegistry
 from conversations.rules import new_invite_token
@@ -282,7 +283,9 @@ async def test_mydata_sends_the_stored_data_as_json_in_the_graduates_language(h:
         "chat_id": user.id,
         "linked_at": graduate.linked_at.isoformat(),
     }
-    version = h.settings.privacy_notice_version
+    # The version of the notice shown to this school's graduates (wording, details, retention).
+    version = shown_version(h.settings, school)
+    assert version.startswith(h.settings.privacy_notice_version + "-")
     for kind in ConsentKind:
         at = getattr(graduate, f"consent_{kind.value}_at")
         assert data["consents"][kind.value] == {

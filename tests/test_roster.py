@@ -6,6 +6,7 @@ import argparse
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pytest
@@ -121,7 +122,7 @@ SCHOOL_PROBLEMS: list[tuple[dict[str, str], str]] = [
 
 async def test_school_validation(db: Database) -> None:
     for kwargs, message in SCHOOL_PROBLEMS:
-        options = dict(kwargs)
+        options: dict[str, Any] = dict(kwargs)
         code = options.pop("code")
         with pytest.raises(SchoolError, match=message):
             await upsert_school(db, code, **options)

@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from conversations.notice import shown_version
 from conversations.rules import PayloadKind, parse_start_payload
 from conversations.staff import cmd_staff
 from storage.db import Database
-from storage.models import Staff, StaffInvite
+from storage.models import Institution, Staff, StaffInvite
 from storage.staff import (
     StaffError,
     add_staff,
@@ -146,7 +147,10 @@ async def test_graduate_news_toggle_with_consent_trail(harness: Harness) -> None
     await harness.keyboard_shows(user, status, "Receive alumni news")
     stored = await harness.reload(graduate)
     assert stored.consent_news is False
-    version = harness.settings.privacy_notice_version
+    async with harness.db.session() as session:
+        school = await session.get(Institution, graduate.institution_id)
+    assert school is not None
+    version = shown_version(harness.settings, school)
     events = [(e.kind, e.granted, e.notice_version) for e in await harness.consent_events(graduate)]
     assert events[-3:] == [
         ("news", False, version),

@@ -34,7 +34,7 @@ from storage.models import (
 )
 from storage.queries import get_chat_state, web_chat_id
 from tests.harness import Harness, tr
-from tests.survey_walk import label
+from tests.survey_walk import label, typed_text
 from tests.test_privacy import service_logs
 from tests.test_survey_tracking import BLOCKS, ROUTES, policy, tracking_harness
 from tests.webchat import Page, PageMessage, WebGraduate
@@ -136,15 +136,8 @@ class WebWalk:
                 c.name for c in self.q.choices_for(question) if c.name in value
             ]
             return await self.g.press(tr(t, "Done ✔"))
-        text = str(value)
-        if question.type == "date":
-            year, month, day = text.split("-")
-            text = f"{day}-{month}-{year}"
-        elif question.type == "month":
-            year, month = text.split("-")
-            text = f"{month}-{year}"
         self.answers[question.name] = value
-        return await self.g.type(text)
+        return await self.g.type(typed_text(question, value))
 
 
 WEB_CASES = [("sqlite", route, lang) for route in ROUTES for lang in ("en", "nl")] + [

@@ -37,6 +37,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from sqlalchemy import BigInteger, literal
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
@@ -45,6 +46,8 @@ from bot.i18n import _
 from bot.logs import chat_ref
 from bot.runtime import Runtime
 from bot.throttle import ChatThrottle, slow_down_text
+from bot.web.dashboard import SECURITY_HEADERS as DASHBOARD_HEADERS
+from bot.web.dashboard import accepted_language, same_origin, template_environment
 from bot.web_channel import web_channel
 from conversations import routes
 from conversations.channel import MAX_BUTTON_DATA, Event, Turn
@@ -53,12 +56,11 @@ from conversations.rules import choose_language
 from storage.db import Database
 from storage.models import ChatState, Graduate, Institution, WebMessage
 from storage.processed import claim, handling, pending, seen
-from storage.queries import graduate_by_token, retired_link, web_chat_id
+from storage.queries import WEB_CHAT_BASE, retired_link, web_chat_id
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/c"
-TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 CSRF_COOKIE = "gt_chat"
 #: The messages a page shows (the newest); older ones stay until the graduate is erased.
@@ -69,18 +71,9 @@ MAX_TEXT = 4096
 #: Web chat events have negative ids (Telegram's update ids are positive): -1 .. -2**62.
 MAX_EVENT = 2**62
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    # The token is in the address: it must never be sent to another site.
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex, nofollow",
-}
+#: The dashboard's headers (its Referrer-Policy `same-origin` matters more here: the token is
+#: in the address and must never be sent to another site), and no search engine.
+SECURITY_HEADERS = {**DASHBOARD_HEADERS, "X-Robots-Tag": "noindex, nofollow"}
 
 #: The commands the page offers as buttons under the conversation, with their labels.
 MENU = ("survey", "language", "privacy", "mydata", "delete", "stop", "help")
@@ -129,22 +122,10 @@ WEB_CHAT_KEY = web.AppKey("web_chat", WebChat)
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=True,
-        extensions=["jinja2.ext.i18n"],
-        undefined=jinja2.StrictUndefined,
-    )
-    env.install_gettext_callables(  # type: ignore[attr-defined]
-        i18n.gettext, i18n.ngettext, newstyle=True
-    )
-    env.globals.update(menu_label=_menu_label, MENU=MENU)
-    return env
+    return template_environment(menu_label=_menu_label, MENU=MENU)
 
 
 def _browser_language(request: web.Request) -> str | None:
-    from bot.web.dashboard import accepted_language
-
     return accepted_language(request.headers.get("Accept-Language", ""))
 
 
@@ -183,13 +164,23 @@ async def _link(request: web.Request) -> Link | web.Response:
     state: ChatState | None = None
     if 8 <= len(token) <= 64:
         async with chat.rt.db.session() as session:
-            graduate = await graduate_by_token(session, token)
-            if graduate is None:
+            # One statement for the graduate, their school and their web chat's state.
+            found = (
+                await session.exec(
+                    select(Graduate, Institution, ChatState)
+                    .join(Institution, col(Institution.id) == Graduate.institution_id)
+                    .outerjoin(
+                        ChatState,
+                        col(ChatState.chat_id)
+                        == literal(-WEB_CHAT_BASE, BigInteger) - col(Graduate.id),
+                    )
+                    .where(col(Graduate.invite_token) == token)
+                )
+            ).first()
+            if found is None:
                 retired = await retired_link(session, token)
             else:
-                school = await session.get(Institution, graduate.institution_id)
-                assert graduate.id is not None
-                state = await session.get(ChatState, web_chat_id(graduate.id))
+                graduate, school, state = found
     if graduate is None or school is None:
         if retired is not None and retired.reason == "erased":
             return _notice_page(
@@ -408,8 +399,6 @@ def _event_of(form: Any, label_of: dict[str, tuple[int, str, str]]) -> tuple[Eve
 
 async def chat_post(request: web.Request) -> web.StreamResponse:
     """One thing the person did: a button, a typed answer, a command of the menu."""
-    from bot.web.dashboard import same_origin
-
     link = await _link(request)
     if isinstance(link, web.Response):
         return link

@@ -217,7 +217,9 @@ class Dashboard:
         return digest.hexdigest()[:16]
 
 
-def _environment() -> jinja2.Environment:
+def template_environment(**globals_: Any) -> jinja2.Environment:
+    """The service's templates (bot/web/templates): escaped, strict, translated with the
+    request's language (bot.i18n), with `globals_` for every template."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
@@ -227,6 +229,12 @@ def _environment() -> jinja2.Environment:
     env.install_gettext_callables(  # type: ignore[attr-defined]
         i18n.gettext, i18n.ngettext, newstyle=True
     )
+    env.globals.update(globals_)
+    return env
+
+
+def _environment() -> jinja2.Environment:
+    env = template_environment()
     env.globals.update(
         count=count_text,
         rate=rate_cell,
