@@ -61,7 +61,12 @@ async def walk_in_chat() -> dict[str, Any]:
         db = Database(url)
         sandbox = SandboxServer(rate_limits=RateLimits(enabled=False))
         await sandbox.start()
-        h = Harness(sandbox, db, Settings(database_url=url, telegram_bot_token="", _env_file=None))
+        # Flood control off, as in the tests: the walk taps faster than any person (more
+        # than 3 a second after the burst of 20), and it measures the round trip, not that.
+        settings = Settings(
+            database_url=url, telegram_bot_token="", throttle_per_second=0, _env_file=None
+        )
+        h = Harness(sandbox, db, settings)
         h.questionnaires = QuestionnaireRegistry()
         await h.start_bot()
         try:

@@ -20,6 +20,7 @@ from conversations.indicators import (
     IndicatorSpec,
     Rate,
     Reach,
+    add_completers,
     channel_counts,
     drop_off,
     funnels,
@@ -95,7 +96,8 @@ class Report:
     indicators: dict[str, dict[str, dict[str | None, dict[Hashable, Indicators]]]] = field(
         default_factory=dict
     )
-    """form id -> breakdown -> wave -> breakdown value -> counts."""
+    """form id -> breakdown -> wave -> breakdown value -> counts (with the completers)."""
+    specs: dict[str, IndicatorSpec] = field(default_factory=dict)
     cohorts: list[int] = field(default_factory=list)
     by_wave_programme_cohort: dict[tuple[str | None, int, int], Funnel] = field(
         default_factory=dict
@@ -129,6 +131,14 @@ class Report:
             return {}
         return self.indicators.get(w.questionnaire, {}).get(by, {}).get(wave, {})
 
+    def reported(self, form_id: str, indicator: str) -> Wave | None:
+        """The wave of the plans in scope that `indicator` of `form_id` is reported from
+        (indicators.yaml `reported_at`), None when it names no such wave."""
+        spec = self.specs.get(form_id)
+        name = spec.wave_of(indicator) if spec else None
+        wave = self.wave(name) if name else None
+        return wave if wave is not None and wave.questionnaire == form_id else None
+
 
 async def build_report(
     db: Database,
@@ -153,6 +163,7 @@ async def build_report(
             form_id: await stats.outcomes(session, scope, spec.questions, now)
             for form_id, spec in specs.items()
         }
+        completer_rows = await stats.completers(session, scope) if specs else []
 
     plan_waves: dict[tuple[int, int], tuple[Wave, ...]] = {}
 
@@ -180,6 +191,12 @@ async def build_report(
         return wave.opens.apply(pop.graduation_date) <= today
 
     when = opened if today is not None else None
+
+    def completer_opened(wave_name: str, row: stats.CompleterRow) -> bool:
+        pop = stats.PopulationRow(
+            row.institution_id, row.programme_id, row.cohort, 0, 0, row.graduation_date
+        )
+        return opened(wave_name, pop)
 
     # The waves of the plans in scope only (a school with a plan of its own does not see the
     # default's), the default plan first when it is one of them or nobody is in scope.
@@ -216,9 +233,24 @@ async def build_report(
     report.by_wave_programme_cohort_channel = channel_counts(
         report.by_wave_programme_cohort, channel_rows, lambda w, i, p, c: (w, p, c)
     )
+    report.specs = dict(specs)
     for form_id, rows in outcomes.items():
         spec = specs[form_id]
-        report.indicators[form_id] = {by: indicators(rows, spec, by) for by in BREAKDOWNS}
+
+        def form_waves(institution_id: int, programme_id: int, form: str = form_id) -> list[str]:
+            waves = plan_of(institution_id, programme_id)
+            return [w.name for w in waves if w.questionnaire == form]
+
+        report.indicators[form_id] = {
+            by: add_completers(
+                indicators(rows, spec, by),
+                completer_rows,
+                form_waves,
+                by,
+                completer_opened if today is not None else None,
+            )
+            for by in BREAKDOWNS
+        }
     return report
 
 

@@ -1,17 +1,29 @@
 """Response counts, rates and the EQAVET indicators 5a, 5b, 6a and 6b1, with small-cell
 suppression: plain functions over the rows of `storage/stats.py`, no database, no Telegram.
 
-Definitions (from shared/reference/tracking-questionnaire.md, decided where it is silent):
+Definitions (docs/indicators.md sets each beside EQAVET's wording; decided where it is silent):
 
 - Respondents of a wave: its completed responses (routing core answered). Partial and declined
   responses count in the response rates, not in the indicators.
+- Completers of a wave: the roster's graduates (programme completers) whose plan has the wave
+  (and, with a date, for whom it has opened). Every indicator is shown over respondents and
+  over completers, with the response rate (respondents / completers) beside it. EQAVET
+  defines the indicators over completers; a survey estimates them over the respondents,
+  reported with the response rate (`EQAVET_DENOMINATOR`).
 - 5a: respondents per destination group (conversations/indicators.yaml maps the activity
-  question's codes to the groups) over respondents.
+  question's codes to the groups) over respondents. Working and studying is its own group,
+  counted as employed (5b) and in education.
 - 5b: employed respondents (employed, self-employed, working and studying) over respondents.
 - 6a: employed respondents whose work is completely or partly related to the training, over
   the employed respondents who answered that question.
-- 6b1: employed respondents who use what they learnt a lot or a little, over the employed
-  respondents who answered that question.
+- 6b1: respondents satisfied (4 or 5 of 5) with the skills and competences they acquired,
+  over the respondents who answered that question (everyone who answered the core is asked).
+- Use of skills (not an EQAVET indicator; 6b1 before it was satisfaction): employed
+  respondents who use what they learnt a lot or a little, over the employed respondents who
+  answered that question.
+- Each indicator is reported from one wave of the plan, its designated point after
+  completion (indicators.yaml `reported_at`: 5b "one year after", m12); the per-wave tables
+  show every wave.
 - Suppression: a count of 1 to 4 people is never shown, nor a rate whose numerator or
   denominator is one; 0 is shown. In the 5a distribution (shares of respondents that add up
   to 100 %), where exactly one share is hidden the smallest other one is hidden too, so that
@@ -40,6 +52,7 @@ from conversations.questionnaire import Questionnaire, QuestionType
 from storage.stats import (
     REACH,
     ChannelRow,
+    CompleterRow,
     DayRow,
     IndicatorQuestions,
     OutcomeRow,
@@ -53,6 +66,17 @@ SUPPRESS_BELOW = 5
 
 DESTINATIONS = ("employed", "working_and_studying", "studying", "looking_for_work", "other")
 """EQAVET 5a destination groups, in display order."""
+
+INDICATORS = ("5a", "5b", "6a", "6b1")
+"""The EQAVET indicators, each reported from the wave `IndicatorSpec.reported_at` names."""
+
+DENOMINATORS = ("respondents", "completers")
+"""What an indicator's share is taken of: the completers who answered, or all completers."""
+
+EQAVET_DENOMINATOR = "respondents"
+"""The share EQAVET reporting uses from a survey: over the completers who answered (the
+indicators are defined over completers; a tracking survey estimates them from those who
+answered and reports the response rate beside them)."""
 
 BREAKDOWNS = ("total", "programme", "eqf", "gender", "age_band")
 
@@ -310,12 +334,22 @@ class IndicatorSpec:
     employed: frozenset[str]
     related: str
     related_yes: frozenset[str]
-    relevant: str
-    relevant_yes: frozenset[str]
+    use: str
+    use_yes: frozenset[str]
+    satisfied: str
+    satisfied_yes: frozenset[str]
+    reported_at: Mapping[str, str] = field(default_factory=dict)
+    """Indicator (INDICATORS) -> the wave it is reported from."""
 
     @property
     def questions(self) -> IndicatorQuestions:
-        return IndicatorQuestions(self.form_id, self.activity, self.related, self.relevant)
+        return IndicatorQuestions(
+            self.form_id, self.activity, self.related, self.use, self.satisfied
+        )
+
+    def wave_of(self, indicator: str) -> str | None:
+        """The wave `indicator` is reported from (None: not designated)."""
+        return self.reported_at.get(indicator)
 
     def destination(self, code: str | None) -> str | None:
         for group, codes in self.destinations.items():
@@ -332,6 +366,30 @@ def _codes(value: Any, where: str) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise IndicatorSpecError(f"{where}: a list of choice codes is expected")
     return frozenset(value)
+
+
+def _points(value: Any, where: str) -> frozenset[str]:
+    """Points of a scale (integers), kept as text: answers are compared as text."""
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise IndicatorSpecError(f"{where}: a list of scale points (whole numbers) is expected")
+    return frozenset(str(v) for v in value)
+
+
+def _reported_at(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise IndicatorSpecError(f"{where}: reported_at must map indicators to wave names")
+    unknown = set(map(str, value)) - set(INDICATORS)
+    if unknown:
+        raise IndicatorSpecError(
+            f"{where}: unknown indicator {sorted(unknown)[0]!r} (known: {', '.join(INDICATORS)})"
+        )
+    return {str(k): v for k, v in value.items()}
 
 
 def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, IndicatorSpec]:
@@ -358,8 +416,13 @@ def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, Indicat
                 for name in DESTINATIONS
                 if name in destinations
             }
-            related, relevant = raw["related"], raw["relevant"]
-            for key, value in (("related", related), ("relevant", relevant)):
+            related, use = raw["related"], raw["use_of_skills"]
+            satisfied = raw["satisfied"]
+            for key, value in (
+                ("related", related),
+                ("use_of_skills", use),
+                ("satisfied", satisfied),
+            ):
                 if not isinstance(value, dict):
                     raise IndicatorSpecError(f"{where}: {key} must be a mapping (question, yes)")
             spec = IndicatorSpec(
@@ -369,8 +432,11 @@ def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, Indicat
                 employed=_codes(raw["employed"], f"{where}: employed"),
                 related=str(related["question"]),
                 related_yes=_codes(related["yes"], f"{where}: related.yes"),
-                relevant=str(relevant["question"]),
-                relevant_yes=_codes(relevant["yes"], f"{where}: relevant.yes"),
+                use=str(use["question"]),
+                use_yes=_codes(use["yes"], f"{where}: use_of_skills.yes"),
+                satisfied=str(satisfied["question"]),
+                satisfied_yes=_points(satisfied["yes"], f"{where}: satisfied.yes"),
+                reported_at=_reported_at(raw.get("reported_at"), where),
             )
         except (KeyError, TypeError) as exc:
             raise IndicatorSpecError(f"{where}: {exc} is missing") from exc
@@ -399,8 +465,19 @@ def check_spec(spec: IndicatorSpec, questionnaire: Questionnaire) -> list[str]:
     lists = [
         (spec.activity, spec.employed | frozenset().union(*spec.destinations.values())),
         (spec.related, spec.related_yes),
-        (spec.relevant, spec.relevant_yes),
+        (spec.use, spec.use_yes),
     ]
+    if spec.satisfied not in questionnaire:
+        problems.append(f"{spec.form_id}: the questionnaire has no question {spec.satisfied}")
+    else:
+        scale = questionnaire.question(spec.satisfied)
+        if scale.type != QuestionType.SCALE:
+            problems.append(f"{spec.form_id}: {spec.satisfied} must be a scale question")
+        else:
+            low, high = scale.scale_range
+            for point in sorted(spec.satisfied_yes):
+                if not low <= int(point) <= high:
+                    problems.append(f"{spec.form_id}: {spec.satisfied} has no point {point}")
     for name, codes in lists:
         if name not in questionnaire:
             problems.append(f"{spec.form_id}: the questionnaire has no question {name}")
@@ -428,8 +505,12 @@ class Indicators:
     employed: int = 0
     related_yes: int = 0
     related_answered: int = 0
-    relevant_yes: int = 0
-    relevant_answered: int = 0
+    use_yes: int = 0
+    use_answered: int = 0
+    satisfied_yes: int = 0
+    satisfied_answered: int = 0
+    completers: int = 0
+    """The roster's graduates of the group (`add_completers`), answered or not."""
 
     def count(self, row: OutcomeRow, spec: IndicatorSpec) -> None:
         n = row.count
@@ -437,24 +518,41 @@ class Indicators:
         group = spec.destination(row.activity)
         if group is not None:
             self.destinations[group] += n
+        if row.satisfied is not None:
+            self.satisfied_answered += n
+            self.satisfied_yes += n if row.satisfied in spec.satisfied_yes else 0
         if row.activity in spec.employed:
             self.employed += n
             if row.related is not None:
                 self.related_answered += n
                 self.related_yes += n if row.related in spec.related_yes else 0
             if row.relevant is not None:
-                self.relevant_answered += n
-                self.relevant_yes += n if row.relevant in spec.relevant_yes else 0
+                self.use_answered += n
+                self.use_yes += n if row.relevant in spec.use_yes else 0
 
-    def shares_5a(self) -> dict[str, Rate | None]:
-        """Share of respondents per destination; None where the count is suppressed together
-        with another (secondary suppression)."""
+    def shares_5a(self, over: str = "respondents") -> dict[str, Rate | None]:
+        """Share of respondents (or of completers) per destination; None where the count is
+        suppressed together with another (secondary suppression: the counts add up to the
+        respondents, which are shown)."""
         counts = [self.destinations[d] for d in DESTINATIONS]
         shown = suppress_parts(counts)
         return {
-            d: (Rate(n, self.respondents) if s is not None else None)
+            d: (self.share(n, over) if s is not None else None)
             for d, n, s in zip(DESTINATIONS, counts, shown, strict=True)
         }
+
+    def share(self, numerator: int, over: str = "respondents") -> Rate:
+        """`numerator` over the respondents or over the completers (DENOMINATORS)."""
+        if over == "completers":
+            return Rate(numerator, self.completers)
+        if over != "respondents":
+            raise ValueError(f"unknown denominator {over!r}")
+        return Rate(numerator, self.respondents)
+
+    @property
+    def response_rate(self) -> Rate:
+        """Respondents over completers."""
+        return Rate(self.respondents, self.completers)
 
     @property
     def i5b(self) -> Rate:
@@ -466,7 +564,30 @@ class Indicators:
 
     @property
     def i6b1(self) -> Rate:
-        return Rate(self.relevant_yes, self.relevant_answered)
+        """Satisfied with the skills and competences acquired (EQAVET 6b1)."""
+        return Rate(self.satisfied_yes, self.satisfied_answered)
+
+    @property
+    def use_of_skills(self) -> Rate:
+        """Employed who use what they learnt (a lot or a little): not an EQAVET indicator."""
+        return Rate(self.use_yes, self.use_answered)
+
+    def rates(self, over: str = "respondents") -> dict[str, Rate]:
+        """5b, 6a, 6b1 and the use of skills, over `over`: the respondents (each indicator
+        over those it is asked of) or all completers (the numerator over the completers)."""
+        if over == "respondents":
+            return {
+                "5b": self.i5b,
+                "6a": self.i6a,
+                "6b1": self.i6b1,
+                "use": self.use_of_skills,
+            }
+        return {
+            "5b": self.share(self.employed, over),
+            "6a": self.share(self.related_yes, over),
+            "6b1": self.share(self.satisfied_yes, over),
+            "use": self.share(self.use_yes, over),
+        }
 
 
 def breakdown_key(row: OutcomeRow, by: str) -> Hashable:
@@ -479,6 +600,41 @@ def breakdown_key(row: OutcomeRow, by: str) -> Hashable:
     if by == "age_band":
         return row.age_band
     return "total"
+
+
+def completer_key(row: CompleterRow, by: str) -> Hashable:
+    if by == "programme":
+        return row.programme_id
+    if by == "eqf":
+        return row.eqf_level
+    if by == "gender":
+        return row.gender or "unknown"
+    if by == "age_band":
+        return row.age_band
+    return "total"
+
+
+def add_completers(
+    result: dict[str | None, dict[Hashable, Indicators]],
+    rows: Iterable[CompleterRow],
+    waves_of: WavesOf,
+    by: str = "total",
+    opened: Callable[[str, CompleterRow], bool] | None = None,
+) -> dict[str | None, dict[Hashable, Indicators]]:
+    """Add to `result` (of `indicators`) the completers of each wave and breakdown value: the
+    graduates whose plan has the wave (`waves_of`: here only the waves of the questionnaire
+    the result is of) and, with `opened`, for whom it has opened. A group with completers but
+    no respondent gets its row (an indicator of 0 respondents is shown as such)."""
+    for row in rows:
+        for wave in waves_of(row.institution_id, row.programme_id):
+            if opened is not None and not opened(wave, row):
+                continue
+            groups = result.setdefault(wave, {})
+            key = completer_key(row, by)
+            if key not in groups:
+                groups[key] = Indicators()
+            groups[key].completers += row.count
+    return result
 
 
 def indicators(

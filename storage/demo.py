@@ -125,6 +125,9 @@ def _answers(activity: str, related: str | None, relevant: str | None) -> dict[s
         answers["U1"] = 3
     if activity == "other":
         answers["O1"] = "caring"
+    # A8, satisfaction with the skills acquired (EQAVET 6b1), is asked of everyone: the demo
+    # ties it to the use of skills where there is one, so the figures tell one story.
+    answers["A8"] = {_LOT: 5, _LITTLE: 4, _N: 2}.get(relevant or "", 3)
     return answers
 
 

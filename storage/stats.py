@@ -153,7 +153,29 @@ class OutcomeRow:
     activity: str | None
     related: str | None
     relevant: str | None
+    """The use-of-skills answer (`IndicatorQuestions.use`)."""
     count: int
+    satisfied: str | None = None
+    """The satisfaction answer (a scale point, as text)."""
+
+
+@dataclass(frozen=True)
+class CompleterRow:
+    """Graduates on the roster (programme completers, erased ones too) of one school,
+    programme, graduation date and breakdown values: the denominator of the indicators over
+    completers."""
+
+    institution_id: int
+    programme_id: int
+    graduation_date: date
+    eqf_level: int | None
+    gender: str | None
+    age_band: str
+    count: int
+
+    @property
+    def cohort(self) -> int:
+        return self.graduation_date.year
 
 
 @dataclass(frozen=True)
@@ -173,7 +195,8 @@ class IndicatorQuestions:
     form_id: str
     activity: str
     related: str
-    relevant: str
+    use: str
+    satisfied: str
 
 
 AGE_BANDS = ("under_20", "20_24", "25_29", "30_plus", "unknown")
@@ -463,8 +486,14 @@ async def outcomes(
     """Completed responses (`counted_complete`) of `spec.form_id`, grouped by wave,
     breakdowns and the answers the indicators count."""
     dialect = _dialect(session)
-    answers = {name: aliased(Answer, name=f"a_{name}") for name in ("act", "rel", "use")}
-    questions = {"act": spec.activity, "rel": spec.related, "use": spec.relevant}
+    names = ("act", "rel", "use", "sat")
+    answers = {name: aliased(Answer, name=f"a_{name}") for name in names}
+    questions = {
+        "act": spec.activity,
+        "rel": spec.related,
+        "use": spec.use,
+        "sat": spec.satisfied,
+    }
     values = {
         name: json_text(col(alias.value), dialect).label(name) for name, alias in answers.items()
     }
@@ -478,6 +507,7 @@ async def outcomes(
         values["act"],
         values["rel"],
         values["use"],
+        values["sat"],
     )
     query = (
         core_select(*keys, func.count())
@@ -501,8 +531,43 @@ async def outcomes(
         )
     rows = await _all(session, query)
     return [
-        OutcomeRow(wave, int(p), eqf, gender, str(age), act, rel, use, int(n))
-        for wave, p, eqf, gender, age, act, rel, use, n in rows
+        OutcomeRow(wave, int(p), eqf, gender, str(age), act, rel, use, int(n), _point(sat))
+        for wave, p, eqf, gender, age, act, rel, use, sat, n in rows
+    ]
+
+
+def _point(value: Any) -> str | None:
+    """A scale answer as text ("4"): SQLite's json_extract gives a number, PostgreSQL text."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+async def completers(session: AsyncSession, scope: Scope) -> list[CompleterRow]:
+    """The roster's graduates per school, programme, graduation date and the breakdowns of
+    the indicators (EQF level, gender, age band)."""
+    day = col(Graduate.graduation_date)
+    band = _age_band().label("band")
+    keys: Sequence[Any] = (
+        col(Graduate.institution_id),
+        col(Graduate.programme_id),
+        day,
+        col(Programme.eqf_level),
+        col(Graduate.gender),
+        band,
+    )
+    query = (
+        core_select(*keys, func.count())
+        .select_from(Graduate)
+        .join(Programme, col(Programme.id) == col(Graduate.programme_id))
+        .where(*_in_scope(scope))
+        .group_by(*keys)
+    )
+    return [
+        CompleterRow(int(i), int(p), _as_date(d), eqf, gender, str(age), int(n))
+        for i, p, d, eqf, gender, age, n in await _all(session, query)
     ]
 
 

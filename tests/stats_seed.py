@@ -1,7 +1,8 @@
 """A small, designed data set for the statistics (tests/test_stats.py, the dashboard tests).
 
 Written straight with the models, no bot. Two schools, three programmes, two cohorts, 55
-graduates; the default wave plan (pregrad, m2, m6: conversations/waves.yaml); invitations
+graduates; the default wave plan (pregrad, m2, m6, m12: conversations/waves.yaml; m12 responses
+only with `seed_m12`, at the end of this module); invitations
 with the due and closing times of `conversations.waves.schedule`.
 
     school  country timezone          programmes            graduation dates
@@ -184,7 +185,8 @@ ADMIN_USER_ID = 990_001
 OFFICER_USER_ID = 990_002
 """Telegram user id of the seeded alumni officer of alfa."""
 
-VERSION = "2026.1"
+VERSIONS = {"tracking": "2026.2", "pregrad": "2026.1"}
+"""The deployed version of each questionnaire the seeded responses name."""
 CHAT_BASE = 700_000
 
 SCHOOLS: dict[str, tuple[str, str, str, str]] = {
@@ -603,7 +605,7 @@ async def seed(db: Database) -> Seeded:
                 response = SurveyResponse(
                     graduate_id=graduate.id,
                     form_id=r.form_id,
-                    version=VERSION,
+                    version=VERSIONS[r.form_id],
                     wave=r.wave,
                     status=(ResponseStatus.SUBMITTED if submitted else ResponseStatus.OPEN).value,
                     current="" if submitted else r.current,
@@ -644,3 +646,67 @@ async def seed(db: Database) -> Seeded:
             admin_id=admin.id,
             officer_id=officer.id,
         )
+
+
+# ---------------------------------------------------------------- the 12-month wave
+
+M12_ROWS: tuple[tuple[str, str, str | None, str | None, int | None], ...] = (
+    # ref, Q1, E6, E7, A8 (satisfied with the skills acquired, 1-5; None: not answered)
+    ("A01", EMP, C, LOT, 5),
+    ("A02", EMP, P, LOT, 4),
+    ("A03", EMP, N, N, 2),
+    ("A04", SELF, C, LITTLE, 5),
+    ("A05", WS, C, LOT, 4),
+    ("A06", STUDY, None, None, 3),
+    ("A07", STUDY, None, None, 5),
+    ("A08", STUDY, None, None, 4),
+    ("A09", LOOK, None, None, 1),
+    ("A10", EMP, C, LOT, None),
+    ("A11", EMP, C, LOT, 5),
+)
+"""The 12-month wave (m12, EQAVET's "one year after"), added by `seed_m12` on top of `seed`:
+complete, submitted responses of alfa P1's class of 2025 (18 completers: A01-A18), with the
+satisfaction question A8 of 6b1. Counted by hand:
+
+    respondents 11 of 18 completers; female 7 of 10 (A01 A02 A03 A06 A07 A09 A11),
+    male 3 of 7 (A04 A05 A08), other 1 of 1 (A10)
+    5a  employed 6 (A01 A02 A03 A04 A10 A11), employed and studying 1 (A05), studying 3,
+        looking 1, other 0
+    5b  7 employed (6 + A05) of 11; of the completers 7 of 18
+    6a  related (completely, partly) 6 of the 7 employed (A03 not at all)
+    6b1 satisfied (4, 5) 7 (A01 A02 A04 A05 A07 A08 A11) of the 10 who answered A8 (not A10)
+    use of skills (a lot, a little) 6 of 7 (A03 not at all)
+"""
+
+
+async def seed_m12(db: Database, seeded: Seeded) -> None:
+    """Add `M12_ROWS` (m12 responses, answered in July 2026) to the seeded data set."""
+    async with db.session() as session:
+        for number, (ref, activity, related, use, satisfied) in enumerate(M12_ROWS):
+            answers = tracking_answers(activity, related, use)
+            if satisfied is not None:
+                answers["A8"] = satisfied
+            when = utc("2026-07-06 10:00") + timedelta(hours=number)
+            response = SurveyResponse(
+                graduate_id=seeded.graduates[ref],
+                form_id="tracking",
+                version=VERSIONS["tracking"],
+                wave="m12",
+                status=ResponseStatus.SUBMITTED.value,
+                current="",
+                complete=True,
+                declined=False,
+                started_at=when - timedelta(minutes=5),
+                updated_at=when,
+                completed_at=when,
+                submitted_at=when,
+            )
+            session.add(response)
+            await session.flush()
+            assert response.id is not None
+            for question, value in answers.items():
+                session.add(
+                    Answer(
+                        response_id=response.id, question=question, value=value, answered_at=when
+                    )
+                )

@@ -32,6 +32,7 @@ from storage.models import (
 )
 from storage.roster import import_roster, read_table
 from storage.staff import add_staff
+from tests import stats_seed
 from tests.harness import Harness, tr
 
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/dashboard/login/[A-Za-z0-9_-]+)")
@@ -138,6 +139,89 @@ async def seed_small(h: Harness) -> tuple[int, int]:
                 )
             )
     return alfa.id, beta.id
+
+
+async def test_the_eqavet_reporting_table_takes_each_indicator_from_its_wave(
+    harness: Harness, web: str
+) -> None:
+    """On 2026-08-01 the 12-month wave has reached alfa's class of 2025 (P1 18 + P2 8 = 26
+    completers); 11 of them answered it (tests/stats_seed.py M12_ROWS, counted by hand there).
+    The overview reports 5a, 5b, 6a and 6b1 from that wave over the respondents and over the
+    completers, with the response rate, and says which one EQAVET reporting uses."""
+    h = harness
+    h.clock.set(datetime(2026, 8, 1, 9, 0, tzinfo=UTC))
+    seeded = await stats_seed.seed(h.db)
+    await stats_seed.seed_m12(h.db, seeded)
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    async with client_session() as client:
+        await log_in(h, client, officer)
+        async with client.get(f"{web}/dashboard") as page:
+            html = (await page.text()).replace("\xa0", " ")
+        async with client.get(f"{web}/dashboard/waves/m12") as page:
+            m12 = await page.text()
+        async with client.get(f"{web}/dashboard/waves/m6") as page:
+            m6 = await page.text()
+        async with client.get(f"{web}/dashboard/exports/indicators.csv") as download:
+            assert download.status == 200
+            exported = list(
+                csv.DictReader(io.StringIO((await download.read()).decode("utf-8-sig")))
+            )
+    (total,) = [r for r in exported if r["wave"] == "m12" and r["breakdown"] == "total"]
+    assert (total["respondents"], total["completers"], total["response_rate_pct"]) == (
+        "11",
+        "26",
+        "42.3",
+    )
+    assert (total["5b_employed_pct"], total["5b_employed_of_completers_pct"]) == ("63.6", "26.9")
+    assert (total["6b1_satisfied_pct"], total["6b1_satisfied_of_completers_pct"]) == (
+        "70.0",
+        "26.9",
+    )
+    assert total["use_of_skills_pct"] == "85.7"  # 6 of 7 employed use what they learnt
+    assert "EQAVET reporting takes 5a, 5b, 6a, 6b1 from this wave." in m12
+    assert "EQAVET reporting takes" not in m6
+    # the wave page's table over completers: 26 completers, 11 respondents
+    over = re.search(r'data-key="completers">26<.*?data-key="respondents">11<', m12, re.S)
+    assert over, m12
+    table = re.search(r'<table class="numbers" id="eqavet">.*?</table>', html, re.S)
+    assert table, html
+    rows = {
+        key: dict(re.findall(r'data-key="(\w+)">([^<]*)<', body))
+        for key, body in re.findall(r'<tr data-indicator="(\w+)">(.*?)</tr>', table.group(0), re.S)
+    }
+    assert list(rows) == [
+        "5a_employed",
+        "5a_working_and_studying",
+        "5a_studying",
+        "5a_looking_for_work",
+        "5a_other",
+        "5b",
+        "6a",
+        "6b1",
+    ]
+    assert all("12 months after graduation" in row["wave"] for row in rows.values())
+    assert all(row["response_rate"] == "42.3%" for row in rows.values())  # 11 / 26
+    assert all(row["completers"] == "26" for row in rows.values())
+    # 5a: employed 6 of 11 (6 of 26 completers); the three small groups are not shown
+    assert rows["5a_employed"]["respondents_share"] == "54.5%"
+    assert rows["5a_employed"]["completers_share"] == "23.1%"
+    for small in ("working_and_studying", "studying", "looking_for_work"):
+        assert rows[f"5a_{small}"]["respondents_share"] == "–"
+        assert rows[f"5a_{small}"]["completers_share"] == "–"
+    assert rows["5a_other"]["respondents_share"] == "0.0%"
+    # 5b: 7 of 11, 7 of 26; 6a: 6 of the 7 employed, 6 of 26
+    assert (rows["5b"]["respondents_share"], rows["5b"]["counted_over"]) == ("63.6%", "11")
+    assert rows["5b"]["completers_share"] == "26.9%"
+    assert (rows["6a"]["respondents_share"], rows["6a"]["counted_over"]) == ("85.7%", "7")
+    assert rows["6a"]["completers_share"] == "23.1%"
+    # 6b1: satisfied with the skills acquired, 7 of the 10 who answered A8; 7 of 26
+    assert (rows["6b1"]["respondents_share"], rows["6b1"]["counted_over"]) == ("70.0%", "10")
+    assert rows["6b1"]["completers_share"] == "26.9%"
+    assert "That is the figure EQAVET reporting uses" in html
+    assert "6b1 · Satisfied with the skills acquired" in html
+    assert "Use of skills at work" in html
+    assert "Employed and in education or training" in html
 
 
 async def test_staff_log_in_with_a_link_from_the_bot_and_see_their_school(

@@ -12,10 +12,12 @@ import pytest
 from conversations.indicators import (
     DEFAULT_SPEC_FILE,
     DESTINATIONS,
+    EQAVET_DENOMINATOR,
     Funnel,
     IndicatorSpecError,
     Rate,
     Reach,
+    add_completers,
     channel_counts,
     check_spec,
     drop_off,
@@ -28,7 +30,15 @@ from conversations.indicators import (
     weekly,
 )
 from conversations.questionnaire import Questionnaire, load_questionnaire
-from storage.stats import ChannelRow, DayRow, OutcomeRow, PopulationRow, QuestionRow, WaveRow
+from storage.stats import (
+    ChannelRow,
+    CompleterRow,
+    DayRow,
+    OutcomeRow,
+    PopulationRow,
+    QuestionRow,
+    WaveRow,
+)
 
 QUESTIONNAIRES = Path(__file__).parent.parent / "conversations" / "questionnaires"
 SPEC_TEXT = DEFAULT_SPEC_FILE.read_text(encoding="utf-8")
@@ -208,13 +218,18 @@ def test_drop_off_in_questionnaire_order(tracking: Questionnaire) -> None:
 
 def test_the_spec_file() -> None:
     spec = load_specs()["tracking"]
-    assert spec.activity == "Q1" and spec.related == "E6" and spec.relevant == "E7"
+    assert spec.activity == "Q1" and spec.related == "E6"
     assert set(spec.destinations) == set(DESTINATIONS)
     assert spec.destinations["employed"] == {"employed", "self_employed"}
     assert spec.destinations["other"] == {"not_available", "other"}
     assert spec.employed == {"employed", "self_employed", "working_and_studying"}
     assert spec.related_yes == {"completely", "partly"}
-    assert spec.relevant_yes == {"a_lot", "a_little"}
+    assert spec.use == "E7" and spec.use_yes == {"a_lot", "a_little"}
+    # 6b1 is satisfaction with the skills acquired (4 or 5 of 5), asked of everyone
+    assert spec.satisfied == "A8" and spec.satisfied_yes == {"4", "5"}
+    # 5b is "one year after": every indicator is reported from the 12-month wave
+    assert spec.reported_at == {"5a": "m12", "5b": "m12", "6a": "m12", "6b1": "m12"}
+    assert spec.wave_of("5b") == "m12"
     assert spec.destination("working_and_studying") == "working_and_studying"
     assert spec.destination("unemployed_looking") == "looking_for_work"
     assert spec.destination(None) is None
@@ -237,7 +252,13 @@ def broken(old: str, new: str) -> str:
             "tracking: employed is in two groups",
         ),
         (broken("  activity: Q1\n", ""), "tracking: 'activity' is missing"),
-        (broken('  relevant: {question: E7, "yes": [a_lot, a_little]}\n', ""), "'relevant'"),
+        (
+            broken('  use_of_skills: {question: E7, "yes": [a_lot, a_little]}\n', ""),
+            "'use_of_skills'",
+        ),
+        (broken('"yes": [4, 5]}', '"yes": ["4", "5"]}'), "satisfied.yes: a list of scale points"),
+        (broken("reported_at: {5a: m12,", "reported_at: {5c: m12,"), "unknown indicator '5c'"),
+        (broken("reported_at: {5a: m12,", "reported_at: {5a: 12,"), "reported_at must map"),
         (broken('{question: E6, "yes"', '{"yes"'), "tracking: 'question' is missing"),
         (
             broken("employed: [employed, self_employed, working", "employed: employed #"),
@@ -273,7 +294,7 @@ def test_check_spec_reports_what_is_missing(tracking: Questionnaire) -> None:
     assert check_spec(not_select, tracking) == ["tracking: E4 must be a select_one question"]
     no_choice = replace(
         spec,
-        relevant_yes=frozenset({"a_lot", "heaps"}),
+        use_yes=frozenset({"a_lot", "heaps"}),
         destinations={
             **spec.destinations,
             "other": frozenset({"not_available", "other", "retired"}),
@@ -282,6 +303,19 @@ def test_check_spec_reports_what_is_missing(tracking: Questionnaire) -> None:
     assert check_spec(no_choice, tracking) == [
         "tracking: Q1 has no choice retired",
         "tracking: E7 has no choice heaps",
+    ]
+
+
+def test_check_spec_checks_the_satisfaction_scale(tracking: Questionnaire) -> None:
+    spec = load_specs()["tracking"]
+    assert check_spec(replace(spec, satisfied="E6"), tracking) == [
+        "tracking: E6 must be a scale question"
+    ]
+    assert check_spec(replace(spec, satisfied_yes=frozenset({"5", "6"})), tracking) == [
+        "tracking: A8 has no point 6"
+    ]
+    assert check_spec(replace(spec, satisfied="A9"), tracking) == [
+        "tracking: the questionnaire has no question A9"
     ]
 
 
@@ -309,20 +343,24 @@ def outcome(
     eqf: int | None = 4,
     gender: str | None = "female",
     age: str = "20_24",
+    satisfied: str | None = None,
 ) -> OutcomeRow:
-    return OutcomeRow(wave, programme, eqf, gender, age, activity, related, relevant, count)
+    return OutcomeRow(
+        wave, programme, eqf, gender, age, activity, related, relevant, count, satisfied
+    )
 
 
 def test_indicators_count_the_employed_only() -> None:
     spec = load_specs()["tracking"]
     rows = [
-        outcome("employed", "completely", "a_lot", 4),
-        outcome("self_employed", "not_at_all", "a_little", 2),
-        outcome("working_and_studying", "partly", "not_at_all", 3),
-        outcome("employed", None, None, 1),  # E6 and E7 not stored: not in the denominators
-        outcome("studying", "completely", "a_lot", 5),  # stale answers of a non-employed
-        outcome("unemployed_looking", count=2),
-        outcome("not_available", count=1),
+        outcome("employed", "completely", "a_lot", 4, satisfied="5"),
+        outcome("self_employed", "not_at_all", "a_little", 2, satisfied="3"),
+        outcome("working_and_studying", "partly", "not_at_all", 3, satisfied="4"),
+        outcome("employed", None, None, 1),  # E6, E7, A8 not stored: not in the denominators
+        # stale E6 and E7 of a non-employed; A8 is asked of everyone and counts
+        outcome("studying", "completely", "a_lot", 5, satisfied="2"),
+        outcome("unemployed_looking", count=2, satisfied="4"),
+        outcome("not_available", count=1, satisfied="1"),
         outcome("other", count=1),
     ]
     result = indicators(rows, spec)
@@ -338,9 +376,12 @@ def test_indicators_count_the_employed_only() -> None:
     }
     assert total.employed == 10  # 7 + 3
     assert (total.related_yes, total.related_answered) == (7, 9)  # 4 + 3 of 4 + 2 + 3
-    assert (total.relevant_yes, total.relevant_answered) == (6, 9)  # 4 + 2 of 9
+    assert (total.use_yes, total.use_answered) == (6, 9)  # 4 + 2 of 9
+    assert total.use_of_skills == Rate(6, 9)
+    # 6b1: 4 or 5 of 5, over all who answered A8: 4 + 3 + 2 of 4 + 2 + 3 + 5 + 2 + 1
+    assert (total.satisfied_yes, total.satisfied_answered) == (9, 17)
     assert total.i5b == Rate(10, 19)
-    assert total.i6a == Rate(7, 9) and total.i6b1 == Rate(6, 9)
+    assert total.i6a == Rate(7, 9) and total.i6b1 == Rate(9, 17)
     shares = total.shares_5a()
     # w+s 3, looking 2, other 2 hidden: three small parts, no secondary suppression
     assert shares["employed"] == Rate(7, 19) and shares["studying"] == Rate(5, 19)
@@ -387,6 +428,78 @@ def test_indicators_by_breakdown_and_wave() -> None:
     assert {k: v.respondents for k, v in by_age.items()} == {"20_24": 7, "unknown": 3}
     with pytest.raises(ValueError, match="unknown breakdown"):
         indicators(rows, spec, "colour")
+
+
+def completers(gender: str, count: int, *, programme: int = 1, year: int = 2025) -> CompleterRow:
+    return CompleterRow(1, programme, date(year, 6, 30), 4, gender, "20_24", count)
+
+
+def test_the_twelve_month_wave_over_respondents_and_over_completers() -> None:
+    """A hand-counted 12-month wave: 13 respondents of 20 completers (programme 1, class of
+    2025); programme 2's plan has no m12, and the class of 2026 has not reached it."""
+    spec = load_specs()["tracking"]
+    rows = [
+        outcome("employed", "completely", "a_lot", 5, wave="m12", satisfied="5"),
+        outcome("working_and_studying", "partly", "a_little", 2, wave="m12", satisfied="4"),
+        outcome("studying", count=5, wave="m12", satisfied="3"),
+        outcome("unemployed_looking", count=1, wave="m12", gender="male", satisfied="4"),
+    ]
+    roster = [
+        completers("female", 12),
+        completers("male", 5),
+        completers("other", 3),
+        completers("female", 4, year=2026),  # m12 not open for them yet
+        completers("male", 9, programme=2),  # their plan: m2 only
+    ]
+
+    def waves_of(institution_id: int, programme_id: int) -> list[str]:
+        return ["m2", "m12"] if programme_id == 1 else ["m2"]
+
+    def opened(wave: str, row: CompleterRow) -> bool:
+        return wave == "m2" or row.graduation_date.year == 2025
+
+    total = add_completers(indicators(rows, spec), roster, waves_of, "total", opened)
+    m12 = total["m12"]["total"]
+    assert (m12.respondents, m12.completers) == (13, 20)  # 5 + 2 + 5 + 1; 12 + 5 + 3
+    assert m12.response_rate == Rate(13, 20)
+    # 5b over respondents and over completers: employed 5 + working and studying 2
+    assert m12.i5b == Rate(7, 13) and m12.rates("completers")["5b"] == Rate(7, 20)
+    # working and studying counts as employed (5b) and is its own 5a group
+    assert m12.destinations["working_and_studying"] == 2 and m12.employed == 7
+    # 6a over the employed who answered E6: 5 + 2 related of 7
+    assert m12.i6a == Rate(7, 7) and m12.rates("completers")["6a"] == Rate(7, 20)
+    # 6b1: satisfied (4, 5) of everyone who answered A8: 5 + 2 + 1 of 13
+    assert m12.i6b1 == Rate(8, 13) and m12.rates("completers")["6b1"] == Rate(8, 20)
+    assert m12.use_of_skills == Rate(7, 7)
+    # 5a: working and studying 2 and looking 1 are hidden (two small parts: no more)
+    assert m12.shares_5a() == {
+        "employed": Rate(5, 13),
+        "working_and_studying": None,
+        "studying": Rate(5, 13),
+        "looking_for_work": None,
+        "other": Rate(0, 13),
+    }
+    assert m12.shares_5a("completers")["employed"] == Rate(5, 20)
+    assert m12.shares_5a("completers")["looking_for_work"] is None
+    # m2 has completers (20 + 4 + 9) and no respondent: a row of zeros, not a missing row
+    m2 = total["m2"]["total"]
+    assert (m2.respondents, m2.completers) == (0, 33)
+    assert m2.response_rate == Rate(0, 33) and m2.response_rate.value == 0
+    assert EQAVET_DENOMINATOR == "respondents"
+    with pytest.raises(ValueError, match="unknown denominator"):
+        m12.share(1, "graduates")
+
+    by_gender = add_completers(indicators(rows, spec, "gender"), roster, waves_of, "gender", opened)
+    female, male, other = (by_gender["m12"][g] for g in ("female", "male", "other"))
+    assert (female.respondents, female.completers) == (12, 12)
+    assert female.response_rate.value == 1.0
+    # one male respondent of five: the rate is hidden, the five completers are shown
+    assert (male.respondents, male.completers) == (1, 5)
+    assert male.response_rate.value is None and male.response_rate.suppressed
+    # three "other" completers and no respondent: a small denominator hides even 0 %
+    assert (other.respondents, other.completers) == (0, 3)
+    assert other.response_rate.suppressed
+    assert other.rates("completers")["5b"].suppressed
 
 
 def test_reach_hides_a_second_group_when_one_would_be_given_away_by_the_total() -> None:

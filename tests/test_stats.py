@@ -24,7 +24,7 @@ from storage.erasure import erase_graduate
 from storage.models import Answer, Graduate, ResponseStatus, Staff, SurveyResponse
 from storage.stats import Scope
 from tests import stats_seed
-from tests.stats_seed import ADMIN_USER_ID, OFFICER_USER_ID, Seeded, seed
+from tests.stats_seed import ADMIN_USER_ID, OFFICER_USER_ID, Seeded, seed, seed_m12
 
 T = TypeVar("T")
 
@@ -63,19 +63,20 @@ def raw(ind: Indicators) -> tuple[int, ...]:
         ind.employed,
         ind.related_yes,
         ind.related_answered,
-        ind.relevant_yes,
-        ind.relevant_answered,
+        ind.use_yes,
+        ind.use_answered,
     )
 
 
 def seen(ind: Indicators) -> tuple[tuple[Fraction, ...], Fraction, Fraction, Fraction]:
-    """5a shares (DESTINATIONS order), 5b, 6a, 6b1 as shown."""
+    """5a shares (DESTINATIONS order), 5b, 6a and the use of skills as shown (the seed's
+    responses predate the satisfaction question of 6b1: test_twelve_month_wave has it)."""
     shares = ind.shares_5a()
     return (
         tuple(shown(shares[d]) for d in DESTINATIONS),
         shown(ind.i5b),
         shown(ind.i6a),
-        shown(ind.i6b1),
+        shown(ind.use_of_skills),
     )
 
 
@@ -136,7 +137,7 @@ async def test_all_schools_funnels(db: Database) -> None:
     admin = await staff(db, ADMIN_USER_ID)
     report = await report_for(db, staff_scope(admin))
     assert report.scope == Scope()
-    assert [w.name for w in report.waves] == ["pregrad", "m2", "m6"]
+    assert [w.name for w in report.waves] == ["pregrad", "m2", "m6", "m12"]
     assert report.cohorts == [2025, 2026]
     assert set(report.names.schools) == {seeded.alfa, seeded.beta}
     p1, p2, p3 = (seeded.programmes[p] for p in ("P1", "P2", "P3"))
@@ -152,6 +153,7 @@ async def test_all_schools_funnels(db: Database) -> None:
         "m2": (55, 43, 35, 31, 23, 5, 3),
         # invited A01-A05; A01 and A02 complete
         "m6": (55, 43, 5, 2, 2, 0, 0),
+        "m12": (55, 43, 0, 0, 0, 0, 0),  # nobody invited yet
     }
     assert {k: counts(f) for k, f in report.by_wave_cohort.items()} == {
         ("pregrad", 2025): (37, 31, 0, 0, 0, 0, 0),  # 18 + 8 + 11 graduates, 16 + 6 + 9
@@ -159,7 +161,9 @@ async def test_all_schools_funnels(db: Database) -> None:
         ("m2", 2025): (37, 31, 35, 31, 23, 5, 3),
         ("m2", 2026): (18, 12, 0, 0, 0, 0, 0),  # D01's m2 invitation is only pending
         ("m6", 2025): (37, 31, 5, 2, 2, 0, 0),
+        ("m12", 2025): (37, 31, 0, 0, 0, 0, 0),
         ("m6", 2026): (18, 12, 0, 0, 0, 0, 0),
+        ("m12", 2026): (18, 12, 0, 0, 0, 0, 0),
     }
     assert {k: counts(f) for k, f in report.by_wave_programme.items()} == {
         ("pregrad", p1): (22, 18, 0, 0, 0, 0, 0),  # 18 + 4 graduates, 16 + 2 reachable
@@ -172,8 +176,11 @@ async def test_all_schools_funnels(db: Database) -> None:
         # C01-C10 invited; C01-C09 started; C07 C08 partial; C09 declined
         ("m2", p3): (22, 18, 10, 9, 6, 2, 1),
         ("m6", p1): (22, 18, 5, 2, 2, 0, 0),
+        ("m12", p1): (22, 18, 0, 0, 0, 0, 0),
         ("m6", p2): (11, 7, 0, 0, 0, 0, 0),
+        ("m12", p2): (11, 7, 0, 0, 0, 0, 0),
         ("m6", p3): (22, 18, 0, 0, 0, 0, 0),
+        ("m12", p3): (22, 18, 0, 0, 0, 0, 0),
     }
     assert {k: counts(f) for k, f in report.by_wave_school.items()} == {
         ("pregrad", seeded.alfa): (33, 25, 0, 0, 0, 0, 0),  # P1 + P2: 22 + 11, 18 + 7
@@ -181,7 +188,9 @@ async def test_all_schools_funnels(db: Database) -> None:
         ("m2", seeded.alfa): (33, 25, 25, 22, 17, 3, 2),  # 17 + 8 invited, 15 + 7 started
         ("m2", seeded.beta): (22, 18, 10, 9, 6, 2, 1),
         ("m6", seeded.alfa): (33, 25, 5, 2, 2, 0, 0),
+        ("m12", seeded.alfa): (33, 25, 0, 0, 0, 0, 0),
         ("m6", seeded.beta): (22, 18, 0, 0, 0, 0, 0),
+        ("m12", seeded.beta): (22, 18, 0, 0, 0, 0, 0),
     }
 
 
@@ -430,6 +439,7 @@ async def test_officer_sees_alfa_only(db: Database) -> None:
         "pregrad": (33, 25, 0, 0, 0, 0, 0),  # P1 22 + P2 11 graduates, 18 + 7 reachable
         "m2": (33, 25, 25, 22, 17, 3, 2),  # invited 17 + 8, started 15 + 7, complete 12 + 5
         "m6": (33, 25, 5, 2, 2, 0, 0),
+        "m12": (33, 25, 0, 0, 0, 0, 0),  # nobody invited yet
     }
     assert {k: counts(f) for k, f in report.by_wave_cohort.items() if k[0] == "m2"} == {
         ("m2", 2025): (26, 22, 25, 22, 17, 3, 2),  # 18 + 8 graduates, 16 + 6 reachable
@@ -458,7 +468,9 @@ async def test_officer_sees_alfa_only(db: Database) -> None:
         p1: M2_RAW["programme"]["P1"],
         p2: M2_RAW["programme"]["P2"],
     }
-    assert set(by(report, "gender")) == {"female", "male", "other"}  # beta's unknowns are gone
+    # beta's unknowns are gone; alfa's erased B23 (no gender) is a completer, no respondent
+    assert set(by(report, "gender")) == {"female", "male", "other", "unknown"}
+    assert by(report, "gender")["unknown"].respondents == 0
     # A01 A02 A03 A06 | A07 A09 A11 | B02 | B05: E6 yes 6 of 7 employed, E7 yes 4 of 7
     female = by(report, "gender")["female"]
     assert raw(female) == (9, 4, 3, 1, 1, 0, 7, 6, 7, 4, 7)
@@ -495,13 +507,15 @@ async def test_alfa_p2(db: Database) -> None:
         "pregrad": (11, 7, 0, 0, 0, 0, 0),  # 8 + 3 graduates; B04 B07 B22 B23 unreachable
         "m2": (11, 7, 8, 7, 5, 1, 1),  # B01-B08 invited, B07 did not start
         "m6": (11, 7, 0, 0, 0, 0, 0),
+        "m12": (11, 7, 0, 0, 0, 0, 0),  # nobody invited yet
     }
     assert {k: counts(f) for k, f in report.by_wave_programme.items()} == {
         ("pregrad", p2): (11, 7, 0, 0, 0, 0, 0),
         ("m2", p2): (11, 7, 8, 7, 5, 1, 1),
         ("m6", p2): (11, 7, 0, 0, 0, 0, 0),
+        ("m12", p2): (11, 7, 0, 0, 0, 0, 0),
     }
-    assert set(report.by_wave_school) == {(w, seeded.alfa) for w in ("pregrad", "m2", "m6")}
+    assert set(report.by_wave_school) == {(w, seeded.alfa) for w in ("pregrad", "m2", "m6", "m12")}
     m2 = report.by_wave["m2"]
     assert shown(m2.rate) == (5, 11) and shown(m2.rate_reachable) == (5, 7)
     assert m2.shown() == {
@@ -520,6 +534,7 @@ async def test_alfa_p2(db: Database) -> None:
     assert {k: raw(v) for k, v in by(report, "gender").items()} == {
         "male": (3, 1, 0, 2, 0, 0, 1, 1, 1, 1, 1),  # B01 employed, B03 B04 studying
         "female": (2, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0),  # B02 studying, B05 looking
+        "unknown": (0,) * 11,  # erased B23: a completer who did not answer
     }
     m2_wave = report.wave("m2")
     assert m2_wave is not None
@@ -548,6 +563,7 @@ async def test_cohort_2025(db: Database) -> None:
         "pregrad": (37, 31, 0, 0, 0, 0, 0),  # 18 + 8 + 11 graduates, 16 + 6 + 9 reachable
         "m2": (37, 31, 35, 31, 23, 5, 3),
         "m6": (37, 31, 5, 2, 2, 0, 0),
+        "m12": (37, 31, 0, 0, 0, 0, 0),  # nobody invited yet
     }
     assert {k: counts(f) for k, f in report.by_wave_school.items() if k[0] == "m2"} == {
         ("m2", seeded.alfa): (26, 22, 25, 22, 17, 3, 2),
@@ -684,9 +700,9 @@ async def test_a_school_with_its_own_plan_sees_its_own_waves(db: Database) -> No
     assert [w.name for w in beta.waves] == ["pregrad", "m3"]
     assert counts(beta.by_wave["m3"]) == (22, 18, 0, 0, 0, 0, 0)  # P3: 11 + 11, 9 + 9
     alfa = await build_report(db, plans, SPECS, Scope(institution_id=seeded.alfa))
-    assert [w.name for w in alfa.waves] == ["pregrad", "m2", "m6"]
+    assert [w.name for w in alfa.waves] == ["pregrad", "m2", "m6", "m12"]
     everyone = await build_report(db, plans, SPECS, Scope())
-    assert [w.name for w in everyone.waves] == ["pregrad", "m2", "m6", "m3"]
+    assert [w.name for w in everyone.waves] == ["pregrad", "m2", "m6", "m12", "m3"]
     assert counts(everyone.by_wave["pregrad"])[:2] == (55, 43)  # both plans have pregrad
     assert counts(everyone.by_wave["m6"])[:2] == (33, 25)  # alfa only
 
@@ -846,3 +862,57 @@ async def test_someone_who_started_without_an_invitation_counts_as_invited(db: D
     ):
         for key, funnel in groups.items():
             assert funnel.invited >= funnel.started >= funnel.completed, (key, counts(funnel))
+
+
+# ---------------------------------------------------------------- the 12-month wave
+
+
+async def test_twelve_month_wave_indicators_over_respondents_and_completers(db: Database) -> None:
+    """EQAVET 5a, 5b, 6a, 6b1 and the use of skills from the 12-month wave of alfa P1
+    (stats_seed.M12_ROWS, counted by hand there), over respondents and over completers, with
+    the small groups suppressed. On 2026-08-01 m12 has opened for the class of 2025 (graduated
+    2025-06-30, opens 12 months later), not for that of 2026: 18 completers, not 22."""
+    seeded = await seed(db)
+    await seed_m12(db, seeded)
+    p1 = seeded.programmes["P1"]
+    scope = Scope(institution_id=seeded.alfa, programme_id=p1)
+    report = await build_report(db, PLANS, SPECS, scope, today=date(2026, 8, 1))
+    wave = report.reported("tracking", "5b")
+    assert wave is not None and wave.name == "m12"
+    assert all(report.reported("tracking", i) == wave for i in ("5a", "6a", "6b1"))
+    total = by(report, "total", "m12")["total"]
+    assert (total.respondents, total.completers) == (11, 18)
+    assert shown(total.response_rate) == (11, 18)
+    assert total.destinations == {
+        "employed": 6,
+        "working_and_studying": 1,
+        "studying": 3,
+        "looking_for_work": 1,
+        "other": 0,
+    }
+    assert shown(total.i5b) == (7, 11)
+    assert shown(total.rates("completers")["5b"]) == (7, 18)
+    assert shown(total.i6a) == (6, 7)
+    assert shown(total.i6b1) == (7, 10)  # satisfaction: 4 or 5 of those who answered A8
+    assert shown(total.rates("completers")["6b1"]) == (7, 18)
+    assert shown(total.use_of_skills) == (6, 7)
+    # 5a: three small groups are hidden; the employed and the zero are shown
+    shares = total.shares_5a()
+    assert shown(shares["employed"]) == (6, 11) and shown(shares["other"]) == (0, 11)
+    assert all(shares[d] is None for d in ("working_and_studying", "studying", "looking_for_work"))
+    assert shown(total.shares_5a("completers")["employed"]) == (6, 18)
+
+    gender = by(report, "gender", "m12")
+    female, male, other = (gender[g] for g in ("female", "male", "other"))
+    assert (female.respondents, female.completers) == (7, 10)
+    assert shown(female.response_rate) == (7, 10)
+    # female 6b1: A01 A02 A07 A11 satisfied of 7: a numerator under five is hidden
+    assert female.i6b1 == Rate(4, 7) and shown(female.i6b1) is None
+    assert (male.respondents, male.completers) == (3, 7)
+    assert shown(male.response_rate) is None and male.response_rate.suppressed
+    assert (other.respondents, other.completers) == (1, 1)
+    assert shown(other.rates("completers")["5b"]) is None
+
+    # m6 keeps its own respondents (A01 A02) over the same 18 completers
+    m6 = by(report, "total", "m6")["total"]
+    assert (m6.respondents, m6.completers) == (2, 18)

@@ -338,21 +338,21 @@ async def test_telegram_429_and_5xx_are_retried_later(waves: Harness) -> None:
 
 async def test_new_graduates_do_not_get_waves_that_already_closed(waves: Harness) -> None:
     h = waves
-    h.clock.set(datetime(2027, 1, 1, 12, 0, tzinfo=UTC))
+    h.clock.set(datetime(2027, 9, 1, 12, 0, tzinfo=UTC))  # m12 (June 2026) closed 2027-08-30
     await h.consenting_graduate("en")
     assert await plan_invitations(h.db, h.runtime.plans, now=h.clock.now()) == 0
 
 
 async def test_a_graduate_through_every_wave_of_the_default_plan(harness: Harness) -> None:
-    """Before graduation, 2 and 6 months after: each invitation and reminder once, at 10:00
-    local time, and none after the graduate sent the wave's answers."""
+    """Before graduation, 2, 6 and 12 months after: each invitation and reminder once, at
+    10:00 local time, and none after the graduate sent the wave's answers."""
     h = harness
     h.clock.set(datetime(2026, 4, 1, 9, 0, tzinfo=UTC))
     await h.restart_bot()
     graduate, user = await h.consenting_graduate("it")
     # Planned when the chat was linked: nothing left for the planner.
     assert await plan_invitations(h.db, h.runtime.plans, now=h.clock.now()) == 0
-    assert len(await invitations(h)) == 3 + 4 + 4
+    assert len(await invitations(h)) == 3 + 4 + 4 + 4
     rows = sorted(await invitations(h), key=lambda r: r.due_at)
     sent_texts: list[str] = []
     for row in rows:
@@ -367,8 +367,8 @@ async def test_a_graduate_through_every_wave_of_the_default_plan(harness: Harnes
         if row.wave == "m2" and row.seq == 0:
             (c0,) = await h.press(user, tr("it", "Start the questionnaire"), message=message)
             await h.press(user, "No", message=c0)  # declines this time: the wave is answered
-    assert len(sent_texts) == 3 + 1 + 4
-    assert sum(t.startswith(tr("it", INVITE).split("{")[0]) for t in sent_texts) == 3
+    assert len(sent_texts) == 3 + 1 + 4 + 4
+    assert sum(t.startswith(tr("it", INVITE).split("{")[0]) for t in sent_texts) == 4
     assert all(r.status in ("sent", "skipped") for r in await invitations(h))
     assert graduate.consent_followup
 
@@ -447,7 +447,11 @@ async def test_roster_graduates_have_their_invitations_planned_by_the_import(
     )
     assert result.ok and result.created == 2
     planned = await invitations(h)
-    assert sorted({(i.wave, i.seq) for i in planned if i.seq == 0}) == [("m2", 0), ("m6", 0)]
+    assert sorted({(i.wave, i.seq) for i in planned if i.seq == 0}) == [
+        ("m12", 0),
+        ("m2", 0),
+        ("m6", 0),
+    ]
     assert len({i.graduate_id for i in planned}) == 2
 
 

@@ -43,7 +43,9 @@ from bot.web import auth, charts, exports
 from bot.web.server import TOO_LARGE_KEY
 from conversations.indicators import (
     BREAKDOWNS,
+    DENOMINATORS,
     DESTINATIONS,
+    INDICATORS,
     ChannelCounts,
     Funnel,
     Indicators,
@@ -108,10 +110,19 @@ SECURITY_HEADERS = {
 def destination_label(key: str) -> str:
     return {
         "employed": _("Employed"),
-        "working_and_studying": _("Working and studying"),
+        "working_and_studying": _("Employed and in education or training"),
         "studying": _("In education or training"),
         "looking_for_work": _("Looking for work"),
         "other": _("Other"),
+    }[key]
+
+
+def indicator_name(key: str) -> str:
+    """5b, 6a, 6b1 as staff read them (5a is one figure per destination)."""
+    return {
+        "5b": _("Employed"),
+        "6a": _("Work related to the training"),
+        "6b1": _("Satisfied with the skills acquired"),
     }[key]
 
 
@@ -665,7 +676,70 @@ class IndicatorLine:
 
     def __post_init__(self) -> None:
         self.respondents = suppress(self.counts.respondents)
-        self.shares = self.counts.shares_5a()
+        self.completers = suppress(self.counts.completers)
+        self.shares = {over: self.counts.shares_5a(over) for over in DENOMINATORS}
+        self.rates = {over: self.counts.rates(over) for over in DENOMINATORS}
+
+
+@dataclass(frozen=True)
+class EqavetRow:
+    """One line of the EQAVET reporting table: an indicator (a 5a destination, 5b, 6a, 6b1)
+    from the wave it is reported from."""
+
+    key: str
+    label: str
+    wave: str
+    of_respondents: Rate | None
+    counted_over: int | None
+    of_completers: Rate | None
+    completers: int | None
+    response_rate: Rate
+
+
+def _eqavet_rows(d: Dashboard, report: Report) -> list[EqavetRow]:
+    """The indicators of each questionnaire with a designated wave (indicators.yaml
+    `reported_at`), in EQAVET's order; a 5a destination hidden by secondary suppression is
+    hidden over the completers too."""
+    rows: list[EqavetRow] = []
+    for form_id in report.indicators:
+        for indicator in INDICATORS:
+            wave = report.reported(form_id, indicator)
+            if wave is None:
+                continue
+            c = report.wave_indicators(wave.name).get("total", Indicators())
+            title = _wave_title(d, wave, wave.name)
+            if indicator == "5a":
+                mine = c.shares_5a("respondents")
+                theirs = c.shares_5a("completers")
+                for key in DESTINATIONS:
+                    rows.append(
+                        EqavetRow(
+                            f"5a_{key}",
+                            f"5a · {destination_label(key)}",
+                            title,
+                            mine[key],
+                            suppress(c.respondents),
+                            theirs[key],
+                            suppress(c.completers),
+                            c.response_rate,
+                        )
+                    )
+                continue
+            rate = c.rates("respondents")[indicator]
+            over = c.rates("completers")[indicator]
+            rows.append(
+                EqavetRow(
+                    indicator,
+                    f"{indicator} · {indicator_name(indicator)}",
+                    title,
+                    rate,
+                    suppress(rate.denominator),
+                    over,
+                    suppress(c.completers),
+                    c.response_rate,
+                )
+            )
+    return rows
 
 
 @dataclass
@@ -830,6 +904,7 @@ async def overview(request: web.Request) -> web.Response:
         waves=report.waves,
         programme_rows=programme_rows,
         indicator_rows=[IndicatorLine(label, counts) for label, counts in totals],
+        eqavet_rows=_eqavet_rows(d, report),
         rate_chart=_rate_chart(_("Response rate per wave"), lines),
         funnel_chart=(
             _funnel_chart(_("Status funnel: {wave}").format(wave=focus.label), focus.funnel)
@@ -845,8 +920,12 @@ async def overview(request: web.Request) -> web.Response:
             _("EQAVET 6a: work related to the training"), [(label, c.i6a) for label, c in totals]
         ),
         relevant_chart=_indicator_chart(
-            _("EQAVET 6b1: training relevant to the job"),
+            _("EQAVET 6b1: satisfied with the skills acquired"),
             [(label, c.i6b1) for label, c in totals],
+        ),
+        use_chart=_indicator_chart(
+            _("Use of skills at work (employed)"),
+            [(label, c.use_of_skills) for label, c in totals],
         ),
         query=_query(scope),
     )
@@ -949,6 +1028,9 @@ async def wave_page(request: web.Request) -> web.Response:
         by_cohort=by_cohort,
         by_school=by_school if scope.institution_id is None else [],
         has_indicators=wave.questionnaire in report.indicators,
+        reported_here=", ".join(
+            i for i in INDICATORS if report.reported(wave.questionnaire, i) == wave
+        ),
         total=IndicatorLine(_("All respondents"), total) if total else None,
         breakdowns=breakdowns,
         drop_off=drop,
@@ -1425,7 +1507,15 @@ async def export_indicators(request: web.Request) -> web.Response:
             *(f"5a_{key}_pct" for key in DESTINATIONS),
             "5b_employed_pct",
             "6a_related_pct",
-            "6b1_relevant_pct",
+            "6b1_satisfied_pct",
+            "use_of_skills_pct",
+            "completers",
+            "response_rate_pct",
+            *(f"5a_{key}_of_completers_pct" for key in DESTINATIONS),
+            "5b_employed_of_completers_pct",
+            "6a_related_of_completers_pct",
+            "6b1_satisfied_of_completers_pct",
+            "use_of_skills_of_completers_pct",
         ],
         indicator_rows,
     )
@@ -1465,10 +1555,12 @@ def _indicator_export_rows(d: Dashboard, report: Report) -> Iterator[list[object
                     by,
                     line.label,
                     _count_cell(line.respondents),
-                    *(_rate_cell(line.shares[key]) for key in DESTINATIONS),
-                    _rate_cell(c.i5b),
-                    _rate_cell(c.i6a),
-                    _rate_cell(c.i6b1),
+                    *(_rate_cell(line.shares["respondents"][key]) for key in DESTINATIONS),
+                    *(_rate_cell(r) for r in line.rates["respondents"].values()),
+                    _count_cell(line.completers),
+                    _rate_cell(c.response_rate),
+                    *(_rate_cell(line.shares["completers"][key]) for key in DESTINATIONS),
+                    *(_rate_cell(r) for r in line.rates["completers"].values()),
                 ]
 
 
