@@ -130,3 +130,8 @@ async def test_tracking_route(tracking_harness: Harness, route: str, lang: str) 
     blocks = {re.match(r"[A-Z]+", name).group() for name in walk.asked}  # type: ignore[union-attr]
     expected = BLOCKS[route]
     assert blocks == expected, walk.asked
+    # The self-employed are not asked about a contract or how they found "this job".
+    employee_only = {"E2", "E10"} & set(walk.asked)
+    assert employee_only == (
+        set() if route == "self_employed" else {"E2", "E10"} if "E" in expected else set()
+    ), walk.asked
