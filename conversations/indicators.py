@@ -590,19 +590,8 @@ class Indicators:
         }
 
 
-def breakdown_key(row: OutcomeRow, by: str) -> Hashable:
-    if by == "programme":
-        return row.programme_id
-    if by == "eqf":
-        return row.eqf_level
-    if by == "gender":
-        return row.gender or "unknown"
-    if by == "age_band":
-        return row.age_band
-    return "total"
-
-
-def completer_key(row: CompleterRow, by: str) -> Hashable:
+def breakdown_key(row: OutcomeRow | CompleterRow, by: str) -> Hashable:
+    """The group of a respondent's or a completer's row in breakdown `by`."""
     if by == "programme":
         return row.programme_id
     if by == "eqf":
@@ -630,7 +619,7 @@ def add_completers(
             if opened is not None and not opened(wave, row):
                 continue
             groups = result.setdefault(wave, {})
-            key = completer_key(row, by)
+            key = breakdown_key(row, by)
             if key not in groups:
                 groups[key] = Indicators()
             groups[key].completers += row.count
