@@ -660,6 +660,8 @@ class ResponseRow:
     answers: dict[str, Any]
     completed: bool = False
     """Counted as completed (`counted_complete`) when the rows were read."""
+    carried: tuple[str, ...] = ()
+    """The questions whose answers were carried from the previous wave (`Answer.carried_from`)."""
 
     @property
     def outcome(self) -> str:
@@ -701,9 +703,12 @@ async def iter_responses(
             return
         ids = [r.id for r, *_rest in rows if r.id is not None]
         found: dict[int, dict[str, Any]] = {i: {} for i in ids}
+        carried: dict[int, list[str]] = {i: [] for i in ids}
         answers = await session.exec(select(Answer).where(col(Answer.response_id).in_(ids)))
         for answer in answers.all():
             found[answer.response_id][answer.question] = answer.value
+            if answer.carried_from is not None:
+                carried[answer.response_id].append(answer.question)
         counted = set(
             (
                 await session.exec(
@@ -714,6 +719,12 @@ async def iter_responses(
         for response, school, programme, cohort in rows:
             assert response.id is not None
             yield ResponseRow(
-                response, school, programme, int(cohort), found[response.id], response.id in counted
+                response,
+                school,
+                programme,
+                int(cohort),
+                found[response.id],
+                response.id in counted,
+                tuple(sorted(carried[response.id])),
             )
         last = ids[-1]
