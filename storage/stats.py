@@ -180,7 +180,8 @@ class CompleterRow:
 
 @dataclass(frozen=True)
 class QuestionRow:
-    """How many responses answered `question`, and how many stopped there without answering."""
+    """How many responses answered `question` (when it was asked: carried answers are not
+    counted), and how many stopped there without answering."""
 
     form_id: str
     question: str
@@ -578,7 +579,12 @@ async def question_counts(session: AsyncSession, scope: Scope, wave: str) -> lis
         core_select(col(SurveyResponse.form_id), col(Answer.question), func.count())
         .join(SurveyResponse, col(SurveyResponse.id) == col(Answer.response_id))
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
-        .where(col(SurveyResponse.wave) == wave, *_in_scope(scope))
+        .where(
+            col(SurveyResponse.wave) == wave,
+            # A carried answer (kept from the previous wave) was not asked: no drop-off there.
+            col(Answer.carried_from).is_(None),
+            *_in_scope(scope),
+        )
         .group_by(col(SurveyResponse.form_id), col(Answer.question))
     )
     at = aliased(Answer, name="at_current")

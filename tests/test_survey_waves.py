@@ -150,6 +150,13 @@ async def test_m2_answers_are_shown_and_carried_into_m6(tracking_harness: Harnes
         by_wave = {row.wave: row for row in outcomes}
         assert by_wave["m6"].related == earlier["E6"] and by_wave["m6"].count == 1
         assert by_wave["m6"].activity == "employed"
+        # The drop-off per question counts the questions asked, not the carried ones.
+        asked = {
+            row.question: row.answered
+            for row in await stats.question_counts(session, Scope(), "m6")
+        }
+        assert asked["E0"] == 1 and asked["E7"] == 1
+        assert not SAME_JOB_CARRIED & set(asked)
         # The export marks them; /mydata says which wave they come from.
         (row,) = [r async for r in stats.iter_responses(session, Scope(), "tracking", "m6")]
         assert set(row.carried) == SAME_JOB_CARRIED and row.answers["E4"] == earlier["E4"]
