@@ -8,6 +8,13 @@ no answer too).
 Relevance is decided in file order on the *effective* answers: an answer to a question that is
 not relevant (any more) counts as no answer for the expressions after it, as in ODK. So a stale
 answer left behind after the graduate went back and changed their mind never steers routing.
+
+Later waves: `earlier` is the graduate's previous response to the same questionnaire (its
+answers, and ``_month``: when it was completed, ``YYYY-MM``), read by ``${last-saved#name}``.
+A relevant question whose ``carry`` holds and that the previous response answered (with an
+answer this version still accepts) is *carried*: it is not asked, and the earlier answer is its
+answer, whatever this response holds for it. Carried questions are not counted in the progress
+estimates; they are answered for completeness, the review and the stored answers.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ __all__ = [
     "AnswerValue",
     "Answers",
     "answer_label",
+    "carried",
     "check_choice",
     "check_constraint",
     "constraint_message",
@@ -40,6 +48,7 @@ __all__ = [
     "remaining_estimate",
     "review_items",
     "toggle_choice",
+    "valid_answer",
 ]
 
 Answers = Mapping[str, AnswerValue]
@@ -74,46 +83,125 @@ def has_answer(answers: Answers, name: str) -> bool:
 
 
 def _effective(
-    q: Questionnaire, answers: Answers
-) -> tuple[dict[str, bool], dict[str, AnswerValue]]:
-    """Relevance of every row, and the answers that count, in one pass in file order."""
+    q: Questionnaire, answers: Answers, earlier: Answers | None = None
+) -> tuple[dict[str, bool], dict[str, AnswerValue], set[str]]:
+    """Relevance of every row, the answers that count and the carried questions, in one pass
+    in file order."""
     relevant: dict[str, bool] = {}
     kept: dict[str, AnswerValue] = {}
+    carried: set[str] = set()
     for question in q.questions:
-        ok = all(expression.holds(kept) for expression in question.relevance)
+        ok = all(expression.holds(kept, earlier=earlier) for expression in question.relevance)
         relevant[question.name] = ok
-        if ok and question.answerable and has_answer(answers, question.name):
+        if not ok or not question.answerable:
+            continue
+        value = _carried_value(q, question, kept, earlier)
+        if value is not None:
+            kept[question.name] = value
+            carried.add(question.name)
+        elif has_answer(answers, question.name):
             kept[question.name] = answers[question.name]
-    return relevant, kept
+    return relevant, kept, carried
 
 
-def is_relevant(q: Questionnaire, question: Question, answers: Answers) -> bool:
-    """Whether `question` is asked: its groups' relevants and its own hold."""
-    return _effective(q, answers)[0][question.name]
+def _carried_value(
+    q: Questionnaire, question: Question, kept: Answers, earlier: Answers | None
+) -> AnswerValue | None:
+    if question.carry is None or not earlier or not has_answer(earlier, question.name):
+        return None
+    if not question.carry.holds(kept, earlier=earlier):
+        return None
+    value = earlier[question.name]
+    if not valid_answer(q, question, value, kept, earlier):
+        return None  # the earlier version asked it differently: ask again
+    return value
 
 
-def next_question(q: Questionnaire, answers: Answers, after: str | None) -> Question | None:
-    """The first relevant row (question or note) after `after` in file order (None: the start)."""
-    relevant, _ = _effective(q, answers)
+def valid_answer(
+    q: Questionnaire,
+    question: Question,
+    value: AnswerValue,
+    answers: Answers | None = None,
+    earlier: Answers | None = None,
+) -> bool:
+    """Whether `value` is an answer `question` accepts (its type, choices and constraint)."""
+    kind = question.type
+    if isinstance(value, bool):
+        return False
+    if kind == QuestionType.SELECT_ONE:
+        ok = isinstance(value, str) and q.choice(question, value) is not None
+    elif kind == QuestionType.SELECT_MULTIPLE:
+        ok = (
+            isinstance(value, list)
+            and bool(value)
+            and all(isinstance(c, str) and q.choice(question, c) is not None for c in value)
+        )
+    elif kind == QuestionType.SCALE:
+        ok = isinstance(value, int) and value in question.scale_values
+    elif kind == QuestionType.INTEGER:
+        ok = isinstance(value, int)
+    elif kind == QuestionType.DECIMAL:
+        ok = isinstance(value, int | float)
+    elif kind == QuestionType.DATE:
+        ok = isinstance(value, str) and _ISO_DATE_RE.fullmatch(value) is not None
+    elif kind == QuestionType.MONTH:
+        ok = isinstance(value, str) and _ISO_MONTH_RE.fullmatch(value) is not None
+    elif kind == QuestionType.TEXT:
+        ok = isinstance(value, str) and 0 < len(value) <= MAX_TEXT_LENGTH
+    else:
+        ok = False
+    if ok and question.constraint is not None:
+        ok = question.constraint.holds(answers or {}, value, earlier)
+    return ok
+
+
+def is_relevant(
+    q: Questionnaire, question: Question, answers: Answers, earlier: Answers | None = None
+) -> bool:
+    """Whether `question` applies: its groups' relevants and its own hold (a carried question
+    applies too; it is not asked)."""
+    return _effective(q, answers, earlier)[0][question.name]
+
+
+def carried(
+    q: Questionnaire, answers: Answers, earlier: Answers | None = None
+) -> dict[str, AnswerValue]:
+    """The carried questions with the earlier answers they keep, in file order."""
+    _, kept, names = _effective(q, answers, earlier)
+    return {name: kept[name] for name in kept if name in names}
+
+
+def next_question(
+    q: Questionnaire, answers: Answers, after: str | None, earlier: Answers | None = None
+) -> Question | None:
+    """The first relevant row (question or note) after `after` in file order that is asked
+    (not carried); None: the start."""
+    relevant, _, skipped = _effective(q, answers, earlier)
     start = 0 if after is None else q.index(after) + 1
     for question in q.questions[start:]:
-        if relevant[question.name]:
+        if relevant[question.name] and question.name not in skipped:
             return question
     return None
 
 
-def previous_question(q: Questionnaire, answers: Answers, before: str) -> Question | None:
-    """The closest relevant question (not a note) before `before`: where Back goes."""
-    relevant, _ = _effective(q, answers)
+def previous_question(
+    q: Questionnaire, answers: Answers, before: str, earlier: Answers | None = None
+) -> Question | None:
+    """The closest relevant question (not a note, not carried) before `before`: where Back
+    goes."""
+    relevant, _, skipped = _effective(q, answers, earlier)
     for question in reversed(q.questions[: q.index(before)]):
-        if question.answerable and relevant[question.name]:
+        if question.answerable and relevant[question.name] and question.name not in skipped:
             return question
     return None
 
 
-def first_unanswered(q: Questionnaire, answers: Answers) -> Question | None:
-    """The first relevant required question without an answer (None: nothing required left)."""
-    relevant, kept = _effective(q, answers)
+def first_unanswered(
+    q: Questionnaire, answers: Answers, earlier: Answers | None = None
+) -> Question | None:
+    """The first relevant required question without an answer (None: nothing required left).
+    A carried question has its earlier answer."""
+    relevant, kept, _ = _effective(q, answers, earlier)
     for question in q.questions:
         if (
             question.answerable
@@ -125,14 +213,17 @@ def first_unanswered(q: Questionnaire, answers: Answers) -> Question | None:
     return None
 
 
-def relevant_answers(q: Questionnaire, answers: Answers) -> dict[str, AnswerValue]:
-    """The answers of relevant questions only (what is kept when the graduate submits)."""
-    return _effective(q, answers)[1]
+def relevant_answers(
+    q: Questionnaire, answers: Answers, earlier: Answers | None = None
+) -> dict[str, AnswerValue]:
+    """The answers of relevant questions only, carried ones included (what is kept when the
+    graduate submits)."""
+    return _effective(q, answers, earlier)[1]
 
 
-def is_complete(q: Questionnaire, answers: Answers) -> bool:
-    """Every relevant core question is answered."""
-    relevant, kept = _effective(q, answers)
+def is_complete(q: Questionnaire, answers: Answers, earlier: Answers | None = None) -> bool:
+    """Every relevant core question is answered (or carried)."""
+    relevant, kept, _ = _effective(q, answers, earlier)
     return all(
         question.name in kept
         for question in q.questions
@@ -140,9 +231,12 @@ def is_complete(q: Questionnaire, answers: Answers) -> bool:
     )
 
 
-def review_items(q: Questionnaire, answers: Answers) -> list[tuple[Question, AnswerValue | None]]:
-    """The relevant questions in order with their answers (None: not answered)."""
-    relevant, kept = _effective(q, answers)
+def review_items(
+    q: Questionnaire, answers: Answers, earlier: Answers | None = None
+) -> list[tuple[Question, AnswerValue | None]]:
+    """The relevant questions in order with their answers (None: not answered); carried
+    questions with the earlier answer (`carried` names them)."""
+    relevant, kept, _ = _effective(q, answers, earlier)
     return [
         (question, kept.get(question.name))
         for question in q.questions
@@ -150,12 +244,14 @@ def review_items(q: Questionnaire, answers: Answers) -> list[tuple[Question, Ans
     ]
 
 
-def progress(q: Questionnaire, answers: Answers, current: str) -> tuple[int, int]:
+def progress(
+    q: Questionnaire, answers: Answers, current: str, earlier: Answers | None = None
+) -> tuple[int, int]:
     """(k, n): `current` is the k-th of the n questions that apply so far.
 
-    A question applies when it is relevant given the answers so far; a question whose relevance
-    depends on a question not answered yet (at or after `current`) does not count yet. For a
-    note, k is the number of the question that follows it.
+    A question applies when it is relevant given the answers so far (and is not carried); a
+    question whose relevance depends on a question not answered yet (at or after `current`)
+    does not count yet. For a note, k is the number of the question that follows it.
     """
     position = q.index(current)
     status: dict[str, bool | None] = {}  # True applies, False does not, None not known yet
@@ -172,7 +268,15 @@ def progress(q: Questionnaire, answers: Answers, current: str) -> tuple[int, int
                     known = False
         applies: bool | None = None
         if known:
-            applies = all(expression.holds(kept) for expression in question.relevance)
+            applies = all(
+                expression.holds(kept, earlier=earlier) for expression in question.relevance
+            )
+        if applies and question.answerable:
+            value = _carried_value(q, question, kept, earlier)
+            if value is not None:
+                kept[question.name] = value
+                status[question.name] = True
+                continue
         status[question.name] = applies
         if applies and question.answerable:
             total += 1
@@ -185,11 +289,12 @@ def progress(q: Questionnaire, answers: Answers, current: str) -> tuple[int, int
 
 
 def _routing_names(q: Questionnaire) -> set[str]:
-    """The questions some relevance expression reads: the ones that steer the route."""
+    """The questions some relevance or carry expression reads: the ones that steer the
+    route."""
     return {
         name
         for question in q.questions
-        for expression in question.relevance
+        for expression in (*question.relevance, *((question.carry,) if question.carry else ()))
         for name in expression.references()
     }
 
@@ -206,7 +311,9 @@ def _candidates(q: Questionnaire, question: Question) -> list[AnswerValue]:
     return []  # typed answers: not guessed (counted as no answer)
 
 
-def remaining_estimate(q: Questionnaire, answers: Answers, current: str) -> tuple[int, int]:
+def remaining_estimate(
+    q: Questionnaire, answers: Answers, current: str, earlier: Answers | None = None
+) -> tuple[int, int]:
     """(k, left): `current` is the k-th question asked, and about `left` questions follow it.
 
     `left` counts the questions after `current` on the longest route the answers so far still
@@ -220,17 +327,19 @@ def remaining_estimate(q: Questionnaire, answers: Answers, current: str) -> tupl
     rise, by at most what that later answer opens up.
     """
     position = q.index(current)
-    relevant, _kept = _effective(q, answers)
+    relevant, _kept, skipped = _effective(q, answers, earlier)
     k = 1 + sum(
-        1 for question in q.questions[:position] if question.answerable and relevant[question.name]
+        1
+        for question in q.questions[:position]
+        if question.answerable and relevant[question.name] and question.name not in skipped
     )
 
     def after(assumed: Answers) -> int:
-        shown, _ = _effective(q, assumed)
+        shown, _, carried_now = _effective(q, assumed, earlier)
         return sum(
             1
             for question in q.questions[position + 1 :]
-            if question.answerable and shown[question.name]
+            if question.answerable and shown[question.name] and question.name not in carried_now
         )
 
     routing = _routing_names(q)
@@ -240,7 +349,7 @@ def remaining_estimate(q: Questionnaire, answers: Answers, current: str) -> tupl
             question.name not in routing
             or not question.answerable
             or has_answer(answers, question.name)
-            or not _effective(q, assumed)[0][question.name]
+            or not _effective(q, assumed, earlier)[0][question.name]
         ):
             continue
         best, best_value = after(assumed), None
@@ -347,13 +456,17 @@ def toggle_choice(q: Questionnaire, question: Question, current: list[str], code
 
 
 def check_constraint(
-    q: Questionnaire, question: Question, value: AnswerValue, answers: Answers
+    q: Questionnaire,
+    question: Question,
+    value: AnswerValue,
+    answers: Answers,
+    earlier: Answers | None = None,
 ) -> bool:
     """Whether the question's constraint accepts `value` (no constraint: always)."""
     if question.constraint is None:
         return True
-    _, kept = _effective(q, answers)
-    return question.constraint.holds(kept, value)
+    _, kept, _carried = _effective(q, answers, earlier)
+    return question.constraint.holds(kept, value, earlier)
 
 
 def constraint_message(question: Question, lang: str) -> str | None:

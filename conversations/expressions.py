@@ -6,7 +6,8 @@ Grammar (keywords are lowercase, as in XLSForm)::
     or         := and ('or' and)*
     and        := comparison ('and' comparison)*
     comparison := primary (('=' | '!=' | '<' | '<=' | '>' | '>=') primary)?   -- no chaining
-    primary    := NUMBER | STRING | '${' NAME '}' | '.' | '(' expression ')'
+    primary    := NUMBER | STRING | '${' NAME '}' | '${last-saved#' NAME '}' | '.'
+                | '(' expression ')'
                 | 'not' '(' expression ')'
                 | ('selected' | 'count-selected' | 'string-length') '(' arguments ')'
 
@@ -14,6 +15,11 @@ Numbers are ASCII digits with an optional decimal part and an optional leading m
 written against the digits (``-5``); strings sit between single or double quotes and have no
 escapes. Values an expression sees: ``str`` (codes, text, ISO dates), ``int``, ``float`` and
 ``list[str]`` (the codes of a select_multiple answer); an unanswered question is ``''``.
+
+``${last-saved#NAME}`` (ODK's syntax) is the same graduate's answer to NAME in their most recent
+earlier response to the questionnaire (the previous wave), given to the evaluator as `earlier`;
+``${last-saved#_month}`` is the month that earlier response was completed (``2026-06``). With no
+earlier response, or no answer to NAME in it, the value is ``''``.
 
 Hostile input only ever raises :class:`ExpressionError`: nesting is limited to
 :data:`MAX_DEPTH` levels, the text to :data:`MAX_LENGTH` characters and number literals to
@@ -38,6 +44,13 @@ Result = bool | int | float | str
 """What :meth:`Expression.evaluate` returns (a list is given as its codes joined by spaces)."""
 
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
+#: ``${last-saved#NAME}``: the answer to NAME in the graduate's previous response.
+LAST_SAVED = "last-saved#"
+#: Facts about the previous response itself (no question can be called so: names start with a
+#: letter): ``_month``, the month it was completed, as ``YYYY-MM``.
+EARLIER_FIELDS = frozenset({"_month"})
+#: A ``${last-saved#...}`` inside a label or hint text (replaced by the answer as shown).
+TEXT_REFERENCE_RE = re.compile(r"\$\{last-saved#([^}]{0,64})\}")
 MAX_DEPTH = 50
 MAX_LENGTH = 4000
 MAX_NUMBER_LENGTH = 30
@@ -80,6 +93,13 @@ class Ref:
 
 
 @dataclass(frozen=True)
+class LastSaved:
+    """``${last-saved#name}``: the answer to `name` in the previous response."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Current:
     pass
 
@@ -112,7 +132,7 @@ class Call:
     args: tuple[Node, ...]
 
 
-Node = Literal | Ref | Current | Compare | And | Or | Not | Call
+Node = Literal | Ref | LastSaved | Current | Compare | And | Or | Not | Call
 
 
 @dataclass(frozen=True)
@@ -123,19 +143,35 @@ class Expression:
     source: str = field(default="", compare=False)
 
     def evaluate(
-        self, answers: Mapping[str, AnswerValue], current: AnswerValue | None = None
+        self,
+        answers: Mapping[str, AnswerValue],
+        current: AnswerValue | None = None,
+        earlier: Mapping[str, AnswerValue] | None = None,
     ) -> Result:
-        value = _eval(self.root, answers, current)
+        """`earlier`: the answers of the previous response (``${last-saved#name}``), with
+        ``_month``; None or empty: there is none."""
+        value = _eval(self.root, answers, current, earlier or _NOTHING)
         return " ".join(value) if isinstance(value, list) else value
 
-    def holds(self, answers: Mapping[str, AnswerValue], current: AnswerValue | None = None) -> bool:
-        """The truth of the expression: what `relevant` and `constraint` use."""
-        return truthy(_eval(self.root, answers, current))
+    def holds(
+        self,
+        answers: Mapping[str, AnswerValue],
+        current: AnswerValue | None = None,
+        earlier: Mapping[str, AnswerValue] | None = None,
+    ) -> bool:
+        """The truth of the expression: what `relevant`, `constraint` and `carry` use."""
+        return truthy(_eval(self.root, answers, current, earlier or _NOTHING))
 
     def references(self) -> frozenset[str]:
-        """The question names used as ``${name}``."""
+        """The question names used as ``${name}`` (this response's answers)."""
         names: set[str] = set()
-        _walk(self.root, names)
+        _walk(self.root, names, set())
+        return frozenset(names)
+
+    def earlier_references(self) -> frozenset[str]:
+        """The names used as ``${last-saved#name}`` (the previous response's answers)."""
+        names: set[str] = set()
+        _walk(self.root, set(), names)
         return frozenset(names)
 
     @property
@@ -157,6 +193,14 @@ def parse_expression(text: str) -> Expression:
     return Expression(root, text.strip())
 
 
+_NOTHING: Mapping[str, AnswerValue] = {}
+
+
+def text_references(text: str) -> list[str]:
+    """The names of the ``${last-saved#name}`` references in a label or hint text."""
+    return [match.group(1) for match in TEXT_REFERENCE_RE.finditer(text)]
+
+
 def truthy(value: Value | None) -> bool:
     if value is None:
         return False
@@ -172,7 +216,7 @@ def truthy(value: Value | None) -> bool:
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # ref dot number string op lparen rparen comma word end
+    kind: str  # ref earlier dot number string op lparen rparen comma word end
     text: str
     pos: int
     value: int | float | str = ""
@@ -185,7 +229,7 @@ def _describe(token: _Token) -> str:
         return f"the number {token.text}"
     if token.kind == "string":
         return f"the text {token.text}"
-    if token.kind == "ref":
+    if token.kind in ("ref", "earlier"):
         return f"{token.text}"
     return f"'{token.text}'"
 
@@ -208,6 +252,25 @@ def _tokenize(text: str) -> list[_Token]:
             name = text[i + 2 : end]
             if not name.strip():
                 raise ExpressionError("'${}' needs a question name inside", i)
+            if "#" in name:
+                prefix, _hash, earlier = name.partition("#")
+                if prefix.strip() != LAST_SAVED[:-1]:
+                    shown = prefix if len(prefix) <= 40 else prefix[:40] + "…"
+                    raise ExpressionError(
+                        f"'{shown}#' is not known in ${{...}}: only ${{last-saved#name}} "
+                        "(the answer in the previous wave) is",
+                        i + 2,
+                    )
+                if not (NAME_RE.fullmatch(earlier) or earlier in EARLIER_FIELDS):
+                    shown = earlier if len(earlier) <= 40 else earlier[:40] + "…"
+                    raise ExpressionError(
+                        f"'{shown}' is not a valid question name in ${{last-saved#...}} "
+                        "(a letter, then letters, digits or _, at most 32; or _month)",
+                        i + 2 + len(LAST_SAVED),
+                    )
+                tokens.append(_Token("earlier", text[i : end + 1], i, earlier))
+                i = end + 1
+                continue
             if not NAME_RE.fullmatch(name):
                 shown = name if len(name) <= 40 else name[:40] + "…"
                 raise ExpressionError(
@@ -398,6 +461,9 @@ class _Parser:
         if kind == "ref":
             assert isinstance(token.value, str)
             return Ref(token.value)
+        if kind == "earlier":
+            assert isinstance(token.value, str)
+            return LastSaved(token.value)
         if kind == "dot":
             return Current()
         if kind == "lparen":
@@ -459,25 +525,33 @@ class _Parser:
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def _eval(node: Node, answers: Mapping[str, AnswerValue], current: AnswerValue | None) -> Value:
+def _eval(
+    node: Node,
+    answers: Mapping[str, AnswerValue],
+    current: AnswerValue | None,
+    earlier: Mapping[str, AnswerValue],
+) -> Value:
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, Ref):
         value = answers.get(node.name)
         return "" if value is None else value
+    if isinstance(node, LastSaved):
+        value = earlier.get(node.name)
+        return "" if value is None else value
     if isinstance(node, Current):
         return "" if current is None else current
     if isinstance(node, Compare):
-        left = _eval(node.left, answers, current)
-        right = _eval(node.right, answers, current)
+        left = _eval(node.left, answers, current, earlier)
+        right = _eval(node.right, answers, current, earlier)
         return _compare(node.op, left, right)
     if isinstance(node, And):
-        return all(truthy(_eval(item, answers, current)) for item in node.items)
+        return all(truthy(_eval(item, answers, current, earlier)) for item in node.items)
     if isinstance(node, Or):
-        return any(truthy(_eval(item, answers, current)) for item in node.items)
+        return any(truthy(_eval(item, answers, current, earlier)) for item in node.items)
     if isinstance(node, Not):
-        return not truthy(_eval(node.operand, answers, current))
-    args = [_eval(arg, answers, current) for arg in node.args]
+        return not truthy(_eval(node.operand, answers, current, earlier))
+    args = [_eval(arg, answers, current, earlier) for arg in node.args]
     if node.name == "selected":
         return _selected(args[0], args[1])
     if node.name == "count-selected":
@@ -558,20 +632,22 @@ def _count_selected(value: Value) -> int:
     return 1  # a single number
 
 
-def _walk(node: Node, names: set[str]) -> None:
+def _walk(node: Node, names: set[str], earlier: set[str]) -> None:
     if isinstance(node, Ref):
         names.add(node.name)
+    elif isinstance(node, LastSaved):
+        earlier.add(node.name)
     elif isinstance(node, Compare):
-        _walk(node.left, names)
-        _walk(node.right, names)
+        _walk(node.left, names, earlier)
+        _walk(node.right, names, earlier)
     elif isinstance(node, And | Or):
         for item in node.items:
-            _walk(item, names)
+            _walk(item, names, earlier)
     elif isinstance(node, Not):
-        _walk(node.operand, names)
+        _walk(node.operand, names, earlier)
     elif isinstance(node, Call):
         for arg in node.args:
-            _walk(arg, names)
+            _walk(arg, names, earlier)
 
 
 def _uses_current(node: Node) -> bool:
@@ -602,6 +678,8 @@ def _unparse(node: Node, context: int) -> str:
         return node.text or to_text(node.value)
     if isinstance(node, Ref):
         return f"${{{node.name}}}"
+    if isinstance(node, LastSaved):
+        return f"${{{LAST_SAVED}{node.name}}}"
     if isinstance(node, Current):
         return "."
     if isinstance(node, Not):

@@ -21,7 +21,15 @@ from typing import Any
 
 import yaml
 
-from conversations.expressions import NAME_RE, Expression, ExpressionError, parse_expression
+from conversations.expressions import (
+    EARLIER_FIELDS,
+    LAST_SAVED,
+    NAME_RE,
+    Expression,
+    ExpressionError,
+    parse_expression,
+    text_references,
+)
 from conversations.rules import LANGUAGES
 
 SUPPORTED_LANGUAGES: tuple[str, ...] = LANGUAGES
@@ -78,6 +86,7 @@ ROW_KEYS = (
     "constraint_message",
     "parameters",
     "core",
+    "carry",
 )
 _KEYS_BY_KIND: dict[str, frozenset[str]] = {
     "question": frozenset(ROW_KEYS),
@@ -127,6 +136,9 @@ class Question:
     parameters: Mapping[str, object] = field(hash=False)
     group: tuple[str, ...]
     line: int = field(default=0, compare=False)
+    carry: Expression | None = None
+    """When it holds (and the previous response has an answer to this question), the question
+    is not asked: that earlier answer is this response's answer, marked as carried."""
 
     @property
     def is_select(self) -> bool:
@@ -436,6 +448,7 @@ class _Row:
     constraint: Expression | None = None
     constraint_messages: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, object] = field(default_factory=dict)
+    carry: Expression | None = None
 
     def key_line(self, key: str) -> int:
         return self.data.key_lines.get(key, self.line)
@@ -752,6 +765,8 @@ class _Builder:
             row.relevant = self.expression(data["relevant"], at("relevant"), "relevant")
         if "constraint" in data and "constraint" in allowed:
             row.constraint = self.expression(data["constraint"], at("constraint"), "constraint")
+        if "carry" in data and "carry" in allowed:
+            row.carry = self.expression(data["carry"], at("carry"), "carry")
         if "constraint_message" in data and "constraint_message" in allowed:
             row.constraint_messages = self.texts(
                 data["constraint_message"],
@@ -972,9 +987,17 @@ class _Builder:
         earlier: set[str] = set()
         has_content: dict[int, bool] = {}
         for row in rows:
-            for key, expression in (("relevant", row.relevant), ("constraint", row.constraint)):
+            for key, expression in (
+                ("relevant", row.relevant),
+                ("constraint", row.constraint),
+                ("carry", row.carry),
+            ):
                 if expression is not None:
                     self.check_references(row, key, expression, earlier, first_line, kinds)
+            for key, texts in (("label", row.labels), ("hint", row.hints)):
+                for lang, text in texts.items():
+                    for name in text_references(text):
+                        self.check_earlier(row, f"{key} in {lang}", key, name, first_line, kinds)
             if row.kind == BEGIN_GROUP:
                 for opened, _ in stack:
                     has_content[id(opened)] = True
@@ -1047,6 +1070,7 @@ class _Builder:
                     parameters=row.parameters,
                     group=tuple(r.name or "" for r, _ in stack),
                     line=row.line,
+                    carry=row.carry,
                 )
             )
         for opened, _ in stack:
@@ -1091,10 +1115,12 @@ class _Builder:
         kinds: dict[str, str],
     ) -> None:
         line = row.key_line(key)
-        if key == "relevant" and expression.uses_current:
+        if key in ("relevant", "carry") and expression.uses_current:
             self.problem(
-                line, "relevant: '.' (the answer being checked) can only be used in constraint"
+                line, f"{key}: '.' (the answer being checked) can only be used in constraint"
             )
+        for name in sorted(expression.earlier_references()):
+            self.check_earlier(row, key, key, name, first_line, kinds)
         for name in sorted(expression.references()):
             if name == row.name:
                 hint = "; use . for the answer being checked" if key == "constraint" else ""
@@ -1114,3 +1140,35 @@ class _Builder:
                     f"{key} refers to {name}, which comes later "
                     f"({self.where(first_line[name])}); refer only to earlier questions",
                 )
+
+    def check_earlier(
+        self,
+        row: _Row,
+        what: str,
+        key: str,
+        name: str,
+        first_line: dict[str, int],
+        kinds: dict[str, str],
+    ) -> None:
+        """``${last-saved#name}``: any question of the questionnaire (the previous wave
+        answered all of it, so later ones too), or a fact about that response (``_month``)."""
+        line = row.key_line(key)
+        reference = "${" + LAST_SAVED + name + "}"
+        if name in EARLIER_FIELDS:
+            return
+        if not NAME_RE.fullmatch(name):
+            self.problem(
+                line,
+                f"{what}: {reference} names no question (a letter, then letters, digits or _; "
+                f"or {', '.join(sorted(EARLIER_FIELDS))})",
+            )
+        elif name not in first_line:
+            self.problem(
+                line,
+                f"{what} refers to {reference}, but {name} is not a question of this "
+                "questionnaire" + _suggest(name, first_line),
+            )
+        elif kinds[name] == BEGIN_GROUP:
+            self.problem(line, f"{what} refers to {reference}, a group; refer to a question")
+        elif kinds[name] == "note":
+            self.problem(line, f"{what} refers to {reference}, a note, which has no answer")

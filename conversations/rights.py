@@ -88,8 +88,14 @@ def _answer_label(q: Questionnaire, question: Question, value: Any, lang: str) -
 
 
 async def _response_export(
-    rt: Runtime, session: AsyncSession, response: SurveyResponse, lang: str
+    rt: Runtime,
+    session: AsyncSession,
+    response: SurveyResponse,
+    lang: str,
+    waves: dict[int | None, str | None],
 ) -> dict[str, Any]:
+    """One response with its answers. An answer carried from an earlier response (not asked
+    again in this wave) names that response's wave in `carried_from_wave`."""
     rows = (
         await session.exec(
             select(Answer).where(Answer.response_id == response.id).order_by(col(Answer.id))
@@ -129,6 +135,9 @@ async def _response_export(
                 "value": answer.value,
                 "value_label": value_label,
                 "answered_at": _iso(answer.answered_at),
+                "carried_from_wave": (
+                    waves.get(answer.carried_from) or "" if answer.carried_from else None
+                ),
             }
         )
     return {
@@ -166,6 +175,7 @@ async def export_data(
             .order_by(col(SurveyResponse.started_at), col(SurveyResponse.id))
         )
     ).all()
+    waves: dict[int | None, str | None] = {response.id: response.wave for response in responses}
     invitations = (
         await session.exec(
             select(Invitation)
@@ -227,7 +237,7 @@ async def export_data(
             "unreachable_reason": graduate.unreachable_reason,
         },
         "survey_responses": [
-            await _response_export(rt, session, response, lang) for response in responses
+            await _response_export(rt, session, response, lang, waves) for response in responses
         ],
         "messages_from_school": [
             {

@@ -21,16 +21,17 @@ nothing but say so.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.i18n import _, format_date, format_month, ngettext, set_language
+from bot.i18n import _, format_date, format_month, month_name, ngettext, set_language
 from bot.runtime import Runtime
 from conversations import engine
 from conversations.channel import Button, Keyboard, Turn, keyboard
+from conversations.expressions import TEXT_REFERENCE_RE
 from conversations.onboarding import not_registered_text
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.questionnaire import Question, Questionnaire
@@ -118,12 +119,57 @@ class Loaded:
     response: SurveyResponse
     questionnaire: Questionnaire
     answers: dict[str, Any]
+    """The graduate's own answers in this response (not the carried ones)."""
     language: str
+    earlier: dict[str, Any] = field(default_factory=dict)
+    """The previous response's answers (``${last-saved#name}``) and its ``_month``; empty:
+    there is none."""
+    earlier_id: int | None = None
+    carried: set[str] = field(default_factory=set)
+    """The questions stored as carried from `earlier_id` (`Answer.carried_from`)."""
 
 
-async def _answers(session: AsyncSession, response_id: int) -> dict[str, Any]:
+async def _answers(session: AsyncSession, response_id: int) -> tuple[dict[str, Any], set[str]]:
+    """The response's own answers, and the names of its carried ones."""
     rows = await session.exec(select(Answer).where(Answer.response_id == response_id))
-    return {row.question: row.value for row in rows.all()}
+    own: dict[str, Any] = {}
+    carried: set[str] = set()
+    for row in rows.all():
+        if row.carried_from is None:
+            own[row.question] = row.value
+        else:
+            carried.add(row.question)
+    return own, carried
+
+
+async def earlier_response(
+    session: AsyncSession, response: SurveyResponse
+) -> tuple[int | None, dict[str, Any]]:
+    """The graduate's previous response to the same questionnaire (any version): the most
+    recent one before `response` that was sent and not declined. Its id and its answers (its
+    carried ones too), with ``_month`` (``YYYY-MM``, when it was completed); (None, {}) if
+    there is none."""
+    earlier = (
+        await session.exec(
+            select(SurveyResponse)
+            .where(
+                SurveyResponse.graduate_id == response.graduate_id,
+                SurveyResponse.form_id == response.form_id,
+                SurveyResponse.status == ResponseStatus.SUBMITTED.value,
+                col(SurveyResponse.declined).is_(False),
+                col(SurveyResponse.id) < (response.id or 0),
+            )
+            .order_by(col(SurveyResponse.id).desc())
+            .limit(1)
+        )
+    ).first()
+    if earlier is None or earlier.id is None:
+        return None, {}
+    rows = await session.exec(select(Answer).where(Answer.response_id == earlier.id))
+    answers: dict[str, Any] = {row.question: row.value for row in rows.all()}
+    when = earlier.completed_at or earlier.submitted_at or earlier.started_at
+    answers["_month"] = f"{when.year:04d}-{when.month:02d}"
+    return earlier.id, answers
 
 
 async def open_response(session: AsyncSession, graduate_id: int) -> SurveyResponse | None:
@@ -193,6 +239,37 @@ def _display(questionnaire: Questionnaire, question: Question, value: Any, lang:
     return engine.answer_label(questionnaire, question, value, lang)
 
 
+def earlier_text(q: Questionnaire, earlier: engine.Answers, name: str, lang: str) -> str:
+    """``${last-saved#name}`` as the graduate reads it: the earlier answer shown as answers are
+    (choice labels in their language, dates and months written out), or for ``_month`` the
+    month of the earlier response ("June", "juni"); '' when there is none. Month names are in
+    the current language (set it first)."""
+    value = earlier.get(name)
+    if value is None or value == "" or value == []:
+        return ""
+    if name == "_month":
+        month = str(value).partition("-")[2]
+        return month_name(int(month)) if month.isdigit() and 1 <= int(month) <= 12 else ""
+    if name not in q:
+        return str(value)
+    return _display(q, q.question(name), value, lang)
+
+
+def piped(q: Questionnaire, earlier: engine.Answers, text: str, lang: str) -> str:
+    """A label or hint with each ``${last-saved#name}`` replaced by :func:`earlier_text`."""
+    if "${" not in text:
+        return text
+    return TEXT_REFERENCE_RE.sub(lambda match: earlier_text(q, earlier, match.group(1), lang), text)
+
+
+def _piped(loaded: Loaded, text: str) -> str:
+    return piped(loaded.questionnaire, loaded.earlier, text, loaded.language)
+
+
+def _earlier_text(loaded: Loaded, name: str) -> str:
+    return earlier_text(loaded.questionnaire, loaded.earlier, name, loaded.language)
+
+
 def _typed_instruction(question: Question) -> str:
     if question.type in ("integer", "decimal"):
         return _("Type a number.")
@@ -203,10 +280,13 @@ def _typed_instruction(question: Question) -> str:
     return _("Type your answer.")
 
 
-def progress_heading(q: Questionnaire, answers: engine.Answers, name: str) -> str:
+def progress_heading(
+    q: Questionnaire, answers: engine.Answers, name: str, earlier: engine.Answers | None = None
+) -> str:
     """ "Question 3 · about 18 questions left": where the graduate is, and an estimate of the
-    rest of their route that never grows as they answer (engine.remaining_estimate)."""
-    k, left = engine.remaining_estimate(q, answers, name)
+    rest of their route that never grows as they answer (engine.remaining_estimate); carried
+    questions are not asked, so not counted."""
+    k, left = engine.remaining_estimate(q, answers, name, earlier)
     if left == 0:
         return _("Question {k} · the last one").format(k=k)
     return ngettext(
@@ -217,8 +297,12 @@ def progress_heading(q: Questionnaire, answers: engine.Answers, name: str) -> st
 def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
     rid = loaded.response.id or 0
-    lines = [progress_heading(q, answers, question.name), "", _text(question.labels, lang, q)]
-    hint = _text(question.hints, lang, q)
+    lines = [
+        progress_heading(q, answers, question.name, loaded.earlier),
+        "",
+        _piped(loaded, _text(question.labels, lang, q)),
+    ]
+    hint = _piped(loaded, _text(question.hints, lang, q))
     if hint:
         lines += ["", hint]
     current = answers.get(question.name)
@@ -273,7 +357,7 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
         if not hint or question.type in ("date", "month"):
             lines += ["", _typed_instruction(question)]
     nav: list[Button] = []
-    if engine.previous_question(q, answers, question.name) is not None:
+    if engine.previous_question(q, answers, question.name, loaded.earlier) is not None:
         nav.append(Button(_("◀ Back"), _cb("sb", rid, question.name)))
     if current is not None and question.type != "select_multiple":
         nav.append(Button(_("Next ▶"), _cb("sn", rid, question.name)))
@@ -298,14 +382,18 @@ def _review_pages(loaded: Loaded) -> list[list[tuple[int, Question, str]]]:
     room = MAX_MESSAGE - _units(_review_header()) - 200  # the header and the page line
     pages: list[list[tuple[int, Question, str]]] = [[]]
     used = 0
-    for number, (question, value) in enumerate(engine.review_items(q, answers), start=1):
-        label = _text(question.labels, lang, q).replace("\n", " ")
+    carried = engine.carried(q, answers, loaded.earlier)
+    items = engine.review_items(q, answers, loaded.earlier)
+    for number, (question, value) in enumerate(items, start=1):
+        label = _piped(loaded, _text(question.labels, lang, q)).replace("\n", " ")
         if len(label) > 70:
             label = label[:67].rstrip() + "…"
         shown = _display(q, question, value, lang)
         if len(shown) > 1000:
             shown = shown[:999].rstrip() + "…"
         line = f"{number}. {label}\n    → {shown}"
+        if question.name in carried:
+            line += "  ↩ " + _("as in {month}").format(month=_earlier_text(loaded, "_month"))
         size = _units(line) + 2
         if pages[-1] and (len(pages[-1]) >= REVIEW_PAGE_ITEMS or used + size > room):
             pages.append([])
@@ -336,9 +424,12 @@ def _review_prompt(loaded: Loaded, page: int = 0) -> Prompt:
         text += "\n" + _("Page {page} of {pages}").format(page=page + 1, pages=len(pages))
     for _number, _question, line in pages[page]:
         text += "\n\n" + line
+    # A carried answer is changed by changing the answer that carried it ("same job").
+    carried = engine.carried(loaded.questionnaire, loaded.answers, loaded.earlier)
     buttons = [
         Button(f"✏️ {number}", _cb("se", rid, question.name))
         for number, question, _line in pages[page]
+        if question.name not in carried
     ]
     rows = [buttons[i : i + REVIEW_ROW] for i in range(0, len(buttons), REVIEW_ROW)]
     paging: list[Button] = []
@@ -357,8 +448,17 @@ async def _load(
 ) -> Loaded:
     questionnaire = await rt.questionnaires.get(rt.db, response.form_id, response.version)
     assert response.id is not None
-    answers = await _answers(session, response.id)
-    return Loaded(response, questionnaire, answers, _language(questionnaire, lang))
+    answers, carried = await _answers(session, response.id)
+    earlier_id, earlier = await earlier_response(session, response)
+    return Loaded(
+        response,
+        questionnaire,
+        answers,
+        _language(questionnaire, lang),
+        earlier=earlier,
+        earlier_id=earlier_id,
+        carried=carried,
+    )
 
 
 async def render(rt: Runtime, state: ChatState) -> Prompt | None:
@@ -384,8 +484,8 @@ async def render(rt: Runtime, state: ChatState) -> Prompt | None:
     for earlier in reversed(q.questions[: q.index(question.name)]):
         if earlier.answerable:
             break
-        if engine.is_relevant(q, earlier, loaded.answers):
-            notes.insert(0, _text(earlier.labels, loaded.language, q))
+        if engine.is_relevant(q, earlier, loaded.answers, loaded.earlier):
+            notes.insert(0, _piped(loaded, _text(earlier.labels, loaded.language, q)))
     prompt = _question_prompt(loaded, question)
     prompt.preface = tuple(notes) + prompt.preface
     return prompt
@@ -397,23 +497,23 @@ register(SURVEY, render)
 # ---------------------------------------------------------------- moving on
 
 
-def first_position(questionnaire: Questionnaire) -> str:
+def first_position(questionnaire: Questionnaire, earlier: engine.Answers | None = None) -> str:
     """Where a new response starts: its first question (notes before it are said with it)."""
-    question = engine.next_question(questionnaire, {}, None)
+    question = engine.next_question(questionnaire, {}, None, earlier)
     while question is not None and not question.answerable:
-        question = engine.next_question(questionnaire, {}, question.name)
+        question = engine.next_question(questionnaire, {}, question.name, earlier)
     return question.name if question is not None else REVIEW
 
 
 def _next_position(loaded: Loaded, after: str, editing: bool) -> str:
     """Where to go after `after` was answered (or kept, or skipped)."""
-    q, answers = loaded.questionnaire, loaded.answers
+    q, answers, earlier = loaded.questionnaire, loaded.answers, loaded.earlier
     if editing:
-        missing = engine.first_unanswered(q, answers)
+        missing = engine.first_unanswered(q, answers, earlier)
         return missing.name if missing is not None else REVIEW
-    question = engine.next_question(q, answers, after)
+    question = engine.next_question(q, answers, after, earlier)
     while question is not None and not question.answerable:
-        question = engine.next_question(q, answers, question.name)
+        question = engine.next_question(q, answers, question.name, earlier)
     return question.name if question is not None else REVIEW
 
 
@@ -425,15 +525,52 @@ def _set_position(state: ChatState, response: SurveyResponse, position: str) -> 
 
 
 def mark_complete(
-    response: SurveyResponse, questionnaire: Questionnaire, answers: engine.Answers
+    response: SurveyResponse,
+    questionnaire: Questionnaire,
+    answers: engine.Answers,
+    earlier: engine.Answers | None = None,
 ) -> None:
-    """Set `complete` from the answers that apply (a declined response never is), and note
-    when the response first became complete."""
+    """Set `complete` from the answers that apply, carried ones too (a declined response
+    never is), and note when the response first became complete."""
     response.complete = not response.declined and engine.is_complete(
-        questionnaire, engine.relevant_answers(questionnaire, answers)
+        questionnaire, engine.relevant_answers(questionnaire, answers, earlier), earlier
     )
     if response.complete and response.completed_at is None:
         response.completed_at = utcnow()
+
+
+async def sync_carried(session: AsyncSession, loaded: Loaded) -> None:
+    """Store the carried answers as answers of the response, marked with the response they
+    come from, and drop the ones no longer carried (the graduate went back and said it is a
+    new job): the statistics, exports and /mydata read the stored rows. An own answer to a
+    question that is now carried gives way to the earlier one."""
+    response_id = loaded.response.id
+    assert response_id is not None
+    wanted: dict[str, Any] = {}
+    if loaded.earlier_id is not None:
+        wanted = engine.carried(loaded.questionnaire, loaded.answers, loaded.earlier)
+    gone = loaded.carried - set(wanted)
+    new = {name: value for name, value in wanted.items() if name not in loaded.carried}
+    if not gone and not new:
+        return
+    rows = await session.exec(
+        select(Answer).where(
+            Answer.response_id == response_id, col(Answer.question).in_(gone | set(new))
+        )
+    )
+    existing = {row.question: row for row in rows.all()}
+    for name in gone:
+        row = existing.get(name)
+        if row is not None and row.carried_from is not None:
+            await session.delete(row)
+    for name, value in new.items():
+        row = existing.get(name) or Answer(response_id=response_id, question=name, value=value)
+        row.value = value
+        row.carried_from = loaded.earlier_id
+        row.answered_at = utcnow()
+        session.add(row)
+        loaded.answers.pop(name, None)
+    loaded.carried = set(wanted)
 
 
 async def _submit(
@@ -442,12 +579,13 @@ async def _submit(
     """Keep only the answers that apply, mark the response sent, leave the survey flow."""
     response = loaded.response
     assert response.id is not None
-    kept = engine.relevant_answers(loaded.questionnaire, loaded.answers)
+    await sync_carried(session, loaded)
+    kept = engine.relevant_answers(loaded.questionnaire, loaded.answers, loaded.earlier)
     for name in set(loaded.answers) - set(kept):
         await _delete_answer(session, response.id, name)
     response.status = ResponseStatus.SUBMITTED.value
     response.declined = declined
-    mark_complete(response, loaded.questionnaire, kept)
+    mark_complete(response, loaded.questionnaire, kept, loaded.earlier)
     response.submitted_at = utcnow()
     response.updated_at = response.submitted_at
     response.current = ""
@@ -461,7 +599,7 @@ async def _submit(
 
 def _only_the_first_answered(loaded: Loaded) -> bool:
     """Declining the opening consent question ends the questionnaire without a review."""
-    return len(engine.review_items(loaded.questionnaire, loaded.answers)) <= 1
+    return len(engine.review_items(loaded.questionnaire, loaded.answers, loaded.earlier)) <= 1
 
 
 # ---------------------------------------------------------------- starting
@@ -494,7 +632,8 @@ async def begin(
     )
     session.add(response)
     await session.flush()
-    response.current = first_position(questionnaire)
+    _earlier_id, earlier = await earlier_response(session, response)
+    response.current = first_position(questionnaire, earlier)
     state.flow, state.step = SURVEY, ""
     state.graduate_id = graduate.id
     state.data = {"response_id": response.id, "editing": False}
@@ -657,9 +796,14 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
             await _submit(session, loaded, state)
             outcome = "finished"
         elif press.kind == "se":
-            if response.current != REVIEW or press.question not in {
-                item.name for item, _v in engine.review_items(q, loaded.answers)
-            }:
+            if (
+                response.current != REVIEW
+                or press.question
+                not in {
+                    item.name for item, _v in engine.review_items(q, loaded.answers, loaded.earlier)
+                }
+                or press.question in engine.carried(q, loaded.answers, loaded.earlier)
+            ):
                 await _stale(turn, response)
                 return
             state.data["editing"] = True
@@ -674,13 +818,17 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                 await _stale(turn, response)
                 return
             if press.kind == "sb":
-                previous = engine.previous_question(q, loaded.answers, question.name)
+                previous = engine.previous_question(
+                    q, loaded.answers, question.name, loaded.earlier
+                )
                 if previous is None:
                     await _stale(turn, response)
                     return
                 # Ticks are stored as they are tapped: leave none behind that Done refuses.
                 ticked = loaded.answers.get(question.name) if question.is_multiple else None
-                if ticked and not engine.check_constraint(q, question, ticked, loaded.answers):
+                if ticked and not engine.check_constraint(
+                    q, question, ticked, loaded.answers, loaded.earlier
+                ):
                     await turn.notice(
                         engine.constraint_message(question, loaded.language)
                         or _("This answer is not possible here. Please check it."),
@@ -734,7 +882,9 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                 if not chosen and question.required:
                     await turn.notice(_("Please choose at least one option."))
                     return
-                if chosen and not engine.check_constraint(q, question, chosen, loaded.answers):
+                if chosen and not engine.check_constraint(
+                    q, question, chosen, loaded.answers, loaded.earlier
+                ):
                     await turn.notice(
                         engine.constraint_message(question, loaded.language)
                         or _("This answer is not possible here. Please check it."),
@@ -753,7 +903,7 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                 except engine.AnswerError:
                     await _stale(turn, response)
                     return
-                if not engine.check_constraint(q, question, value, loaded.answers):
+                if not engine.check_constraint(q, question, value, loaded.answers, loaded.earlier):
                     await turn.notice(
                         engine.constraint_message(question, loaded.language)
                         or _("This answer is not possible here. Please check it."),
@@ -776,7 +926,9 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
         if outcome == "next" and response.current == REVIEW:
             state.data["editing"] = False
             touch_state(state)
-        mark_complete(response, q, loaded.answers)
+        if response.status == ResponseStatus.OPEN.value:
+            await sync_carried(session, loaded)
+        mark_complete(response, q, loaded.answers, loaded.earlier)
         session.add(response)
         session.add(state)
     await turn.notice()
@@ -853,7 +1005,9 @@ async def on_text(rt: Runtime, turn: Turn) -> bool:
             except engine.AnswerError as error:
                 await turn.say(_TYPED_ERRORS.get(error.kind, _TYPED_ERRORS["empty"])(error.params))
                 return True
-            if not engine.check_constraint(loaded.questionnaire, question, value, loaded.answers):
+            if not engine.check_constraint(
+                loaded.questionnaire, question, value, loaded.answers, loaded.earlier
+            ):
                 await turn.say(
                     engine.constraint_message(question, loaded.language)
                     or _("This answer is not possible here. Please check it.")
@@ -866,7 +1020,8 @@ async def on_text(rt: Runtime, turn: Turn) -> bool:
             _set_position(state, response, position)
             if position == REVIEW:
                 state.data["editing"] = False
-            mark_complete(response, loaded.questionnaire, loaded.answers)
+            await sync_carried(session, loaded)
+            mark_complete(response, loaded.questionnaire, loaded.answers, loaded.earlier)
             session.add(response)
             session.add(state)
     if reply:

@@ -13,6 +13,8 @@ language); ``constraint_message`` or ``constraint message``; ``list_name`` or ``
 ``required``/``core`` as yes/no, true/false, TRUE/FALSE, y/n or 1/0 (blank: our defaults,
 required and not core); ``select_one  list`` with any spaces; ``begin group``/``begin_group``;
 ``parameters`` as ``min=1 max=5``; ``form_title`` or ``title::…`` in settings; blank rows skipped.
+ODK's ``${last-saved#name}`` (the answer in the previous wave) is read as written, in
+expressions and in label and hint texts; our ``carry`` column is a column like ``relevant``.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
 a comment at the top of the returned YAML says so, and the message is also appended to the
 optional ``warnings`` list, so nothing is dropped silently.
@@ -233,6 +235,8 @@ def _question_row(question: Question) -> dict[str, Any]:
         row["parameters"] = _FlowMap(question.parameters)
     if question.core:
         row["core"] = True
+    if question.carry is not None:
+        row["carry"] = question.carry.source or str(question.carry)
     return row
 
 
@@ -290,7 +294,7 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
     headers = ["type", "name"]
     headers += [f"label::{h}" for h in langs] + [f"hint::{h}" for h in langs]
     headers += ["required", "relevant", "constraint"]
-    headers += [f"constraint_message::{h}" for h in langs] + ["parameters", "core"]
+    headers += [f"constraint_message::{h}" for h in langs] + ["parameters", "core", "carry"]
     _append(survey, headers)
     for item in q.rows:
         values: dict[str, object] = {}
@@ -309,6 +313,8 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
                 values["constraint"] = item.constraint.source or str(item.constraint)
             if item.parameters:
                 values["parameters"] = _parameters_text(item.parameters)
+            if item.carry is not None:
+                values["carry"] = item.carry.source or str(item.carry)
         elif isinstance(item, Group):
             values = {"type": "begin_group", "name": item.name}
             for lang, header in zip(q.languages, langs, strict=True):

@@ -263,6 +263,9 @@ class Answer(SQLModel, table=True):
     question: str = Field(sa_type=String(32))
     value: Any = Field(sa_type=JSON)
     answered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    carried_from: int | None = Field(default=None, foreign_key="survey_response.id")
+    """Not asked in this response: the graduate's answer in that earlier response (their
+    previous wave), kept because the question's `carry` held (None: answered here)."""
 
 
 class InvitationStatus(StrEnum):

@@ -180,7 +180,8 @@ class CompleterRow:
 
 @dataclass(frozen=True)
 class QuestionRow:
-    """How many responses answered `question`, and how many stopped there without answering."""
+    """How many responses answered `question` (when it was asked: carried answers are not
+    counted), and how many stopped there without answering."""
 
     form_id: str
     question: str
@@ -578,7 +579,12 @@ async def question_counts(session: AsyncSession, scope: Scope, wave: str) -> lis
         core_select(col(SurveyResponse.form_id), col(Answer.question), func.count())
         .join(SurveyResponse, col(SurveyResponse.id) == col(Answer.response_id))
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
-        .where(col(SurveyResponse.wave) == wave, *_in_scope(scope))
+        .where(
+            col(SurveyResponse.wave) == wave,
+            # A carried answer (kept from the previous wave) was not asked: no drop-off there.
+            col(Answer.carried_from).is_(None),
+            *_in_scope(scope),
+        )
         .group_by(col(SurveyResponse.form_id), col(Answer.question))
     )
     at = aliased(Answer, name="at_current")
@@ -660,6 +666,8 @@ class ResponseRow:
     answers: dict[str, Any]
     completed: bool = False
     """Counted as completed (`counted_complete`) when the rows were read."""
+    carried: tuple[str, ...] = ()
+    """The questions whose answers were carried from the previous wave (`Answer.carried_from`)."""
 
     @property
     def outcome(self) -> str:
@@ -701,9 +709,12 @@ async def iter_responses(
             return
         ids = [r.id for r, *_rest in rows if r.id is not None]
         found: dict[int, dict[str, Any]] = {i: {} for i in ids}
+        carried: dict[int, list[str]] = {i: [] for i in ids}
         answers = await session.exec(select(Answer).where(col(Answer.response_id).in_(ids)))
         for answer in answers.all():
             found[answer.response_id][answer.question] = answer.value
+            if answer.carried_from is not None:
+                carried[answer.response_id].append(answer.question)
         counted = set(
             (
                 await session.exec(
@@ -714,6 +725,12 @@ async def iter_responses(
         for response, school, programme, cohort in rows:
             assert response.id is not None
             yield ResponseRow(
-                response, school, programme, int(cohort), found[response.id], response.id in counted
+                response,
+                school,
+                programme,
+                int(cohort),
+                found[response.id],
+                response.id in counted,
+                tuple(sorted(carried[response.id])),
             )
         last = ids[-1]

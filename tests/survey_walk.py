@@ -65,14 +65,23 @@ class Walk:
     headings: list[str] = field(default_factory=list)
     #: Seconds from each answer to the next question on screen.
     timings: list[float] = field(default_factory=list)
+    #: The graduate's previous response (its answers and ``_month``), in a later wave.
+    earlier: dict[str, Any] = field(default_factory=dict)
+
+    def shown_label(self, question: Question) -> str:
+        """The question's label as shown: ``${last-saved#…}`` replaced."""
+        with use_language(self.lang):
+            return survey.piped(
+                self.q, self.earlier, label(self.q, question.labels, self.lang), self.lang
+            )
 
     def expect_question(self, message: TranscriptEntry, question: Question) -> None:
         with use_language(self.lang):
-            heading = survey.progress_heading(self.q, self.answers, question.name)
+            heading = survey.progress_heading(self.q, self.answers, question.name, self.earlier)
         self.headings.append(heading)
         text = message.content
         assert text.startswith(heading), (question.name, text[:200])
-        assert label(self.q, question.labels, self.lang) in text, (question.name, text[:300])
+        assert self.shown_label(question) in text, (question.name, text[:300])
 
     async def answer(self, message: TranscriptEntry, question: Question, value: Any) -> None:
         """Give `value` to the question shown in `message` (None: skip it)."""
@@ -123,19 +132,27 @@ class Walk:
         )
         return entries[-1]
 
-    async def run(self, first: TranscriptEntry, policy: Policy) -> TranscriptEntry:
-        """Answer question after question until the review (or the end); returns the last
-        message (the review, or the thanks)."""
+    async def run(
+        self, first: TranscriptEntry, policy: Policy, start: str | None = None
+    ) -> TranscriptEntry:
+        """Answer question after question until the review (or the end), from the first
+        question (or `start`, shown in `first`); returns the last message (the review, or the
+        thanks)."""
         message = first
-        position = engine.next_question(self.q, self.answers, None)
+        earlier = self.earlier
+        position = (
+            self.q.question(start)
+            if start
+            else engine.next_question(self.q, self.answers, None, earlier)
+        )
         while position is not None:
             if not position.answerable:
-                position = engine.next_question(self.q, self.answers, position.name)
+                position = engine.next_question(self.q, self.answers, position.name, earlier)
                 continue
             self.expect_question(message, position)
             started = time.perf_counter()
             await self.answer(message, position, policy(position))
             message = await self.next_message()
             self.timings.append(time.perf_counter() - started)
-            position = engine.next_question(self.q, self.answers, position.name)
+            position = engine.next_question(self.q, self.answers, position.name, earlier)
         return message

@@ -130,6 +130,9 @@ async def test_tracking_route(tracking_harness: Harness, route: str, lang: str) 
     blocks = {re.match(r"[A-Z]+", name).group() for name in walk.asked}  # type: ignore[union-attr]
     expected = BLOCKS[route]
     assert blocks == expected, walk.asked
+    # A first wave (no earlier response): none of the later waves' questions, nothing carried.
+    assert not {"S0", "E0", "E0a", "E13"} & set(walk.asked), walk.asked
+    assert all(row.carried_from is None for row in rows)
     # The self-employed are not asked about a contract or how they found "this job".
     employee_only = {"E2", "E10"} & set(walk.asked)
     assert employee_only == (

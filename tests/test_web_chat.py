@@ -80,8 +80,12 @@ class WebWalk:
     """Answer a questionnaire in the web chat, checking each question shown against the
     engine (as tests/survey_walk.Walk does in Telegram)."""
 
-    def __init__(self, g: WebGraduate, q: Questionnaire, lang: str) -> None:
+    def __init__(
+        self, g: WebGraduate, q: Questionnaire, lang: str, earlier: dict[str, Any] | None = None
+    ) -> None:
         self.g, self.q, self.lang = g, q, lang
+        #: The graduate's previous response (answers and ``_month``), in a later wave.
+        self.earlier: dict[str, Any] = earlier or {}
         self.answers: dict[str, Any] = {}
         self.asked: list[str] = []
         #: The last question answered: a walk stopped (`limit`) goes on after it.
@@ -92,23 +96,29 @@ class WebWalk:
     ) -> Page:
         """Answer until the review (or the end), or `limit` questions, from the question
         after the last one answered (or question `at`); returns the page."""
+        earlier = self.earlier
         position = (
-            self.q.question(at) if at else engine.next_question(self.q, self.answers, self.last)
+            self.q.question(at)
+            if at
+            else engine.next_question(self.q, self.answers, self.last, earlier)
         )
         answered = 0
         while position is not None and (limit is None or answered < limit):
             if not position.answerable:
-                position = engine.next_question(self.q, self.answers, position.name)
+                position = engine.next_question(self.q, self.answers, position.name, earlier)
                 continue
             shown = newest_bot(page)
             with use_language(self.lang):
-                heading = survey.progress_heading(self.q, self.answers, position.name)
+                heading = survey.progress_heading(self.q, self.answers, position.name, earlier)
+                text = survey.piped(
+                    self.q, earlier, label(self.q, position.labels, self.lang), self.lang
+                )
             assert shown.text.startswith(heading), (position.name, shown.text[:200])
-            assert label(self.q, position.labels, self.lang) in shown.text
+            assert text in shown.text, (position.name, shown.text[:300])
             page = await self.answer(position, choose(position))
             answered += 1
             self.last = position.name
-            position = engine.next_question(self.q, self.answers, position.name)
+            position = engine.next_question(self.q, self.answers, position.name, earlier)
         return page
 
     async def answer(self, question: Question, value: Any) -> Page:

@@ -114,6 +114,7 @@ def test_export_layout(small: Questionnaire, tmp_path: Path) -> None:
         "constraint_message::Dutch (nl)",
         "parameters",
         "core",
+        "carry",
     ]
     by_name = {row[1]: row for row in survey[1:] if row[1]}
     assert by_name["consent"][:4] == [

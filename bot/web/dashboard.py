@@ -1407,6 +1407,7 @@ def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
         completed=r.completed_at.date() if r.completed_at and row.completed else None,
         answers=row.answers,
         language=r.language,
+        carried=row.carried,
     )
 
 

@@ -6,7 +6,7 @@ What admins find in an export
 **Responses** (one row per questionnaire response). First the fixed columns::
 
     respondent  school  programme  cohort  wave  form  version  status  outcome  started  completed
-    language
+    language  carried
 
 ``respondent`` is a pseudonymous key: the same graduate has the same key in every export, but it
 is never a name, chat id or student number. ``cohort`` is the graduation year; ``status`` is
@@ -16,7 +16,11 @@ closed; an open response of an open wave is partial); ``started`` and ``complete
 (``YYYY-MM-DD``, ``completed`` empty unless the outcome is ``completed``); ``language`` is the
 language the graduate answered in (``nl``, ``es``, ``et``, ``it``, ``en``: the language the
 questionnaire was shown in when it started; empty for responses started before this was
-recorded). In XLSX files dates are Excel dates (formatted ``yyyy-mm-dd``), not text.
+recorded); ``carried`` names the questions (separated by a space) that were not asked in this
+response because the questionnaire carries them from the graduate's previous wave (``carry``:
+the first job, the job details of the same job): their columns hold that earlier answer, which
+counts as this response's answer. In XLSX files dates are Excel dates (formatted
+``yyyy-mm-dd``), not text.
 
 Then, for every question of the questionnaire in questionnaire order (notes have no answer and no
 column), a column named after the question (``Q1``, ``E3``…) holding the stored answer:
@@ -34,14 +38,15 @@ stable across languages and versions: analyse the code columns, read the label c
 
 **Codebook** (one row per question, then one row per choice of a select question)::
 
-    question  type  list  group  required  core  relevant  constraint  min  max  label  hint
-    choice  choice_label
+    question  type  list  group  required  core  relevant  constraint  carry  min  max  label
+    hint  choice  choice_label
 
 ``relevant`` is the condition under which the question is asked, including the conditions of
 the groups it is in (each in parentheses, joined with ``and``); ``min``/``max`` are the range of
-a scale question; ``required``/``core`` are ``yes``/``no``. Choice rows repeat ``question``,
-``type`` and ``list`` (so a filter on ``question`` shows a question with its choices) and fill
-``choice`` and ``choice_label``.
+a scale question; ``required``/``core`` are ``yes``/``no``; ``carry`` is the condition under
+which a later wave keeps the previous wave's answer instead of asking. Choice rows repeat
+``question``, ``type`` and ``list`` (so a filter on ``question`` shows a question with its
+choices) and fill ``choice`` and ``choice_label``.
 
 Formula neutralisation
 ======================
@@ -116,6 +121,7 @@ RESPONSE_FIXED_COLUMNS: tuple[str, ...] = (
     "started",
     "completed",
     "language",
+    "carried",
 )
 CODEBOOK_COLUMNS: tuple[str, ...] = (
     "question",
@@ -126,6 +132,7 @@ CODEBOOK_COLUMNS: tuple[str, ...] = (
     "core",
     "relevant",
     "constraint",
+    "carry",
     "min",
     "max",
     "label",
@@ -303,6 +310,8 @@ class ResponseRecord:
     answers: Mapping[str, object]
     language: str | None = None
     """The language the graduate answered in; None: not recorded (responses before 0009)."""
+    carried: tuple[str, ...] = ()
+    """The questions whose answers were carried from the graduate's previous wave."""
 
 
 def _text(labels: Mapping[str, str], lang: str, questionnaire: Questionnaire, fallback: str) -> str:
@@ -415,6 +424,7 @@ def response_sheet(
             record.started,
             record.completed,
             record.language,
+            " ".join(record.carried) or None,
         ]
         for question in questions:
             cells += _answer_cells(questionnaire, question, record.answers.get(question.name), lang)
@@ -446,7 +456,7 @@ def codebook_sheet(questionnaire: Questionnaire, lang: str) -> Sheet:
         if not question.answerable:
             continue
         low, high = question.scale_range if question.type == QuestionType.SCALE else (None, None)
-        constraint = question.constraint
+        constraint, carry = question.constraint, question.carry
         rows.append(
             [
                 question.name,
@@ -457,6 +467,7 @@ def codebook_sheet(questionnaire: Questionnaire, lang: str) -> Sheet:
                 question.core,
                 _relevance(question),
                 (constraint.source or str(constraint)) if constraint is not None else None,
+                (carry.source or str(carry)) if carry is not None else None,
                 low,
                 high,
                 _text(question.labels, lang, questionnaire, question.name),
@@ -468,7 +479,7 @@ def codebook_sheet(questionnaire: Questionnaire, lang: str) -> Sheet:
         for choice in questionnaire.choices_for(question):
             rows.append(
                 [question.name, str(question.type), question.list_name]
-                + [None] * 9
+                + [None] * 10
                 + [choice.name, _text(choice.labels, lang, questionnaire, choice.name)]
             )
     return Sheet("codebook", CODEBOOK_COLUMNS, rows)
