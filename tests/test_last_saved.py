@@ -346,3 +346,38 @@ def test_the_first_wave_route_of_the_tracking_questionnaire_is_unchanged() -> No
     later, _answers = walk_engine(q, "employed", earlier)
     assert later[:4] == ["C0", "Q1", "E0", "E0a"]
     assert not {"E1", "E4", "E5", "E6", "E9", "E10", "E12"} & set(later)
+
+
+def test_learning_items_are_asked_once_in_the_second_answered_wave_and_carried_after() -> None:
+    """Learning and skills (L1-L3) are not in a graduate's first answered wave (the employed
+    route stays short there), are asked in the next, and are carried into the one after; the
+    judgement of the programme (A2, A3) is asked once; A7 is asked again only of those who
+    offered no help."""
+    q = load_questionnaire(TRACKING)
+    learning = {"L1", "L2", "L3"}
+    first, answers1 = walk_engine(q, "employed", None)
+    assert not learning & set(first)
+    assert {"A2", "A3", "A7"} <= set(first)
+    assert answers1["A7"] == ["guest_lecture"]  # the walk offers help (first choice)
+
+    earlier1 = {**engine.relevant_answers(q, answers1), "_month": "2026-08"}
+    second, answers2 = walk_engine(q, "employed", earlier1)
+    assert learning <= set(second), second
+    assert not {"A2", "A3", "A7"} & set(second), second
+    kept2 = engine.relevant_answers(q, answers2, earlier1)  # asked + carried, as stored
+    assert {name: kept2[name] for name in ("A2", "A3", "A7")} == {
+        name: answers1[name] for name in ("A2", "A3", "A7")
+    }
+
+    earlier2 = {**kept2, "_month": "2027-02"}
+    third, answers3 = walk_engine(q, "employed", earlier2)
+    assert not learning & set(third), third
+    carried3 = dict(engine.carried(q, answers3, earlier2))
+    assert {name: carried3[name] for name in learning} == {
+        name: answers2[name] for name in learning
+    }
+
+    # "No, thanks" before: asked again.
+    no_help = {**earlier1, "A7": ["none"]}
+    again, _answers = walk_engine(q, "employed", no_help)
+    assert "A7" in again

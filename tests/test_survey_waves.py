@@ -30,6 +30,8 @@ __all__ = ["tracking_harness"]
 M2_DONE = datetime(2026, 8, 20, 9, 0, tzinfo=UTC)
 #: The questions E1 and the job details: carried into m6 for the same job, without asking.
 SAME_JOB_CARRIED = {"E1", "E4", "E5", "E6", "E9", "E10", "E12"}
+#: Asked once and carried into later waves: the judgement of the programme, the help offered.
+ONCE_CARRIED = {"A2", "A3", "A7"}
 #: Asked again in m6 for the same job: what may change.
 SAME_JOB_ASKED = ["C0", "Q1", "E0", "E0a", "E2", "E3", "E13", "E7", "E11"]
 #: The later-wave questions, never asked in a first wave.
@@ -136,7 +138,7 @@ async def test_m2_answers_are_shown_and_carried_into_m6(tracking_harness: Harnes
 
     rows = await stored_answers(h, m6.id)
     carried = {name for name, row in rows.items() if row.carried_from is not None}
-    assert carried == SAME_JOB_CARRIED
+    assert carried == SAME_JOB_CARRIED | ONCE_CARRIED
     for name in SAME_JOB_CARRIED:
         assert rows[name].carried_from == m2.id and rows[name].value == earlier[name], name
     assert rows["E0"].value == "same" and rows["E0"].carried_from is None
@@ -156,16 +158,19 @@ async def test_m2_answers_are_shown_and_carried_into_m6(tracking_harness: Harnes
             for row in await stats.question_counts(session, Scope(), "m6")
         }
         assert asked["E0"] == 1 and asked["E7"] == 1
-        assert not SAME_JOB_CARRIED & set(asked)
+        assert not (SAME_JOB_CARRIED | ONCE_CARRIED) & set(asked)
         # The export marks them; /mydata says which wave they come from.
         (row,) = [r async for r in stats.iter_responses(session, Scope(), "tracking", "m6")]
-        assert set(row.carried) == SAME_JOB_CARRIED and row.answers["E4"] == earlier["E4"]
+        assert (
+            set(row.carried) == SAME_JOB_CARRIED | ONCE_CARRIED
+            and row.answers["E4"] == earlier["E4"]
+        )
         fresh = await session.get(Graduate, graduate.id)
         assert fresh is not None
         data = await rights.export_data(h.runtime, session, fresh, lang)
     (mine,) = [r for r in data["survey_responses"] if r["wave"] == "m6"]
     marks = {a["question"]: a["carried_from_wave"] for a in mine["answers"]}
-    assert {name for name, wave in marks.items() if wave} == SAME_JOB_CARRIED
+    assert {name for name, wave in marks.items() if wave} == SAME_JOB_CARRIED | ONCE_CARRIED
     assert {marks[name] for name in SAME_JOB_CARRIED} == {"m2"}
     assert marks["E0"] is None
 
@@ -199,7 +204,9 @@ async def test_a_new_job_is_asked_again_and_going_back_drops_the_carried(
     # Saying it is the same job stored the carried answers already (an unsent response counts
     # once its wave closes).
     so_far = await stored_answers(h, m6.id)
-    assert {name for name, row in so_far.items() if row.carried_from} == SAME_JOB_CARRIED
+    assert {name for name, row in so_far.items() if row.carried_from} == (
+        SAME_JOB_CARRIED | ONCE_CARRIED
+    )
     await h.press(user, tr(lang, "◀ Back"), expect=0, message=e0a)
     again = await walk.next_message()
     assert "Is that still your job?" in again.content
@@ -211,7 +218,7 @@ async def test_a_new_job_is_asked_again_and_going_back_drops_the_carried(
     await send_review(h, user, lang, review)
 
     rows = await stored_answers(h, m6.id)
-    assert {name for name, row in rows.items() if row.carried_from} == {"E1"}
+    assert {name for name, row in rows.items() if row.carried_from} == {"E1"} | ONCE_CARRIED
     assert rows["E1"].carried_from == m2.id
     assert rows["E4"].value == "Chef at a hotel"
     assert "E0a" not in rows
@@ -247,10 +254,8 @@ async def test_still_in_the_same_course_carries_it(tracking_harness: Harness) ->
     await send_review(h, user, lang, review)
     rows = await stored_answers(h, m6.id)
     assert {name for name, row in rows.items() if row.carried_from == m2.id} == {
-        "S1",
-        "S2",
-        "S3",
-        "S4",
+        *("S1", "S2", "S3", "S4"),
+        *ONCE_CARRIED,
     }
 
 
@@ -334,4 +339,6 @@ async def test_the_web_chat_shows_and_carries_the_same(tracking_harness: Harness
         await g.close()
     assert not SAME_JOB_CARRIED & set(walk.asked), walk.asked
     rows = await stored_answers(h, m6.id)
-    assert {name for name, row in rows.items() if row.carried_from == m2.id} == SAME_JOB_CARRIED
+    assert {
+        name for name, row in rows.items() if row.carried_from == m2.id
+    } == SAME_JOB_CARRIED | ONCE_CARRIED
