@@ -228,7 +228,7 @@ def test_questionnaire_check_export_import(tmp_path: Path) -> None:
     tracking = Path(__file__).parent.parent / "conversations" / "questionnaires" / "tracking.yaml"
     checked = _cli("questionnaire", "check", str(tracking))
     assert checked.returncode == 0, checked.stderr
-    assert "tracking version 2026.2" in checked.stdout and checked.stdout.rstrip().endswith("OK")
+    assert "tracking version 2026.3" in checked.stdout and checked.stdout.rstrip().endswith("OK")
 
     sheet, back = tmp_path / "tracking.xlsx", tmp_path / "tracking.yaml"
     assert _cli("questionnaire", "export", str(tracking), str(sheet)).returncode == 0
@@ -245,7 +245,7 @@ def test_questionnaire_check_export_import(tmp_path: Path) -> None:
     assert own.read_text(encoding="utf-8") == tracking.read_text(encoding="utf-8")
     other = tmp_path / "other.yaml"
     other.write_text(
-        tracking.read_text(encoding="utf-8").replace('version: "2026.2"', 'version: "2026.9"', 1),
+        tracking.read_text(encoding="utf-8").replace('version: "2026.3"', 'version: "2026.9"', 1),
         encoding="utf-8",
     )
     commented = other.read_text(encoding="utf-8")

@@ -299,7 +299,7 @@ def test_response_header(tracking: Questionnaire) -> None:
         (
             "nl",
             "Ik werk in loondienst",
-            "Vacaturesite of uitzendbureau; Via school of het stagebureau",
+            "Vacaturesite of uitzendbureau; Via school of de loopbaanbegeleiding",
             "Gedeeltelijk",
         ),
         (
