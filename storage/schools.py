@@ -461,3 +461,20 @@ async def for_graduate(
     if school is None or school.id is None:
         return questionnaire
     return questionnaire.for_school(school.country, await own_labels(session, school.id))
+
+
+async def school_questionnaires(
+    session: AsyncSession, questionnaire: Questionnaire
+) -> dict[str, Questionnaire]:
+    """`questionnaire` as each school shows it, by school code (for exports)."""
+    schools = (await session.exec(select(Institution))).all()
+    rows = (await session.exec(select(SchoolChoiceLabel))).all()
+    own: dict[int, dict[tuple[str, str], dict[str, str]]] = {}
+    for row in rows:
+        own.setdefault(row.institution_id, {}).setdefault((row.list_name, row.choice), {})[
+            row.language
+        ] = row.label
+    return {
+        school.code: questionnaire.for_school(school.country, own.get(school.id or 0))
+        for school in schools
+    }
