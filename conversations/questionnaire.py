@@ -279,7 +279,8 @@ class Questionnaire:
         """The questionnaire as a school's graduates and staff see it: every choice labelled
         in the variant of the school's `country` where it has one, and the school's `own`
         labels (``(list, code) -> {language: text}``) over those. Codes, routing and every
-        other text stay as they are; without variants or own labels this is `self`."""
+        other text stay as they are; without variants or own labels this is `self`. A
+        choice so labelled has no variants left: adapting the result again changes nothing."""
         key = country.strip().upper() if country else ""
         own = own or {}
         lists: dict[str, tuple[Choice, ...]] = {}
@@ -291,8 +292,8 @@ class Questionnaire:
                 mine = own.get((list_name, choice.name), {})
                 if variant or mine:
                     labels = {**choice.labels, **variant, **mine}
-                    adapted.append(Choice(choice.name, labels, choice.line, choice.countries))
-                    changed = changed or labels != dict(choice.labels)
+                    adapted.append(Choice(choice.name, labels, choice.line))  # resolved
+                    changed = True
                 else:
                     adapted.append(choice)
             lists[list_name] = tuple(adapted)

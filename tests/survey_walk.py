@@ -65,6 +65,12 @@ class Walk:
     headings: list[str] = field(default_factory=list)
     #: Seconds from each answer to the next question on screen.
     timings: list[float] = field(default_factory=list)
+    #: The country of the graduate's school (the harness's schools are Dutch): the choices
+    #: are shown in its variant.
+    country: str = "NL"
+
+    def __post_init__(self) -> None:
+        self.q = self.q.for_school(self.country)
 
     def expect_question(self, message: TranscriptEntry, question: Question) -> None:
         with use_language(self.lang):

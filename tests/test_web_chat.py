@@ -80,8 +80,9 @@ class WebWalk:
     """Answer a questionnaire in the web chat, checking each question shown against the
     engine (as tests/survey_walk.Walk does in Telegram)."""
 
-    def __init__(self, g: WebGraduate, q: Questionnaire, lang: str) -> None:
-        self.g, self.q, self.lang = g, q, lang
+    def __init__(self, g: WebGraduate, q: Questionnaire, lang: str, country: str = "NL") -> None:
+        # The harness's schools are Dutch: the choices are shown in the Dutch variant.
+        self.g, self.q, self.lang = g, q.for_school(country), lang
         self.answers: dict[str, Any] = {}
         self.asked: list[str] = []
         #: The last question answered: a walk stopped (`limit`) goes on after it.
