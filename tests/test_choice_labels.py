@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from bot.__main__ import build_parser, cmd_school
 from bot.settings import Settings
+from bot.web.exports import ResponseRecord, response_sheet
 from conversations.questionnaire import (
     ChoiceLabelError,
     Question,
@@ -27,7 +29,12 @@ from conversations.questionnaire import (
 from conversations.registry import QUESTIONNAIRES_DIR, QuestionnaireRegistry
 from conversations.xlsform import export_xlsx, import_xlsx, load_xlsx, to_yaml
 from storage.db import Database
-from storage.schools import list_choice_labels, set_choice_label
+from storage.schools import (
+    list_choice_labels,
+    school_questionnaires,
+    set_choice_label,
+    upsert_school,
+)
 from tests.harness import Harness, tr
 from tests.survey_walk import Walk, default_answer
 
@@ -425,3 +432,48 @@ async def test_the_chat_shows_the_choices_of_the_schools_country(
     assert answers["E12"]["value"] == "elsewhere_in_country"
     assert answers["E12"]["value_label"] == case.region
     assert answers["E10"]["value_label"] == case.service
+
+
+# -- exports -------------------------------------------------------------------------------
+
+
+async def test_an_export_row_has_the_labels_its_school_showed(db: Database) -> None:
+    for code, country in (("alfa", "NL"), ("kta", "BE"), ("berlin", "DE")):
+        await upsert_school(
+            db, code, name=code, country=country, language="en", timezone="Europe/Brussels"
+        )
+    await set_choice_label(
+        db, "kta", "job_search.public_employment_service", "en", "VDAB", [TRACKING]
+    )
+    async with db.session() as session:
+        schools = await school_questionnaires(session, TRACKING)
+    answers = {"E10": ["public_employment_service"], "E12": "elsewhere_in_country"}
+    records = [
+        ResponseRecord(
+            respondent=f"r{code}",
+            school=code,
+            programme="cook",
+            cohort=2026,
+            wave="m2",
+            form_id="tracking",
+            version=TRACKING.version,
+            status="submitted",
+            outcome="completed",
+            started=date(2026, 8, 30),
+            completed=date(2026, 9, 1),
+            answers=answers,
+        )
+        for code in ("alfa", "kta", "berlin", "gone")
+    ]
+    sheet = response_sheet(TRACKING, records, "en", schools=schools)
+    rows = [dict(zip(sheet.header, row, strict=True)) for row in sheet.rows]
+    assert [(r["E10"], r["E10_label"], r["E12_label"]) for r in rows] == [
+        (
+            "public_employment_service",
+            "Public employment service (UWV)",
+            "Elsewhere in the Netherlands",
+        ),
+        ("public_employment_service", "VDAB", "Elsewhere in Belgium"),
+        ("public_employment_service", "Public employment service", "Elsewhere in the country"),
+        ("public_employment_service", "Public employment service", "Elsewhere in the country"),
+    ]
