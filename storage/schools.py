@@ -15,7 +15,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from conversations.questionnaire import (
     ChoiceLabelError,
-    ChoiceLabels,
     Questionnaire,
     check_choice_label,
 )
@@ -431,19 +430,6 @@ async def list_choice_labels(db: Database, school_code: str) -> list[OwnLabel]:
     return [OwnLabel(r.list_name, r.choice, r.language, r.label) for r in rows]
 
 
-async def own_labels(session: AsyncSession, institution_id: int) -> ChoiceLabels:
-    """A school's own choice labels as Questionnaire.for_school takes them."""
-    rows = (
-        await session.exec(
-            select(SchoolChoiceLabel).where(SchoolChoiceLabel.institution_id == institution_id)
-        )
-    ).all()
-    labels: dict[tuple[str, str], dict[str, str]] = {}
-    for row in rows:
-        labels.setdefault((row.list_name, row.choice), {})[row.language] = row.label
-    return labels
-
-
 async def for_graduate(
     session: AsyncSession, questionnaire: Questionnaire, graduate: Graduate | None
 ) -> Questionnaire:
@@ -451,16 +437,26 @@ async def for_graduate(
     programme's school, with that school's own labels (Questionnaire.for_school)."""
     if graduate is None:
         return questionnaire
-    school = (
+    # One round trip (this runs on every answer): the school's country and its own labels.
+    rows = (
         await session.exec(
-            select(Institution)
-            .join(Programme, col(Programme.institution_id) == col(Institution.id))
+            select(Institution.country, SchoolChoiceLabel)
+            .select_from(Programme)
+            .join(Institution, col(Institution.id) == col(Programme.institution_id))
+            .outerjoin(
+                SchoolChoiceLabel,
+                col(SchoolChoiceLabel.institution_id) == col(Institution.id),
+            )
             .where(Programme.id == graduate.programme_id)
         )
-    ).first()
-    if school is None or school.id is None:
+    ).all()
+    if not rows:
         return questionnaire
-    return questionnaire.for_school(school.country, await own_labels(session, school.id))
+    own: dict[tuple[str, str], dict[str, str]] = {}
+    for _country, row in rows:
+        if row is not None:
+            own.setdefault((row.list_name, row.choice), {})[row.language] = row.label
+    return questionnaire.for_school(rows[0][0], own)
 
 
 async def school_questionnaires(
