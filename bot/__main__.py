@@ -409,14 +409,44 @@ def print_privacy_details(settings: Settings, school: Institution) -> None:
     print(f"  privacy notice version: {shown_version(settings, school)}")
 
 
+async def _school_labels(db: Database, args: argparse.Namespace) -> int:
+    """school label / unlabel / labels: a school's own choice labels."""
+    from conversations.registry import QuestionnaireRegistry
+    from storage.schools import list_choice_labels, remove_choice_label, set_choice_label
+
+    registry = QuestionnaireRegistry()
+    forms = [registry.deployed(form_id) for form_id in registry.form_ids]
+    if args.action == "labels":
+        labels = await list_choice_labels(db, args.code)
+        if not labels:
+            print(f"school {args.code} shows the questionnaires' own choice labels")
+        for own in labels:
+            print(f"{own.list_name}.{own.choice}  {own.language}  {own.label}")
+        return 0
+    if args.action == "unlabel":
+        removed = await remove_choice_label(db, args.code, args.choice, args.lang, forms)
+        print(
+            f"removed {removed} label(s) of {args.choice}: the questionnaire's label shows again"
+            if removed
+            else f"school {args.code} has no own label for {args.choice}"
+            + (f" in {args.lang}" if args.lang else "")
+        )
+        return 0
+    changed = await set_choice_label(db, args.code, args.choice, args.lang, args.text, forms)
+    print(f"label of {args.choice} in {args.lang} " + ("set" if changed else "unchanged"))
+    return 0
+
+
 async def cmd_school(settings: Settings, args: argparse.Namespace) -> int:
-    """school add / set / show / list."""
+    """school add / set / show / list / label / unlabel / labels."""
     from bot.links import chat_link
     from storage.schools import SchoolError, get_school, list_schools, upsert_school
 
     await upgrade(settings.database_url)
     db = open_database(settings)
     try:
+        if args.action in ("label", "unlabel", "labels"):
+            return await _school_labels(db, args)
         if args.action in ("add", "set"):
             done = await upsert_school(
                 db,
@@ -612,6 +642,27 @@ def _add_roster_parsers(sub: Any) -> None:
     show = school_actions.add_parser("show", help="a school's details and privacy notice data")
     show.add_argument("code", help="school code")
     school_actions.add_parser("list", help="schools, their programmes and join links")
+    label = school_actions.add_parser(
+        "label",
+        help="the school's own label for a questionnaire choice (e.g. VDAB)",
+        description=(
+            "Show the school's graduates its own text for a choice, over the questionnaire's "
+            "label and its country variant. CHOICE is LIST.CODE of the questionnaire's choices, "
+            "e.g. job_search.public_employment_service. `school unlabel` removes it."
+        ),
+    )
+    label.add_argument("code", help="school code")
+    label.add_argument("choice", help="LIST.CODE, e.g. job_search.public_employment_service")
+    label.add_argument("--lang", required=True, help="language of the label: nl, es, et, it, en")
+    label.add_argument("text", help="the label (a phone button: keep it short)")
+    unlabel = school_actions.add_parser(
+        "unlabel", help="remove the school's own label for a choice (the questionnaire's shows)"
+    )
+    unlabel.add_argument("code", help="school code")
+    unlabel.add_argument("choice", help="LIST.CODE")
+    unlabel.add_argument("--lang", help="only in this language (default: in every language)")
+    labels = school_actions.add_parser("labels", help="the school's own choice labels")
+    labels.add_argument("code", help="school code")
     programme = sub.add_parser("programme", help="add or update a school's programmes")
     programme_actions = programme.add_subparsers(dest="action", required=True)
     padd = programme_actions.add_parser("add", help="add a programme, or update the options given")

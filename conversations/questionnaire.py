@@ -13,13 +13,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
+from babel import Locale
 
 from conversations.expressions import (
     EARLIER_FIELDS,
@@ -102,10 +103,24 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 SETTINGS_KEYS = ("form_id", "version", "default_language", "languages", "title")
 TOP_KEYS = ("settings", "survey", "choices")
-CHOICE_KEYS = ("name", "label")
+CHOICE_KEYS = ("name", "label", "countries")
+#: ISO 3166-1 alpha-2 codes: CLDR's territories without the regions it adds (EU, Canary
+#: Islands, pseudo-locales ...), which a school's country can never be.
+_NOT_ISO_3166 = frozenset(
+    ["AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN", "XA", "XB", "XK", "ZZ"]
+)
+COUNTRY_CODES: frozenset[str] = frozenset(
+    code
+    for code in map(str, Locale("en").territories)
+    if len(code) == 2 and code.isalpha() and code not in _NOT_ISO_3166
+)
 
 
 # --- model --------------------------------------------------------------------------------
+
+
+#: A school's own choice labels: (list name, choice code) -> {language: text}.
+ChoiceLabels = Mapping[tuple[str, str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -113,9 +128,18 @@ class Choice:
     name: str
     labels: Mapping[str, str] = field(hash=False)
     line: int = field(default=0, compare=False)
+    countries: Mapping[str, Mapping[str, str]] = field(default_factory=dict, hash=False)
+    """Country variants: ISO country code -> {language: text}, for a label that names a
+    country or one of its services ("Elsewhere in the Netherlands", "UWV"). A school in that
+    country shows its variant; every other school the generic `labels`."""
 
-    def label(self, lang: str) -> str:
-        return self.labels.get(lang) or next(iter(self.labels.values()), self.name)
+    def label(self, lang: str, country: str | None = None) -> str:
+        variant = self.countries.get(country.upper(), {}) if country else {}
+        return (
+            variant.get(lang)
+            or self.labels.get(lang)
+            or next(iter(self.labels.values()), self.name)
+        )
 
 
 @dataclass(frozen=True)
@@ -262,6 +286,91 @@ class Questionnaire:
 
     def title_in(self, lang: str) -> str:
         return self.title.get(lang) or self.title.get(self.default_language) or self.form_id
+
+    def for_school(self, country: str | None, own: ChoiceLabels | None = None) -> Questionnaire:
+        """The questionnaire as a school's graduates and staff see it: every choice labelled
+        in the variant of the school's `country` where it has one, and the school's `own`
+        labels (``(list, code) -> {language: text}``) over those. Codes, routing and every
+        other text stay as they are; without variants or own labels this is `self`. A
+        choice so labelled has no variants left: adapting the result again changes nothing."""
+        key = country.strip().upper() if country else ""
+        own = own or {}
+        lists: dict[str, tuple[Choice, ...]] = {}
+        changed = False
+        for list_name, items in self.choices.items():
+            adapted: list[Choice] = []
+            for choice in items:
+                variant = choice.countries.get(key, {})
+                mine = own.get((list_name, choice.name), {})
+                if variant or mine:
+                    labels = {**choice.labels, **variant, **mine}
+                    adapted.append(Choice(choice.name, labels, choice.line))  # resolved
+                    changed = True
+                else:
+                    adapted.append(choice)
+            lists[list_name] = tuple(adapted)
+        return replace(self, choices=lists) if changed else self
+
+    def choice_lists(self) -> dict[str, tuple[str, ...]]:
+        """Each choice list's codes, in display order."""
+        return {name: tuple(c.name for c in items) for name, items in self.choices.items()}
+
+
+class ChoiceLabelError(ValueError):
+    """A school's own choice label that no questionnaire can show; the message says why."""
+
+
+def check_choice_label(
+    questionnaires: Iterable[Questionnaire],
+    target: str,
+    lang: str | None,
+    text: str | None = None,
+) -> tuple[str, str, str | None, str | None]:
+    """(list, code, language, text) of a school's own label for the choice `target`
+    (``LIST.CODE``, e.g. ``job_search.public_employment_service``) in `lang`, checked against
+    the questionnaires' choice lists and languages; `text` None checks only the target and
+    the language (`lang` None: only the target), to remove labels. ChoiceLabelError with a
+    clear message otherwise."""
+    forms = list(questionnaires)
+    list_name, dot, code = target.strip().partition(".")
+    if not dot or not list_name or not code:
+        raise ChoiceLabelError(
+            f"choice {target!r}: write it as LIST.CODE, e.g. job_search.public_employment_service"
+        )
+    having = [q for q in forms if list_name in q.choices]
+    if not having:
+        lists = sorted({name for q in forms for name in q.choices})
+        raise ChoiceLabelError(
+            f"no questionnaire has a choice list {list_name!r}"
+            + (_suggest(list_name, lists) or f" (lists: {', '.join(lists)})")
+        )
+    codes = list(dict.fromkeys(c.name for q in having for c in q.choices[list_name]))
+    if code not in codes:
+        raise ChoiceLabelError(
+            f"choice list {list_name} has no choice {code!r}"
+            + (_suggest(code, codes) or f" (choices: {', '.join(codes)})")
+        )
+    if lang is None:
+        return list_name, code, None, None
+    lang = lang.strip().lower()
+    languages = list(dict.fromkeys(x for q in having for x in q.languages))
+    if lang not in languages:
+        raise ChoiceLabelError(
+            f"language {lang!r}: the questionnaires are in {', '.join(languages)}"
+        )
+    if text is None:
+        return list_name, code, lang, None
+    label = " ".join(text.split())
+    if not label:
+        raise ChoiceLabelError("the label is empty")
+    if _CONTROL_RE.search(label):
+        raise ChoiceLabelError("the label holds a control character; remove it")
+    if len(label) > MAX_CHOICE_LABEL_LENGTH:
+        raise ChoiceLabelError(
+            f"the label is {len(label)} characters, at most {MAX_CHOICE_LABEL_LENGTH} "
+            "(it is a phone button: keep it short)"
+        )
+    return list_name, code, lang, label
 
 
 # --- problems -----------------------------------------------------------------------------
@@ -921,7 +1030,7 @@ class _Builder:
             if key not in CHOICE_KEYS:
                 self.problem(
                     item.key_lines.get(key, line),
-                    f"unknown key {_show(key)} in a choice (known: name, label)"
+                    f"unknown key {_show(key)} in a choice (known: {', '.join(CHOICE_KEYS)})"
                     + _suggest(str(key), CHOICE_KEYS),
                 )
         code = item.get("name")
@@ -956,10 +1065,57 @@ class _Builder:
             )
         else:
             self.problem(line, f"choice {_plain(code)} in {list_name} has no label")
+        countries: dict[str, dict[str, str]] = {}
+        if "countries" in item:
+            countries = self.country_variants(
+                item["countries"], item.key_lines.get("countries", line), _plain(code)
+            )
         if not ok:
             return None
         assert isinstance(code, str)
-        return Choice(code, labels, line)
+        return Choice(code, labels, line, countries)
+
+    def country_variants(self, value: object, line: int, code: str) -> dict[str, dict[str, str]]:
+        """`countries:` of a choice: ISO country code -> one text per declared language."""
+        if not isinstance(value, dict) or not value:
+            self.problem(
+                line,
+                f"countries of choice {code} must map country codes to labels, like "
+                "countries: {NL: {en: ..., nl: ...}}",
+            )
+            return {}
+        key_lines = value.key_lines if isinstance(value, _LineDict) else {}
+        result: dict[str, dict[str, str]] = {}
+        for country, texts in value.items():
+            at = key_lines.get(country, line)
+            name = country if isinstance(country, str) else _plain(country)
+            if not isinstance(country, str):
+                self.problem(
+                    at,
+                    f"countries of choice {code}: the country code must be text; YAML reads "
+                    f'{_show(country)} as something else: put it in quotes ("NO" for Norway)',
+                )
+                continue
+            if name not in COUNTRY_CODES:
+                hint = (
+                    f"; write it in capitals: {name.upper()}"
+                    if name.upper() in COUNTRY_CODES
+                    else "; did you mean 'GB'?"
+                    if name.upper() == "UK"
+                    else ""
+                )
+                self.problem(
+                    at,
+                    f"countries of choice {code}: {_show(country)} is not an ISO 3166-1 "
+                    f"alpha-2 country code (NL, ES, EE, IT, BE ...){hint}",
+                )
+                continue
+            labels = self.texts(
+                texts, at, f"label of choice {code} for {name}", MAX_CHOICE_LABEL_LENGTH
+            )
+            if labels:
+                result[name] = labels
+        return result
 
     # -- across rows --
 

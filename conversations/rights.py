@@ -45,6 +45,7 @@ from storage.models import (
 )
 from storage.processed import claim
 from storage.queries import graduate_by_chat, is_web_chat
+from storage.schools import for_graduate
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ async def _response_export(
     except KeyError:
         log.warning("questionnaire %s %s unknown for an export", response.form_id, response.version)
         questionnaire = None
+    if questionnaire is not None:  # choices as the graduate's school shows them
+        graduate = await session.get(Graduate, response.graduate_id)
+        questionnaire = await for_graduate(session, questionnaire, graduate)
     label_lang = lang
     if questionnaire is not None and lang not in questionnaire.languages:
         label_lang = questionnaire.default_language

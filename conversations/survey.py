@@ -48,6 +48,7 @@ from storage.models import (
 )
 from storage.processed import claim
 from storage.queries import get_chat_state, graduate_by_chat, is_web_chat, touch_state
+from storage.schools import for_graduate
 from storage.types import MAX_ROW_ID, utcnow
 
 log = logging.getLogger(__name__)
@@ -447,6 +448,9 @@ async def _load(
     rt: Runtime, session: AsyncSession, response: SurveyResponse, lang: str | None
 ) -> Loaded:
     questionnaire = await rt.questionnaires.get(rt.db, response.form_id, response.version)
+    # Choices as the graduate's school shows them (its country's variant, its own labels).
+    graduate = await session.get(Graduate, response.graduate_id)
+    questionnaire = await for_graduate(session, questionnaire, graduate)
     assert response.id is not None
     answers, carried = await _answers(session, response.id)
     earlier_id, earlier = await earlier_response(session, response)

@@ -1,7 +1,8 @@
 """Questionnaires as XLSForm spreadsheets and as canonical YAML.
 
 - :func:`export_xlsx` writes the sheets ``survey``, ``choices`` and ``settings`` with
-  ``label::English (en)``-style headers, one column per declared language.
+  ``label::English (en)``-style headers, one column per declared language; a choice's country
+  variants go in ``label::English (en)::NL`` columns (language, then ISO country code).
 - :func:`import_xlsx` reads such a workbook, also one written by hand in the usual XLSForm
   conventions, and returns YAML in our format, validated by :func:`parse_questionnaire`; every
   problem names the sheet and row (``file.xlsx:survey`` row 12).
@@ -38,6 +39,7 @@ from conversations.questionnaire import (
     END_GROUP,
     ROW_KEYS,
     SUPPORTED_LANGUAGES,
+    Choice,
     Group,
     GroupEnd,
     Problem,
@@ -249,6 +251,14 @@ def _group_row(group: Group) -> dict[str, Any]:
     return row
 
 
+def _choice_item(choice: Choice) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": choice.name, "label": dict(choice.labels)}
+    if choice.countries:
+        # By country code: a spreadsheet's columns cannot keep each choice's own order.
+        item["countries"] = {c: dict(choice.countries[c]) for c in sorted(choice.countries)}
+    return item
+
+
 def to_yaml(q: Questionnaire) -> str:
     """The canonical YAML of `q`: block style, languages in declared order, unicode as is."""
     settings = {
@@ -267,7 +277,7 @@ def to_yaml(q: Questionnaire) -> str:
         else:
             rows.append(({"type": END_GROUP, "group": item.name}, None))
     choices: dict[str, list[tuple[dict[str, Any], Origin]]] = {
-        list_name: [({"name": c.name, "label": dict(c.labels)}, None) for c in items]
+        list_name: [(_choice_item(c), None) for c in items]
         for list_name, items in q.choices.items()
     }
     return _render(settings, None, rows, choices).text()
@@ -326,11 +336,22 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
         _append(survey, [values.get(header) for header in headers])
 
     choices = workbook.create_sheet("choices")
+    countries = list(
+        dict.fromkeys(
+            country for items in q.choices.values() for c in items for country in c.countries
+        )
+    )
     choice_headers = ["list_name", "name"] + [f"label::{h}" for h in langs]
+    choice_headers += [f"label::{h}::{country}" for country in countries for h in langs]
     _append(choices, choice_headers)
     for list_name, items in q.choices.items():
         for choice in items:
             labels = [choice.labels.get(lang) for lang in q.languages]
+            labels += [
+                choice.countries.get(country, {}).get(lang)
+                for country in countries
+                for lang in q.languages
+            ]
             _append(choices, [list_name, choice.name, *labels])
 
     settings = workbook.create_sheet("settings")
@@ -450,15 +471,24 @@ class _Column:
     header: str
     key: str
     lang: str | None = None  # for translated columns; "" when the header names none
+    country: str | None = None  # a choice label's country variant: label::English (en)::NL
+
+
+COUNTRY_HEADER_RE = re.compile(r"[A-Za-z]{2}")
 
 
 def _columns(
-    sheet: _Sheet, known: tuple[str, ...], translated: tuple[str, ...], importer: _Importer
+    sheet: _Sheet,
+    known: tuple[str, ...],
+    translated: tuple[str, ...],
+    importer: _Importer,
+    countries: bool = False,
 ) -> tuple[list[_Column], list[_Column]]:
-    """The columns we read, and the ones we ignore."""
+    """The columns we read, and the ones we ignore. `countries`: the sheet may have country
+    variants of its labels (``label::English (en)::NL``)."""
     columns: list[_Column] = []
     ignored: list[_Column] = []
-    seen: dict[tuple[str, str | None], str] = {}
+    seen: dict[tuple[str, str | None, str | None], str] = {}
     for index, header in enumerate(sheet.headers):
         if not header:
             continue
@@ -469,26 +499,48 @@ def _columns(
             ignored.append(_Column(index, header, key))
             continue
         lang: str | None = None
+        country: str | None = None
         if key in translated:
             if suffix:
-                lang = language_code(suffix)
+                language, _, country_part = suffix.partition("::")
+                lang = language_code(language)
                 if lang is None:
                     importer.problem(
                         sheet.title,
                         1,
-                        f"column {header!r}: which language is {suffix.strip()!r}? "
+                        f"column {header!r}: which language is {language.strip()!r}? "
                         f"Name it like {key}::English (en)",
                     )
                     continue
+                if country_part:
+                    if not countries:
+                        importer.problem(
+                            sheet.title,
+                            1,
+                            f"column {header!r}: only choice labels have country variants; "
+                            f"name it like {key}::English (en)",
+                        )
+                        continue
+                    if not COUNTRY_HEADER_RE.fullmatch(country_part.strip()):
+                        importer.problem(
+                            sheet.title,
+                            1,
+                            f"column {header!r}: which country is {country_part.strip()!r}? "
+                            f"Name it like {key}::English (en)::NL (an ISO country code)",
+                        )
+                        continue
+                    country = country_part.strip().upper()
             else:
                 lang = ""
-        if (key, lang) in seen:
+        if (key, lang, country) in seen:
             importer.problem(
-                sheet.title, 1, f"columns {seen[(key, lang)]!r} and {header!r} hold the same thing"
+                sheet.title,
+                1,
+                f"columns {seen[(key, lang, country)]!r} and {header!r} hold the same thing",
             )
             continue
-        seen[(key, lang)] = header
-        columns.append(_Column(index, header, key, lang))
+        seen[(key, lang, country)] = header
+        columns.append(_Column(index, header, key, lang, country))
     return columns, ignored
 
 
@@ -679,7 +731,7 @@ class _Importer:
         return rows
 
     def choices(self, sheet: _Sheet) -> dict[str, list[tuple[dict[str, Any], Origin]]]:
-        columns, ignored = _columns(sheet, CHOICES_COLUMNS, ("label",), self)
+        columns, ignored = _columns(sheet, CHOICES_COLUMNS, ("label",), self, countries=True)
         self.ignore(sheet, ignored)
         if not any(c.key == "list_name" for c in columns):
             if sheet.rows:
@@ -689,9 +741,14 @@ class _Importer:
         for number, cells in sheet.rows:
             item: dict[str, Any] = {}
             texts: dict[str, dict[str, str]] = {}
+            variants: dict[str, dict[str, dict[str, str]]] = {}
             list_name = ""
             for column in columns:
-                if column.lang is not None:
+                if column.country is not None:
+                    self.translated(
+                        cells, column, variants.setdefault(column.country, {}), sheet.title
+                    )
+                elif column.lang is not None:
                     self.translated(cells, column, texts, sheet.title)
                 elif column.key == "list_name":
                     list_name = _value(cells, column.index)
@@ -701,6 +758,9 @@ class _Importer:
                 self.problem(sheet.title, number, "the choice has no list_name")
                 continue
             item.update(texts)
+            filled = {c: v["label"] for c, v in variants.items() if v.get("label")}
+            if filled:
+                item["countries"] = filled
             result.setdefault(list_name, []).append((item, (sheet.title, number)))
         return result
 

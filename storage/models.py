@@ -77,6 +77,24 @@ class Institution(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class SchoolChoiceLabel(SQLModel, table=True):
+    """A school's own text for a questionnaire choice in one language (VDAB for a Flemish
+    school's public employment service), shown to its graduates over the questionnaire's
+    label and its country variant. Keyed by choice list and code, so it applies to every
+    questionnaire and version with that choice; set with `gradtrack school label`."""
+
+    __tablename__ = "school_choice_label"
+    __table_args__ = (UniqueConstraint("institution_id", "list_name", "choice", "language"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id", index=True)
+    list_name: str = Field(sa_type=String(32))
+    choice: str = Field(sa_type=String(32))
+    language: str = Field(sa_type=String(8))
+    label: str = Field(sa_type=String(100))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class Programme(SQLModel, table=True):
     """A training programme of a school."""
 

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from conversations.questionnaire import (
+    ChoiceLabelError,
+    Questionnaire,
+    check_choice_label,
+)
 from conversations.rules import LANGUAGES, school_payload
 from storage.db import Database
-from storage.models import Institution, Programme
+from storage.models import Graduate, Institution, Programme, SchoolChoiceLabel
+from storage.types import utcnow
 
 # Lower case only: the code goes into join links (`s_<code>`), which people type and read out.
 SCHOOL_CODE_PATTERN = re.compile(r"^[a-z0-9-]{2,32}$")
@@ -309,3 +316,161 @@ async def get_school(db: Database, code: str) -> Institution:
     if school is None:
         raise SchoolError(f"unknown school {code!r}; add it with `gradtrack school add`")
     return school
+
+
+# --- a school's own choice labels -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnLabel:
+    """A school's own label for a choice, as `gradtrack school labels` lists it."""
+
+    list_name: str
+    choice: str
+    language: str
+    label: str
+
+
+async def _school_id(session: AsyncSession, code: str) -> int:
+    code = normalise_school_code(code)
+    school = (await session.exec(select(Institution).where(Institution.code == code))).first()
+    if school is None or school.id is None:
+        raise SchoolError(f"unknown school {code!r}; add it with `gradtrack school add`")
+    return school.id
+
+
+async def set_choice_label(
+    db: Database,
+    school_code: str,
+    target: str,
+    language: str,
+    text: str,
+    questionnaires: Sequence[Questionnaire],
+) -> bool:
+    """Give school `school_code` its own label for choice `target` (``LIST.CODE``) in
+    `language`, checked against `questionnaires` (the deployed ones). True when the label is
+    new or changed, False when it was already so. SchoolError with the reason otherwise."""
+    try:
+        list_name, choice, lang, label = check_choice_label(questionnaires, target, language, text)
+    except ChoiceLabelError as error:
+        raise SchoolError(str(error)) from None
+    assert lang is not None and label is not None
+    async with db.session() as session:
+        school_id = await _school_id(session, school_code)
+        row = (
+            await session.exec(
+                select(SchoolChoiceLabel).where(
+                    SchoolChoiceLabel.institution_id == school_id,
+                    SchoolChoiceLabel.list_name == list_name,
+                    SchoolChoiceLabel.choice == choice,
+                    SchoolChoiceLabel.language == lang,
+                )
+            )
+        ).first()
+        if row is not None and row.label == label:
+            return False
+        if row is None:
+            row = SchoolChoiceLabel(
+                institution_id=school_id,
+                list_name=list_name,
+                choice=choice,
+                language=lang,
+                label=label,
+            )
+        else:
+            row.label = label
+            row.updated_at = utcnow()
+        session.add(row)
+        return True
+
+
+async def remove_choice_label(
+    db: Database,
+    school_code: str,
+    target: str,
+    language: str | None,
+    questionnaires: Sequence[Questionnaire],
+) -> int:
+    """Remove the school's own labels for choice `target` (in `language`, or in every
+    language when None); the questionnaire's label shows again. The number removed."""
+    try:
+        list_name, choice, language, _ = check_choice_label(questionnaires, target, language)
+    except ChoiceLabelError as error:
+        raise SchoolError(str(error)) from None
+    async with db.session() as session:
+        school_id = await _school_id(session, school_code)
+        query = select(SchoolChoiceLabel).where(
+            SchoolChoiceLabel.institution_id == school_id,
+            SchoolChoiceLabel.list_name == list_name,
+            SchoolChoiceLabel.choice == choice,
+        )
+        if language is not None:
+            query = query.where(SchoolChoiceLabel.language == language)
+        rows = (await session.exec(query)).all()
+        for row in rows:
+            await session.delete(row)
+        return len(rows)
+
+
+async def list_choice_labels(db: Database, school_code: str) -> list[OwnLabel]:
+    """The school's own choice labels, by list, choice and language."""
+    async with db.session() as session:
+        school_id = await _school_id(session, school_code)
+        rows = (
+            await session.exec(
+                select(SchoolChoiceLabel)
+                .where(SchoolChoiceLabel.institution_id == school_id)
+                .order_by(
+                    col(SchoolChoiceLabel.list_name),
+                    col(SchoolChoiceLabel.choice),
+                    col(SchoolChoiceLabel.language),
+                )
+            )
+        ).all()
+    return [OwnLabel(r.list_name, r.choice, r.language, r.label) for r in rows]
+
+
+async def for_graduate(
+    session: AsyncSession, questionnaire: Questionnaire, graduate: Graduate | None
+) -> Questionnaire:
+    """`questionnaire` as `graduate` sees it: choices in the variant of the country of their
+    programme's school, with that school's own labels (Questionnaire.for_school)."""
+    if graduate is None:
+        return questionnaire
+    # One round trip (this runs on every answer): the school's country and its own labels.
+    rows = (
+        await session.exec(
+            select(Institution.country, SchoolChoiceLabel)
+            .select_from(Programme)
+            .join(Institution, col(Institution.id) == col(Programme.institution_id))
+            .outerjoin(
+                SchoolChoiceLabel,
+                col(SchoolChoiceLabel.institution_id) == col(Institution.id),
+            )
+            .where(Programme.id == graduate.programme_id)
+        )
+    ).all()
+    if not rows:
+        return questionnaire
+    own: dict[tuple[str, str], dict[str, str]] = {}
+    for _country, row in rows:
+        if row is not None:
+            own.setdefault((row.list_name, row.choice), {})[row.language] = row.label
+    return questionnaire.for_school(rows[0][0], own)
+
+
+async def school_questionnaires(
+    session: AsyncSession, questionnaire: Questionnaire
+) -> dict[str, Questionnaire]:
+    """`questionnaire` as each school shows it, by school code (for exports)."""
+    schools = (await session.exec(select(Institution))).all()
+    rows = (await session.exec(select(SchoolChoiceLabel))).all()
+    own: dict[int, dict[tuple[str, str], dict[str, str]]] = {}
+    for row in rows:
+        own.setdefault(row.institution_id, {}).setdefault((row.list_name, row.choice), {})[
+            row.language
+        ] = row.label
+    return {
+        school.code: questionnaire.for_school(school.country, own.get(school.id or 0))
+        for school in schools
+    }

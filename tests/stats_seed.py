@@ -185,7 +185,7 @@ ADMIN_USER_ID = 990_001
 OFFICER_USER_ID = 990_002
 """Telegram user id of the seeded alumni officer of alfa."""
 
-VERSIONS = {"tracking": "2026.3", "pregrad": "2026.1"}
+VERSIONS = {"tracking": "2026.3", "pregrad": "2026.2"}
 """The deployed version of each questionnaire the seeded responses name."""
 CHAT_BASE = 700_000
 

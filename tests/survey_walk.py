@@ -67,6 +67,12 @@ class Walk:
     timings: list[float] = field(default_factory=list)
     #: The graduate's previous response (its answers and ``_month``), in a later wave.
     earlier: dict[str, Any] = field(default_factory=dict)
+    #: The country of the graduate's school (the harness's schools are Dutch): the choices
+    #: are shown in its variant.
+    country: str = "NL"
+
+    def __post_init__(self) -> None:
+        self.q = self.q.for_school(self.country)
 
     def shown_label(self, question: Question) -> str:
         """The question's label as shown: ``${last-saved#…}`` replaced."""

@@ -299,7 +299,7 @@ def test_response_header(tracking: Questionnaire) -> None:
         (
             "nl",
             "Ik werk in loondienst",
-            "Vacaturesite of uitzendbureau; Via school of het stagebureau",
+            "Vacaturesite of uitzendbureau; Via school of de loopbaanbegeleiding",
             "Gedeeltelijk",
         ),
         (
@@ -469,7 +469,7 @@ def test_codebook_lists_every_choice_of_a_select_question(tracking: Questionnair
     assert question["choice"] is None
     assert [(c["choice"], c["choice_label"]) for c in choices] == [
         ("employed", "Ik werk in loondienst"),
-        ("self_employed", "Ik ben zzp'er of ondernemer"),
+        ("self_employed", "Ik werk als zelfstandige"),
         ("studying", "Ik studeer"),
         ("working_and_studying", "Ik werk én studeer"),
         ("unemployed_looking", "Ik zoek werk"),

@@ -81,9 +81,15 @@ class WebWalk:
     engine (as tests/survey_walk.Walk does in Telegram)."""
 
     def __init__(
-        self, g: WebGraduate, q: Questionnaire, lang: str, earlier: dict[str, Any] | None = None
+        self,
+        g: WebGraduate,
+        q: Questionnaire,
+        lang: str,
+        earlier: dict[str, Any] | None = None,
+        country: str = "NL",
     ) -> None:
-        self.g, self.q, self.lang = g, q, lang
+        # The harness's schools are Dutch: the choices are shown in the Dutch variant.
+        self.g, self.q, self.lang = g, q.for_school(country), lang
         #: The graduate's previous response (answers and ``_month``), in a later wave.
         self.earlier: dict[str, Any] = earlier or {}
         self.answers: dict[str, Any] = {}

@@ -74,6 +74,7 @@ from storage.roster import (
     template_csv,
     template_xlsx,
 )
+from storage.schools import school_questionnaires
 from storage.stats import CHANNELS, REACH, Scope
 from storage.types import row_id
 
@@ -1430,6 +1431,8 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
     if wave is not None and wave not in _known_waves(d):
         raise web.HTTPNotFound(reason=_("There is no such wave."))
     name = f"responses-{questionnaire.form_id}" + (f"-{wave}" if wave else "")
+    async with d.rt.db.session() as session:  # choice labels as each school shows them
+        schools = await school_questionnaires(session, questionnaire)
     if request.match_info["format"] == "xlsx":
         async with d.rt.db.session() as session:
             records = [
@@ -1438,7 +1441,8 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
                     session, scope, questionnaire.form_id, wave, now=d.rt.clock.now()
                 )
             ]
-        return _download(request, name, [exports.response_sheet(questionnaire, records, lang)])
+        sheet = exports.response_sheet(questionnaire, records, lang, schools=schools)
+        return _download(request, name, [sheet])
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
@@ -1453,7 +1457,9 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
 
     async def flush() -> None:
         nonlocal first
-        pieces = exports.iter_csv(exports.response_sheet(questionnaire, batch, lang))
+        pieces = exports.iter_csv(
+            exports.response_sheet(questionnaire, batch, lang, schools=schools)
+        )
         if not first:
             next(pieces), next(pieces)  # the byte order mark and the header: written once
         await response.write(b"".join(pieces))

@@ -403,11 +403,14 @@ def response_sheet(
     lang: str,
     *,
     name: str = "responses",
+    schools: Mapping[str, Questionnaire] | None = None,
 ) -> Sheet:
     """Responses as a sheet: the fixed columns, then per answerable question `<name>` (code,
     number or text) and, for select questions, `<name>_label` (choice texts in `lang`, else in
     the questionnaire's default language). Answers to questions the questionnaire does not have
-    are left out. Rows are made lazily, one record at a time, as the sheet is written."""
+    are left out. `schools` maps a school's code to the questionnaire as that school shows it
+    (Questionnaire.for_school): a row's labels are the ones its graduate saw. Rows are made
+    lazily, one record at a time, as the sheet is written."""
     questions = [question for question in questionnaire.questions if question.answerable]
 
     def row(record: ResponseRecord) -> list[object]:
@@ -426,8 +429,9 @@ def response_sheet(
             record.language,
             " ".join(record.carried) or None,
         ]
+        shown = (schools or {}).get(record.school, questionnaire)
         for question in questions:
-            cells += _answer_cells(questionnaire, question, record.answers.get(question.name), lang)
+            cells += _answer_cells(shown, question, record.answers.get(question.name), lang)
         return cells
 
     return Sheet(name, response_header(questionnaire), (row(record) for record in records))
