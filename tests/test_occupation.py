@@ -1,0 +1,208 @@
+"""EQAVET 6a "working in the occupation trained for" (the graduate's ISCO-08 major group, E4b,
+against the groups their programme declares) and the breakdowns by pathway, VET kind, school
+and country, on the hand-counted data set of tests/occupation_seed.py, on SQLite and
+PostgreSQL; and the same on the dashboard and in the indicator export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Hashable
+from datetime import UTC, datetime
+
+from bot.reporting import Report, build_report
+from conversations.indicators import Indicators, Rate, indicators, load_specs
+from conversations.waves import load_plans
+from storage.db import Database
+from storage.staff import add_staff
+from storage.stats import OutcomeRow, Scope
+from tests import occupation_seed
+from tests.harness import Harness
+from tests.test_dashboard import client_session, log_in
+
+SPEC = load_specs()["tracking"]
+PLANS = load_plans()
+
+
+def shown(rate: Rate) -> tuple[int, int] | None:
+    """The fraction a reader sees, None when it is suppressed or undefined."""
+    return None if rate.value is None else (rate.numerator, rate.denominator)
+
+
+async def m12(
+    db: Database, breakdown: str, scope: Scope | None = None
+) -> dict[Hashable, Indicators]:
+    report: Report = await build_report(db, PLANS, {"tracking": SPEC}, scope or Scope())
+    return report.wave_indicators("m12", breakdown)
+
+
+def test_the_occupation_counts_only_the_employed_of_programmes_that_declare_groups() -> None:
+    """Hand-made rows: the figure is over the employed who answered E4b and whose programme
+    declares groups; the answer counts when its group is one of them."""
+
+    def row(activity: str, occupation: str | None, groups: str | None, n: int) -> OutcomeRow:
+        return OutcomeRow(
+            "m12", 1, 4, "female", "20_24", activity, None, None, n, None, occupation, groups
+        )
+
+    rows = [
+        row("employed", "isco5", "5,7", 6),  # yes
+        row("self_employed", "isco7", "5,7", 1),  # yes
+        row("working_and_studying", "isco9", "5,7", 2),  # answered, not in the groups
+        row("employed", "isco5", None, 3),  # programme declares nothing: not counted
+        row("employed", None, "5,7", 4),  # did not answer E4b: not counted
+        row("studying", "isco5", "5", 5),  # not employed: not counted
+    ]
+    total = indicators(rows, SPEC)["m12"]["total"]
+    assert (total.occupation_yes, total.occupation_answered) == (7, 9)  # 6 + 1 of 6 + 1 + 2
+    assert total.i6a_occupation == Rate(7, 9)
+    assert total.rates()["6a_occupation"] == Rate(7, 9)
+    assert total.employed == 16  # 6 + 1 + 2 + 3 + 4: 5b does not depend on E4b
+
+
+async def test_occupation_and_the_new_breakdowns_on_a_hand_counted_seed(db: Database) -> None:
+    schools = (await occupation_seed.seed(db)).schools
+
+    # Total: 26 respondents of 28 completers (K09, K10 did not answer).
+    # Employed (employed, self-employed, working and studying): COOK 6 (K01-K06), COOKBBL 5,
+    # ADM 4, GEN 2, ELEC 3 = 20.
+    # Occupation, answered by the employed of a programme that declares groups: COOK 5
+    # (K01-K05; K06 has no E4b), COOKBBL 5, ADM 4, ELEC 3 (GEN declares none) = 17;
+    # in a declared group: COOK 4 (not K04, isco9), COOKBBL 4 (not W04, isco4), ADM 2
+    # (D01, D02), ELEC 2 (E01 isco7, E02 isco8) = 12.
+    (total,) = (await m12(db, "total")).values()
+    assert (total.respondents, total.completers, total.employed) == (26, 28, 20)
+    assert (total.occupation_yes, total.occupation_answered) == (12, 17)
+    assert shown(total.i6a_occupation) == (12, 17)
+    assert shown(total.rates("completers")["6a_occupation"]) == (12, 28)
+    assert shown(total.i6a) is None and total.related_answered == 0  # E6 was not asked here
+
+    # Pathway: school-based COOK + ADM (14 respondents of 16, occupation 4 + 2 of 5 + 4);
+    # work-based COOKBBL + ELEC (9 of 9, occupation 4 + 2 of 5 + 3); not declared GEN (3).
+    pathway = await m12(db, "pathway")
+    assert set(pathway) == {"school_based", "work_based", "unknown"}
+    school_based, work_based = pathway["school_based"], pathway["work_based"]
+    assert (school_based.respondents, school_based.completers) == (14, 16)
+    assert shown(school_based.i6a_occupation) == (6, 9)
+    assert (work_based.respondents, work_based.completers) == (9, 9)
+    assert shown(work_based.i6a_occupation) == (6, 8)
+    assert shown(work_based.i5b) == (8, 9)  # W01-W05 and E01-E03 employed, E04 other
+    unknown = pathway["unknown"]
+    assert unknown.respondents == 3 and unknown.response_rate.suppressed  # 3 of 3: hidden
+
+    # VET kind: IVET COOK + COOKBBL + ELEC (17 respondents of 19, occupation 4+4+2 of 5+5+3);
+    # CVET ADM (6 of 6, occupation 2 of 4: both under five, hidden).
+    kind = await m12(db, "vet_kind")
+    assert (kind["ivet"].respondents, kind["ivet"].completers) == (17, 19)
+    assert shown(kind["ivet"].i6a_occupation) == (10, 13)
+    assert kind["cvet"].respondents == 6
+    assert kind["cvet"].i6a_occupation == Rate(2, 4) and kind["cvet"].i6a_occupation.suppressed
+
+    # School: alfa COOK + COOKBBL (13 of 15; employed 6 + 5 = 11; occupation 8 of 10);
+    # beta ADM + GEN (9 of 9; employed 4 + 2 = 6; occupation 2 of 4, hidden);
+    # gamma ELEC (4 respondents: hidden, and every rate over them).
+    by_school = await m12(db, "school")
+    alfa, beta, gamma = (by_school[schools[code]] for code in ("alfa", "beta", "gamma"))
+    assert (alfa.respondents, alfa.completers) == (13, 15)
+    assert shown(alfa.i5b) == (11, 13) and shown(alfa.i6a_occupation) == (8, 10)
+    assert shown(beta.i5b) == (6, 9) and beta.i6a_occupation.suppressed
+    assert gamma.respondents == 4 and gamma.i5b.suppressed and gamma.response_rate.suppressed
+
+    # Country: NL alfa + gamma (17 of 19, occupation 8 + 2 of 10 + 3); ES beta (9 of 9).
+    country = await m12(db, "country")
+    assert set(country) == {"NL", "ES"}
+    assert (country["NL"].respondents, country["NL"].completers) == (17, 19)
+    assert shown(country["NL"].i6a_occupation) == (10, 13)
+    assert country["ES"].respondents == 9 and country["ES"].i6a_occupation.suppressed
+
+    # One school's report has only that school and country in them.
+    only = Scope(institution_id=schools["alfa"])
+    assert list(await m12(db, "school", only)) == [schools["alfa"]]
+    assert list(await m12(db, "country", only)) == ["NL"]
+    assert shown((await m12(db, "total", only))["total"].i6a_occupation) == (8, 10)
+
+
+def _row_cells(html: str, label: str) -> dict[str, str]:
+    """The cells of the first table row headed `label` (the table over respondents comes
+    before the one over completers)."""
+    found = re.search(rf'<th scope="row">{re.escape(label)}</th>(.*?)</tr>', html, re.S)
+    assert found, (label, html)
+    return dict(re.findall(r'data-key="(\w+)">([^<]*)<', found.group(1)))
+
+
+async def _pages(h: Harness, web: str, role: str) -> tuple[str, str, list[dict[str, str]]]:
+    """The overview, the m12 wave page and the indicator export, as `role` sees them."""
+    user = h.user("en")
+    await add_staff(h.db, user.id, role, school_code="alfa" if role == "officer" else None)
+    async with client_session() as client:
+        await log_in(h, client, user)
+        async with client.get(f"{web}/dashboard") as page:
+            overview = (await page.text()).replace("\xa0", " ")
+        async with client.get(f"{web}/dashboard/waves/m12") as page:
+            wave = (await page.text()).replace("\xa0", " ")
+        async with client.get(f"{web}/dashboard/exports/indicators.csv") as download:
+            assert download.status == 200
+            text = (await download.read()).decode("utf-8-sig")
+    return overview, wave, [r for r in csv.DictReader(io.StringIO(text)) if r["wave"] == "m12"]
+
+
+async def test_the_dashboard_and_the_export_show_the_occupation_and_the_breakdowns(
+    harness: Harness, web: str
+) -> None:
+    """An admin (all schools) sees 6a in the occupation trained for beside perceived related,
+    and the breakdowns by pathway, VET kind, school and country (small groups hidden); an
+    officer of alfa sees alfa's figures, without the school and country breakdowns."""
+    h = harness
+    h.clock.set(datetime(2026, 8, 1, 9, 0, tzinfo=UTC))  # m12 has opened for 2025-06-30
+    await occupation_seed.seed(h.db)
+    overview, wave, exported = await _pages(h, web, "admin")
+
+    # The reporting table: 12 of the 17 employed who answered E4b in a programme that
+    # declares groups (70.6 %); 12 of the 28 completers (42.9 %).
+    table = re.search(r'<table class="numbers" id="eqavet">.*?</table>', overview, re.S)
+    assert table, overview
+    occupation = re.search(r'<tr data-indicator="6a_occupation">(.*?)</tr>', table.group(0), re.S)
+    assert occupation, table.group(0)
+    cells = dict(re.findall(r'data-key="(\w+)">([^<]*)<', occupation.group(1)))
+    assert "6a · Working in the occupation trained for" in occupation.group(1)
+    assert (cells["respondents_share"], cells["counted_over"]) == ("70.6%", "17")
+    assert cells["completers_share"] == "42.9%"
+    assert '<tr data-indicator="6a">' in table.group(0)  # perceived related stays beside it
+
+    # The wave page's breakdowns (over respondents): NL 10 of 13 (76.9 %), ES 2 of 4 hidden;
+    # school-based 6 of 9 (66.7 %), work-based 6 of 8 (75.0 %); gamma's 4 respondents hidden.
+    for title in ("School-based or work-based", "Initial or continuing VET", "School", "Country"):
+        assert f"<h3>{title}</h3>" in wave
+    assert _row_cells(wave, "Netherlands")["respondents"] == "17"
+    assert _row_cells(wave, "Netherlands")["6a_occupation"] == "76.9%"
+    assert _row_cells(wave, "Spain")["6a_occupation"] == "–"
+    assert _row_cells(wave, "School-based (e.g. BOL)")["6a_occupation"] == "66.7%"
+    assert _row_cells(wave, "Work-based (e.g. BBL, apprenticeship)")["6a_occupation"] == "75.0%"
+    assert _row_cells(wave, "Gamma ROC")["respondents"] == "&lt;5"
+    assert _row_cells(wave, "Continuing VET (CVET)")["6a_occupation"] == "–"
+
+    rows = {(r["breakdown"], r["group"]): r for r in exported}
+    assert rows[("total", "All respondents")]["6a_occupation_pct"] == "70.6"
+    assert rows[("total", "All respondents")]["6a_occupation_of_completers_pct"] == "42.9"
+    assert rows[("country", "Netherlands")]["6a_occupation_pct"] == "76.9"
+    assert rows[("country", "Spain")]["6a_occupation_pct"] == "<5"
+    assert rows[("school", "Gamma ROC")]["respondents"] == "<5"
+    assert rows[("pathway", "Not declared")]["respondents"] == "<5"  # GEN's 3
+    assert rows[("vet_kind", "Initial VET (IVET)")]["6a_occupation_pct"] == "76.9"  # 10 / 13
+
+    # An officer of alfa: alfa's 8 of 10 (80.0 %); no school or country breakdown.
+    overview, wave, exported = await _pages(h, web, "officer")
+    table = re.search(r'<tr data-indicator="6a_occupation">(.*?)</tr>', overview, re.S)
+    assert table and 'data-key="respondents_share">80.0%<' in table.group(1)
+    assert "<h3>Country</h3>" not in wave and "<h3>School</h3>" not in wave
+    assert "<h3>School-based or work-based</h3>" in wave
+    assert {r["breakdown"] for r in exported} == {
+        "total",
+        "programme",
+        "eqf",
+        "gender",
+        "age_band",
+        "pathway",
+        "vet_kind",
+    }
