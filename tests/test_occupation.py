@@ -9,19 +9,36 @@ import csv
 import io
 import re
 from collections.abc import Hashable
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 
 from bot.reporting import Report, build_report
-from conversations.indicators import Indicators, Rate, indicators, load_specs
+from conversations import engine
+from conversations.indicators import (
+    DEFAULT_SPEC_FILE,
+    Indicators,
+    IndicatorSpecError,
+    Rate,
+    check_spec,
+    indicators,
+    load_specs,
+    parse_specs,
+)
+from conversations.questionnaire import load_questionnaire
 from conversations.waves import load_plans
 from storage.db import Database
 from storage.staff import add_staff
 from storage.stats import OutcomeRow, Scope
 from tests import occupation_seed
 from tests.harness import Harness
+from tests.test_cli import _cli
 from tests.test_dashboard import client_session, log_in
 
 SPEC = load_specs()["tracking"]
+QUESTIONNAIRES = Path(__file__).parent.parent / "conversations" / "questionnaires"
 PLANS = load_plans()
 
 
@@ -206,3 +223,80 @@ async def test_the_dashboard_and_the_export_show_the_occupation_and_the_breakdow
         "pathway",
         "vet_kind",
     }
+
+
+# ---------------------------------------------------------------- the question and its spec
+
+
+def test_e4b_asks_everyone_in_block_e_for_one_of_the_ten_isco_major_groups() -> None:
+    tracking = load_questionnaire(QUESTIONNAIRES / "tracking.yaml")
+    question = tracking.question("E4b")
+    names = [q.name for q in tracking.questions]
+    assert names.index("E4b") == names.index("E4") + 1  # right after the typed job title
+    assert question.type == "select_one" and question.required
+    codes = [c.name for c in tracking.choices_for(question)]
+    assert codes == [f"isco{g}" for g in "1234567890"]
+    # Each code counts as its own ISCO-08 major group.
+    assert dict(SPEC.occupation_groups) == {f"isco{g}": g for g in "1234567890"}
+    for choice in tracking.choices_for(question):
+        for lang in ("en", "nl", "es", "et", "it"):
+            label = str(choice.labels[lang])
+            assert 0 < len(label) <= 40, (choice.name, lang, label)  # a phone button
+    # Asked of the employed, the self-employed and the working students, of no one else.
+    for activity in ("employed", "self_employed", "working_and_studying"):
+        assert engine.is_relevant(tracking, question, {"C0": "yes", "Q1": activity})
+    for activity in ("studying", "unemployed_looking", "not_available", "other"):
+        assert not engine.is_relevant(tracking, question, {"C0": "yes", "Q1": activity})
+
+
+def test_the_occupation_spec_is_checked_against_the_questionnaire() -> None:
+    tracking = load_questionnaire(QUESTIONNAIRES / "tracking.yaml")
+    assert check_spec(SPEC, tracking) == []
+    assert check_spec(replace(SPEC, occupation="E4"), tracking) == [
+        "tracking: E4 must be a select_one question"
+    ]
+    renamed = replace(SPEC, occupation_groups={**SPEC.occupation_groups, "isco10": "1"})
+    assert check_spec(renamed, tracking) == ["tracking: E4b has no choice isco10"]
+    # Without an occupation entry the figure is simply not computed.
+    text = DEFAULT_SPEC_FILE.read_text(encoding="utf-8")
+    start = text.index("  occupation:\n")
+    end = text.index("\n", text.index("    groups:", start)) + 1
+    without = parse_specs(text[:start] + text[end:])["tracking"]
+    assert without.occupation is None and without.questions.occupation is None
+    for old, new, message in (
+        (
+            "groups: {isco1: 1,",
+            "groups: {isco1: 11,",
+            "occupation.groups.isco1: 11 is not an ISCO-08 major group",
+        ),
+        ("groups: {isco1: 1,", "groups: {isco1: true,", "occupation.groups.isco1: True is not"),
+        (
+            "  occupation:\n",
+            "  occupation: E4b\n  unused:\n",
+            "tracking: occupation must be a mapping (question, groups)",
+        ),
+    ):
+        assert old in text
+        with pytest.raises(IndicatorSpecError, match=re.escape(message)):
+            parse_specs(text.replace(old, new, 1))
+
+
+def test_questionnaire_check_compares_the_questionnaire_with_indicators_yaml(
+    tmp_path: Path,
+) -> None:
+    """A school that renames E4b in its copy of the questionnaire hears that indicators.yaml
+    no longer fits it, and the check fails."""
+    tracking = QUESTIONNAIRES / "tracking.yaml"
+    fits = _cli("questionnaire", "check", str(tracking))
+    assert fits.returncode == 0 and fits.stdout.rstrip().endswith("OK"), fits.stderr
+    renamed = tmp_path / "tracking.yaml"
+    renamed.write_text(
+        tracking.read_text(encoding="utf-8").replace("name: E4b", "name: E4c", 1), encoding="utf-8"
+    )
+    refused = _cli("questionnaire", "check", str(renamed))
+    assert refused.returncode == 1
+    assert "indicators do not fit" in refused.stdout
+    assert (
+        f"{renamed}: conversations/indicators.yaml: tracking: the questionnaire has no question "
+        "E4b" in refused.stderr
+    )
