@@ -148,8 +148,11 @@ def _row_cells(html: str, label: str) -> dict[str, str]:
     return dict(re.findall(r'data-key="(\w+)">([^<]*)<', found.group(1)))
 
 
-async def _pages(h: Harness, web: str, role: str) -> tuple[str, str, list[dict[str, str]]]:
-    """The overview, the m12 wave page and the indicator export, as `role` sees them."""
+async def _pages(
+    h: Harness, web: str, role: str, programmes: tuple[int, ...] = ()
+) -> tuple[str, str, list[dict[str, str]], list[str]]:
+    """The overview, the m12 wave page, the indicator export and the pages of `programmes`,
+    as `role` sees them."""
     user = h.user("en")
     await add_staff(h.db, user.id, role, school_code="alfa" if role == "officer" else None)
     async with client_session() as client:
@@ -161,7 +164,12 @@ async def _pages(h: Harness, web: str, role: str) -> tuple[str, str, list[dict[s
         async with client.get(f"{web}/dashboard/exports/indicators.csv") as download:
             assert download.status == 200
             text = (await download.read()).decode("utf-8-sig")
-    return overview, wave, [r for r in csv.DictReader(io.StringIO(text)) if r["wave"] == "m12"]
+        pages = []
+        for programme in programmes:
+            async with client.get(f"{web}/dashboard/programmes/{programme}") as page:
+                pages.append(await page.text())
+    exported = [r for r in csv.DictReader(io.StringIO(text)) if r["wave"] == "m12"]
+    return overview, wave, exported, pages
 
 
 async def test_the_dashboard_and_the_export_show_the_occupation_and_the_breakdowns(
@@ -172,8 +180,9 @@ async def test_the_dashboard_and_the_export_show_the_occupation_and_the_breakdow
     officer of alfa sees alfa's figures, without the school and country breakdowns."""
     h = harness
     h.clock.set(datetime(2026, 8, 1, 9, 0, tzinfo=UTC))  # m12 has opened for 2025-06-30
-    await occupation_seed.seed(h.db)
-    overview, wave, exported = await _pages(h, web, "admin")
+    seeded = await occupation_seed.seed(h.db)
+    ids = (seeded.programmes["COOK"], seeded.programmes["GEN"])
+    overview, wave, exported, (cook, general) = await _pages(h, web, "admin", ids)
 
     # The reporting table: 12 of the 17 employed who answered E4b in a programme that
     # declares groups (70.6 %); 12 of the 28 completers (42.9 %).
@@ -199,6 +208,11 @@ async def test_the_dashboard_and_the_export_show_the_occupation_and_the_breakdow
     assert _row_cells(wave, "Gamma ROC")["respondents"] == "&lt;5"
     assert _row_cells(wave, "Continuing VET (CVET)")["6a_occupation"] == "–"
 
+    # A programme's page says what it declares.
+    assert "Trains for the ISCO-08 major groups 5." in cook
+    assert "School-based (e.g. BOL) · Initial VET (IVET)" in cook
+    assert "No ISCO-08 major groups declared" in general
+
     rows = {(r["breakdown"], r["group"]): r for r in exported}
     assert rows[("total", "All respondents")]["6a_occupation_pct"] == "70.6"
     assert rows[("total", "All respondents")]["6a_occupation_of_completers_pct"] == "42.9"
@@ -209,7 +223,7 @@ async def test_the_dashboard_and_the_export_show_the_occupation_and_the_breakdow
     assert rows[("vet_kind", "Initial VET (IVET)")]["6a_occupation_pct"] == "76.9"  # 10 / 13
 
     # An officer of alfa: alfa's 8 of 10 (80.0 %); no school or country breakdown.
-    overview, wave, exported = await _pages(h, web, "officer")
+    overview, wave, exported, _ = await _pages(h, web, "officer")
     table = re.search(r'<tr data-indicator="6a_occupation">(.*?)</tr>', overview, re.S)
     assert table and 'data-key="respondents_share">80.0%<' in table.group(1)
     assert "<h3>Country</h3>" not in wave and "<h3>School</h3>" not in wave

@@ -284,6 +284,8 @@ def _environment() -> jinja2.Environment:
         channel_label=channel_label,
         wave_label=wave_label,
         breakdown_title=breakdown_title,
+        pathway_label=pathway_label,
+        vet_kind_label=vet_kind_label,
         language_name=i18n.language_name,
         LANGUAGES=i18n.LANGUAGES,
         DESTINATIONS=DESTINATIONS,
