@@ -133,6 +133,13 @@ async def test_occupation_and_the_new_breakdowns_on_a_hand_counted_seed(db: Data
     assert shown(country["NL"].i6a_occupation) == (10, 13)
     assert country["ES"].respondents == 9 and country["ES"].i6a_occupation.suppressed
 
+    # A questionnaire without an occupation question: the other figures as before, no 6a
+    # occupation figure.
+    plain_spec = replace(SPEC, occupation=None, occupation_groups={})
+    report = await build_report(db, PLANS, {"tracking": plain_spec}, Scope())
+    (plain,) = report.wave_indicators("m12", "total").values()
+    assert (plain.respondents, plain.employed, plain.occupation_answered) == (26, 20, 0)
+
     # One school's report has only that school and country in them.
     only = Scope(institution_id=schools["alfa"])
     assert list(await m12(db, "school", only)) == [schools["alfa"]]
