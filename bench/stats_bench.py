@@ -105,6 +105,20 @@ PROGRAMMES = (
     ("CON3", "Construction", 3, 9, 8, 0.8, ("construction",)),
     ("RET2", "Retail", 2, 4, 8, 0.4, ("trade",)),
 )
+# The ISCO-08 major groups each programme trains for, and its pathway (odd programmes
+# work-based), for 6a "in the occupation trained for" and the pathway breakdown.
+ISCO = {
+    "ICT4": "2,3",
+    "NUR4": "2,3",
+    "ELE3": "7",
+    "CAR3": "7",
+    "HOS2": "5",
+    "LOG2": "4,8",
+    "CHI4": "5",
+    "BUS4": "4",
+    "CON3": "7",
+    "RET2": "5",
+}
 COHORTS = ((2024, 31), (2025, 33), (2026, 36))
 GENDERS = (("female", 46), ("male", 48), ("other", 1), ("unknown", 1), (None, 4))
 JOB_TITLES = ("assistant", "technician", "developer", "nurse", "mechanic", "cook", "clerk")
@@ -131,7 +145,18 @@ class Tables:
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "institution": ("id", "code", "name", "country", "default_language", "timezone", "created_at"),
-    "programme": ("id", "institution_id", "code", "name", "eqf_level", "field", "active"),
+    "programme": (
+        "id",
+        "institution_id",
+        "code",
+        "name",
+        "eqf_level",
+        "field",
+        "active",
+        "isco_groups",
+        "pathway",
+        "vet_kind",
+    ),
     "graduate": (
         "id",
         "institution_id",
@@ -266,6 +291,9 @@ class Responder:
                     *([("dont_know", 10)] if "dont_know" in codes else []),
                 ],
             )
+        if name == "E4b":
+            trained = [f"isco{g}" for g in ISCO[programme[0]].split(",")]
+            return rng.choice(trained) if rng.random() < fit else rng.choice(codes)
         if name == "E7":
             return weighted(rng, [("a_lot", fit * 50), ("a_little", 40), ("not_at_all", 15)])
         if name == "E5":
@@ -358,7 +386,10 @@ def generate(graduates: int, cap: int, plans: WavePlans, now: datetime, seed: in
         tables.rows["institution"].append((s, code, name, country, language, tz, created))
         for p, (pcode, pname, eqf, *_rest) in enumerate(PROGRAMMES):
             programme_id = (s - 1) * len(PROGRAMMES) + p + 1
-            tables.rows["programme"].append((programme_id, s, pcode, pname, eqf, pname, True))
+            pathway = "work_based" if p % 2 else "school_based"
+            tables.rows["programme"].append(
+                (programme_id, s, pcode, pname, eqf, pname, True, ISCO[pcode], pathway, "ivet")
+            )
     tables.largest_school = max(range(len(SCHOOLS)), key=lambda i: SCHOOLS[i][5]) + 1
     school_weights = [school[5] for school in SCHOOLS]
     programme_weights = [programme[4] for programme in PROGRAMMES]

@@ -324,13 +324,20 @@ def cmd_questionnaire(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "check":
+            failed = False
             for path in args.files:
                 q = load_xlsx(path) if str(path).endswith(".xlsx") else load_questionnaire(path)
+                problems = _indicator_problems(q)
+                for problem in problems:
+                    print(f"{path}: conversations/indicators.yaml: {problem}", file=sys.stderr)
+                failed = failed or bool(problems)
                 asked = sum(1 for question in q.questions if question.answerable)
                 print(
                     f"{path}: {q.form_id} version {q.version}, {asked} questions, "
-                    f"languages {', '.join(q.languages)}: OK"
+                    f"languages {', '.join(q.languages)}: "
+                    + ("indicators do not fit" if problems else "OK")
                 )
+            return 1 if failed else 0
         elif args.action == "export":
             export_xlsx(load_questionnaire(args.source), args.target)
             print(f"wrote {args.target}")
@@ -343,6 +350,15 @@ def cmd_questionnaire(args: argparse.Namespace) -> int:
         print(f"{error.filename}: {error.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _indicator_problems(questionnaire: Any) -> list[str]:
+    """What does not fit between the questionnaire and the indicators.yaml entry of its id
+    (none: it has no entry)."""
+    from conversations.indicators import check_spec, default_specs
+
+    spec = default_specs().get(questionnaire.form_id)
+    return check_spec(spec, questionnaire) if spec is not None else []
 
 
 def _import_questionnaire(source: str, target: str) -> None:
@@ -484,6 +500,9 @@ async def cmd_school(settings: Settings, args: argparse.Namespace) -> int:
         for p in s.programmes:
             level = f"EQF {p.eqf_level}" if p.eqf_level else "EQF ?"
             extra = (f", {p.field}" if p.field else "") + ("" if p.active else ", inactive")
+            extra += f", ISCO {p.isco_groups}" if p.isco_groups else ""
+            extra += f", {p.pathway}" if p.pathway else ""
+            extra += f", {p.vet_kind}" if p.vet_kind else ""
             print(f"  - {p.code}  {p.name}  ({level}{extra})")
     return 0
 
@@ -496,7 +515,15 @@ async def cmd_programme(settings: Settings, args: argparse.Namespace) -> int:
     db = open_database(settings)
     try:
         done = await upsert_programme(
-            db, args.school, args.code, name=args.name, eqf_level=args.eqf, field=args.field
+            db,
+            args.school,
+            args.code,
+            name=args.name,
+            eqf_level=args.eqf,
+            field=args.field,
+            isco_groups=args.isco,
+            pathway=args.pathway,
+            vet_kind=args.vet_kind,
         )
     except SchoolError as error:
         return _problem_out(error)
@@ -543,6 +570,11 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         if len(result.changes) > len(shown):
             print(f"  ... and {len(result.changes) - len(shown)} more")
     verb = "" if result.written else " would be"
+    for programme in result.programmes:
+        print(
+            f"programme {programme.school}/{programme.code}{verb} updated "
+            f"({', '.join(programme.fields)})"
+        )
     print(
         f"{result.rows} rows: {result.created}{verb} created, {result.updated}{verb} updated, "
         f"{result.unchanged} unchanged"
@@ -671,6 +703,16 @@ def _add_roster_parsers(sub: Any) -> None:
     padd.add_argument("--name")
     padd.add_argument("--eqf", type=int, help="EQF level 1-8")
     padd.add_argument("--field", help="field of training")
+    padd.add_argument(
+        "--isco",
+        metavar="GROUPS",
+        help="ISCO-08 major groups trained for, e.g. 5 or '5,7' (0-9; '' clears)",
+    )
+    padd.add_argument(
+        "--pathway",
+        help="school_based (BOL) or work_based (BBL, dual, apprenticeship); '' clears",
+    )
+    padd.add_argument("--vet-kind", help="ivet (initial) or cvet (continuing); '' clears")
     imp = sub.add_parser(
         "import",
         help="import a roster of graduates (CSV or XLSX)",
@@ -679,7 +721,9 @@ def _add_roster_parsers(sub: Any) -> None:
             "columns (any case, accents optional):\n"
             "  required: student_ref, name, school (or --school), programme (code or name),\n"
             "            graduation_date (2026-06-30, 30-06-2026, 30/06/2026, 30.06.2026)\n"
-            "  optional: eqf_level, language (nl/es/et/it/en), gender (F/M/X/U...), birth_year\n"
+            "  optional: eqf_level, language (nl/es/et/it/en), gender (F/M/X/U...), birth_year,\n"
+            "            email, mobile; of the programme: isco_groups (5;7), pathway (BOL/BBL),\n"
+            "            vet_kind (IVET/CVET): set on the programme; an empty cell: no change\n"
             "Headers may be in English, Dutch, Spanish, Italian or Estonian (e.g. studentnummer,\n"
             "naam, opleiding, diplomadatum); other names are listed in storage/roster.py.\n"
             "The dashboard's roster page explains each column and offers a template (CSV or\n"

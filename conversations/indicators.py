@@ -15,7 +15,10 @@ Definitions (docs/indicators.md sets each beside EQAVET's wording; decided where
   counted as employed (5b) and in education.
 - 5b: employed respondents (employed, self-employed, working and studying) over respondents.
 - 6a: employed respondents whose work is completely or partly related to the training, over
-  the employed respondents who answered that question.
+  the employed respondents who answered that question ("perceived related"); and, beside it,
+  "working in the occupation trained for": employed respondents whose ISCO-08 major group
+  (the occupation question) is one their programme declares (Programme.isco_groups), over
+  the employed respondents who answered it and whose programme declares groups.
 - 6b1: respondents satisfied (4 or 5 of 5) with the skills and competences they acquired,
   over the respondents who answered that question (everyone who answered the core is asked).
 - Use of skills (not an EQAVET indicator; 6b1 before it was satisfaction): employed
@@ -24,6 +27,9 @@ Definitions (docs/indicators.md sets each beside EQAVET's wording; decided where
 - Each indicator is reported from one wave of the plan, its designated point after
   completion (indicators.yaml `reported_at`: 5b "one year after", m12); the per-wave tables
   show every wave.
+- Breakdowns: programme, EQF level, gender, age band, pathway (school-based / work-based)
+  and IVET / CVET of the programme, and (for staff who see several schools) school and
+  country; all from the roster and the programmes, each group suppressed as below.
 - Suppression: a count of 1 to 4 people is never shown, nor a rate whose numerator or
   denominator is one; 0 is shown. In the 5a distribution (shares of respondents that add up
   to 100 %), where exactly one share is hidden the smallest other one is hidden too, so that
@@ -48,6 +54,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from conversations.programme_kinds import ISCO_MAJOR_GROUPS, isco_groups_of
 from conversations.questionnaire import Questionnaire, QuestionType
 from storage.stats import (
     REACH,
@@ -78,7 +85,23 @@ EQAVET_DENOMINATOR = "respondents"
 indicators are defined over completers; a tracking survey estimates them from those who
 answered and reports the response rate beside them)."""
 
-BREAKDOWNS = ("total", "programme", "eqf", "gender", "age_band")
+BREAKDOWNS = (
+    "total",
+    "programme",
+    "eqf",
+    "gender",
+    "age_band",
+    "pathway",
+    "vet_kind",
+    "school",
+    "country",
+)
+SCHOOL_BREAKDOWNS = ("school", "country")
+"""Breakdowns that only mean something to staff who see several schools (admins)."""
+
+RATES = ("5b", "6a", "6a_occupation", "6b1", "use")
+"""The keys of `Indicators.rates`, in display order: 6a_occupation is 6a's "working in the
+occupation trained for", beside 6a's "perceived related"."""
 
 DEFAULT_SPEC_FILE = Path(__file__).with_name("indicators.yaml")
 
@@ -340,11 +363,15 @@ class IndicatorSpec:
     satisfied_yes: frozenset[str]
     reported_at: Mapping[str, str] = field(default_factory=dict)
     """Indicator (INDICATORS) -> the wave it is reported from."""
+    occupation: str | None = None
+    """The ISCO-08 major group question (6a: in the occupation trained for); None: none."""
+    occupation_groups: Mapping[str, str] = field(default_factory=dict)
+    """Choice code of `occupation` -> its ISCO-08 major group (a digit, as text)."""
 
     @property
     def questions(self) -> IndicatorQuestions:
         return IndicatorQuestions(
-            self.form_id, self.activity, self.related, self.use, self.satisfied
+            self.form_id, self.activity, self.related, self.use, self.satisfied, self.occupation
         )
 
     def wave_of(self, indicator: str) -> str | None:
@@ -392,6 +419,27 @@ def _reported_at(value: Any, where: str) -> dict[str, str]:
     return {str(k): v for k, v in value.items()}
 
 
+def _occupation(value: Any, where: str) -> tuple[str | None, dict[str, str]]:
+    """The occupation question and its choice codes' ISCO-08 major groups (optional)."""
+    if value is None:
+        return None, {}
+    if not isinstance(value, dict):
+        raise IndicatorSpecError(f"{where}: occupation must be a mapping (question, groups)")
+    groups = value["groups"]
+    if not isinstance(groups, dict) or not groups:
+        raise IndicatorSpecError(
+            f"{where}: occupation.groups must map choice codes to ISCO-08 major groups (0-9)"
+        )
+    mapped: dict[str, str] = {}
+    for code, group in groups.items():
+        if isinstance(group, bool) or str(group) not in ISCO_MAJOR_GROUPS:
+            raise IndicatorSpecError(
+                f"{where}: occupation.groups.{code}: {group!r} is not an ISCO-08 major group (0-9)"
+            )
+        mapped[str(code)] = str(group)
+    return str(value["question"]), mapped
+
+
 def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, IndicatorSpec]:
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
@@ -418,6 +466,7 @@ def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, Indicat
             }
             related, use = raw["related"], raw["use_of_skills"]
             satisfied = raw["satisfied"]
+            occupation, occupation_groups = _occupation(raw.get("occupation"), where)
             for key, value in (
                 ("related", related),
                 ("use_of_skills", use),
@@ -437,6 +486,8 @@ def parse_specs(text: str, source: str = "indicators.yaml") -> dict[str, Indicat
                 satisfied=str(satisfied["question"]),
                 satisfied_yes=_points(satisfied["yes"], f"{where}: satisfied.yes"),
                 reported_at=_reported_at(raw.get("reported_at"), where),
+                occupation=occupation,
+                occupation_groups=occupation_groups,
             )
         except (KeyError, TypeError) as exc:
             raise IndicatorSpecError(f"{where}: {exc} is missing") from exc
@@ -478,6 +529,8 @@ def check_spec(spec: IndicatorSpec, questionnaire: Questionnaire) -> list[str]:
             for point in sorted(spec.satisfied_yes):
                 if not low <= int(point) <= high:
                     problems.append(f"{spec.form_id}: {spec.satisfied} has no point {point}")
+    if spec.occupation is not None:
+        lists.append((spec.occupation, frozenset(spec.occupation_groups)))
     for name, codes in lists:
         if name not in questionnaire:
             problems.append(f"{spec.form_id}: the questionnaire has no question {name}")
@@ -509,6 +562,8 @@ class Indicators:
     use_answered: int = 0
     satisfied_yes: int = 0
     satisfied_answered: int = 0
+    occupation_yes: int = 0
+    occupation_answered: int = 0
     completers: int = 0
     """The roster's graduates of the group (`add_completers`), answered or not."""
 
@@ -529,6 +584,11 @@ class Indicators:
             if row.relevant is not None:
                 self.use_answered += n
                 self.use_yes += n if row.relevant in spec.use_yes else 0
+            declared = isco_groups_of(row.isco_groups)
+            if row.occupation is not None and declared:
+                self.occupation_answered += n
+                group = spec.occupation_groups.get(row.occupation)
+                self.occupation_yes += n if group in declared else 0
 
     def shares_5a(self, over: str = "respondents") -> dict[str, Rate | None]:
         """Share of respondents (or of completers) per destination; None where the count is
@@ -563,6 +623,13 @@ class Indicators:
         return Rate(self.related_yes, self.related_answered)
 
     @property
+    def i6a_occupation(self) -> Rate:
+        """Working in the occupation trained for: employed whose ISCO-08 major group is one
+        their programme declares, over the employed who answered and whose programme
+        declares groups (EQAVET 6a, beside the perceived `i6a`)."""
+        return Rate(self.occupation_yes, self.occupation_answered)
+
+    @property
     def i6b1(self) -> Rate:
         """Satisfied with the skills and competences acquired (EQAVET 6b1)."""
         return Rate(self.satisfied_yes, self.satisfied_answered)
@@ -573,18 +640,21 @@ class Indicators:
         return Rate(self.use_yes, self.use_answered)
 
     def rates(self, over: str = "respondents") -> dict[str, Rate]:
-        """5b, 6a, 6b1 and the use of skills, over `over`: the respondents (each indicator
-        over those it is asked of) or all completers (the numerator over the completers)."""
+        """5b, 6a (perceived related, and in the occupation trained for), 6b1 and the use of
+        skills (keys: RATES), over `over`: the respondents (each indicator over those it is
+        asked of) or all completers (the numerator over the completers)."""
         if over == "respondents":
             return {
                 "5b": self.i5b,
                 "6a": self.i6a,
+                "6a_occupation": self.i6a_occupation,
                 "6b1": self.i6b1,
                 "use": self.use_of_skills,
             }
         return {
             "5b": self.share(self.employed, over),
             "6a": self.share(self.related_yes, over),
+            "6a_occupation": self.share(self.occupation_yes, over),
             "6b1": self.share(self.satisfied_yes, over),
             "use": self.share(self.use_yes, over),
         }
@@ -600,6 +670,14 @@ def breakdown_key(row: OutcomeRow | CompleterRow, by: str) -> Hashable:
         return row.gender or "unknown"
     if by == "age_band":
         return row.age_band
+    if by == "pathway":
+        return row.pathway or "unknown"
+    if by == "vet_kind":
+        return row.vet_kind or "unknown"
+    if by == "school":
+        return row.institution_id
+    if by == "country":
+        return row.country or "unknown"
     return "total"
 
 

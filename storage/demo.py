@@ -46,6 +46,15 @@ DEMO_PROGRAMMES: tuple[tuple[str, str, int, str], ...] = (
     ("MECH3", "Mechatronics technician (level 3)", 3, "Electronics and automation"),
 )
 
+# What each programme trains for and how (ISCO-08 major groups, pathway, VET kind), so the
+# demo shows 6a "in the occupation trained for" and the pathway breakdown.
+DEMO_KINDS: dict[str, tuple[str, str, str]] = {
+    "CHEF4": ("5", "school_based", "ivet"),
+    "ICT4": ("2,3", "school_based", "ivet"),
+    "NURSE4": ("2,3", "work_based", "ivet"),
+    "MECH3": ("3,7", "work_based", "ivet"),
+}
+
 EMPLOYED = ("employed", "self_employed", "working_and_studying")
 STUDYING = ("studying", "working_and_studying")
 
@@ -115,10 +124,16 @@ def open_wave_graduation(plan: Plan, now: datetime, timezone: str) -> tuple[date
     return (best[1], best[2]) if best else None
 
 
-def _answers(activity: str, related: str | None, relevant: str | None) -> dict[str, Any]:
+def _answers(
+    activity: str, related: str | None, relevant: str | None, programme: str = ""
+) -> dict[str, Any]:
     answers: dict[str, Any] = {"C0": "yes", "Q1": activity}
     if activity in EMPLOYED:
         answers |= {"E1": "under_1_month", "E2": "permanent", "E6": related, "E7": relevant}
+        # The occupation (E4b) in a group the programme trains for, unless the work is not
+        # related to the training at all (then elementary work).
+        trained = DEMO_KINDS.get(programme, ("9", "", ""))[0].split(",")[0]
+        answers["E4b"] = f"isco{trained if related != 'not_at_all' else '9'}"
     if activity in STUDYING:
         answers["S1"] = "higher_vet"
     if activity == "unemployed_looking":
@@ -197,7 +212,7 @@ async def _seed_responses(
                 answers = (
                     {"C0": "yes", "Q1": "employed"}
                     if halfway
-                    else _answers(activity, related, relevant)
+                    else _answers(activity, related, relevant, code)
                 )
                 complete = not halfway and engine.is_complete(
                     tracking, engine.relevant_answers(tracking, answers)
@@ -258,9 +273,17 @@ async def ensure_demo(
             await session.flush()
             assert school.id is not None
             for code, name, level, field in DEMO_PROGRAMMES:
+                isco, pathway, kind = DEMO_KINDS[code]
                 session.add(
                     Programme(
-                        institution_id=school.id, code=code, name=name, eqf_level=level, field=field
+                        institution_id=school.id,
+                        code=code,
+                        name=name,
+                        eqf_level=level,
+                        field=field,
+                        isco_groups=isco,
+                        pathway=pathway,
+                        vet_kind=kind,
                     )
                 )
             await session.flush()

@@ -107,6 +107,18 @@ class Programme(SQLModel, table=True):
     eqf_level: int | None = Field(default=None, description="EQF level 1-8")
     field: str | None = Field(default=None, sa_type=String(200), description="Field of training")
     active: bool = Field(default=True)
+    # What the programme trains for and how (conversations/programme_kinds.py), for the
+    # indicators' 6a occupation figure and breakdowns; set with `gradtrack programme` or a
+    # roster. None: not declared.
+    isco_groups: str | None = Field(
+        default=None,
+        sa_type=String(32),
+        description="ISCO-08 major groups trained for: digits, comma-separated, e.g. '5,7'",
+    )
+    pathway: str | None = Field(
+        default=None, sa_type=String(16), description="school_based (BOL) or work_based (BBL)"
+    )
+    vet_kind: str | None = Field(default=None, sa_type=String(8), description="ivet or cvet")
 
 
 class Graduate(SQLModel, table=True):

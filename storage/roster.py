@@ -27,6 +27,11 @@ opleiding, diplomadatum, eqf-niveau, taal, geslacht, geboortejaar), and the othe
 - `email` (optional; checked and normalised by conversations/contacts.py, no DNS; the same
   address twice in a file is refused)
 - `mobile` (optional; E.164, a national number in the school's country's plan)
+- `isco_groups`, `pathway`, `vet_kind` (optional; the programme's, not the graduate's): the
+  ISCO-08 major groups the programme trains for ("5", "5;7", "5, 7", "ISCO 5"), school-based
+  or work-based ("BOL", "BBL", "school-based", "dual"), IVET or CVET ("IVET", "initial",
+  "continuing"); conversations/programme_kinds.py reads them. A value sets the programme's;
+  an empty cell leaves it as it is; two rows of one programme must not disagree.
 
 A problem names a column by the header the file gives it, or (a missing column) by its header
 in the staff member's language.
@@ -68,6 +73,13 @@ from conversations.contacts import (
     normalise_email,
     normalise_mobile,
 )
+from conversations.programme_kinds import (
+    ProgrammeKindError,
+    isco_text,
+    parse_isco_groups,
+    parse_pathway,
+    parse_vet_kind,
+)
 from conversations.rules import LANGUAGES, new_invite_token, parse_birth_year
 from conversations.waves import WavePlans
 from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
@@ -86,7 +98,20 @@ GRADUATION_YEARS_AHEAD = 6
 
 REQUIRED = ("student_ref", "name", "school", "programme", "graduation_date")
 #: Every column the importer reads, in the order of the template.
-COLUMNS = (*REQUIRED, "eqf_level", "language", "gender", "birth_year", "email", "mobile")
+COLUMNS = (
+    *REQUIRED,
+    "eqf_level",
+    "language",
+    "gender",
+    "birth_year",
+    "email",
+    "mobile",
+    "isco_groups",
+    "pathway",
+    "vet_kind",
+)
+#: Columns that describe the row's programme, not the graduate (set on the programme).
+PROGRAMME_COLUMNS = ("isco_groups", "pathway", "vet_kind")
 
 #: Each column's header in each language: the header row of the template a staff member
 #: downloads, the name problems give a column the file does not have, and a header the
@@ -106,6 +131,9 @@ HEADERS: dict[str, dict[str, str]] = {
         "birth_year": "geboortejaar",
         "email": "e-mailadres",
         "mobile": "mobiel nummer",
+        "isco_groups": "ISCO-beroepsgroepen",
+        "pathway": "leerweg",
+        "vet_kind": "initieel of voortgezet",
     },
     "es": {
         "student_ref": "número de estudiante",
@@ -119,6 +147,9 @@ HEADERS: dict[str, dict[str, str]] = {
         "birth_year": "año de nacimiento",
         "email": "correo electrónico",
         "mobile": "móvil",
+        "isco_groups": "grupos ISCO",
+        "pathway": "modalidad",
+        "vet_kind": "FP inicial o continua",
     },
     "it": {
         "student_ref": "matricola",
@@ -132,6 +163,9 @@ HEADERS: dict[str, dict[str, str]] = {
         "birth_year": "anno di nascita",
         "email": "posta elettronica",
         "mobile": "cellulare",
+        "isco_groups": "gruppi ISCO",
+        "pathway": "tipo di percorso",
+        "vet_kind": "formazione iniziale o continua",
     },
     "et": {
         "student_ref": "matriklinumber",
@@ -145,6 +179,9 @@ HEADERS: dict[str, dict[str, str]] = {
         "birth_year": "sünniaasta",
         "email": "e-post",
         "mobile": "mobiil",
+        "isco_groups": "ISCO pearühmad",
+        "pathway": "õppevorm",
+        "vet_kind": "esma- või täiendõpe",
     },
 }
 
@@ -281,6 +318,42 @@ _OTHER_NAMES: dict[str, tuple[str, ...]] = {
         "telefon",
         "numero_di_cellulare",
         "telefono_cellulare",
+    ),
+    "isco_groups": (
+        "isco",
+        "isco_08",
+        "isco_group",
+        "isco_major_groups",
+        "occupation_groups",
+        "isco_beroepsgroep",
+        "isco_groepen",
+        "beroepsgroepen",
+        "grupo_isco",
+        "grupos_ocupacionales",
+        "gruppo_isco",
+        "isco_pearuhm",
+        "ametiruhmad",
+    ),
+    "pathway": (
+        "learning_pathway",
+        "bol_bbl",
+        "bol/bbl",
+        "school_or_work_based",
+        "modalidad_fp",
+        "fp_dual",
+        "percorso_formativo",
+        "tookohapohine",
+    ),
+    "vet_kind": (
+        "ivet_cvet",
+        "ivet/cvet",
+        "vet_type",
+        "type_of_vet",
+        "initial_or_continuing",
+        "ivet_of_cvet",
+        "tipo_de_fp",
+        "tipo_di_formazione",
+        "oppe_liik",
     ),
 }
 
@@ -420,6 +493,15 @@ class RowChange:
     fields: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ProgrammeChange:
+    """A programme whose `fields` (PROGRAMME_COLUMNS) the import sets or would set."""
+
+    school: str
+    code: str
+    fields: tuple[str, ...]
+
+
 @dataclass
 class ImportResult:
     path: str
@@ -436,6 +518,8 @@ class ImportResult:
     written: bool = False
     #: Problems found beyond the ones in `problems` (the first Limits.problems, by line).
     more_problems: int = 0
+    #: Programmes whose ISCO groups, pathway or VET kind the file changes.
+    programmes: list[ProgrammeChange] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -525,6 +609,27 @@ def column_guide(
         "mobile": (
             _("A mobile number, with the country code or as dialled in the school's country."),
             "+31 6 12345678",
+        ),
+        "isco_groups": (
+            _(
+                "The programme's: the ISCO-08 major groups (0 to 9) of the occupations it "
+                "trains for, separated by ; or a comma. An empty cell changes nothing."
+            ),
+            "5;7",
+        ),
+        "pathway": (
+            _(
+                "The programme's: school-based (BOL) or work-based (BBL, apprenticeship). "
+                "An empty cell changes nothing."
+            ),
+            "BOL",
+        ),
+        "vet_kind": (
+            _(
+                "The programme's: IVET (initial VET) or CVET (continuing VET). An empty cell "
+                "changes nothing."
+            ),
+            "IVET",
         ),
     }
     return [
@@ -1005,6 +1110,50 @@ class _Lookups:
     programmes: dict[int, list[Programme]]
 
 
+@dataclass
+class _ProgrammeValues:
+    """What the rows say of each programme (PROGRAMME_COLUMNS): programme id -> column ->
+    (value, the first line that gave it)."""
+
+    values: dict[int, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    programmes: dict[int, Programme] = field(default_factory=dict)
+
+
+def _programme_value(column: str, text: str, title: str) -> str:
+    """A programme cell's value as stored; ProgrammeKindError with the message if not
+    understood."""
+    if column == "isco_groups":
+        try:
+            groups = parse_isco_groups(text)
+            if not groups:
+                raise ProgrammeKindError(text)
+            return isco_text(groups) or ""
+        except ProgrammeKindError as error:
+            raise ProgrammeKindError(
+                _(
+                    "{column} {value}: {part} is not an ISCO-08 major group; use the digits "
+                    "0 to 9, e.g. 5 or 5;7"
+                ).format(column=title, value=repr(text), part=repr(error.value))
+            ) from None
+    if column == "pathway":
+        value = parse_pathway(text)
+        if value is None:
+            raise ProgrammeKindError(
+                _(
+                    "{column} {value} is not understood: use school-based (BOL) or work-based (BBL)"
+                ).format(column=title, value=repr(text))
+            )
+        return value
+    value = parse_vet_kind(text)
+    if value is None:
+        raise ProgrammeKindError(
+            _("{column} {value} is not understood: use IVET or CVET").format(
+                column=title, value=repr(text)
+            )
+        )
+    return value
+
+
 def _map_header(header: list[Any], line: int) -> tuple[dict[str, int], list[str], list[Problem]]:
     columns: dict[str, int] = {}
     ignored: list[str] = []
@@ -1059,11 +1208,14 @@ def _check_rows(
     school_code: str | None,
     today: date,
     shown: int | None = None,
+    programme_values: _ProgrammeValues | None = None,
 ) -> tuple[list[_Row], ProblemList]:
     """The rows that pass, and the problems of the others in line order (the first `shown`
-    of them; ProblemList.more counts the rest)."""
+    of them; ProblemList.more counts the rest). What the rows say of their programmes goes
+    into `programme_values`."""
     rows: list[_Row] = []
     problems = ProblemList(shown)
+    said = programme_values if programme_values is not None else _ProgrammeValues()
     seen: dict[tuple[str, str], int] = {}
     seen_emails: dict[str, int] = {}
     # A column is named as the file's header names it, else in the staff member's language.
@@ -1164,6 +1316,30 @@ def _check_rows(
                             eqf=programme.eqf_level,
                         )
                     )
+
+        for column in PROGRAMME_COLUMNS:
+            text = clean_text(cell(column)) if column in columns else ""
+            if not text:
+                continue  # an empty cell leaves the programme's value as it is
+            try:
+                value = _programme_value(column, text, titles[column])
+            except ProgrammeKindError as error:
+                bad.append(str(error))
+                continue
+            if programme is None or programme.id is None:
+                continue
+            known = said.values.setdefault(programme.id, {})
+            given, given_at = known.setdefault(column, (value, line))
+            if given != value:
+                bad.append(
+                    _("{column} {value} for programme {code} differs from line {line}").format(
+                        column=titles[column],
+                        value=repr(text),
+                        code=repr(programme.code),
+                        line=given_at,
+                    )
+                )
+            said.programmes[programme.id] = programme
 
         if "graduation_date" in columns:
             raw = cell("graduation_date")
@@ -1406,6 +1582,29 @@ def _plan(
     return creates, updates
 
 
+def _programme_changes(
+    said: _ProgrammeValues, lookups: _Lookups, result: ImportResult
+) -> list[dict[str, Any]]:
+    """The programme updates (id and changed PROGRAMME_COLUMNS) the rows ask for, listed in
+    `result.programmes`."""
+    codes = {school.id: school.code for school in lookups.schools.values()}
+    updates: list[dict[str, Any]] = []
+    for programme_id, columns in sorted(said.values.items()):
+        programme = said.programmes[programme_id]
+        changed = {
+            column: value or None
+            for column, (value, _line) in columns.items()
+            if getattr(programme, column) != (value or None)
+        }
+        if changed:
+            ordered = tuple(c for c in PROGRAMME_COLUMNS if c in changed)
+            result.programmes.append(
+                ProgrammeChange(codes.get(programme.institution_id, "?"), programme.code, ordered)
+            )
+            updates.append({"id": programme_id, **changed})
+    return updates
+
+
 async def _write(
     session: AsyncSession, creates: list[dict[str, Any]], updates: list[dict[str, Any]]
 ) -> None:
@@ -1468,9 +1667,11 @@ async def import_roster(
                 result.problems = [unknown, *problems][: limits.problems]
                 result.more_problems = len(problems) + 1 - len(result.problems)
                 return result
+            said = _ProgrammeValues()
             rows, row_problems = await asyncio.to_thread(
-                _check_rows, table, columns, lookups, code, today, limits.problems
+                _check_rows, table, columns, lookups, code, today, limits.problems, said
             )
+            programme_updates = _programme_changes(said, lookups, result)
             problems.extend(row_problems)  # all at the header line or after, in line order
             problems.sort(key=lambda p: p.line)
             result.problems = problems[: limits.problems]
@@ -1483,6 +1684,8 @@ async def import_roster(
                 await session.rollback()
                 return result
             await _write(session, creates, updates)
+            for values in programme_updates:
+                await session.exec(update(Programme), params=[values])
         result.written = True
         schools = {int(values["institution_id"]) for values in creates}
         if plans is not None and schools:

@@ -13,6 +13,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from conversations.programme_kinds import (
+    PATHWAYS,
+    VET_KINDS,
+    ProgrammeKindError,
+    isco_text,
+    parse_isco_groups,
+    parse_pathway,
+    parse_vet_kind,
+)
 from conversations.questionnaire import (
     ChoiceLabelError,
     Questionnaire,
@@ -62,6 +71,9 @@ class ProgrammeListing:
     eqf_level: int | None
     field: str | None
     active: bool
+    isco_groups: str | None = None
+    pathway: str | None = None
+    vet_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,36 @@ def _check_eqf(level: int) -> int:
     if not 1 <= level <= 8:
         raise SchoolError(f"EQF level {level}: use a level from 1 to 8")
     return level
+
+
+def check_isco_groups(text: str) -> str | None:
+    """ISCO-08 major groups as stored ('5,7'); empty clears them (None)."""
+    try:
+        return isco_text(parse_isco_groups(text))
+    except ProgrammeKindError as error:
+        raise SchoolError(
+            f"ISCO groups {text!r}: {error.value!r} is not an ISCO-08 major group; "
+            "use digits 0-9, e.g. '5' or '5,7' (a longer ISCO code counts as its first digit)"
+        ) from None
+
+
+def check_pathway(text: str) -> str | None:
+    """school_based or work_based (BOL, BBL, dual…); empty clears it (None)."""
+    value = parse_pathway(text)
+    if value is None:
+        raise SchoolError(
+            f"pathway {text!r}: use {' or '.join(PATHWAYS)} (BOL / BBL, FP / FP dual are "
+            "understood)"
+        )
+    return value or None
+
+
+def check_vet_kind(text: str) -> str | None:
+    """ivet or cvet (initial, continuing…); empty clears it (None)."""
+    value = parse_vet_kind(text)
+    if value is None:
+        raise SchoolError(f"VET kind {text!r}: use {' or '.join(VET_KINDS)} (initial, continuing)")
+    return value or None
 
 
 async def upsert_school(
@@ -219,9 +261,14 @@ async def upsert_programme(
     eqf_level: int | None = None,
     field: str | None = None,
     active: bool | None = None,
+    isco_groups: str | None = None,
+    pathway: str | None = None,
+    vet_kind: str | None = None,
 ) -> Upserted:
     """Add programme `code` to a school, or update the fields given of the existing one.
-    A new programme needs a name and an EQF level. An empty `field` clears it."""
+    A new programme needs a name and an EQF level. An empty `field`, `isco_groups`, `pathway`
+    or `vet_kind` clears it. `isco_groups`, `pathway` and `vet_kind` are read as people type
+    them (conversations/programme_kinds.py: "5;7", "ISCO 5", "BOL", "BBL", "IVET")."""
     school_code = normalise_school_code(school_code)
     code = code.strip()
     if not PROGRAMME_CODE_PATTERN.match(code):
@@ -240,6 +287,12 @@ async def upsert_programme(
         values["field"] = cleaned or None
     if active is not None:
         values["active"] = active
+    if isco_groups is not None:
+        values["isco_groups"] = check_isco_groups(isco_groups)
+    if pathway is not None:
+        values["pathway"] = check_pathway(pathway)
+    if vet_kind is not None:
+        values["vet_kind"] = check_vet_kind(vet_kind)
     async with db.session() as session:
         school = (
             await session.exec(select(Institution).where(Institution.code == school_code))
@@ -289,7 +342,16 @@ async def list_schools(db: Database) -> list[SchoolListing]:
     by_school: dict[int, list[ProgrammeListing]] = {}
     for p in programmes:
         by_school.setdefault(p.institution_id, []).append(
-            ProgrammeListing(p.code, p.name, p.eqf_level, p.field, p.active)
+            ProgrammeListing(
+                p.code,
+                p.name,
+                p.eqf_level,
+                p.field,
+                p.active,
+                p.isco_groups,
+                p.pathway,
+                p.vet_kind,
+            )
         )
     return [
         SchoolListing(

@@ -157,6 +157,15 @@ class OutcomeRow:
     count: int
     satisfied: str | None = None
     """The satisfaction answer (a scale point, as text)."""
+    occupation: str | None = None
+    """The occupation answer (`IndicatorQuestions.occupation`: an ISCO-08 choice code)."""
+    isco_groups: str | None = None
+    """The programme's declared ISCO-08 major groups, as stored ('5,7'; None: none)."""
+    pathway: str | None = None
+    vet_kind: str | None = None
+    institution_id: int = 0
+    country: str | None = None
+    """The school's country (ISO 3166-1 alpha-2)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,9 @@ class CompleterRow:
     gender: str | None
     age_band: str
     count: int
+    pathway: str | None = None
+    vet_kind: str | None = None
+    country: str | None = None
 
     @property
     def cohort(self) -> int:
@@ -198,6 +210,7 @@ class IndicatorQuestions:
     related: str
     use: str
     satisfied: str
+    occupation: str | None = None
 
 
 AGE_BANDS = ("under_20", "20_24", "25_29", "30_plus", "unknown")
@@ -485,20 +498,24 @@ async def outcomes(
     session: AsyncSession, scope: Scope, spec: IndicatorQuestions, now: datetime | None = None
 ) -> list[OutcomeRow]:
     """Completed responses (`counted_complete`) of `spec.form_id`, grouped by wave,
-    breakdowns and the answers the indicators count."""
+    breakdowns (with the programme's declared ISCO groups) and the answers the indicators
+    count."""
     dialect = _dialect(session)
-    names = ("act", "rel", "use", "sat")
-    answers = {name: aliased(Answer, name=f"a_{name}") for name in names}
     questions = {
         "act": spec.activity,
         "rel": spec.related,
         "use": spec.use,
         "sat": spec.satisfied,
     }
+    if spec.occupation is not None:
+        questions["occ"] = spec.occupation
+    answers = {name: aliased(Answer, name=f"a_{name}") for name in questions}
     values = {
         name: json_text(col(alias.value), dialect).label(name) for name, alias in answers.items()
     }
     band = _age_band().label("band")
+    # Without an occupation question its column is a constant NULL (selected, not grouped).
+    occupation = values.get("occ")
     keys: Sequence[Any] = (
         col(SurveyResponse.wave),
         col(Graduate.programme_id),
@@ -509,12 +526,22 @@ async def outcomes(
         values["rel"],
         values["use"],
         values["sat"],
+        *([occupation] if occupation is not None else []),
+        col(Programme.isco_groups),
+        col(Programme.pathway),
+        col(Programme.vet_kind),
+        col(Graduate.institution_id),
+        col(Institution.country),
     )
+    selected = list(keys)
+    if occupation is None:
+        selected.insert(9, literal_column("NULL").label("occ"))
     query = (
-        core_select(*keys, func.count())
+        core_select(*selected, func.count())
         .select_from(SurveyResponse)
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
         .join(Programme, col(Programme.id) == col(Graduate.programme_id))
+        .join(Institution, col(Institution.id) == col(Graduate.institution_id))
         .where(
             col(SurveyResponse.form_id) == spec.form_id,
             counted_complete(now or utcnow()),
@@ -532,8 +559,42 @@ async def outcomes(
         )
     rows = await _all(session, query)
     return [
-        OutcomeRow(wave, int(p), eqf, gender, str(age), act, rel, use, int(n), _point(sat))
-        for wave, p, eqf, gender, age, act, rel, use, sat, n in rows
+        OutcomeRow(
+            wave,
+            int(p),
+            eqf,
+            gender,
+            str(age),
+            act,
+            rel,
+            use,
+            int(n),
+            _point(sat),
+            occ,
+            isco,
+            pathway,
+            kind,
+            int(i),
+            country,
+        )
+        for (
+            wave,
+            p,
+            eqf,
+            gender,
+            age,
+            act,
+            rel,
+            use,
+            sat,
+            occ,
+            isco,
+            pathway,
+            kind,
+            i,
+            country,
+            n,
+        ) in rows
     ]
 
 
@@ -548,7 +609,8 @@ def _point(value: Any) -> str | None:
 
 async def completers(session: AsyncSession, scope: Scope) -> list[CompleterRow]:
     """The roster's graduates per school, programme, graduation date and the breakdowns of
-    the indicators (EQF level, gender, age band)."""
+    the indicators (EQF level, gender, age band, the programme's pathway and VET kind, the
+    school's country)."""
     day = col(Graduate.graduation_date)
     band = _age_band().label("band")
     keys: Sequence[Any] = (
@@ -558,17 +620,23 @@ async def completers(session: AsyncSession, scope: Scope) -> list[CompleterRow]:
         col(Programme.eqf_level),
         col(Graduate.gender),
         band,
+        col(Programme.pathway),
+        col(Programme.vet_kind),
+        col(Institution.country),
     )
     query = (
         core_select(*keys, func.count())
         .select_from(Graduate)
         .join(Programme, col(Programme.id) == col(Graduate.programme_id))
+        .join(Institution, col(Institution.id) == col(Graduate.institution_id))
         .where(*_in_scope(scope))
         .group_by(*keys)
     )
     return [
-        CompleterRow(int(i), int(p), _as_date(d), eqf, gender, str(age), int(n))
-        for i, p, d, eqf, gender, age, n in await _all(session, query)
+        CompleterRow(
+            int(i), int(p), _as_date(d), eqf, gender, str(age), int(n), pathway, kind, country
+        )
+        for i, p, d, eqf, gender, age, pathway, kind, country, n in await _all(session, query)
     ]
 
 

@@ -165,6 +165,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from conversations.registry import QuestionnaireRegistry
 from conversations.waves import load_plans, schedule
 from storage.db import Database
 from storage.models import (
@@ -185,8 +186,12 @@ ADMIN_USER_ID = 990_001
 OFFICER_USER_ID = 990_002
 """Telegram user id of the seeded alumni officer of alfa."""
 
-VERSIONS = {"tracking": "2026.3", "pregrad": "2026.2"}
-"""The deployed version of each questionnaire the seeded responses name."""
+VERSIONS = {
+    form_id: QuestionnaireRegistry().deployed(form_id).version
+    for form_id in ("tracking", "pregrad")
+}
+"""The deployed version of each questionnaire the seeded responses name (read from the
+files, so that a new version of a questionnaire needs no change here)."""
 CHAT_BASE = 700_000
 
 SCHOOLS: dict[str, tuple[str, str, str, str]] = {

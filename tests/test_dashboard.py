@@ -198,6 +198,7 @@ async def test_the_eqavet_reporting_table_takes_each_indicator_from_its_wave(
         "5a_other",
         "5b",
         "6a",
+        "6a_occupation",
         "6b1",
     ]
     assert all("12 months after graduation" in row["wave"] for row in rows.values())
@@ -215,6 +216,10 @@ async def test_the_eqavet_reporting_table_takes_each_indicator_from_its_wave(
     assert rows["5b"]["completers_share"] == "26.9%"
     assert (rows["6a"]["respondents_share"], rows["6a"]["counted_over"]) == ("85.7%", "7")
     assert rows["6a"]["completers_share"] == "23.1%"
+    # 6a in the occupation trained for: no programme of the seed declares ISCO groups, so
+    # nobody is counted (0 / 0: no figure, not a suppressed one)
+    assert rows["6a_occupation"]["counted_over"] == "0"
+    assert rows["6a_occupation"]["respondents_share"] == "–"
     # 6b1: satisfied with the skills acquired, 7 of the 10 who answered A8; 7 of 26
     assert (rows["6b1"]["respondents_share"], rows["6b1"]["counted_over"]) == ("70.0%", "10")
     assert rows["6b1"]["completers_share"] == "26.9%"

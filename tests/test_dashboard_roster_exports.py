@@ -52,6 +52,10 @@ def two_rows(prefix: str, lang: str, *, as_dates: bool) -> list[dict[str, object
             "birth_year": 2007,
             "email": f"noor.{prefix.lower()}1@example.org",
             "mobile": "+31 6 12345678",
+            # the programme's kinds, as a school types them (issue 17)
+            "isco_groups": "ISCO 2; 3",
+            "pathway": "BOL",
+            "vet_kind": "IVET",
         },
         {
             "student_ref": f"{prefix}2",
@@ -65,6 +69,9 @@ def two_rows(prefix: str, lang: str, *, as_dates: bool) -> list[dict[str, object
             "birth_year": "",
             "email": "",
             "mobile": "",
+            "isco_groups": "",
+            "pathway": "",
+            "vet_kind": "",
         },
     ]
 
@@ -119,6 +126,7 @@ async def test_a_roster_template_in_the_staff_language_is_filled_in_and_imported
         )
         assert status == 200, page
         assert tr(lang, "Imported.") in page
+        assert 'id="programmes-updated">1<' in page  # P1's ISCO groups, pathway, VET kind
 
         # The XLSX template: header bold and frozen, the date column formatted as dates,
         # student numbers as text; filled in (dates as Excel dates) and uploaded.
@@ -160,6 +168,9 @@ async def test_a_roster_template_in_the_staff_language_is_filled_in_and_imported
         "X1": (alfa_id, date(2026, 6, 30), "female", lang, 2007),
         "X2": (alfa_id, date(2026, 7, 3), "male", None, None),
     }
+    async with h.db.session() as session:
+        p1 = (await session.exec(select(Programme).where(Programme.code == "P1"))).one()
+    assert (p1.isco_groups, p1.pathway, p1.vet_kind) == ("2,3", "school_based", "ivet")
 
 
 async def test_every_column_is_accepted_under_its_name_in_every_language(

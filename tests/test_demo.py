@@ -103,3 +103,9 @@ async def test_the_demo_school_shows_real_numbers_and_seeding_twice_adds_nothing
     respondents = report.wave_indicators(first.wave or "", "programme")
     with_5b = [i for i in respondents.values() if i.i5b is not None and not i.i5b.suppressed]
     assert len(with_5b) >= 2
+    # The demo's programmes declare what they train for: 6a in the occupation trained for
+    # has a figure in several programmes, and the pathway breakdown has both groups.
+    occupation = [i for i in respondents.values() if i.i6a_occupation.value is not None]
+    assert len(occupation) >= 2, respondents
+    pathway = report.wave_indicators(first.wave or "", "pathway")
+    assert {"school_based", "work_based"} <= set(pathway)

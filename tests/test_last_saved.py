@@ -330,7 +330,7 @@ def walk_engine(
 
 def test_the_first_wave_route_of_the_tracking_questionnaire_is_unchanged() -> None:
     """Without an earlier response no later-wave question is asked and nothing is carried:
-    the employed route is the one of version 2026.2 less the A1 statements and E8."""
+    the employed route is the one of version 2026.2 less the A1 statements and E8, with E4b."""
     q = load_questionnaire(TRACKING)
     for route in ROUTES:
         names, _answers = walk_engine(q, route, None)
@@ -338,14 +338,14 @@ def test_the_first_wave_route_of_the_tracking_questionnaire_is_unchanged() -> No
         assert ("E1" in names) is ("E" in BLOCKS[route]), (route, names)
     names, answers = walk_engine(q, "employed", None)
     assert names == [
-        *("C0", "Q1", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E9", "E10", "E11"),
+        *("C0", "Q1", "E1", "E2", "E3", "E4", "E4b", "E5", "E6", "E7", "E9", "E10", "E11"),
         *("E12", "A8", "A2", "A3", "A4", "A7"),
     ]
     # A later wave of the same graduate, same job: what cannot have changed is not asked.
     earlier = {**engine.relevant_answers(q, answers), "_month": "2026-06"}
     later, _answers = walk_engine(q, "employed", earlier)
     assert later[:4] == ["C0", "Q1", "E0", "E0a"]
-    assert not {"E1", "E4", "E5", "E6", "E9", "E10", "E12"} & set(later)
+    assert not {"E1", "E4", "E4b", "E5", "E6", "E9", "E10", "E12"} & set(later)
 
 
 def test_learning_items_are_asked_once_in_the_second_answered_wave_and_carried_after() -> None:

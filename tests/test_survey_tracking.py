@@ -81,6 +81,9 @@ def policy(q: Any, route: str) -> Any:
             return "no" if route == "declined" else "yes"
         if question.name == "Q1":
             return route
+        if question.name == "E4b":
+            # The occupation (ISCO-08 major group): a long label from the middle of the list.
+            return "isco5"
         if not question.required:
             return None  # skip the optional questions
         if question.type == "select_multiple":
@@ -134,6 +137,9 @@ async def test_tracking_route(tracking_harness: Harness, route: str, lang: str) 
     assert not {"S0", "E0", "E0a", "E13"} & set(walk.asked), walk.asked
     assert all(row.carried_from is None for row in rows)
     # The self-employed are not asked about a contract or how they found "this job".
+    # Everyone in block E says which ISCO-08 major group their work is in (EQAVET 6a).
+    assert ("E4b" in walk.asked) is ("E" in expected), walk.asked
+    assert answers.get("E4b") == ("isco5" if "E" in expected else None)
     employee_only = {"E2", "E10"} & set(walk.asked)
     assert employee_only == (
         set() if route == "self_employed" else {"E2", "E10"} if "E" in expected else set()

@@ -29,7 +29,7 @@ __all__ = ["tracking_harness"]
 #: When the m2 response was completed: the month the m6 questions name.
 M2_DONE = datetime(2026, 8, 20, 9, 0, tzinfo=UTC)
 #: The questions E1 and the job details: carried into m6 for the same job, without asking.
-SAME_JOB_CARRIED = {"E1", "E4", "E5", "E6", "E9", "E10", "E12"}
+SAME_JOB_CARRIED = {"E1", "E4", "E4b", "E5", "E6", "E9", "E10", "E12"}
 #: Asked once and carried into later waves: the judgement of the programme, the help offered.
 ONCE_CARRIED = {"A2", "A3", "A7"}
 #: Asked again in m6 for the same job: what may change.

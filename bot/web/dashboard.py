@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 import jinja2
 from aiohttp import web
+from babel import Locale
 from babel.dates import format_date
 from markupsafe import Markup
 from sqlalchemy import func
@@ -46,6 +47,8 @@ from conversations.indicators import (
     DENOMINATORS,
     DESTINATIONS,
     INDICATORS,
+    RATES,
+    SCHOOL_BREAKDOWNS,
     ChannelCounts,
     Funnel,
     Indicators,
@@ -123,6 +126,7 @@ def indicator_name(key: str) -> str:
     return {
         "5b": _("Employed"),
         "6a": _("Work related to the training"),
+        "6a_occupation": _("Working in the occupation trained for"),
         "6b1": _("Satisfied with the skills acquired"),
     }[key]
 
@@ -142,7 +146,43 @@ def breakdown_title(by: str) -> str:
         "eqf": _("EQF level"),
         "gender": _("Gender"),
         "age_band": _("Age at graduation"),
+        "pathway": _("School-based or work-based"),
+        "vet_kind": _("Initial or continuing VET"),
+        "school": _("School"),
+        "country": _("Country"),
     }[by]
+
+
+def breakdowns_for(scope: Scope) -> list[str]:
+    """The breakdowns shown for `scope` (besides the total): school and country only to
+    staff who see several schools."""
+    return [
+        by
+        for by in BREAKDOWNS
+        if by != "total" and (scope.institution_id is None or by not in SCHOOL_BREAKDOWNS)
+    ]
+
+
+def pathway_label(code: str) -> str:
+    return {
+        "school_based": _("School-based (e.g. BOL)"),
+        "work_based": _("Work-based (e.g. BBL, apprenticeship)"),
+    }.get(code, _("Not declared"))
+
+
+def vet_kind_label(code: str) -> str:
+    return {
+        "ivet": _("Initial VET (IVET)"),
+        "cvet": _("Continuing VET (CVET)"),
+    }.get(code, _("Not declared"))
+
+
+def country_label(code: str) -> str:
+    """A country (ISO 3166-1 alpha-2) by its name in the current language."""
+    if code == "unknown":
+        return _("Unknown")
+    name = Locale.parse(i18n.current_language()).territories.get(code.upper())
+    return name or code
 
 
 def gender_label(code: str) -> str:
@@ -245,6 +285,8 @@ def _environment() -> jinja2.Environment:
         channel_label=channel_label,
         wave_label=wave_label,
         breakdown_title=breakdown_title,
+        pathway_label=pathway_label,
+        vet_kind_label=vet_kind_label,
         language_name=i18n.language_name,
         LANGUAGES=i18n.LANGUAGES,
         DESTINATIONS=DESTINATIONS,
@@ -726,20 +768,23 @@ def _eqavet_rows(d: Dashboard, report: Report) -> list[EqavetRow]:
                         )
                     )
                 continue
-            rate = c.rates("respondents")[indicator]
-            over = c.rates("completers")[indicator]
-            rows.append(
-                EqavetRow(
-                    indicator,
-                    f"{indicator} · {indicator_name(indicator)}",
-                    title,
-                    rate,
-                    suppress(rate.denominator),
-                    over,
-                    suppress(c.completers),
-                    c.response_rate,
+            # 6a is two figures: perceived related, and in the occupation trained for.
+            keys = (indicator, "6a_occupation") if indicator == "6a" else (indicator,)
+            for key in keys:
+                rate = c.rates("respondents")[key]
+                over = c.rates("completers")[key]
+                rows.append(
+                    EqavetRow(
+                        key,
+                        f"{indicator} · {indicator_name(key)}",
+                        title,
+                        rate,
+                        suppress(rate.denominator),
+                        over,
+                        suppress(c.completers),
+                        c.response_rate,
+                    )
                 )
-            )
     return rows
 
 
@@ -808,6 +853,15 @@ def _breakdown_label(report: Report, by: str, key: Hashable) -> str:
         return gender_label(str(key))
     if by == "age_band":
         return age_band_label(str(key))
+    if by == "pathway":
+        return pathway_label(str(key))
+    if by == "vet_kind":
+        return vet_kind_label(str(key))
+    if by == "school":
+        school = report.names.schools.get(key) if isinstance(key, int) else None
+        return school.name if school else str(key)
+    if by == "country":
+        return country_label(str(key))
     return _("All respondents")
 
 
@@ -920,6 +974,10 @@ async def overview(request: web.Request) -> web.Response:
         related_chart=_indicator_chart(
             _("EQAVET 6a: work related to the training"), [(label, c.i6a) for label, c in totals]
         ),
+        occupation_chart=_indicator_chart(
+            _("EQAVET 6a: working in the occupation trained for"),
+            [(label, c.i6a_occupation) for label, c in totals],
+        ),
         relevant_chart=_indicator_chart(
             _("EQAVET 6b1: satisfied with the skills acquired"),
             [(label, c.i6b1) for label, c in totals],
@@ -1006,7 +1064,7 @@ async def wave_page(request: web.Request) -> web.Response:
         )
         if w == name
     ]
-    breakdowns = {by: _indicator_lines(report, name, by) for by in BREAKDOWNS if by != "total"}
+    breakdowns = {by: _indicator_lines(report, name, by) for by in breakdowns_for(scope)}
     total = report.wave_indicators(name).get("total")
     drop = await question_drop_off(d.rt.db, d.rt.questionnaires, scope, wave)
     try:
@@ -1514,6 +1572,7 @@ async def export_indicators(request: web.Request) -> web.Response:
             *(f"5a_{key}_pct" for key in DESTINATIONS),
             "5b_employed_pct",
             "6a_related_pct",
+            "6a_occupation_pct",
             "6b1_satisfied_pct",
             "use_of_skills_pct",
             "completers",
@@ -1521,6 +1580,7 @@ async def export_indicators(request: web.Request) -> web.Response:
             *(f"5a_{key}_of_completers_pct" for key in DESTINATIONS),
             "5b_employed_of_completers_pct",
             "6a_related_of_completers_pct",
+            "6a_occupation_of_completers_pct",
             "6b1_satisfied_of_completers_pct",
             "use_of_skills_of_completers_pct",
         ],
@@ -1554,7 +1614,7 @@ async def export_indicators(request: web.Request) -> web.Response:
 
 def _indicator_export_rows(d: Dashboard, report: Report) -> Iterator[list[object]]:
     for wave in _tracking_waves(report):
-        for by in BREAKDOWNS:
+        for by in ("total", *breakdowns_for(report.scope)):
             for line in _indicator_lines(report, wave.name, by):
                 c = line.counts
                 yield [
@@ -1563,11 +1623,11 @@ def _indicator_export_rows(d: Dashboard, report: Report) -> Iterator[list[object
                     line.label,
                     _count_cell(line.respondents),
                     *(_rate_cell(line.shares["respondents"][key]) for key in DESTINATIONS),
-                    *(_rate_cell(r) for r in line.rates["respondents"].values()),
+                    *(_rate_cell(line.rates["respondents"][key]) for key in RATES),
                     _count_cell(line.completers),
                     _rate_cell(c.response_rate),
                     *(_rate_cell(line.shares["completers"][key]) for key in DESTINATIONS),
-                    *(_rate_cell(r) for r in line.rates["completers"].values()),
+                    *(_rate_cell(line.rates["completers"][key]) for key in RATES),
                 ]
 
 

@@ -1,7 +1,7 @@
 """carried answers: an answer kept from the graduate's previous wave (issue 17)
 
 Revision ID: 0016_carried_answers
-Revises: 0014_privacy_notice
+Revises: 0015_programme_isco
 Create Date: 2026-12-03 14:45:00.000000
 
 A later wave does not ask again what cannot have changed: a question whose `carry` holds keeps
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016_carried_answers"
-down_revision: str | None = "0014_privacy_notice"
+down_revision: str | None = "0015_programme_isco"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
