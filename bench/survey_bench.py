@@ -3,7 +3,9 @@
 1. Taps and messages: an employed graduate completes the real tracking questionnaire through
    the sandbox (the bot polling over HTTP, SQLite), answering every required question; we count
    their taps and typed messages and the bot's messages and edits, and time each answer from
-   the tap to the next question on screen.
+   the tap to the next question on screen. Then the later waves: the same graduate answers m6
+   in the same job (what cannot have changed is carried), and a second graduate answers m6
+   with a new employer (the job's details are asked again).
 2. The engine's time per answer: the same answers replayed through the pure engine (choice or
    typed-answer check, constraint, next question, progress, completeness), many times.
 
@@ -28,6 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlmodel import select
+
 from bot.sandbox import RateLimits, SandboxServer
 from bot.settings import Settings
 from conversations import engine
@@ -35,16 +39,22 @@ from conversations.questionnaire import Question, Questionnaire
 from conversations.registry import QuestionnaireRegistry
 from storage.db import Database
 from storage.migrate import upgrade
+from storage.models import Answer, SurveyResponse
 from tests.harness import Harness, tr
 from tests.survey_walk import Walk, default_answer
 
 
-def employed(q: Questionnaire) -> Any:
+def employed(q: Questionnaire, job: str = "same") -> Any:
+    """Answers of an employed graduate; in a later wave `job` is their answer to E0 (is it
+    still the same job?)."""
+
     def choose(question: Question) -> Any:
         if question.name == "C0":
             return "yes"
         if question.name == "Q1":
             return "employed"
+        if question.name == "E0":
+            return job
         if not question.required:
             return None
         if question.type == "select_multiple":
@@ -54,7 +64,44 @@ def employed(q: Questionnaire) -> Any:
     return choose
 
 
-async def walk_in_chat() -> dict[str, Any]:
+async def earlier_of(h: Harness, response_id: int | None) -> dict[str, Any]:
+    """A sent response's answers as the next wave sees them (with ``_month``)."""
+    async with h.db.session() as session:
+        response = await session.get(SurveyResponse, response_id)
+        assert response is not None and response.completed_at is not None
+        rows = (await session.exec(select(Answer).where(Answer.response_id == response_id))).all()
+    month = response.completed_at.strftime("%Y-%m")
+    return {row.question: row.value for row in rows} | {"_month": month}
+
+
+async def walk_once(
+    h: Harness,
+    sandbox: SandboxServer,
+    user: Any,
+    q: Questionnaire,
+    choose: Any,
+    earlier: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Answer the open response to the end and send it; what it cost the graduate."""
+    before = len(sandbox.transcript(h.token, user.id))
+    _welcome, first = await h.send(user, "/survey", expect=2)
+    walk = Walk(h, user, q, "en", earlier=earlier or {})
+    review = await walk.run(first, choose)
+    await h.press(user, tr("en", "✅ Send my answers"), message=review)
+    entries = sandbox.transcript(h.token, user.id)[before:]
+    return {
+        "questions": len(walk.asked),
+        "taps": sum(e.kind == "button_press" for e in entries),
+        "typed": sum(e.kind == "message" and e.sender == "user" for e in entries) - 1,
+        "bot_messages": sum(e.kind == "message" and e.sender == "bot" for e in entries),
+        "edited": sum(e.kind == "message" and e.sender == "bot" and e.edited for e in entries),
+        "answer_ms": [t * 1000 for t in walk.timings],
+        "answers": walk.answers,
+    }
+
+
+async def walk_in_chat() -> dict[str, dict[str, Any]]:
+    """The first wave, then m6 in the same job and (another graduate) with a new employer."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/bench.sqlite3"
         await upgrade(url)
@@ -69,29 +116,24 @@ async def walk_in_chat() -> dict[str, Any]:
         h = Harness(sandbox, db, settings)
         h.questionnaires = QuestionnaireRegistry()
         await h.start_bot()
+        walks: dict[str, dict[str, Any]] = {}
         try:
-            graduate, user = await h.consenting_graduate("en")
-            await h.open_survey(graduate, "tracking")
-            before = len(sandbox.transcript(h.token, user.id))
-            _welcome, first = await h.send(user, "/survey", expect=2)
             q = h.questionnaires.deployed("tracking")
-            walk = Walk(h, user, q, "en")
-            review = await walk.run(first, employed(q))
-            await h.press(user, tr("en", "✅ Send my answers"), message=review)
-            entries = sandbox.transcript(h.token, user.id)[before:]
+            school = await h.school()
+            for job in ("same", "new_employer"):
+                graduate, user = await h.consenting_graduate("en", school)
+                m2 = await h.open_survey(graduate, "tracking", wave="m2")
+                first = await walk_once(h, sandbox, user, q, employed(q))
+                walks.setdefault("first wave", first)
+                earlier = await earlier_of(h, m2.id)
+                await h.open_survey(graduate, "tracking", wave="m6")
+                later = await walk_once(h, sandbox, user, q, employed(q, job), earlier)
+                walks["m6, same job" if job == "same" else "m6, new employer"] = later
         finally:
             await h.stop_bot()
             await sandbox.stop()
             await db.dispose()
-    return {
-        "questions": len(walk.asked),
-        "taps": sum(e.kind == "button_press" for e in entries),
-        "typed": sum(e.kind == "message" and e.sender == "user" for e in entries) - 1,
-        "bot_messages": sum(e.kind == "message" and e.sender == "bot" for e in entries),
-        "edited": sum(e.kind == "message" and e.sender == "bot" and e.edited for e in entries),
-        "answer_ms": [t * 1000 for t in walk.timings],
-        "answers": walk.answers,
-    }
+    return walks
 
 
 def engine_per_answer(q: Questionnaire, answers: dict[str, Any], repeat: int) -> float:
@@ -125,7 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=2000)
     args = parser.parse_args()
-    chat = asyncio.run(walk_in_chat())
+    walks = asyncio.run(walk_in_chat())
+    chat = walks["first wave"]
     q = QuestionnaireRegistry().deployed("tracking")
     per_answer = engine_per_answer(q, chat["answers"], args.repeat)
     median_ms = statistics.median(chat["answer_ms"])
@@ -142,6 +185,13 @@ def main() -> None:
     )
     print(f"  engine per answer:       {per_answer * 1e6:.1f} µs ({args.repeat} replays)")
     print(f"  engine share of a round trip: {per_answer * 1000 / median_ms:.2%}")
+    for name, walk in walks.items():
+        if name == "first wave":
+            continue
+        print(f"employed graduate, {name}, optional questions skipped:")
+        print(f"  questions answered:      {walk['questions']}")
+        print(f"  taps (buttons):          {walk['taps']}")
+        print(f"  typed messages:          {walk['typed']}")
 
 
 if __name__ == "__main__":

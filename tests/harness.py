@@ -246,15 +246,18 @@ class Harness:
             await self.press(user, tr(lang, answer))
         return await self.reload(graduate), user
 
-    async def open_survey(self, graduate: Graduate, form_id: str) -> SurveyResponse:
-        """Open a response on the deployed `form_id` for the graduate (as an invitation will)."""
+    async def open_survey(
+        self, graduate: Graduate, form_id: str, wave: str | None = None
+    ) -> SurveyResponse:
+        """Open a response on the deployed `form_id` for the graduate (as an invitation will),
+        in `wave` if given."""
         assert self.app is not None
         rt = self.app.bot_data["gradtrack"]
         async with self.db.session() as session:
             stored = await session.get(Graduate, graduate.id)
             assert stored is not None and stored.chat_id is not None
             state = await get_chat_state(session, stored.chat_id)
-            response = await survey.begin(rt, session, stored, form_id, state)
+            response = await survey.begin(rt, session, stored, form_id, state, wave=wave)
         return response
 
     async def age_chat_state(self, chat_id: int, seconds: float | None = None) -> None:
