@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.news_cli import add_news_parser
-from storage.models import StaffRole
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -35,6 +34,11 @@ async def upgrade(database_url: str) -> None:
     from storage.migrate import upgrade as alembic_upgrade
 
     await alembic_upgrade(database_url)
+
+
+#: storage.models.StaffRole's values (not imported: `--help` loads no database library;
+#: tests/test_roles.py checks that they are the same).
+STAFF_ROLES = ("officer", "admin", "programme", "researcher", "regional")
 
 
 def open_database(settings: Settings) -> Database:
@@ -752,7 +756,7 @@ def _add_staff_parser(sub: Any) -> None:
     staff = sub.add_parser(
         "staff", help="officers, admins, programme teams, researchers, regional staff; invites"
     )
-    roles = [role.value for role in StaffRole]
+    roles = list(STAFF_ROLES)
     programmes_help = "a programme team's programme codes at --school, e.g. P1,P2"
     schools_help = "regional staff: their schools' codes, e.g. alfa,beta"
     actions = staff.add_subparsers(dest="action", required=True)

@@ -248,13 +248,13 @@ async def cmd_staff(settings: Any, args: Any) -> int:
                 args.role,
                 school_code=args.school,
                 name=args.name,
-                programmes=args.programmes,
-                schools=args.schools,
+                programmes=getattr(args, "programmes", None),
+                schools=getattr(args, "schools", None),
             )
             where = _where(
                 args.school.strip().lower() if args.school else None,
-                codes(args.programmes),
-                codes(args.schools),
+                codes(getattr(args, "programmes", None)),
+                codes(getattr(args, "schools", None)),
             )
             print(
                 f"staff {member.telegram_user_id} {'added' if created else 'updated'}: "
@@ -279,8 +279,8 @@ async def cmd_staff(settings: Any, args: Any) -> int:
                 args.school,
                 args.hours,
                 utcnow(),
-                programmes=args.programmes,
-                schools=args.schools,
+                programmes=getattr(args, "programmes", None),
+                schools=getattr(args, "schools", None),
             )
             print(chat_link(settings, invite.token))
             print(

@@ -51,8 +51,10 @@ def _role(value: str) -> StaffRole:
 
 async def _school(session: AsyncSession, role: StaffRole, code: str | None) -> Institution | None:
     if not code:
-        if role in (StaffRole.OFFICER, StaffRole.PROGRAMME):
-            raise StaffError(f"a {role.value} staff member needs a school (--school CODE)")
+        if role is StaffRole.OFFICER:
+            raise StaffError("an officer needs a school (--school CODE)")
+        if role is StaffRole.PROGRAMME:
+            raise StaffError("a programme team needs a school (--school CODE)")
         return None
     if role is StaffRole.REGIONAL:
         raise StaffError("regional staff see a group of schools: give them with --schools A,B")

@@ -539,3 +539,9 @@ async def test_roles_are_stored_with_their_programmes_and_schools(harness: Harne
     assert len(schools) == 3
     (stats,) = await h.send(opener, "/stats")
     assert "Beta College" in stats.content and "Gamma" not in stats.content
+
+
+def test_the_command_line_offers_every_role() -> None:
+    from bot.__main__ import STAFF_ROLES
+
+    assert tuple(role.value for role in StaffRole) == STAFF_ROLES
