@@ -23,10 +23,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import aiohttp
+import openpyxl
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from sqlmodel import select
 
+from bot.__main__ import build_parser, cmd_programme, cmd_school
+from bot.settings import Settings
 from bot.web import access
 from bot.web.access import PUBLIC, rule_for
 from bot.web.server import WebLimits, build_web_app, web_runner
@@ -41,6 +45,9 @@ from conversations.access import (
     Roles,
 )
 from conversations.access import rule_of as chat_rule_of
+from conversations.staff import cmd_staff
+from storage.db import create_engine
+from storage.migrate import downgrade, upgrade
 from storage.models import (
     Answer,
     Broadcast,
@@ -394,6 +401,13 @@ async def test_a_researchers_export_has_stable_pseudonyms_and_no_names_or_contac
         async with client.get(f"{url}{D}/exports/responses.csv?form=tracking") as response:
             raw = (await response.read()).decode("utf-8-sig")
         exports_page = await _page(client, f"{url}{D}/exports")
+        async with client.get(f"{url}{D}/exports/responses.xlsx?form=tracking") as response:
+            assert response.status == 200
+            book = openpyxl.load_workbook(io.BytesIO(await response.read()), read_only=True)
+    sheet = [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
+    assert "E4" not in sheet[0]
+    cells = {str(cell) for row in sheet for cell in row if cell is not None}
+    assert not [c for c in cells if "Secret" in c or "example.org" in c or c == "Chef"]
     assert len(first) == 6 + 5 + 2 + 6
     assert first == again
     assert "E4" not in first[0] and "Chef" not in raw and "HYPERLINK" not in raw
@@ -410,6 +424,7 @@ async def test_a_researchers_export_has_stable_pseudonyms_and_no_names_or_contac
     pseudonyms = [row["respondent"] for row in first]
     assert len(set(pseudonyms)) == len(pseudonyms)  # one response each
     assert set(pseudonyms) <= expected
+    assert {row[0] for row in sheet[1:]} == set(pseudonyms)  # the same in the XLSX
     async with client_session() as client:
         await log_in(h, client, users[ADMIN])
         admins = await _csv(client, f"{url}{D}/exports/responses.csv?form=tracking")
@@ -545,3 +560,102 @@ def test_the_command_line_offers_every_role() -> None:
     from bot.__main__ import STAFF_ROLES
 
     assert tuple(role.value for role in StaffRole) == STAFF_ROLES
+
+
+async def test_the_cli_adds_lists_and_invites_every_role(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gradtrack staff add/list/invite` with --programmes and --schools; a missing option is
+    an error that says which one."""
+    settings = Settings(database_url=database_url, bot_username="gradtrack_bot", _env_file=None)
+    parser = build_parser()
+
+    async def run(*words: str) -> int:
+        args = parser.parse_args(list(words))
+        command = {"school": cmd_school, "programme": cmd_programme, "staff": cmd_staff}[words[0]]
+        return int(await command(settings, args))
+
+    for code in ("alfa", "beta"):
+        assert await run("school", "add", code, "--name", code.title(), "--country", "NL") == 0
+    assert await run("programme", "add", "alfa", "P1", "--name", "Cook", "--eqf", "4") == 0
+    capsys.readouterr()
+    add = ("staff", "add", "--telegram-id")
+    assert (
+        await run(*add, "7", "--role", "programme", "--school", "alfa", "--programmes", "P1") == 0
+    )
+    assert "staff 7 added: programme of alfa programmes P1" in capsys.readouterr().out
+    assert await run(*add, "8", "--role", "regional", "--schools", "alfa,beta") == 0
+    assert "staff 8 added: regional of schools alfa,beta" in capsys.readouterr().out
+    assert await run(*add, "9", "--role", "researcher") == 0
+    assert await run("staff", "list") == 0
+    listing = capsys.readouterr().out
+    assert "7  programme  alfa programmes P1" in listing
+    assert "8  regional  schools alfa,beta" in listing
+    assert "9  researcher  all schools" in listing
+    assert await run(*add, "10", "--role", "programme", "--school", "alfa") == 1
+    assert "--programmes" in capsys.readouterr().err
+    invite = ("staff", "invite", "--role", "regional", "--schools", "beta")
+    assert await run(*invite) == 0
+    assert "one-time link for a new regional" in capsys.readouterr().out
+
+
+async def _staff_columns(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(
+                await conn.run_sync(
+                    lambda c: {col["name"] for col in sa.inspect(c).get_columns("staff")}
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_migration_0021_adds_the_scopes_and_down_again_ends_the_new_roles(
+    empty_database_url: str,
+) -> None:
+    """Up: an officer keeps their row, with no programmes or schools; a researcher can be
+    stored. Down: the columns go, the officer stays, the researcher loses access (no Telegram
+    id, removed) and their login goes; up again works."""
+    url = empty_database_url
+    await upgrade(url, "0017_choice_labels")
+    assert not {"programme_ids", "school_ids"} & await _staff_columns(url)
+    engine = create_engine(url)
+    insert = (
+        "INSERT INTO staff (telegram_user_id, role, created_at) "
+        "VALUES (:tid, :role, CURRENT_TIMESTAMP)"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(insert), {"tid": 1, "role": "officer"})
+        await upgrade(url, "0021_roles")
+        assert {"programme_ids", "school_ids"} <= await _staff_columns(url)
+        async with engine.begin() as conn:
+            row = (await conn.execute(sa.text("SELECT role, programme_ids FROM staff"))).one()
+            assert tuple(row) == ("officer", None)
+            await conn.execute(sa.text(insert), {"tid": 2, "role": "researcher"})
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO dashboard_login (token_hash, staff_id, created_at, expires_at) "
+                    "SELECT 'h', id, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM staff "
+                    "WHERE role = 'researcher'"
+                )
+            )
+        await downgrade(url, "0017_choice_labels")
+        assert not {"programme_ids", "school_ids"} & await _staff_columns(url)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT role, telegram_user_id, removed_at IS NULL FROM staff ORDER BY id"
+                    )
+                )
+            ).all()
+            logins = (await conn.execute(sa.text("SELECT count(*) FROM dashboard_login"))).scalar()
+        assert [tuple(r) for r in rows] == [("officer", 1, True), ("researcher", None, False)]
+        assert logins == 0
+    finally:
+        await engine.dispose()
+    await upgrade(url)
+    assert {"programme_ids", "school_ids"} <= await _staff_columns(url)
