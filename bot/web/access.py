@@ -10,7 +10,8 @@ Each handler carries its rule, one line above it:
 The dashboard's session middleware (bot/web/dashboard.py) looks the rule up for the route a
 request matched (`rule_for`) and refuses, with 403 and the dashboard's page in the staff
 member's language, a role the rule does not name, and every route without a rule, whoever
-asks (fail closed); static files are public. tests/test_roles.py lists the routes from the
+asks (fail closed); static files are public. Staff routes live under /dashboard (the session
+cookie's path): outside it, only public routes answer. tests/test_roles.py lists the routes from the
 application's router and compares each with its own table, so that a route added without a
 rule, or with another rule than the table's, fails there.
 
