@@ -36,6 +36,11 @@ async def upgrade(database_url: str) -> None:
     await alembic_upgrade(database_url)
 
 
+#: storage.models.StaffRole's values (not imported: `--help` loads no database library;
+#: tests/test_roles.py checks that they are the same).
+STAFF_ROLES = ("officer", "admin", "programme", "researcher", "regional")
+
+
 def open_database(settings: Settings) -> Database:
     from storage.db import Database
 
@@ -748,19 +753,32 @@ def _add_roster_parsers(sub: Any) -> None:
 
 def _add_staff_parser(sub: Any) -> None:
     """`gradtrack staff add|list|remove|invite`."""
-    staff = sub.add_parser("staff", help="alumni officers and admins, and staff invite links")
+    staff = sub.add_parser(
+        "staff", help="officers, admins, programme teams, researchers, regional staff; invites"
+    )
+    roles = list(STAFF_ROLES)
+    programmes_help = "a programme team's programme codes at --school, e.g. P1,P2"
+    schools_help = "regional staff: their schools' codes, e.g. alfa,beta"
     actions = staff.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a staff member, or change their role or school")
     add.add_argument("--telegram-id", type=int, required=True, help="numeric Telegram user id")
-    add.add_argument("--role", required=True, choices=["officer", "admin"])
-    add.add_argument("--school", help="school code (required for officers; admins: all if none)")
+    add.add_argument("--role", required=True, choices=roles)
+    add.add_argument(
+        "--school",
+        help="school code (officers and programme teams: required; admins, researchers: all "
+        "if none)",
+    )
+    add.add_argument("--programmes", help=programmes_help)
+    add.add_argument("--schools", help=schools_help)
     add.add_argument("--name")
     actions.add_parser("list", help="list staff members")
     remove = actions.add_parser("remove", help="remove a staff member")
     remove.add_argument("--telegram-id", type=int, required=True)
     invite = actions.add_parser("invite", help="print a one-time link that makes its opener staff")
-    invite.add_argument("--role", required=True, choices=["officer", "admin"])
-    invite.add_argument("--school", help="school code (required for officers)")
+    invite.add_argument("--role", required=True, choices=roles)
+    invite.add_argument("--school", help="school code (officers and programme teams: required)")
+    invite.add_argument("--programmes", help=programmes_help)
+    invite.add_argument("--schools", help=schools_help)
     invite.add_argument("--hours", type=float, default=48, help="valid for (default 48)")
 
 

@@ -32,7 +32,7 @@ from conversations.registry import QuestionnaireRegistry
 from conversations.waves import Wave, WavePlans
 from storage import stats
 from storage.db import Database
-from storage.models import Staff
+from storage.models import Staff, StaffRole
 from storage.stats import Names, Scope
 
 
@@ -78,8 +78,21 @@ def wave_labels(plans: WavePlans) -> dict[str, str]:
 
 
 def staff_scope(staff: Staff, programme_id: int | None = None, cohort: int | None = None) -> Scope:
-    """Staff of a school see that school only; staff without a school (admins) see all."""
-    return Scope(institution_id=staff.institution_id, programme_id=programme_id, cohort=cohort)
+    """Staff of a school see that school only; staff without a school (admins, researchers)
+    see all; a programme team its programmes only, regional staff their group of schools only
+    (an empty list: nothing)."""
+    programmes = schools = None
+    if staff.role == StaffRole.PROGRAMME.value:
+        programmes = tuple(staff.programme_ids or ())
+    if staff.role == StaffRole.REGIONAL.value:
+        schools = tuple(staff.school_ids or ())
+    return Scope(
+        institution_id=staff.institution_id,
+        programme_id=programme_id,
+        cohort=cohort,
+        institution_ids=schools,
+        programme_ids=programmes,
+    )
 
 
 @dataclass
@@ -153,7 +166,7 @@ async def build_report(
     not reached yet does not lower its response rate. `now` (default: the time it is) decides
     which unsent responses count as completed: those whose wave has closed by then."""
     async with db.session() as session:
-        names = await stats.names(session, scope.institution_id)
+        names = await stats.names(session, scope)
         population = await stats.population(session, scope)
         wave_rows = await stats.wave_counts(session, scope, now)
         channel_rows = await stats.completed_by_channel(session, scope, now)

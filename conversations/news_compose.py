@@ -31,11 +31,12 @@ from bot.i18n import (
 )
 from bot.reporting import wave_label
 from bot.runtime import Runtime
+from conversations import access
 from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.news_html import NewsHtmlError, check_news_html
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.rules import LANGUAGES
-from conversations.staff import load_staff, staff_language, staff_only
+from conversations.staff import load_staff, refuse_role, staff_language, staff_only
 from storage.models import (
     Broadcast,
     BroadcastStatus,
@@ -474,9 +475,9 @@ async def on_message(rt: Runtime, turn: Turn) -> None:
             await account.on_unreadable(rt, turn)
         return
     staff = await load_staff(rt, turn)
-    if staff is None:
-        # Removed from staff while writing news: the writing ends, and the message is
-        # answered as anyone's would be (not left without an answer).
+    if staff is None or not access.permits(access.WRITERS, staff):
+        # Removed from staff (or given a role that writes no news) while writing news: the
+        # writing ends, and the message is answered as anyone's would be.
         async with rt.db.session() as session:
             state = await get_chat_state(session, chat_id)
             if state.flow == FLOW:
@@ -566,6 +567,7 @@ async def on_message(rt: Runtime, turn: Turn) -> None:
         await send_prompt(rt, chat_id)
 
 
+@access.rule(access.WRITERS)
 async def on_button(rt: Runtime, turn: Turn) -> None:
     """`nc:<broadcast>:<step>:<value>`."""
     chat_id = turn.chat_id
@@ -574,6 +576,9 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
         from conversations.account import on_stale_button
 
         await on_stale_button(rt, turn)
+        return
+    if not access.permits(access.WRITERS, staff):
+        await refuse_role(turn, staff)
         return
     _prefix, bid, step, value = [*turn.event.data.split(":", 3), "", "", ""][:4]
     label = ""
@@ -714,7 +719,7 @@ async def _audience_button(
     return Audience.from_filter(data)
 
 
-@staff_only
+@staff_only(roles=access.WRITERS)
 async def cancel_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     """/cancel: discard the news being written."""
     discarded = False
@@ -869,13 +874,13 @@ async def broadcasts_view(rt: Runtime, staff: Staff) -> tuple[str, Keyboard]:
     return "\n".join(lines), keyboard(rows)
 
 
-@staff_only
+@staff_only(roles=access.WRITERS)
 async def broadcasts_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     text, buttons = await broadcasts_view(rt, staff)
     await turn.say(text, buttons)
 
 
-@staff_only
+@staff_only(roles=access.WRITERS)
 async def on_cancel_button(rt: Runtime, turn: Turn, staff: Staff) -> None:
     """`bc:<id>`: stop a scheduled or sending broadcast of the staff member's scope."""
     broadcast_id = row_id(turn.event.data[len(CANCEL_PREFIX) :])

@@ -17,11 +17,13 @@ from bot.reporting import (
 )
 from bot.runtime import Runtime
 from bot.web import auth
+from conversations import access
 from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.indicators import Funnel, default_specs
 from conversations.staff import staff_language, staff_only
-from storage.models import Institution, Staff
+from storage.models import Staff
 from storage.processed import claim
+from storage.stats import Scope
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +74,33 @@ def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) 
     return "\n".join(lines)
 
 
-@staff_only
+@staff_only(roles=access.EVERYONE)
 async def stats_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     scope = staff_scope(staff)
     now = rt.clock.now()
     report = await build_report(rt.db, rt.plans, default_specs(), scope, today=now.date(), now=now)
     current = await current_waves(rt.db, scope, rt.clock.now())
-    if staff.institution_id is None:
-        scope_name = _("All schools")
+    await turn.say(stats_text(report, scope_title(report, scope), current))
+
+
+def scope_title(report: Report, scope: Scope) -> str:
+    """Whose figures: a school, a regional group's schools, a programme team's programmes
+    (with their school), or all schools."""
+    if scope.institution_ids is not None:
+        names = sorted(school.name for school in report.names.schools.values())
+        return ", ".join(names) or "–"
+    if scope.institution_id is None:
+        title = _("All schools")
     else:
-        async with rt.db.session() as session:
-            school = await session.get(Institution, staff.institution_id)
-        scope_name = school.name if school else "?"
-    await turn.say(stats_text(report, scope_name, current))
+        school = report.names.schools.get(scope.institution_id)
+        title = school.name if school else "?"
+    if scope.programme_ids is not None:
+        codes = sorted(programme.code for programme in report.names.programmes.values())
+        title = f"{title} · {', '.join(codes) or '–'}"
+    return title
 
 
-@staff_only
+@staff_only(roles=access.EVERYONE)
 async def dashboard_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     """A one-time login link, valid for a few minutes. Sent without a link preview, and the
     link only shows a page with a button: nothing spends it before the person presses it."""

@@ -5,6 +5,9 @@ chat (bot/web/chat.py) calls `dispatch`, which routes the graduates' table only.
 flows (alumni news, /broadcasts, /stats, /dashboard) are in tables of their own, which only
 the Telegram adapter registers: staff accounts are Telegram accounts. (Each staff flow also
 checks the sender, so a staff command that reached another channel would be refused.)
+Each staff flow carries the roles it is for (`staff_only(roles=…)` or `access.rule(…)`,
+conversations/access.py); tests/test_roles.py fails for one without, or with another rule
+than tests/test_refusals.py's CHAT_RULES.
 """
 
 from __future__ import annotations

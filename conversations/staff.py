@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, overload
 
 from bot.i18n import _, set_language
 from bot.runtime import Runtime
+from conversations import access
 from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.notice import shown_version
 from conversations.prompting import use_chat_language
@@ -39,18 +40,42 @@ async def _refuse(rt: Runtime, turn: Turn) -> None:
         await turn.say(text)
 
 
-def staff_only(flow: StaffFlow) -> Flow:
-    """Run `flow(rt, turn, staff)` for staff; refuse everyone else."""
+async def refuse_role(turn: Turn, staff: Staff) -> None:
+    """Tell a staff member, in their language, that their role may not do this."""
+    text = access.refusal_text(staff)
+    if turn.event.kind == "button":
+        await turn.notice(text, alert=True)
+    else:
+        await turn.say(text)
 
-    @functools.wraps(flow)
-    async def wrapper(rt: Runtime, turn: Turn) -> None:
-        staff = await load_staff(rt, turn)
-        if staff is None:
-            await _refuse(rt, turn)
-            return
-        await flow(rt, turn, staff)
 
-    return wrapper
+@overload
+def staff_only(flow: StaffFlow, /) -> Flow: ...
+@overload
+def staff_only(*, roles: access.Roles) -> Callable[[StaffFlow], Flow]: ...
+def staff_only(
+    flow: StaffFlow | None = None, /, *, roles: access.Roles = access.WRITERS
+) -> Flow | Callable[[StaffFlow], Flow]:
+    """Run `flow(rt, turn, staff)` for staff of `roles` (bare: officers and admins); refuse
+    everyone else: who is not staff is told the command is for school staff, staff of
+    another role that it is not open to their role. The rule is on the flow for the tests
+    (`access.rule_of`)."""
+
+    def wrap(inner: StaffFlow) -> Flow:
+        @functools.wraps(inner)
+        async def wrapper(rt: Runtime, turn: Turn) -> None:
+            staff = await load_staff(rt, turn)
+            if staff is None:
+                await _refuse(rt, turn)
+                return
+            if not access.permits(roles, staff):
+                await refuse_role(turn, staff)
+                return
+            await inner(rt, turn, staff)
+
+        return access.rule(roles)(wrapper)
+
+    return wrap(flow) if flow is not None else wrap
 
 
 async def load_staff(rt: Runtime, turn: Turn) -> Staff | None:
@@ -104,13 +129,20 @@ async def accept_staff_invite(rt: Runtime, turn: Turn, token: str) -> None:
     if result is InviteResult.ACCEPTED:
         assert staff is not None
         where = school_name or _("all schools")
-        await turn.say(
-            _(
+        if staff.role == access.REGIONAL.value:
+            where = _("your group of schools")
+        if access.permits(access.WRITERS, staff):
+            text = _(
                 "Welcome! You are now {role} for {school}. Send /news to write alumni news, "
                 "/broadcasts to see the news sent, /stats for the response figures and "
                 "/dashboard for a login link to the web dashboard."
-            ).format(role=role_name(staff.role), school=where)
-        )
+            )
+        else:
+            text = _(
+                "Welcome! You are now {role} for {school}. Send /stats for the response "
+                "figures and /dashboard for a login link to the web dashboard."
+            )
+        await turn.say(text.format(role=role_name(staff.role), school=where))
     elif result is InviteResult.USED:
         await turn.say(_("This staff link has already been used. Please ask for a new one."))
     elif result is InviteResult.EXPIRED:
@@ -122,7 +154,7 @@ async def accept_staff_invite(rt: Runtime, turn: Turn, token: str) -> None:
 
 
 def role_name(role: str) -> str:
-    return _("admin") if role == "admin" else _("alumni officer")
+    return access.role_name(role)
 
 
 # ---------------------------------------------------------------- /news for graduates
@@ -138,12 +170,17 @@ def news_status(graduate: Graduate) -> tuple[str, Keyboard]:
     return text, keyboard([[button]])
 
 
+@access.rule(access.WRITERS)
 async def news_command(rt: Runtime, turn: Turn) -> None:
-    """/news: staff compose news; a graduate sees and changes their news choice."""
+    """/news: officers and admins compose news (staff of other roles are refused); a graduate
+    sees and changes their news choice."""
     from conversations import news_compose
 
     staff = await load_staff(rt, turn)
     if staff is not None:
+        if not access.permits(access.WRITERS, staff):
+            await refuse_role(turn, staff)
+            return
         await news_compose.begin(rt, turn, staff)
         return
     graduate = await use_chat_language(rt, turn)
@@ -156,6 +193,7 @@ async def news_command(rt: Runtime, turn: Turn) -> None:
     await turn.say(text, buttons)
 
 
+@access.rule(access.GRADUATES)
 async def on_news_button(rt: Runtime, turn: Turn) -> None:
     """`nw:on` / `nw:off`: a graduate turns alumni news on or off (stored with the trail)."""
     wanted = turn.event.data == NEWS_PREFIX + "on"
@@ -190,7 +228,14 @@ async def cmd_staff(settings: Any, args: Any) -> int:
     from bot.links import chat_link
     from storage.db import Database
     from storage.migrate import upgrade
-    from storage.staff import StaffError, add_staff, create_invite, list_staff, remove_staff
+    from storage.staff import (
+        StaffError,
+        add_staff,
+        codes,
+        create_invite,
+        list_staff,
+        remove_staff,
+    )
     from storage.types import utcnow
 
     await upgrade(settings.database_url)
@@ -198,9 +243,19 @@ async def cmd_staff(settings: Any, args: Any) -> int:
     try:
         if args.action == "add":
             member, created = await add_staff(
-                db, args.telegram_id, args.role, school_code=args.school, name=args.name
+                db,
+                args.telegram_id,
+                args.role,
+                school_code=args.school,
+                name=args.name,
+                programmes=getattr(args, "programmes", None),
+                schools=getattr(args, "schools", None),
             )
-            where = args.school.strip().lower() if args.school else "all schools"
+            where = _where(
+                args.school.strip().lower() if args.school else None,
+                codes(getattr(args, "programmes", None)),
+                codes(getattr(args, "schools", None)),
+            )
             print(
                 f"staff {member.telegram_user_id} {'added' if created else 'updated'}: "
                 f"{member.role} of {where}"
@@ -218,7 +273,15 @@ async def cmd_staff(settings: Any, args: Any) -> int:
                     "error: BOT_USERNAME is not set: set it to print the t.me link", file=sys.stderr
                 )
                 return 1
-            invite = await create_invite(db, args.role, args.school, args.hours, utcnow())
+            invite = await create_invite(
+                db,
+                args.role,
+                args.school,
+                args.hours,
+                utcnow(),
+                programmes=getattr(args, "programmes", None),
+                schools=getattr(args, "schools", None),
+            )
             print(chat_link(settings, invite.token))
             print(
                 f"one-time link for a new {invite.role}, valid until "
@@ -232,13 +295,19 @@ async def cmd_staff(settings: Any, args: Any) -> int:
                 )
             for row in rows:
                 name = f"  {row.staff.name}" if row.staff.name else ""
-                print(
-                    f"{row.staff.telegram_user_id}  {row.staff.role}  "
-                    f"{row.school_code or 'all schools'}{name}"
-                )
+                where = _where(row.school_code, row.programme_codes, row.school_codes)
+                print(f"{row.staff.telegram_user_id}  {row.staff.role}  {where}{name}")
     except StaffError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
         await db.dispose()
     return 0
+
+
+def _where(school: str | None, programmes: Sequence[str] = (), schools: Sequence[str] = ()) -> str:
+    """Where a staff member's access reaches, for the command line."""
+    if schools:
+        return "schools " + ",".join(schools)
+    where = school or "all schools"
+    return f"{where} programmes {','.join(programmes)}" if programmes else where

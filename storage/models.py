@@ -33,8 +33,18 @@ metadata: MetaData = SQLModel.metadata
 
 
 class StaffRole(StrEnum):
+    """What a staff member may do (bot/access.py has the rules per route and command)."""
+
     OFFICER = "officer"
+    """One school: its figures, news, roster and aggregate exports."""
     ADMIN = "admin"
+    """One school or all: everything, with the row-level exports."""
+    PROGRAMME = "programme"
+    """Programme team: read-only figures of its programmes (`Staff.programme_ids`)."""
+    RESEARCHER = "researcher"
+    """Figures and pseudonymous exports of one school or all; no names, no messages."""
+    REGIONAL = "regional"
+    """Aggregates of a group of schools (`Staff.school_ids`); no row-level data."""
 
 
 class EmailStatus(StrEnum):
@@ -198,6 +208,12 @@ class Staff(SQLModel, table=True):
     name: str | None = Field(default=None, sa_type=String(200))
     role: str = Field(sa_type=String(16), default=StaffRole.OFFICER.value)
     institution_id: int | None = Field(default=None, foreign_key="institution.id", index=True)
+    programme_ids: list[int] | None = Field(
+        default=None, sa_type=JSON, description="A programme team's programmes (their ids)"
+    )
+    school_ids: list[int] | None = Field(
+        default=None, sa_type=JSON, description="A regional staff member's schools (their ids)"
+    )
     language: str | None = Field(default=None, sa_type=String(8))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     removed_at: datetime | None = _ts()
@@ -436,6 +452,8 @@ class StaffInvite(SQLModel, table=True):
     token: str = Field(sa_type=String(64), unique=True)
     role: str = Field(sa_type=String(16), default=StaffRole.OFFICER.value)
     institution_id: int | None = Field(default=None, foreign_key="institution.id")
+    programme_ids: list[int] | None = Field(default=None, sa_type=JSON)
+    school_ids: list[int] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = _ts()

@@ -73,6 +73,17 @@ class Scope:
     institution_id: int | None = None
     programme_id: int | None = None
     cohort: int | None = None
+    institution_ids: tuple[int, ...] | None = None
+    """A group of schools (regional staff): only these, besides `institution_id`."""
+    programme_ids: tuple[int, ...] | None = None
+    """A programme team's programmes: only these, besides `programme_id`."""
+
+    @property
+    def several_schools(self) -> bool:
+        """Whether the scope may hold more than one school (breakdowns by school apply)."""
+        return self.institution_id is None and (
+            self.institution_ids is None or len(self.institution_ids) > 1
+        )
 
 
 @dataclass(frozen=True)
@@ -264,6 +275,10 @@ def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
         where.append(col(Graduate.institution_id) == scope.institution_id)
     if scope.programme_id is not None:
         where.append(col(Graduate.programme_id) == scope.programme_id)
+    if scope.institution_ids is not None:
+        where.append(col(Graduate.institution_id).in_(scope.institution_ids))
+    if scope.programme_ids is not None:
+        where.append(col(Graduate.programme_id).in_(scope.programme_ids))
     if scope.cohort is not None:
         where.append(cohort_of() == scope.cohort)
     return where
@@ -709,12 +724,20 @@ class Names:
     programmes: dict[int, Programme]
 
 
-async def names(session: AsyncSession, institution_id: int | None) -> Names:
+async def names(session: AsyncSession, scope: Scope | int | None) -> Names:
+    """The schools and programmes of `scope` (or of one school's id; None: all)."""
+    if not isinstance(scope, Scope):
+        scope = Scope(institution_id=scope)
     schools = select(Institution)
     programmes = select(Programme)
-    if institution_id is not None:
-        schools = schools.where(Institution.id == institution_id)
-        programmes = programmes.where(Programme.institution_id == institution_id)
+    if scope.institution_id is not None:
+        schools = schools.where(Institution.id == scope.institution_id)
+        programmes = programmes.where(Programme.institution_id == scope.institution_id)
+    if scope.institution_ids is not None:
+        schools = schools.where(col(Institution.id).in_(scope.institution_ids))
+        programmes = programmes.where(col(Programme.institution_id).in_(scope.institution_ids))
+    if scope.programme_ids is not None:
+        programmes = programmes.where(col(Programme.id).in_(scope.programme_ids))
     return Names(
         schools={s.id: s for s in (await session.exec(schools)).all() if s.id is not None},
         programmes={

@@ -15,7 +15,11 @@ from aiohttp import web
 from sqlmodel import select
 from telegram.ext import CommandHandler
 
+from bot.web import access
+from bot.web.access import PUBLIC
 from bot.web.dashboard import PREFIX
+from bot.web.server import WEBHOOK_PATH
+from conversations.access import EVERYONE, GRADUATES, ROWS, WRITERS, Roles
 from storage.models import Broadcast, ChatState, DashboardLogin, Graduate, Programme
 from storage.staff import add_staff
 from tests.harness import Harness, eventually, tr
@@ -168,7 +172,67 @@ def _fill(template: str, ids: dict[str, Any]) -> str:
     return re.sub(r"\{(\w+)(?::[^}]*)?\}", lambda m: str(ids[m.group(1)]), template)
 
 
-ROUTES_CHECKED = 15
+D = PREFIX
+
+#: Who may open each route of the service's web app: (method, path as the router has it) ->
+#: the staff roles allowed, or PUBLIC (no staff session; the route checks its own secret, if
+#: any). tests/test_roles.py lists the routes from the app's router and tries every one with
+#: every role, so that a route without a line here, or without its rule in the app, fails.
+#: A new route: one line here, and its rule on the handler (bot/web/access.py:
+#: `@access.allow(roles)` or `@access.public`).
+ROUTE_RULES: dict[tuple[str, str], access.Rule] = {
+    ("GET", "/"): PUBLIC,
+    ("POST", WEBHOOK_PATH): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", f"{D}/login/{{token}}"): PUBLIC,
+    ("POST", f"{D}/login"): PUBLIC,
+    ("POST", f"{D}/logout"): EVERYONE,
+    ("POST", f"{D}/language"): EVERYONE,
+    ("GET", D): EVERYONE,
+    ("GET", f"{D}/waves/{{wave}}"): EVERYONE,
+    ("GET", f"{D}/programmes/{{programme}}"): EVERYONE,
+    ("GET", f"{D}/broadcasts"): WRITERS,
+    ("GET", f"{D}/broadcasts/{{broadcast}}"): WRITERS,
+    ("POST", f"{D}/broadcasts/{{broadcast}}/cancel"): WRITERS,
+    ("GET", f"{D}/roster"): WRITERS,
+    ("POST", f"{D}/roster"): WRITERS,
+    ("GET", f"{D}/roster/template.{{format}}"): WRITERS,
+    ("GET", f"{D}/exports"): EVERYONE,
+    ("GET", f"{D}/exports/responses.{{format}}"): ROWS,
+    ("GET", f"{D}/exports/codebook.{{format}}"): EVERYONE,
+    ("GET", f"{D}/exports/{{table}}.{{format}}"): EVERYONE,
+    ("GET", f"{D}/static/"): PUBLIC,
+    ("GET", "/c/static/"): PUBLIC,
+    ("GET", "/c/{token}"): PUBLIC,
+    ("POST", "/c/{token}"): PUBLIC,
+    ("GET", "/c/{token}/files/{file}"): PUBLIC,
+    ("GET", "/u/{token}"): PUBLIC,
+    ("POST", "/u/{token}"): PUBLIC,
+}
+
+#: The staff commands and buttons (conversations/routes.py) -> the roles they are for.
+CHAT_RULES: dict[str, Roles] = {
+    "/news": WRITERS,
+    "/cancel": WRITERS,
+    "/broadcasts": WRITERS,
+    "/stats": EVERYONE,
+    "/dashboard": EVERYONE,
+    "nw:": GRADUATES,  # a graduate's own alumni news choice
+    "nc:": WRITERS,  # the news composer
+    "bc:": WRITERS,  # cancelling a broadcast
+}
+
+#: The dashboard's routes that need a session (all but the login pages and static files).
+ROUTES_CHECKED = len(
+    [
+        key
+        for key, rule in ROUTE_RULES.items()
+        if key[1].startswith(f"{PREFIX}/") or key[1] == PREFIX
+        if rule != PUBLIC
+    ]
+)
 
 
 async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_schools(

@@ -46,6 +46,7 @@ from bot.i18n import _
 from bot.logs import chat_ref
 from bot.runtime import Runtime
 from bot.throttle import ChatThrottle, slow_down_text
+from bot.web import access
 from bot.web.dashboard import SECURITY_HEADERS as DASHBOARD_HEADERS
 from bot.web.dashboard import accepted_language, same_origin, template_environment
 from bot.web_channel import web_channel
@@ -289,6 +290,7 @@ async def transcript(db: Database, chat_id: int, limit: int = SHOWN) -> list[Sho
     return [m for m in shown if m.kind != "notice" or m.id > last_action]
 
 
+@access.public
 async def chat_page(request: web.Request) -> web.StreamResponse:
     """The conversation: its messages, the open question's buttons, a text field, the menu."""
     link = await _link(request)
@@ -336,6 +338,7 @@ async def chat_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@access.public
 async def file_download(request: web.Request) -> web.StreamResponse:
     """A file of the chat (the /mydata copy), as an attachment."""
     link = await _link(request)
@@ -397,6 +400,7 @@ def _event_of(form: Any, label_of: dict[str, tuple[int, str, str]]) -> tuple[Eve
     return None
 
 
+@access.public
 async def chat_post(request: web.Request) -> web.StreamResponse:
     """One thing the person did: a button, a typed answer, a command of the menu."""
     link = await _link(request)

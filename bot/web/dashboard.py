@@ -36,12 +36,14 @@ from bot.reporting import (
     count_text,
     question_drop_off,
     rate_text,
+    staff_scope,
     wave_label,
     wave_labels,
 )
 from bot.runtime import Runtime
-from bot.web import auth, charts, exports
+from bot.web import access, auth, charts, exports
 from bot.web.server import TOO_LARGE_KEY
+from conversations.access import ROWS, WRITERS, role_name
 from conversations.indicators import (
     BREAKDOWNS,
     DENOMINATORS,
@@ -159,7 +161,7 @@ def breakdowns_for(scope: Scope) -> list[str]:
     return [
         by
         for by in BREAKDOWNS
-        if by != "total" and (scope.institution_id is None or by not in SCHOOL_BREAKDOWNS)
+        if by != "total" and (scope.several_schools or by not in SCHOOL_BREAKDOWNS)
     ]
 
 
@@ -253,8 +255,12 @@ class Dashboard:
     specs: dict[str, IndicatorSpec]
     secure_cookie: bool
 
-    def respondent_key(self, graduate_id: int) -> str:
-        digest = hmac.new(self.rt.settings.key, f"respondent:{graduate_id}".encode(), "sha256")
+    def respondent_key(self, graduate_id: int, *, research: bool = False) -> str:
+        """A graduate's stable pseudonym in exports: an HMAC of their id under the app's
+        secret. A researcher's (`research`) is another one, so that a research export cannot
+        be joined row by row with an admin's, which has the free-text answers."""
+        kind = "research" if research else "respondent"
+        digest = hmac.new(self.rt.settings.key, f"{kind}:{graduate_id}".encode(), "sha256")
         return digest.hexdigest()[:16]
 
 
@@ -290,6 +296,7 @@ def _environment() -> jinja2.Environment:
         language_name=i18n.language_name,
         LANGUAGES=i18n.LANGUAGES,
         DESTINATIONS=DESTINATIONS,
+        WRITERS=sorted(role.value for role in WRITERS),
     )
     return env
 
@@ -360,7 +367,15 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         d.rt.db, d.cookies, request.cookies.get(auth.COOKIE_NAME), d.rt.clock.now()
     )
     i18n.set_language(_request_language(request, session.staff if session else None))
-    public = request.path.startswith((f"{PREFIX}/login", f"{PREFIX}/static/"))
+    rule = access.request_rule(request)
+    if access.matched(request):
+        public = rule == access.PUBLIC
+    else:  # no such page: after the login check, its 404 or 405 page
+        public = request.path.startswith((f"{PREFIX}/login", f"{PREFIX}/static/"))
+    if rule is None and access.matched(request):
+        log.error(
+            "no access rule for %s %s: refused (bot/web/access.py)", request.method, request.path
+        )
     if session is None and not public:
         response: web.StreamResponse = message(
             request,
@@ -378,6 +393,13 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
             _("This form was sent from another website. Please use the dashboard's own pages."),
             403,
         )
+    elif (
+        session is not None
+        and access.matched(request)
+        and not access.permits(rule, session.staff.role)
+    ):
+        request[SESSION_KEY] = session
+        response = message(request, _("Not allowed"), role_refusal(session.staff), 403, home=True)
     else:
         request[SESSION_KEY] = session
         if request.method == "POST" and session is not None and not public:
@@ -414,9 +436,22 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+def role_refusal(staff: Staff) -> str:
+    """Why a staff member may not open a page: their role, and where to go instead."""
+    return _(
+        "This page is not open to your role ({role}). Please go back to the dashboard."
+    ).format(role=role_name(staff.role))
+
+
 async def _outside_the_dashboard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Routes of their own (webhook, health, metrics) answer as they do; an address with no
-    route gets a page in the reader's language (Accept-Language) instead of bare text."""
+    route gets a page in the reader's language (Accept-Language) instead of bare text. A
+    route without a rule (bot/web/access.py) is refused, as in the dashboard."""
+    if access.matched(request) and access.request_rule(request) != access.PUBLIC:
+        log.error(
+            "no access rule for %s %s: refused (bot/web/access.py)", request.method, request.path
+        )
+        raise web.HTTPForbidden()
     try:
         return await handler(request)
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
@@ -439,6 +474,7 @@ def error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
 _STATUSES = {status.value for status in HTTPStatus}
 
 
+@access.public
 async def root(_request: web.Request) -> web.StreamResponse:
     """The site's address alone: the dashboard."""
     raise web.HTTPFound(PREFIX)
@@ -534,6 +570,7 @@ def _session(request: web.Request) -> auth.Session:
 # ---------------------------------------------------------------- login and logout
 
 
+@access.public
 async def login_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     token = request.match_info["token"]
@@ -560,6 +597,7 @@ def _login_problem(request: web.Request, problem: auth.LoginProblem) -> web.Resp
     return message(request, _("Cannot log in"), texts[problem], 403)
 
 
+@access.public
 async def login_submit(request: web.Request) -> web.StreamResponse:
     d = dashboard(request)
     form = await request.post()
@@ -584,6 +622,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@access.allow(access.EVERYONE)
 async def logout(request: web.Request) -> web.StreamResponse:
     d = dashboard(request)
     await auth.end_session(d.rt.db, _session(request).login_id, d.rt.clock.now())
@@ -595,6 +634,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@access.allow(access.EVERYONE)
 async def set_language(request: web.Request) -> web.StreamResponse:
     d = dashboard(request)
     form = await request.post()
@@ -656,15 +696,20 @@ def _int_param(request: web.Request, name: str, largest: int | None = None) -> i
 def scope_of(request: web.Request, programme_id: int | None = None) -> Scope:
     """The session's scope, narrowed by ?school= (admins of all schools) and ?cohort=."""
     staff = _session(request).staff
+    own = staff_scope(staff)
     school = _int_param(request, "school")
     if staff.institution_id is not None:
         if school is not None and school != staff.institution_id:
             raise web.HTTPForbidden(reason=_("You can only see your own school."))
         school = staff.institution_id
+    if own.institution_ids is not None and school is not None and school not in own.institution_ids:
+        raise web.HTTPForbidden(reason=_("You can only see your own schools."))
     return Scope(
         institution_id=school,
         programme_id=programme_id,
         cohort=_int_param(request, "cohort", MAX_COHORT),
+        institution_ids=own.institution_ids,
+        programme_ids=own.programme_ids,
     )
 
 
@@ -681,6 +726,8 @@ async def _report(request: web.Request, scope: Scope) -> Report:
 
 
 def _scope_name(report: Report, scope: Scope) -> str:
+    if scope.institution_id is None and scope.institution_ids is not None:
+        return ", ".join(sorted(school.name for school in report.names.schools.values())) or "–"
     if scope.institution_id is None:
         return _("All schools")
     school = report.names.schools.get(scope.institution_id)
@@ -929,6 +976,7 @@ def _indicator_chart(title: str, rows: list[tuple[str, Rate]]) -> Markup:
 # ---------------------------------------------------------------- pages
 
 
+@access.allow(access.EVERYONE)
 async def overview(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
@@ -1015,12 +1063,18 @@ def _programme_matrix(report: Report, scope: Scope) -> list[ProgrammeRow]:
 
 
 async def _schools(d: Dashboard, staff: Staff) -> list[Institution]:
+    """The schools a staff member may choose between: all, a regional group, or none."""
     if staff.institution_id is not None:
         return []
+    query = select(Institution).order_by(col(Institution.name))
+    own = staff_scope(staff).institution_ids
+    if own is not None:
+        query = query.where(col(Institution.id).in_(own))
     async with d.rt.db.session() as session:
-        return list((await session.exec(select(Institution).order_by(col(Institution.name)))).all())
+        return list((await session.exec(query)).all())
 
 
+@access.allow(access.EVERYONE)
 async def wave_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     name = request.match_info["wave"]
@@ -1085,7 +1139,7 @@ async def wave_page(request: web.Request) -> web.Response:
         weekly_chart=_weekly_chart(_("Completed responses per week"), report.weekly(name)),
         by_programme=by_programme,
         by_cohort=by_cohort,
-        by_school=by_school if scope.institution_id is None else [],
+        by_school=by_school if scope.several_schools else [],
         has_indicators=wave.questionnaire in report.indicators,
         reported_here=", ".join(
             i for i in INDICATORS if report.reported(wave.questionnaire, i) == wave
@@ -1099,6 +1153,7 @@ async def wave_page(request: web.Request) -> web.Response:
     )
 
 
+@access.allow(access.EVERYONE)
 async def programme_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     programme_id = row_id(request.match_info["programme"])
@@ -1107,11 +1162,23 @@ async def programme_page(request: web.Request) -> web.Response:
     base = scope_of(request)
     async with d.rt.db.session() as session:
         programme = await session.get(Programme, programme_id)
-    if programme is None or (
-        base.institution_id is not None and programme.institution_id != base.institution_id
+    if (
+        programme is None
+        or (base.institution_id is not None and programme.institution_id != base.institution_id)
+        or (
+            base.institution_ids is not None
+            and programme.institution_id not in base.institution_ids
+        )
+        or (base.programme_ids is not None and programme.id not in base.programme_ids)
     ):
         raise web.HTTPNotFound(reason=_("There is no such programme."))
-    scope = Scope(programme.institution_id, programme.id, base.cohort)
+    scope = Scope(
+        programme.institution_id,
+        programme.id,
+        base.cohort,
+        institution_ids=base.institution_ids,
+        programme_ids=base.programme_ids,
+    )
     report = await _report(request, scope)
     lines = _wave_lines(d, report, base)
     by_cohort = [
@@ -1147,6 +1214,7 @@ async def programme_page(request: web.Request) -> web.Response:
     )
 
 
+@access.allow(access.WRITERS)
 async def broadcasts_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     staff = _session(request).staff
@@ -1187,6 +1255,7 @@ async def _own_broadcast(request: web.Request, session: Any) -> Broadcast:
     return broadcast
 
 
+@access.allow(access.WRITERS)
 async def broadcast_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     staff = _session(request).staff
@@ -1212,6 +1281,7 @@ async def broadcast_page(request: web.Request) -> web.Response:
     )
 
 
+@access.allow(access.WRITERS)
 async def broadcast_cancel(request: web.Request) -> web.StreamResponse:
     """Stop a scheduled or sending broadcast (the form's CSRF token and Origin are checked
     by the session middleware, as for every dashboard form)."""
@@ -1284,12 +1354,14 @@ async def _roster_page(
     )
 
 
+@access.allow(access.WRITERS)
 async def roster_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     schools = await _schools(d, _session(request).staff)
     return await _roster_page(request, schools)
 
 
+@access.allow(access.WRITERS)
 async def roster_template(request: web.Request) -> web.Response:
     """An empty roster to fill in, CSV or XLSX, with its header row in the staff member's
     language (or ?lang=), which the importer accepts."""
@@ -1312,6 +1384,7 @@ async def roster_template(request: web.Request) -> web.Response:
     )
 
 
+@access.allow(access.WRITERS)
 async def roster_upload(request: web.Request) -> web.Response:
     d = dashboard(request)
     staff = _session(request).staff
@@ -1375,9 +1448,17 @@ async def roster_upload(request: web.Request) -> web.Response:
 
 def may_download_rows(staff: Staff) -> bool:
     """Whether `staff` may download row-level data (one row per response, with programme,
-    cohort and free text): admins only. Officers get the aggregate tables, where every group
-    under five is suppressed, as the privacy notice promises."""
-    return staff.role == StaffRole.ADMIN.value
+    cohort and free text): admins, and researchers without the free text under a pseudonym
+    of their own (`research_export`). Officers, programme teams and regional staff get the
+    aggregate tables, where every group under five is suppressed, as the privacy notice
+    promises."""
+    return access.permits(ROWS, staff.role)
+
+
+def research_export(staff: Staff) -> bool:
+    """Whether `staff`'s response exports are the researcher's: no free text (it may name
+    people or give contacts), and a pseudonym that is not the admins' respondent key."""
+    return staff.role == StaffRole.RESEARCHER.value
 
 
 def default_form(d: Dashboard) -> str:
@@ -1389,6 +1470,7 @@ def default_form(d: Dashboard) -> str:
     return (tracked or forms or ["tracking"])[0]
 
 
+@access.allow(access.EVERYONE)
 async def exports_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
@@ -1397,6 +1479,7 @@ async def exports_page(request: web.Request) -> web.Response:
         request,
         "exports.html",
         rows_allowed=may_download_rows(_session(request).staff),
+        research=research_export(_session(request).staff),
         scope=scope,
         forms=d.rt.questionnaires.form_ids,
         default_form=default_form(d),
@@ -1450,10 +1533,12 @@ def _form(request: web.Request) -> Any:
         raise web.HTTPNotFound(reason=_("There is no such questionnaire.")) from None
 
 
-def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
+def _record(
+    d: Dashboard, row: stats.ResponseRow, *, research: bool = False
+) -> exports.ResponseRecord:
     r = row.response
     return exports.ResponseRecord(
-        respondent=d.respondent_key(r.graduate_id),
+        respondent=d.respondent_key(r.graduate_id, research=research),
         school=row.school,
         programme=row.programme,
         cohort=row.cohort,
@@ -1470,6 +1555,7 @@ def _record(d: Dashboard, row: stats.ResponseRow) -> exports.ResponseRecord:
     )
 
 
+@access.allow(access.ROWS)
 async def export_responses(request: web.Request) -> web.StreamResponse:
     """Every response in scope with codes and labels. CSV streams batch by batch (any size in
     little memory); XLSX is built whole (openpyxl writes the zip at the end). Admins only
@@ -1483,23 +1569,27 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         )
     d = dashboard(request)
     scope = scope_of(request)
+    research = research_export(_session(request).staff)
     lang = _export_language(request)
     questionnaire = _form(request)
     wave = request.query.get("wave") or None
     if wave is not None and wave not in _known_waves(d):
         raise web.HTTPNotFound(reason=_("There is no such wave."))
     name = f"responses-{questionnaire.form_id}" + (f"-{wave}" if wave else "")
+    name += "-research" if research else ""
     async with d.rt.db.session() as session:  # choice labels as each school shows them
         schools = await school_questionnaires(session, questionnaire)
     if request.match_info["format"] == "xlsx":
         async with d.rt.db.session() as session:
             records = [
-                _record(d, row)
+                _record(d, row, research=research)
                 async for row in stats.iter_responses(
                     session, scope, questionnaire.form_id, wave, now=d.rt.clock.now()
                 )
             ]
-        sheet = exports.response_sheet(questionnaire, records, lang, schools=schools)
+        sheet = exports.response_sheet(
+            questionnaire, records, lang, schools=schools, free_text=not research
+        )
         return _download(request, name, [sheet])
     response = web.StreamResponse(
         headers={
@@ -1516,7 +1606,9 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
     async def flush() -> None:
         nonlocal first
         pieces = exports.iter_csv(
-            exports.response_sheet(questionnaire, batch, lang, schools=schools)
+            exports.response_sheet(
+                questionnaire, batch, lang, schools=schools, free_text=not research
+            )
         )
         if not first:
             next(pieces), next(pieces)  # the byte order mark and the header: written once
@@ -1528,7 +1620,7 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
         async for row in stats.iter_responses(
             session, scope, questionnaire.form_id, wave, now=d.rt.clock.now()
         ):
-            batch.append(_record(d, row))
+            batch.append(_record(d, row, research=research))
             if len(batch) >= EXPORT_BATCH:
                 await flush()
     if batch or first:
@@ -1537,6 +1629,7 @@ async def export_responses(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@access.allow(access.EVERYONE)
 async def export_codebook(request: web.Request) -> web.Response:
     lang = _export_language(request)
     questionnaire = _form(request)
@@ -1554,6 +1647,7 @@ def _count_cell(n: int | None) -> object:
     return "<5" if n is None else n
 
 
+@access.allow(access.EVERYONE)
 async def export_indicators(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)

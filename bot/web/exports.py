@@ -385,12 +385,20 @@ def _answer_cells(
     return [" ".join(codes), MULTIPLE_LABEL_SEPARATOR.join(labels)]
 
 
-def response_header(questionnaire: Questionnaire) -> list[str]:
+def exported_questions(questionnaire: Questionnaire, *, free_text: bool = True) -> list[Question]:
+    """The questions with a column: every answerable one (without `free_text`: but those
+    answered in the graduate's own words, which may name people or give contacts)."""
+    return [
+        question
+        for question in questionnaire.questions
+        if question.answerable and (free_text or question.type != QuestionType.TEXT)
+    ]
+
+
+def response_header(questionnaire: Questionnaire, *, free_text: bool = True) -> list[str]:
     """The columns of :func:`response_sheet`."""
     header = list(RESPONSE_FIXED_COLUMNS)
-    for question in questionnaire.questions:
-        if not question.answerable:
-            continue
+    for question in exported_questions(questionnaire, free_text=free_text):
         header.append(question.name)
         if question.is_select:
             header.append(question.name + LABEL_SUFFIX)
@@ -404,14 +412,16 @@ def response_sheet(
     *,
     name: str = "responses",
     schools: Mapping[str, Questionnaire] | None = None,
+    free_text: bool = True,
 ) -> Sheet:
     """Responses as a sheet: the fixed columns, then per answerable question `<name>` (code,
     number or text) and, for select questions, `<name>_label` (choice texts in `lang`, else in
     the questionnaire's default language). Answers to questions the questionnaire does not have
     are left out. `schools` maps a school's code to the questionnaire as that school shows it
     (Questionnaire.for_school): a row's labels are the ones its graduate saw. Rows are made
-    lazily, one record at a time, as the sheet is written."""
-    questions = [question for question in questionnaire.questions if question.answerable]
+    lazily, one record at a time, as the sheet is written. Without `free_text`, the questions
+    answered in the graduate's own words are left out (a researcher's export)."""
+    questions = exported_questions(questionnaire, free_text=free_text)
 
     def row(record: ResponseRecord) -> list[object]:
         cells: list[object] = [
@@ -434,7 +444,11 @@ def response_sheet(
             cells += _answer_cells(shown, question, record.answers.get(question.name), lang)
         return cells
 
-    return Sheet(name, response_header(questionnaire), (row(record) for record in records))
+    return Sheet(
+        name,
+        response_header(questionnaire, free_text=free_text),
+        (row(record) for record in records),
+    )
 
 
 # --- codebook -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from telegram import Update
 from bot import rawupdates
 from bot.settings import Settings
 from bot.throttle import screen_updates
+from bot.web import access
 from storage.db import Database
 from storage.types import MAX_BIGINT, utcnow
 
@@ -214,6 +215,7 @@ def web_runner(app: web.Application, *, shutdown_timeout: float = 60.0) -> Bound
     return BoundedRunner(app, shutdown_timeout=shutdown_timeout)
 
 
+@access.public
 async def _webhook(request: web.Request) -> web.Response:
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), request.app[SECRET_KEY].encode()):
@@ -293,6 +295,7 @@ def _unavailable(reason: str) -> web.Response:
     )
 
 
+@access.public
 async def _metrics(request: web.Request) -> web.Response:
     """Prometheus' scrape: this process's counters, and the due work counted in the database."""
     from bot.metrics import CONTENT_TYPE, metrics_of
@@ -311,10 +314,12 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=observed.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
+@access.public
 async def _health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@access.public
 async def _ready(request: web.Request) -> web.Response:
     try:
         async with request.app[DB_KEY].engine.connect() as conn:

@@ -21,6 +21,7 @@ from bot import i18n
 from bot.i18n import _
 from bot.links import UNSUBSCRIBE_PATH, unsubscribed_graduate
 from bot.runtime import Runtime
+from bot.web import access
 from conversations.rules import choose_language
 from storage.contacts import set_email_status
 from storage.models import EmailStatus, Graduate, Institution
@@ -99,6 +100,7 @@ def _done(request: web.Request, school: Institution) -> web.Response:
     )
 
 
+@access.public
 async def unsubscribe_page(request: web.Request) -> web.Response:
     found = await _find(request)
     if isinstance(found, web.Response):
@@ -120,6 +122,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     )
 
 
+@access.public
 async def unsubscribe(request: web.Request) -> web.Response:
     found = await _find(request)
     if isinstance(found, web.Response):
