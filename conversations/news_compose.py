@@ -32,8 +32,10 @@ from bot.i18n import (
 from bot.reporting import wave_label
 from bot.runtime import Runtime
 from conversations.channel import Button, Keyboard, Turn, keyboard
+from conversations.followups import list_label
 from conversations.news_html import NewsHtmlError, check_news_html
 from conversations.prompting import Prompt, close_question, register, send_prompt
+from conversations.questionnaire import Questionnaire
 from conversations.rules import LANGUAGES
 from conversations.staff import load_staff, staff_language, staff_only
 from storage.models import (
@@ -258,6 +260,9 @@ async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadc
         on = audience.wave == wave.name
         label = _("Not responded yet: {wave}").format(wave=wave_label(wave))
         rows.append([Button(_mark(on, label), _cb(bid, AUDIENCE, f"w{wave.name}"))])
+    if audience.followup:
+        label = _mark(True, list_label(audience.followup, _tracking(rt)))
+        rows.append([Button(label[:60], _cb(bid, AUDIENCE, "f"))])
     for segment in await _segments(session, broadcast.institution_id):
         label = _("Segment: {name}").format(name=segment.name)
         rows.append([Button(label[:60], _cb(bid, AUDIENCE, f"g{segment.id}"))])
@@ -391,6 +396,64 @@ def _move(state: ChatState, step: str) -> None:
         state.flow = ""
         state.data = {}
     touch_state(state)
+
+
+def _tracking(rt: Runtime) -> Questionnaire | None:
+    """The tracking questionnaire (the follow-up lists' choices), if it is deployed."""
+    try:
+        return rt.questionnaires.deployed("tracking")
+    except KeyError:
+        return None
+
+
+class Busy(Exception):
+    """The staff member is writing other news in the chat."""
+
+
+async def start_draft(
+    rt: Runtime,
+    staff: Staff,
+    *,
+    texts: dict[str, str],
+    default_language: str,
+    audience: Audience,
+    lead: str,
+    language: str,
+) -> int:
+    """Begin news for `staff` from elsewhere (the dashboard: "you said, we did", news to a
+    follow-up list): a draft with `texts` (Telegram HTML, may be empty) and `audience`, and
+    the composer in the staff member's Telegram chat, in `language`, at the step that comes
+    next (the text if there is none, else adding languages), after the message `lead`. Returns the draft's id; `Busy` if they are writing other news
+    (nothing changes then)."""
+    assert staff.telegram_user_id is not None
+    chat_id = staff.telegram_user_id
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        bid = state.data.get("broadcast_id") if state.flow == FLOW else None
+        current = await session.get(Broadcast, bid) if bid else None
+        if current is not None and current.status == BroadcastStatus.DRAFT.value and state.step:
+            raise Busy()
+        broadcast = Broadcast(
+            institution_id=staff.institution_id,
+            created_by=staff.id,
+            texts=dict(texts),
+            default_language=default_language,
+            filter=audience.to_filter(),
+            report_chat_id=chat_id,
+            status=BroadcastStatus.DRAFT.value,
+        )
+        session.add(broadcast)
+        await session.flush()
+        assert broadcast.id is not None
+        state.flow = FLOW
+        state.data = {"broadcast_id": broadcast.id}
+        _move(state, MORE if texts else TEXT)
+        state.language = language
+        session.add(state)
+        draft_id = broadcast.id
+    await rt.channel_for(chat_id).send(chat_id, lead)
+    await send_prompt(rt, chat_id)
+    return draft_id
 
 
 # ---------------------------------------------------------------- handlers
@@ -693,6 +756,8 @@ async def _audience_button(
         data["graduation_years"] = list(toggle(audience.graduation_years, number))
     elif kind == "l" and arg in LANGUAGES:
         data["languages"] = list(toggle(audience.languages, arg))
+    elif kind == "f" and not arg and audience.followup:
+        data["followup"] = None
     elif kind == "w" and arg:
         if audience.wave == arg:
             data["wave"], data["wave_status"] = None, None
@@ -778,10 +843,14 @@ def can_cancel(staff: Staff, broadcast: Broadcast) -> bool:
 
 
 async def audience_description(
-    session: AsyncSession, broadcast: Broadcast, wave_names: dict[str, str]
+    session: AsyncSession,
+    broadcast: Broadcast,
+    wave_names: dict[str, str],
+    questionnaire: Questionnaire | None = None,
 ) -> list[tuple[str, str]]:
     """Who a broadcast is for, as (what, who) lines in the current language; `wave_names`
-    gives each wave code its label."""
+    gives each wave code its label, `questionnaire` (the tracking one) the follow-up lists'
+    choices."""
     audience = _audience(broadcast)
     everyone = _("all")
     names: list[str] = []
@@ -812,6 +881,11 @@ async def audience_description(
             or everyone,
         ),
         (_("Wave"), wave or everyone),
+        *(
+            [(_("Follow-up list"), list_label(audience.followup, questionnaire))]
+            if audience.followup
+            else []
+        ),
     ]
 
 
