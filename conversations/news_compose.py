@@ -423,8 +423,8 @@ async def start_draft(
     """Begin news for `staff` from elsewhere (the dashboard: "you said, we did", news to a
     follow-up list): a draft with `texts` (Telegram HTML, may be empty) and `audience`, and
     the composer in the staff member's Telegram chat, in `language`, at the step that comes
-    next (the text if there is none, else adding languages), after the message `lead`. Returns the draft's id; `Busy` if they are writing other news
-    (nothing changes then)."""
+    next (the text if there is none, else adding languages), after the message `lead`.
+    Returns the draft's id; `Busy` if they are writing other news (nothing changes then)."""
     assert staff.telegram_user_id is not None
     chat_id = staff.telegram_user_id
     async with rt.db.session() as session:

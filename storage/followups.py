@@ -98,13 +98,17 @@ def _latest(question: str) -> tuple[Any, Any, ColumnElement[bool]]:
     response = aliased(SurveyResponse)
     later_answer = aliased(Answer)
     later_response = aliased(SurveyResponse)
-    later = exists().where(
-        col(later_answer.response_id) == col(later_response.id),
-        col(later_response.graduate_id) == col(Graduate.id),
-        col(later_answer.question) == question,
-        col(later_answer.carried_from).is_(None),
-        col(later_answer.answered_at) > col(answer.answered_at),
-    ).correlate_except(later_answer, later_response)
+    later = (
+        exists()
+        .where(
+            col(later_answer.response_id) == col(later_response.id),
+            col(later_response.graduate_id) == col(Graduate.id),
+            col(later_answer.question) == question,
+            col(later_answer.carried_from).is_(None),
+            col(later_answer.answered_at) > col(answer.answered_at),
+        )
+        .correlate_except(later_answer, later_response)
+    )
     condition = and_(
         col(answer.response_id) == col(response.id),
         col(response.graduate_id) == col(Graduate.id),

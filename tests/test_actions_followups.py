@@ -87,6 +87,7 @@ async def seed(h: Harness) -> Seed:
             for p in (await session.exec(select(Programme))).all()
             if p.id is not None
         }
+    assert alfa.id is not None and beta.id is not None
     s.cook = programmes[(alfa.id, "CHEF4")]
     s.ict = programmes[(alfa.id, "ICT4")]
     # name: (programme, news consent, follow-up consent, language)
@@ -167,11 +168,11 @@ async def test_an_action_from_comments_to_a_sent_you_said_we_did_news_item(
     s = await seed(h)
     async with client_session() as client:
         officer, csrf = await _officer(h, client)
-        async with client.get(f"{web}/dashboard/programmes/{s.cook}") as page:
-            assert f'href="/dashboard/programmes/{s.cook}/actions' in await page.text()
+        async with client.get(f"{web}/dashboard/programmes/{s.cook}") as r:
+            assert f'href="/dashboard/programmes/{s.cook}/actions' in await r.text()
         actions = f"{web}/dashboard/programmes/{s.cook}/actions"
-        async with client.get(actions) as page:
-            listing = await page.text()
+        async with client.get(actions) as r:
+            listing = await r.text()
         assert COMMENT in listing and f'value="{s.comment_id}"' in listing
         assert "Nina" not in listing  # comments without names
 
@@ -200,11 +201,13 @@ async def test_an_action_from_comments_to_a_sent_you_said_we_did_news_item(
         async with client.post(actions, data={**good, "comment": "999999"}) as response:
             assert response.status == 400
         # Another school's programme: not found.
+        assert s.alfa is not None
+        alfa_id = s.alfa.id
         async with h.db.session() as session:
             beta_cook = (
                 await session.exec(
                     select(Programme).where(
-                        Programme.code == "CHEF4", Programme.institution_id != s.alfa.id
+                        Programme.code == "CHEF4", Programme.institution_id != alfa_id
                     )
                 )
             ).one()

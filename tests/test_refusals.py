@@ -207,13 +207,13 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
         # alfa's graduate on the follow-up list (U4 yes, consent to be contacted)
         alfa_graduate.consent_followup = True
         session.add(alfa_graduate)
-        response = (
+        answered = (
             await session.exec(
                 select(SurveyResponse).where(SurveyResponse.graduate_id == alfa_graduate.id)
             )
         ).first()
-        assert response is not None and response.id is not None
-        session.add(Answer(response_id=response.id, question="U4", value="yes"))
+        assert answered is not None and answered.id is not None
+        session.add(Answer(response_id=answered.id, question="U4", value="yes"))
         action = ProgrammeAction(
             institution_id=alfa_id, programme_id=cook.id, what="Secret Name plan", status="done"
         )
