@@ -20,17 +20,23 @@ from storage.erasure import erase_graduate
 from storage.models import (
     Answer,
     Broadcast,
+    ChatState,
     FollowupEntry,
     Graduate,
     Institution,
     Programme,
     ProgrammeAction,
     SurveyResponse,
+    WebMessage,
 )
 from storage.news import Audience, count_audience
+from storage.queries import web_chat_id
 from storage.staff import add_staff
 from tests.harness import Harness, tr
 from tests.test_dashboard import client_session, log_in
+from tests.test_email_invitations import MailServer, mailing, parts, smtp
+
+__all__ = ["mailing", "smtp"]  # fixtures
 
 NO_LIMIT = RateLimiter(0)
 COMMENT = "More practice with the combi-steamer, please"
@@ -374,3 +380,47 @@ async def test_follow_up_lists_with_consent_handled_message_news_and_erasure(
         async with client.get(f"{lists}?list=work") as r:
             page = await r.text()
         assert _card_ids(page) == [] and note not in page
+
+
+async def test_a_message_from_the_list_reaches_the_web_chat_or_the_mailbox(
+    mailing: Harness, smtp: MailServer
+) -> None:
+    """A graduate who only opened their web chat gets the message there; one who has only an
+    e-mail address gets it by e-mail (the school's sender, the web chat link to answer in)."""
+    h = mailing
+    web = h.settings.base_url
+    school = await h.school()
+    on_web = await h.graduate(school, language="en", name="Wes Web", consent_followup=True)
+    by_mail = await h.graduate(
+        school, language="nl", name="Mia Mail", consent_followup=True, email="mia@example.org"
+    )
+    async with h.db.session() as session:
+        session.add(ChatState(chat_id=web_chat_id(on_web.id or 0), graduate_id=on_web.id))
+    for graduate in (on_web, by_mail):
+        assert graduate.id is not None
+        await _respond(h, graduate.id, "m2", {"U4": "yes"})
+    async with client_session() as client:
+        _officer_user, csrf = await _officer(h, client)
+        sent: dict[int | None, str] = {}
+        for graduate, text in ((on_web, "See you Monday, Wes"), (by_mail, "Hoi Mia, bel ons")):
+            async with client.post(
+                f"{web}/dashboard/followups/{graduate.id}/message",
+                data={"csrf": csrf, "list": "work", "text": text},
+            ) as r:
+                page = await r.text()
+            found = re.search(r'<p class="ok" role="status" id="sent">(.*?)</p>', page)
+            sent[graduate.id] = found.group(1) if found else ""
+    assert sent == {on_web.id: "Sent to their web chat.", by_mail.id: "Sent by e-mail."}
+    async with h.db.session() as session:
+        shown = (
+            await session.exec(
+                select(WebMessage).where(col(WebMessage.chat_id) == web_chat_id(on_web.id or 0))
+            )
+        ).all()
+        entries = (await session.exec(select(FollowupEntry))).all()
+    assert [m.text for m in shown] == ["A message from Alfa College:\n\nSee you Monday, Wes"]
+    (mail,) = smtp.to("mia@example.org")
+    assert mail["Subject"] == "Een bericht van Alfa College"
+    text, _html = parts(mail)
+    assert "Hoi Mia, bel ons" in text and f"/c/{by_mail.invite_token}" in text
+    assert {e.graduate_id for e in entries if e.contacted_at} == {on_web.id, by_mail.id}
