@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from bot.delivery import RateLimiter
 from bot.news import dispatch_news
 from bot.sandbox import SandboxUser
+from conversations.rights import export_data
 from storage.erasure import erase_graduate
 from storage.models import (
     Answer,
@@ -318,6 +319,13 @@ async def test_follow_up_lists_with_consent_handled_message_news_and_erasure(
         ) as r:
             page = await r.text()
         assert note in page and f'id="handled-{nina}" name="handled" value="1" checked' in page
+        # The graduate's copy of their data (/mydata) holds the school's note.
+        async with h.db.session() as session:
+            stored = await session.get(Graduate, nina)
+            assert stored is not None
+            exported = await export_data(h.runtime, session, stored, "en")
+        (entry,) = exported["follow_up_by_the_school"]
+        assert entry["list"] == "work" and entry["note"] == note and entry["handled_at"]
         # Not on the list (no consent to be contacted): refused, nothing stored.
         pia = s.ids["Pia Cook"]
         async with client.post(f"{lists}/{pia}/work", data={"csrf": csrf, "note": "n"}) as r:
