@@ -31,7 +31,7 @@ from bot.i18n import (
 )
 from bot.reporting import wave_label
 from bot.runtime import Runtime
-from conversations.channel import Button, Keyboard, Turn, keyboard
+from conversations.channel import Button, Keyboard, Refused, Turn, Unreachable, keyboard
 from conversations.followups import list_label
 from conversations.news_html import NewsHtmlError, check_news_html
 from conversations.prompting import Prompt, close_question, register, send_prompt
@@ -424,7 +424,8 @@ async def start_draft(
     follow-up list): a draft with `texts` (Telegram HTML, may be empty) and `audience`, and
     the composer in the staff member's Telegram chat, in `language`, at the step that comes
     next (the text if there is none, else adding languages), after the message `lead`.
-    Returns the draft's id; `Busy` if they are writing other news (nothing changes then)."""
+    Returns the draft's id; `Busy` if they are writing other news (nothing changes then);
+    `Unreachable`/`Refused` if their chat cannot be written to (the draft is cancelled)."""
     assert staff.telegram_user_id is not None
     chat_id = staff.telegram_user_id
     async with rt.db.session() as session:
@@ -451,7 +452,20 @@ async def start_draft(
         state.language = language
         session.add(state)
         draft_id = broadcast.id
-    await rt.channel_for(chat_id).send(chat_id, lead)
+    try:
+        await rt.channel_for(chat_id).send(chat_id, lead)
+    except (Unreachable, Refused):
+        # The chat cannot be written to (blocked the bot): nothing is begun after all.
+        async with rt.db.session() as session:
+            draft = await session.get(Broadcast, draft_id)
+            if draft is not None:
+                draft.status = BroadcastStatus.CANCELLED.value
+                draft.cancelled_at = rt.clock.now()
+                session.add(draft)
+            state = await get_chat_state(session, chat_id)
+            _move(state, "")
+            session.add(state)
+        raise
     await send_prompt(rt, chat_id)
     return draft_id
 

@@ -250,6 +250,17 @@ async def test_an_action_from_comments_to_a_sent_you_said_we_did_news_item(
         assert 'name="lang" value="nl"' in page  # the school's language first
         news_text = text.group(1).replace("&#34;", '"').replace("&#39;", "'")
 
+        # A chat that blocked the bot: said so, and nothing is begun.
+        h.sandbox.block(h.token, officer.id)
+        async with client.post(
+            f"{action_url}/news", data={"csrf": csrf, "lang": "nl", "text": news_text}
+        ) as r:
+            assert r.status == 409
+            assert _errors(await r.text()) == [
+                "The bot cannot write to your chat. Open the chat with the bot, send /start, "
+                "and try again."
+            ]
+        h.sandbox.unblock(h.token, officer.id)
         async with client.post(
             f"{action_url}/news", data={"csrf": csrf, "lang": "nl", "text": news_text}
         ) as r:

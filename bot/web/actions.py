@@ -40,7 +40,7 @@ from bot.web.dashboard import (
     render,
     scope_of,
 )
-from conversations.channel import Unreachable
+from conversations.channel import Refused, Unreachable
 from conversations.followups import list_label, offer_codes, offered
 from conversations.news_compose import Busy, start_draft, status_name
 from conversations.news_html import NewsHtmlError, check_news_html
@@ -83,6 +83,13 @@ def may_act(staff: Staff) -> bool:
     """Whether `staff` may record and close actions, mark list entries and write to
     graduates: officers and admins (other roles may only read, where they may see)."""
     return staff.role in (StaffRole.OFFICER.value, StaffRole.ADMIN.value)
+
+
+def may_see_followups(staff: Staff) -> bool:
+    """Whether `staff` may see the follow-up lists (graduates' names with what they asked
+    or offered): officers and admins, who may also act on them. A role without names (a
+    researcher, regional aggregates) is refused."""
+    return may_act(staff)
 
 
 def _acting(request: web.Request) -> Staff:
@@ -530,6 +537,8 @@ async def action_news(request: web.Request) -> web.StreamResponse:
         )
     except Busy:
         return await action_page(request, status=409, errors=[_busy_text()], **keep)
+    except (Unreachable, Refused):
+        return await action_page(request, status=409, errors=[_no_chat_text()], **keep)
     async with d.rt.db.session() as session:
         stored = await session.get(ProgrammeAction, action.id)
         assert stored is not None
@@ -537,6 +546,12 @@ async def action_news(request: web.Request) -> web.StreamResponse:
         stored.updated_at = d.rt.clock.now()
         session.add(stored)
     raise web.HTTPSeeOther(f"{PREFIX}/actions/{action.id}?news=started")
+
+
+def _no_chat_text() -> str:
+    return _(
+        "The bot cannot write to your chat. Open the chat with the bot, send /start, and try again."
+    )
 
 
 def _busy_text() -> str:
@@ -567,6 +582,8 @@ async def followups_page(
     request: web.Request, status: int = 200, list_value: str | None = None, **values: Any
 ) -> web.Response:
     d = dashboard(request)
+    if not may_see_followups(_session(request).staff):
+        raise web.HTTPForbidden(reason=_("Your role does not show graduates' names."))
     scope = scope_of(request)
     questionnaire = _tracking(d.rt)
     key = _list_key(list_value or request.query.get("list"), questionnaire)
@@ -808,6 +825,8 @@ async def followup_news(request: web.Request) -> web.StreamResponse:
         )
     except Busy:
         raise web.HTTPConflict(reason=_busy_text()) from None
+    except (Unreachable, Refused):
+        raise web.HTTPConflict(reason=_no_chat_text()) from None
     raise web.HTTPSeeOther(f"{PREFIX}/followups{_with_list(request, key.name, news='started')}")
 
 
@@ -829,4 +848,4 @@ def add_actions(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/followups/{{graduate}}/{{list:work|offer}}", followup_handled)
 
 
-__all__ = ["add_actions", "may_act"]
+__all__ = ["add_actions", "may_act", "may_see_followups"]
