@@ -38,6 +38,8 @@ from conversations.prompting import Prompt, close_question, register, send_promp
 from conversations.questionnaire import Questionnaire
 from conversations.rules import LANGUAGES
 from conversations.staff import load_staff, staff_language, staff_only
+from storage.followups import OFFER as OFFER_LIST
+from storage.followups import WORK as WORK_LIST
 from storage.models import (
     Broadcast,
     BroadcastStatus,
@@ -260,9 +262,14 @@ async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadc
         on = audience.wave == wave.name
         label = _("Not responded yet: {wave}").format(wave=wave_label(wave))
         rows.append([Button(_mark(on, label), _cb(bid, AUDIENCE, f"w{wave.name}"))])
-    if audience.followup:
-        label = _mark(True, list_label(audience.followup, _tracking(rt)))
-        rows.append([Button(label[:60], _cb(bid, AUDIENCE, "f"))])
+    # The follow-up lists (storage/followups.py), and a narrower one chosen on the dashboard.
+    tracking = _tracking(rt)
+    lists = [WORK_LIST, OFFER_LIST]
+    if audience.followup and audience.followup not in lists:
+        lists.append(audience.followup)
+    for key in lists:
+        label = _mark(audience.followup == key, list_label(key, tracking))
+        rows.append([Button(label[:60], _cb(bid, AUDIENCE, f"f{key}"))])
     for segment in await _segments(session, broadcast.institution_id):
         label = _("Segment: {name}").format(name=segment.name)
         rows.append([Button(label[:60], _cb(bid, AUDIENCE, f"g{segment.id}"))])
@@ -770,8 +777,8 @@ async def _audience_button(
         data["graduation_years"] = list(toggle(audience.graduation_years, number))
     elif kind == "l" and arg in LANGUAGES:
         data["languages"] = list(toggle(audience.languages, arg))
-    elif kind == "f" and not arg and audience.followup:
-        data["followup"] = None
+    elif kind == "f" and arg:
+        data["followup"] = None if audience.followup == arg else arg
     elif kind == "w" and arg:
         if audience.wave == arg:
             data["wave"], data["wave_status"] = None, None
@@ -790,7 +797,10 @@ async def _audience_button(
             return None
     else:
         return None
-    return Audience.from_filter(data)
+    try:
+        return Audience.from_filter(data)
+    except AudienceError:
+        return None  # a list that does not exist
 
 
 @staff_only

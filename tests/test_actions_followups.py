@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from bot.delivery import RateLimiter
 from bot.news import dispatch_news
 from bot.sandbox import SandboxUser
+from bot.sandbox.state import TranscriptEntry
 from conversations.rights import export_data
 from storage.erasure import erase_graduate
 from storage.models import (
@@ -294,6 +295,14 @@ async def test_an_action_from_comments_to_a_sent_you_said_we_did_news_item(
         assert f'href="/dashboard/broadcasts/{news.id}"' in page and "news-form" not in page
 
 
+async def _shows(h: Harness, user: SandboxUser, message: TranscriptEntry, text: str) -> None:
+    def shown(transcript: list[TranscriptEntry]) -> bool:
+        entry = next(e for e in transcript if e.message_id == message.message_id)
+        return text in (entry.text or "")
+
+    await h.sandbox.wait_until(h.token, user.id, shown)
+
+
 def _card_ids(page: str) -> list[int]:
     return [int(n) for n in re.findall(r'<article class="card" id="g(\d+)">', page)]
 
@@ -377,7 +386,15 @@ async def test_follow_up_lists_with_consent_handled_message_news_and_erasure(
         await h.press(officer, "English", message=which)
         (audience,) = await h.press(officer, "Done")
         assert "Recipients now: 1" in audience.content
-        await h.press(officer, "Continue", expect=3)
+        # The lists are audience buttons in the chat too.
+        for label, count in (
+            ("Asked for help finding work", 1),  # Nina
+            ("Asked for help finding work", 3),  # no list: every reader of alfa's news
+            ("Offered to help the school", 1),  # Ida (Omar wants no news)
+        ):
+            await h.press(officer, label, expect=0, message=audience)
+            await _shows(h, officer, audience, f"Recipients now: {count}")
+        await h.press(officer, "Continue", expect=3, message=audience)
         await h.press(officer, "Send now")
         assert (await dispatch_news(h.runtime, limiter=NO_LIMIT)).sent == 1
         ida = h.sandbox.bot_messages(h.token, s.users["Ida Ict"].id)[-1]
