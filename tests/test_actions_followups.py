@@ -416,6 +416,14 @@ async def test_follow_up_lists_with_consent_handled_message_news_and_erasure(
         async with client.get(f"{lists}?list=work") as r:
             page = await r.text()
         assert _card_ids(page) == [] and note not in page
+        # Withdrawing the follow-up consent takes a graduate off at once.
+        async with h.db.session() as session:
+            omar = await session.get(Graduate, s.ids["Omar Cook"])
+            assert omar is not None
+            omar.consent_followup = False
+            session.add(omar)
+        async with client.get(f"{lists}?list=offer") as r:
+            assert _card_ids(await r.text()) == [s.ids["Ida Ict"]]
 
 
 async def test_a_message_from_the_list_reaches_the_web_chat_or_the_mailbox(
