@@ -418,10 +418,10 @@ async def test_follow_up_lists_with_consent_handled_message_news_and_erasure(
         assert _card_ids(page) == [] and note not in page
         # Withdrawing the follow-up consent takes a graduate off at once.
         async with h.db.session() as session:
-            omar = await session.get(Graduate, s.ids["Omar Cook"])
-            assert omar is not None
-            omar.consent_followup = False
-            session.add(omar)
+            withdrawn = await session.get(Graduate, s.ids["Omar Cook"])
+            assert withdrawn is not None
+            withdrawn.consent_followup = False
+            session.add(withdrawn)
         async with client.get(f"{lists}?list=offer") as r:
             assert _card_ids(await r.text()) == [s.ids["Ida Ict"]]
 
