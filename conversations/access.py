@@ -29,6 +29,8 @@ EVERYONE: Roles = frozenset(StaffRole)
 """Every staff role: the figures, with the suppression of groups under five."""
 WRITERS: Roles = frozenset({OFFICER, ADMIN})
 """Those who write to graduates or change what is stored: alumni news, the roster."""
+TEAMS: Roles = frozenset({OFFICER, ADMIN, PROGRAMME})
+"""Those who work on programmes: read their actions and comments (without names)."""
 ROWS: Roles = frozenset({ADMIN, RESEARCHER})
 """The responses row by row (a researcher's without free text, under a pseudonym)."""
 

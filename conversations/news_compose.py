@@ -32,11 +32,15 @@ from bot.i18n import (
 from bot.reporting import wave_label
 from bot.runtime import Runtime
 from conversations import access
-from conversations.channel import Button, Keyboard, Turn, keyboard
+from conversations.channel import Button, Keyboard, Refused, Turn, Unreachable, keyboard
+from conversations.followups import list_label
 from conversations.news_html import NewsHtmlError, check_news_html
 from conversations.prompting import Prompt, close_question, register, send_prompt
+from conversations.questionnaire import Questionnaire
 from conversations.rules import LANGUAGES
 from conversations.staff import load_staff, refuse_role, staff_language, staff_only
+from storage.followups import OFFER as OFFER_LIST
+from storage.followups import WORK as WORK_LIST
 from storage.models import (
     Broadcast,
     BroadcastStatus,
@@ -259,6 +263,14 @@ async def _audience_prompt(rt: Runtime, session: AsyncSession, broadcast: Broadc
         on = audience.wave == wave.name
         label = _("Not responded yet: {wave}").format(wave=wave_label(wave))
         rows.append([Button(_mark(on, label), _cb(bid, AUDIENCE, f"w{wave.name}"))])
+    # The follow-up lists (storage/followups.py), and a narrower one chosen on the dashboard.
+    tracking = _tracking(rt)
+    lists = [WORK_LIST, OFFER_LIST]
+    if audience.followup and audience.followup not in lists:
+        lists.append(audience.followup)
+    for key in lists:
+        label = _mark(audience.followup == key, list_label(key, tracking))
+        rows.append([Button(label[:60], _cb(bid, AUDIENCE, f"f{key}"))])
     for segment in await _segments(session, broadcast.institution_id):
         label = _("Segment: {name}").format(name=segment.name)
         rows.append([Button(label[:60], _cb(bid, AUDIENCE, f"g{segment.id}"))])
@@ -392,6 +404,78 @@ def _move(state: ChatState, step: str) -> None:
         state.flow = ""
         state.data = {}
     touch_state(state)
+
+
+def _tracking(rt: Runtime) -> Questionnaire | None:
+    """The tracking questionnaire (the follow-up lists' choices), if it is deployed."""
+    try:
+        return rt.questionnaires.deployed("tracking")
+    except KeyError:
+        return None
+
+
+class Busy(Exception):
+    """The staff member is writing other news in the chat."""
+
+
+async def start_draft(
+    rt: Runtime,
+    staff: Staff,
+    *,
+    texts: dict[str, str],
+    default_language: str,
+    audience: Audience,
+    lead: str,
+    language: str,
+) -> int:
+    """Begin news for `staff` from elsewhere (the dashboard: "you said, we did", news to a
+    follow-up list): a draft with `texts` (Telegram HTML, may be empty) and `audience`, and
+    the composer in the staff member's Telegram chat, in `language`, at the step that comes
+    next (the text if there is none, else adding languages), after the message `lead`.
+    Returns the draft's id; `Busy` if they are writing other news (nothing changes then);
+    `Unreachable`/`Refused` if their chat cannot be written to (the draft is cancelled)."""
+    assert staff.telegram_user_id is not None
+    chat_id = staff.telegram_user_id
+    async with rt.db.session() as session:
+        state = await get_chat_state(session, chat_id)
+        bid = state.data.get("broadcast_id") if state.flow == FLOW else None
+        current = await session.get(Broadcast, bid) if bid else None
+        if current is not None and current.status == BroadcastStatus.DRAFT.value and state.step:
+            raise Busy()
+        broadcast = Broadcast(
+            institution_id=staff.institution_id,
+            created_by=staff.id,
+            texts=dict(texts),
+            default_language=default_language,
+            filter=audience.to_filter(),
+            report_chat_id=chat_id,
+            status=BroadcastStatus.DRAFT.value,
+        )
+        session.add(broadcast)
+        await session.flush()
+        assert broadcast.id is not None
+        state.flow = FLOW
+        state.data = {"broadcast_id": broadcast.id}
+        _move(state, MORE if texts else TEXT)
+        state.language = language
+        session.add(state)
+        draft_id = broadcast.id
+    try:
+        await rt.channel_for(chat_id).send(chat_id, lead)
+    except (Unreachable, Refused):
+        # The chat cannot be written to (blocked the bot): nothing is begun after all.
+        async with rt.db.session() as session:
+            draft = await session.get(Broadcast, draft_id)
+            if draft is not None:
+                draft.status = BroadcastStatus.CANCELLED.value
+                draft.cancelled_at = rt.clock.now()
+                session.add(draft)
+            state = await get_chat_state(session, chat_id)
+            _move(state, "")
+            session.add(state)
+        raise
+    await send_prompt(rt, chat_id)
+    return draft_id
 
 
 # ---------------------------------------------------------------- handlers
@@ -698,6 +782,8 @@ async def _audience_button(
         data["graduation_years"] = list(toggle(audience.graduation_years, number))
     elif kind == "l" and arg in LANGUAGES:
         data["languages"] = list(toggle(audience.languages, arg))
+    elif kind == "f" and arg:
+        data["followup"] = None if audience.followup == arg else arg
     elif kind == "w" and arg:
         if audience.wave == arg:
             data["wave"], data["wave_status"] = None, None
@@ -716,7 +802,10 @@ async def _audience_button(
             return None
     else:
         return None
-    return Audience.from_filter(data)
+    try:
+        return Audience.from_filter(data)
+    except AudienceError:
+        return None  # a list that does not exist
 
 
 @staff_only(roles=access.WRITERS)
@@ -783,10 +872,14 @@ def can_cancel(staff: Staff, broadcast: Broadcast) -> bool:
 
 
 async def audience_description(
-    session: AsyncSession, broadcast: Broadcast, wave_names: dict[str, str]
+    session: AsyncSession,
+    broadcast: Broadcast,
+    wave_names: dict[str, str],
+    questionnaire: Questionnaire | None = None,
 ) -> list[tuple[str, str]]:
     """Who a broadcast is for, as (what, who) lines in the current language; `wave_names`
-    gives each wave code its label."""
+    gives each wave code its label, `questionnaire` (the tracking one) the follow-up lists'
+    choices."""
     audience = _audience(broadcast)
     everyone = _("all")
     names: list[str] = []
@@ -817,6 +910,11 @@ async def audience_description(
             or everyone,
         ),
         (_("Wave"), wave or everyone),
+        *(
+            [(_("Follow-up list"), list_label(audience.followup, questionnaire))]
+            if audience.followup
+            else []
+        ),
     ]
 
 

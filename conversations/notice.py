@@ -98,6 +98,11 @@ def _paragraphs(school: Institution, retention_months: int) -> list[str]:
             "number or chat), for analysis."
         ),
         _(
+            "If you ask the school for help finding work, or offer to help it (a guest lesson, "
+            "mentoring, an internship place), and you agreed that we may ask you again, the "
+            "school's staff see your name with that answer, so that they can get back to you."
+        ),
+        _(
             "Who handles it for the school: Telegram carries the chat messages; Telegram is "
             "based outside the EU and works under its own terms. The school's hosting "
             "provider runs this service and stores the data. If the school e-mails you, its "

@@ -37,6 +37,7 @@ from storage.models import (
     ChatState,
     ConsentEvent,
     ConsentKind,
+    FollowupEntry,
     Graduate,
     Institution,
     Invitation,
@@ -188,6 +189,14 @@ async def export_data(
         )
     ).all()
 
+    follow_up = (  # the school's handling on its follow-up lists (storage/followups.py)
+        await session.exec(
+            select(FollowupEntry)
+            .where(FollowupEntry.graduate_id == graduate.id)
+            .order_by(col(FollowupEntry.id))
+        )
+    ).all()
+
     def consent(kind: ConsentKind) -> dict[str, Any]:
         return {
             "given": getattr(graduate, f"consent_{kind.value}"),
@@ -253,6 +262,15 @@ async def export_data(
                 "sent_at": _iso(invitation.sent_at),
             }
             for invitation in invitations
+        ],
+        "follow_up_by_the_school": [
+            {
+                "list": entry.list_name,
+                "handled_at": _iso(entry.handled_at),
+                "note": entry.note,
+                "messaged_at": _iso(entry.contacted_at),
+            }
+            for entry in follow_up
         ],
         "record_created_at": _iso(graduate.created_at),
         "record_updated_at": _iso(graduate.updated_at),

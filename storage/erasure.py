@@ -16,6 +16,8 @@ What erasure does (decided; the tests check every point):
     `email_status_at`: they say nothing about who the person is once the address is gone,
     and reach and response rates per channel need them).
 - `consent_event` rows of the graduate: deleted (the audit trail names the person's choices).
+- `followup_entry` rows (follow-up lists: handled, staff's notes): deleted. The graduate
+  leaves the lists at once anyway (erased, consents gone; storage/followups.py).
 - `chat_state` rows: deleted, both the one of the graduate's chat (by chat id) and any that
   points at the graduate (by graduate_id). The chat is no longer linked: a later /start is
   a stranger's, and the former invite link is unknown.
@@ -66,6 +68,7 @@ from conversations.questionnaire import (
     parse_questionnaire,
 )
 from storage.db import Database
+from storage.followups import erase_entries
 from storage.models import (
     Answer,
     ChatState,
@@ -211,6 +214,7 @@ async def _erase(
             await retire_link(session, graduate.invite_token, "erased", now)
 
     await session.exec(delete(ConsentEvent).where(col(ConsentEvent.graduate_id).in_(ids)))
+    await erase_entries(session, ids)  # follow-up list entries and notes
 
     where: ColumnElement[bool] = or_(
         col(ChatState.graduate_id).in_(ids), col(ChatState.chat_id).in_(chat_ids)

@@ -505,3 +505,59 @@ class RetiredLink(SQLModel, table=True):
     token_hash: str = Field(sa_type=String(64), primary_key=True)
     reason: str = Field(sa_type=String(16), description="replaced or erased")
     retired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ActionStatus(StrEnum):
+    """ProgrammeAction.status."""
+
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class ProgrammeAction(SQLModel, table=True):
+    """Something the school decided to do about a programme (the quality cycle's "act"),
+    with why (an EQAVET indicator and/or graduates' comments: free-text answers, by id), who,
+    by when, and, once done, what was done; and the alumni news that told the programme's
+    graduates ("you said, we did"). Written on the dashboard (bot/web/actions.py)."""
+
+    __tablename__ = "programme_action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id", index=True)
+    programme_id: int = Field(foreign_key="programme.id", index=True)
+    what: str = Field(sa_type=Text)
+    why: str = Field(default="", sa_type=Text)
+    indicator: str | None = Field(default=None, sa_type=String(16), description="e.g. 5b, 6a")
+    # Answer ids (free-text answers of the programme's graduates). No foreign key: erasing a
+    # graduate deletes their free text, and the action then simply shows one comment fewer.
+    answer_ids: list[int] = Field(default_factory=list, sa_type=JSON)
+    who: str = Field(default="", sa_type=String(200))
+    due_on: date | None = None
+    status: str = Field(sa_type=String(16), default=ActionStatus.OPEN.value, index=True)
+    result: str | None = Field(default=None, sa_type=Text, description="What was done")
+    created_by: int | None = Field(default=None, foreign_key="staff.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    closed_at: datetime | None = _ts()
+    closed_by: int | None = Field(default=None, foreign_key="staff.id")
+    broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id")
+    """The "you said, we did" news that told the programme's graduates."""
+
+
+class FollowupEntry(SQLModel, table=True):
+    """A staff member's handling of a graduate on a follow-up list (storage/followups.py):
+    "handled", a note, when they last wrote to the graduate. Personal data: deleted when the
+    graduate is erased. Who is on a list is read from the answers (U4, A7) each time."""
+
+    __tablename__ = "followup_entry"
+    __table_args__ = (UniqueConstraint("graduate_id", "list_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    graduate_id: int = Field(foreign_key="graduate.id", index=True)
+    list_name: str = Field(sa_type=String(16), description="work or offer")
+    handled_at: datetime | None = _ts()
+    handled_by: int | None = Field(default=None, foreign_key="staff.id")
+    note: str = Field(default="", sa_type=Text)
+    contacted_at: datetime | None = _ts()
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -30,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from conversations.rules import LANGUAGES
 from storage.contacts import BLOCKED_STATUSES
 from storage.db import Database
+from storage.followups import FollowupError, ListKey, may_be_contacted, on_list
 from storage.models import (
     Broadcast,
     BroadcastStatus,
@@ -60,8 +61,16 @@ class Audience:
     languages: tuple[str, ...] = ()
     wave: str | None = None
     wave_status: str | None = None  # responded | not_responded (needs `wave`)
+    followup: str | None = None
+    """A follow-up list (storage/followups.py): "work", "offer" or "offer:<choice>"; its
+    graduates who may be contacted, and who want news as every audience."""
 
     def __post_init__(self) -> None:
+        if self.followup is not None:
+            try:
+                ListKey.parse(self.followup)
+            except FollowupError as error:
+                raise AudienceError(str(error)) from None
         if any(lang not in LANGUAGES for lang in self.languages):
             raise AudienceError(f"languages must be among {', '.join(LANGUAGES)}")
         if self.wave_status is not None and (
@@ -77,6 +86,7 @@ class Audience:
             "languages": list(self.languages),
             "wave": self.wave,
             "wave_status": self.wave_status,
+            "followup": self.followup,
         }
 
     @classmethod
@@ -100,6 +110,7 @@ class Audience:
             languages=tuple(str(v) for v in languages),
             wave=data.get("wave") or None,
             wave_status=data.get("wave_status") or None,
+            followup=str(data["followup"]) if data.get("followup") else None,
         )
 
     def within(self, institution_id: int | None) -> Audience:
@@ -115,6 +126,7 @@ class Audience:
             self.languages,
             self.wave,
             self.wave_status,
+            self.followup,
         )
 
 
@@ -168,6 +180,8 @@ def audience_query(audience: Audience) -> Select[Any]:
                 col(Invitation.wave) == audience.wave,
             )
             conditions.append(and_(invited, ~responded))
+    if audience.followup is not None:
+        conditions += [may_be_contacted(), on_list(ListKey.parse(audience.followup))]
     return select(Graduate.id).where(*conditions)
 
 

@@ -78,6 +78,14 @@ class Scope:
     programme_ids: tuple[int, ...] | None = None
     """A programme team's programmes: only these, besides `programme_id`."""
 
+    def holds(self, institution_id: int, programme_id: int | None) -> bool:
+        """Whether a programme (of the school `institution_id`) is within this scope."""
+        return (
+            (self.institution_id is None or institution_id == self.institution_id)
+            and (self.institution_ids is None or institution_id in self.institution_ids)
+            and (self.programme_ids is None or programme_id in self.programme_ids)
+        )
+
     @property
     def several_schools(self) -> bool:
         """Whether the scope may hold more than one school (breakdowns by school apply)."""

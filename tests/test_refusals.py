@@ -19,8 +19,18 @@ from bot.web import access
 from bot.web.access import PUBLIC
 from bot.web.dashboard import PREFIX
 from bot.web.server import WEBHOOK_PATH
-from conversations.access import EVERYONE, GRADUATES, ROWS, WRITERS, Roles
-from storage.models import Broadcast, ChatState, DashboardLogin, Graduate, Programme
+from conversations.access import EVERYONE, GRADUATES, ROWS, TEAMS, WRITERS, Roles
+from storage.models import (
+    Answer,
+    Broadcast,
+    ChatState,
+    DashboardLogin,
+    FollowupEntry,
+    Graduate,
+    Programme,
+    ProgrammeAction,
+    SurveyResponse,
+)
 from storage.staff import add_staff
 from tests.harness import Harness, eventually, tr
 from tests.test_dashboard import ROSTER_HEADER, client_session, log_in, seed_small
@@ -199,6 +209,16 @@ ROUTE_RULES: dict[tuple[str, str], access.Rule] = {
     ("GET", f"{D}/roster"): WRITERS,
     ("POST", f"{D}/roster"): WRITERS,
     ("GET", f"{D}/roster/template.{{format}}"): WRITERS,
+    ("GET", f"{D}/programmes/{{programme}}/actions"): TEAMS,
+    ("POST", f"{D}/programmes/{{programme}}/actions"): WRITERS,
+    ("GET", f"{D}/actions/{{action}}"): TEAMS,
+    ("POST", f"{D}/actions/{{action}}/status"): WRITERS,
+    ("POST", f"{D}/actions/{{action}}/close"): WRITERS,
+    ("POST", f"{D}/actions/{{action}}/news"): WRITERS,
+    ("GET", f"{D}/followups"): WRITERS,
+    ("POST", f"{D}/followups/news"): WRITERS,
+    ("POST", f"{D}/followups/{{graduate}}/message"): WRITERS,
+    ("POST", f"{D}/followups/{{graduate}}/{{list}}"): WRITERS,
     ("GET", f"{D}/exports"): EVERYONE,
     ("GET", f"{D}/exports/responses.{{format}}"): ROWS,
     ("GET", f"{D}/exports/codebook.{{format}}"): EVERYONE,
@@ -254,12 +274,34 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
                 select(Programme).where(Programme.institution_id == alfa_id, Programme.code == "P1")
             )
         ).one()
+        alfa_graduate = (
+            await session.exec(select(Graduate).where(Graduate.institution_id == alfa_id))
+        ).first()
+        assert alfa_graduate is not None and cook.id is not None
+        # alfa's graduate on the follow-up list (U4 yes, consent to be contacted)
+        alfa_graduate.consent_followup = True
+        session.add(alfa_graduate)
+        answered = (
+            await session.exec(
+                select(SurveyResponse).where(SurveyResponse.graduate_id == alfa_graduate.id)
+            )
+        ).first()
+        assert answered is not None and answered.id is not None
+        session.add(Answer(response_id=answered.id, question="U4", value="yes"))
+        action = ProgrammeAction(
+            institution_id=alfa_id, programme_id=cook.id, what="Secret Name plan", status="done"
+        )
+        session.add(action)
+        await session.flush()
     ids = {
         "wave": "m2",
         "programme": cook.id,
         "broadcast": news_id,
         "format": "csv",
         "table": "indicators",
+        "action": action.id,
+        "graduate": alfa_graduate.id,
+        "list": "work",
     }
     assert h.app is not None and h._web_runners
     routes = _dashboard_routes(h._web_runners[-1].app)
@@ -286,7 +328,7 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
             assert not [t for t in alfa_things if t.encode() in body], template
             async with client.get(f"{web}{path}") as response:
                 status, body = response.status, await response.read()
-            if "{programme}" in template or "{broadcast}" in template:
+            if "{programme}" in template or "{broadcast}" in template or "{action}" in template:
                 assert status == 404, template
                 continue
             if "/exports/responses." in template:
@@ -312,7 +354,44 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
             f"{PREFIX}/language",
             f"{PREFIX}/logout",
             f"{PREFIX}/broadcasts/{{broadcast}}/cancel",
+            f"{PREFIX}/programmes/{{programme}}/actions",
+            f"{PREFIX}/actions/{{action}}/status",
+            f"{PREFIX}/actions/{{action}}/close",
+            f"{PREFIX}/actions/{{action}}/news",
+            f"{PREFIX}/followups/news",
+            f"{PREFIX}/followups/{{graduate}}/message",
+            f"{PREFIX}/followups/{{graduate}}/{{list}}",
         }
+        # alfa's programme, action and listed graduate from beta: not found, nothing changes
+        # (officers and admins may act: beta's officer may, but not on alfa's things).
+        refused = {
+            f"/programmes/{cook.id}/actions": {"what": "x"},
+            f"/actions/{action.id}/status": {"status": "open"},
+            f"/actions/{action.id}/close": {"result": "x"},
+            f"/actions/{action.id}/news": {"lang": "nl", "text": "x"},
+            f"/followups/{alfa_graduate.id}/message": {"list": "work", "text": "x"},
+            f"/followups/{alfa_graduate.id}/work": {"handled": "1", "note": "x"},
+        }
+        for path, fields in refused.items():
+            async with client.post(
+                f"{web}{PREFIX}{path}", data={"csrf": csrf, **fields}
+            ) as response:
+                assert response.status == 404, path
+                assert "Secret Name" not in await response.text(), path
+        async with h.db.session() as session:
+            assert (await session.exec(select(ProgrammeAction))).one().what == "Secret Name plan"
+            assert not (await session.exec(select(FollowupEntry))).all()
+            assert not (
+                await session.exec(select(ChatState.flow).where(ChatState.flow == "news"))
+            ).all()
+        # News to a list from beta: beta's graduates only (the draft's audience is beta's).
+        async with client.post(
+            f"{web}{PREFIX}/followups/news", data={"csrf": csrf, "list": "work"}
+        ) as response:
+            assert response.status == 200
+        async with h.db.session() as session:
+            draft = (await session.exec(select(Broadcast).where(Broadcast.status == "draft"))).one()
+        assert draft.institution_id == _beta and draft.filter["institution_ids"] == [_beta]
         # Cancelling alfa's news from beta: not found, and it stays scheduled.
         async with client.post(
             f"{web}{PREFIX}/broadcasts/{news_id}/cancel", data={"csrf": csrf}

@@ -266,6 +266,11 @@ async def test_every_dashboard_route_answers_or_refuses_each_role(
         "format": "csv",
         "table": "indicators",
         "token": "x",
+        # No such action or listed graduate: an allowed role gets 404 (or a form error),
+        # a refused one 403 before any lookup.
+        "action": 999_999,
+        "graduate": 999_999,
+        "list": "work",
     }
     tried = 0
     async with client_session() as client:

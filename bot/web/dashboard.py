@@ -1162,15 +1162,7 @@ async def programme_page(request: web.Request) -> web.Response:
     base = scope_of(request)
     async with d.rt.db.session() as session:
         programme = await session.get(Programme, programme_id)
-    if (
-        programme is None
-        or (base.institution_id is not None and programme.institution_id != base.institution_id)
-        or (
-            base.institution_ids is not None
-            and programme.institution_id not in base.institution_ids
-        )
-        or (base.programme_ids is not None and programme.id not in base.programme_ids)
-    ):
+    if programme is None or not base.holds(programme.institution_id, programme.id):
         raise web.HTTPNotFound(reason=_("There is no such programme."))
     scope = Scope(
         programme.institution_id,
@@ -1791,6 +1783,9 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     r.add_get(f"{PREFIX}/exports/responses.{{format:csv|xlsx}}", export_responses)
     r.add_get(f"{PREFIX}/exports/codebook.{{format:csv|xlsx}}", export_codebook)
     r.add_get(f"{PREFIX}/exports/{{table:indicators|rates}}.{{format:csv|xlsx}}", export_indicators)
+    from bot.web.actions import add_actions
+
+    add_actions(app)  # actions and follow-up lists (issue 18)
     r.add_static(f"{PREFIX}/static/", STATIC)
 
 
