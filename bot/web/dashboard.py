@@ -1697,6 +1697,9 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     r.add_get(f"{PREFIX}/exports/responses.{{format:csv|xlsx}}", export_responses)
     r.add_get(f"{PREFIX}/exports/codebook.{{format:csv|xlsx}}", export_codebook)
     r.add_get(f"{PREFIX}/exports/{{table:indicators|rates}}.{{format:csv|xlsx}}", export_indicators)
+    from bot.web import feedback  # it builds on this module
+
+    feedback.add_routes(r)
     r.add_static(f"{PREFIX}/static/", STATIC)
 
 
