@@ -16,7 +16,16 @@ from sqlmodel import select
 from telegram.ext import CommandHandler
 
 from bot.web.dashboard import PREFIX
-from storage.models import Broadcast, ChatState, DashboardLogin, Graduate, Programme
+from storage.models import (
+    Answer,
+    Broadcast,
+    ChatState,
+    CommentTag,
+    DashboardLogin,
+    Graduate,
+    Programme,
+    SurveyResponse,
+)
 from storage.staff import add_staff
 from tests.harness import Harness, eventually, tr
 from tests.test_dashboard import ROSTER_HEADER, client_session, log_in, seed_small
@@ -168,7 +177,7 @@ def _fill(template: str, ids: dict[str, Any]) -> str:
     return re.sub(r"\{(\w+)(?::[^}]*)?\}", lambda m: str(ids[m.group(1)]), template)
 
 
-ROUTES_CHECKED = 15
+ROUTES_CHECKED = 20
 
 
 async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_schools(
@@ -190,6 +199,10 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
                 select(Programme).where(Programme.institution_id == alfa_id, Programme.code == "P1")
             )
         ).one()
+    async with h.db.session() as session:  # a comment of one of alfa's cooks
+        response = (await session.exec(select(SurveyResponse).limit(1))).one()
+        session.add(Answer(response_id=response.id, question="A4", value="More practice"))
+    comment_id = response.id
     ids = {
         "wave": "m2",
         "programme": cook.id,
@@ -248,7 +261,18 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
             f"{PREFIX}/language",
             f"{PREFIX}/logout",
             f"{PREFIX}/broadcasts/{{broadcast}}/cancel",
+            f"{PREFIX}/programmes/{{programme}}/comments/tag",
+            f"{PREFIX}/programmes/{{programme}}/comments/untag",
         }
+        # Tagging alfa's comment from beta: not found, and no tag is stored.
+        for action in ("tag", "untag"):
+            async with client.post(
+                f"{web}{PREFIX}/programmes/{cook.id}/comments/{action}",
+                data={"csrf": csrf, "response": comment_id, "question": "A4", "theme": "x"},
+            ) as response:
+                assert response.status == 404, action
+        async with h.db.session() as session:
+            assert not (await session.exec(select(CommentTag))).all()
         # Cancelling alfa's news from beta: not found, and it stays scheduled.
         async with client.post(
             f"{web}{PREFIX}/broadcasts/{news_id}/cancel", data={"csrf": csrf}
