@@ -222,11 +222,11 @@ def table_cells(html: str) -> dict[str, dict[str, str]]:
 
 
 async def officer(
-    h: Harness, school: str = "alfa", lang: str = "en"
+    h: Harness, school: str = "alfa", lang: str = "en", role: str = "officer"
 ) -> tuple[aiohttp.ClientSession, str]:
-    """A logged-in client of a new officer of `school`, and its CSRF token."""
+    """A logged-in client of a new officer (or admin) of `school`, and its CSRF token."""
     user = h.user(lang)
-    await add_staff(h.db, user.id, "officer", school_code=school)
+    await add_staff(h.db, user.id, role, school_code=school)
     client = client_session()
     return client, await log_in(h, client, user)
 
@@ -271,7 +271,7 @@ async def test_comments_newest_first_without_names_and_a_small_programme_shows_n
 ) -> None:
     h = harness
     seeded = await feedback_seed.seed(h.db)
-    client, _csrf = await officer(h, lang="nl")
+    client, _csrf = await officer(h, lang="nl", role="admin")
     async with client:
         async with client.get(f"{web}/dashboard/programmes/{seeded.p1}/comments") as page:
             assert page.status == 200
@@ -320,15 +320,15 @@ async def _tags(h: Harness) -> list[tuple[int, str, str]]:
 
 
 async def test_staff_tag_comments_through_the_forms(harness: Harness, web: str) -> None:
-    """An officer (Estonian) adds themes, a second spelling joins the first, counts per
-    theme, filters by one, removes one; a bad theme gets the error in Estonian with what
-    was typed kept; a wrong CSRF token, a comment of another programme or school, and a
+    """An administrator of alfa (Estonian) adds themes, a second spelling joins the first,
+    counts per theme, filters by one, removes one; a bad theme gets the error in Estonian
+    with what was typed kept; a wrong CSRF token, a comment of another programme or school, and a
     response that is no comment are refused, and nothing is stored."""
     h = harness
     seeded = await feedback_seed.seed(h.db)
     g09, g01 = seeded.responses["G09/m12"], seeded.responses["G01/m12"]
     page = f"{web}/dashboard/programmes/{seeded.p1}/comments"
-    client, csrf = await officer(h, lang="et")
+    client, csrf = await officer(h, lang="et", role="admin")
     async with client:
         form = {"csrf": csrf, "question": "A4"}
         async with client.post(
@@ -397,8 +397,8 @@ async def test_staff_tag_comments_through_the_forms(harness: Harness, web: str) 
         await _post(client, f"{page}/untag", {**form, "response": g01, "theme": "work placement"})
     assert await _tags(h) == [(g09, "A4", "Work placement"), (g01, "A4", "teachers")]
 
-    # Beta's officer: alfa's programme is not found, nor is alfa's comment under beta's.
-    client, csrf = await officer(h, "beta", "es")
+    # Beta's administrator: alfa's programme is not found, nor is alfa's comment under beta's.
+    client, csrf = await officer(h, "beta", "es", role="admin")
     async with client:
         for url in (page, f"{web}/dashboard/programmes/{seeded.p3}/comments"):
             status, _html, _url = await _post(
@@ -414,3 +414,42 @@ async def test_staff_tag_comments_through_the_forms(harness: Harness, web: str) 
             )
             assert status == 404
     assert await _tags(h) == [(g09, "A4", "Work placement"), (g01, "A4", "teachers")]
+
+
+async def test_alumni_officers_are_told_comments_are_for_administrators(
+    harness: Harness, web: str
+) -> None:
+    """The privacy notice tells graduates that alumni officers see totals only: an officer
+    of alfa (Italian) gets no comment, in the page or through the forms, and is told why;
+    the plans-and-destinations table (totals) is open to them."""
+    h = harness
+    seeded = await feedback_seed.seed(h.db)
+    page = f"{web}/dashboard/programmes/{seeded.p1}/comments"
+    refused = tr(
+        "it",
+        "Only administrators can read and tag graduates' comments: graduates are told that "
+        "alumni officers see totals only. The plans-and-destinations table is open to you.",
+    )
+    client, csrf = await officer(h, lang="it")
+    async with client:
+        async with client.get(page) as response:
+            assert response.status == 403
+            html = await response.text()
+        for action in ("tag", "untag"):
+            status, body, _url = await _post(
+                client,
+                f"{page}/{action}",
+                {
+                    "csrf": csrf,
+                    "question": "A4",
+                    "response": seeded.responses["G09/m12"],
+                    "theme": "stage",
+                },
+            )
+            assert status == 403 and escape_html(refused) in body
+        async with client.get(f"{web}/dashboard/programmes/{seeded.p1}/expectations") as response:
+            assert response.status == 200
+    assert escape_html(refused) in html
+    for _ref, _wave, text, _at in COMMENTS:
+        assert escape_html(text) not in html
+    assert await _tags(h) == []

@@ -1,6 +1,7 @@
 """The comments and plans-and-destinations pages in a real browser (Debian's Chromium, driven
 by Playwright), at desktop and phone widths: an officer tags a comment with the page's own
-form and removes it, filters by theme, picks a wave; no page scrolls sideways, axe-core finds
+form and removes it (an administrator of the school: comments are not for alumni
+officers), filters by theme, picks a wave; no page scrolls sideways, axe-core finds
 no accessibility violation, nothing is loaded from elsewhere. On SQLite and PostgreSQL.
 (tests/test_feedback.py: the same over HTTP, with the hand-counted figures.)"""
 
@@ -21,13 +22,13 @@ from tests.test_dashboard_browser import TIMEOUT, Watch, log_in
 from tests.test_dashboard_glance import DESKTOP, PHONES, SIDEWAYS
 
 
-async def test_an_officer_tags_comments_and_reads_plans_on_a_desktop_and_a_phone(
+async def test_an_administrator_tags_comments_and_reads_plans_on_a_desktop_and_a_phone(
     harness: Harness, web: str, browser: Browser
 ) -> None:
     h = harness
     seeded = await feedback_seed.seed(h.db)
     officer = h.user("it")
-    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    await add_staff(h.db, officer.id, "admin", school_code="alfa")  # comments: admins
     watch = Watch(expected_statuses={400})  # the refused empty theme
     axe = Axe()
     found: dict[str, Any] = {}

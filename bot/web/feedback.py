@@ -37,6 +37,7 @@ from bot.web.dashboard import (
     _wave_title,
     dashboard,
     destination_label,
+    may_download_rows,
     rate_cell,
     render,
     scope_of,
@@ -69,13 +70,23 @@ to be shown."""
 
 
 def may_read_comments(staff: Staff) -> bool:
-    """Whether `staff` may read graduates' comments (free text, no names) of their scope."""
-    return staff.role in (StaffRole.OFFICER.value, StaffRole.ADMIN.value)
+    """Whether `staff` may read graduates' comments (free text, no names) of their scope: as
+    for the responses row by row (`may_download_rows`: administrators), since the privacy
+    notice tells graduates that alumni officers see totals only."""
+    return may_download_rows(staff)
 
 
 def may_tag_comments(staff: Staff) -> bool:
-    """Whether `staff` may add and remove the themes of comments of their scope."""
-    return staff.role in (StaffRole.OFFICER.value, StaffRole.ADMIN.value)
+    """Whether `staff` may add and remove the themes of the comments they can read."""
+    return may_read_comments(staff) and staff.role == StaffRole.ADMIN.value
+
+
+def comments_refused() -> str:
+    """Why a staff member may not read or tag comments (in their language)."""
+    return _(
+        "Only administrators can read and tag graduates' comments: graduates are told that "
+        "alumni officers see totals only. The plans-and-destinations table is open to you."
+    )
 
 
 # ---------------------------------------------------------------- labels
@@ -319,9 +330,9 @@ async def comments_page(request: web.Request, status: int = 200, **problem: Any)
     `status`."""
     d = dashboard(request)
     staff = _session(request).staff
-    if not may_read_comments(staff):
-        raise web.HTTPForbidden(reason=_("You are not allowed to read graduates' comments."))
     programme, school, scope = await _programme(request)
+    if not may_read_comments(staff):
+        raise web.HTTPForbidden(reason=comments_refused())
     specs = [(i, f) for i, f in _specs(d) if f.comments]
     indicator_spec, spec = specs[0] if specs else (None, None)
     waves = _waves(d, school, programme, spec.form_id) if spec else []
@@ -417,9 +428,9 @@ async def _tag_request(
     """The programme, spec, response and question of a tag form, checked: the staff member
     may tag, and the comment is a shown comment of this programme in their scope (else 404)."""
     d = dashboard(request)
-    if not may_tag_comments(_session(request).staff):
-        raise web.HTTPForbidden(reason=_("You are not allowed to tag comments."))
     programme, _school, _scope = await _programme(request)
+    if not may_tag_comments(_session(request).staff):
+        raise web.HTTPForbidden(reason=comments_refused())
     form = await request.post()
     specs = [f for _i, f in _specs(d) if f.comments]
     response_id = row_id(str(form.get("response", "")))
