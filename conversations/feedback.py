@@ -124,35 +124,47 @@ def load_feedback(path: Path) -> dict[str, FeedbackSpec]:
     return parse_feedback(path.read_text(encoding="utf-8"), path.name)
 
 
-def check_feedback(
-    spec: FeedbackSpec, questionnaire: Questionnaire, plan_questionnaire: Questionnaire | None
-) -> list[str]:
-    """Problems of `spec` against its questionnaire and the plan's (empty: it fits)."""
+def check_comments(spec: FeedbackSpec, questionnaire: Questionnaire) -> list[str]:
+    """Problems of `spec`'s comment questions against its questionnaire (empty: they fit)."""
     problems: list[str] = []
     for name in spec.comments:
         if name not in questionnaire:
             problems.append(f"{spec.form_id}: comments: no question {name}")
         elif questionnaire.question(name).type != QuestionType.TEXT:
             problems.append(f"{spec.form_id}: comments: {name} is not a text question")
+    return problems
+
+
+def check_plans(spec: FeedbackSpec, plan_questionnaire: Questionnaire) -> list[str]:
+    """Problems of `spec`'s plan question and groups against the questionnaire that asks
+    it (empty: they fit)."""
     if spec.plan_question is None:
-        return problems
-    if plan_questionnaire is None:
-        return [*problems, f"{spec.form_id}: expectations: no questionnaire {spec.plan_form}"]
+        return []
+    where = f"{spec.form_id}: expectations"
     if spec.plan_question not in plan_questionnaire:
-        return [*problems, f"{spec.form_id}: expectations: no question {spec.plan_question}"]
+        return [f"{where}: no question {spec.plan_question}"]
     question = plan_questionnaire.question(spec.plan_question)
     if question.type != QuestionType.SELECT_ONE:
-        return [*problems, f"{spec.form_id}: expectations: {question.name} is not select_one"]
+        return [f"{where}: {question.name} is not select_one"]
     known = {c.name for c in plan_questionnaire.choices_for(question)}
     grouped = frozenset().union(*spec.plans.values()) if spec.plans else frozenset()
-    problems += [
-        f"{spec.form_id}: expectations: {question.name} has no choice {code}"
-        for code in sorted(grouped - known)
-    ]
-    problems += [
-        f"{spec.form_id}: expectations: {question.name} has choice {code} in no plan group"
+    return [
+        f"{where}: {question.name} has no choice {code}" for code in sorted(grouped - known)
+    ] + [
+        f"{where}: {question.name} has choice {code} in no plan group"
         for code in sorted(known - grouped)
     ]
+
+
+def check_feedback(
+    spec: FeedbackSpec, questionnaire: Questionnaire, plan_questionnaire: Questionnaire | None
+) -> list[str]:
+    """Problems of `spec` against its questionnaire and the plan's (empty: it fits)."""
+    problems = check_comments(spec, questionnaire)
+    if spec.plan_question is not None and plan_questionnaire is None:
+        return [*problems, f"{spec.form_id}: expectations: no questionnaire {spec.plan_form}"]
+    if plan_questionnaire is not None:
+        problems += check_plans(spec, plan_questionnaire)
     return problems
 
 

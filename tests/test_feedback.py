@@ -8,6 +8,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -37,6 +38,7 @@ from storage.stats import Scope
 from tests import feedback_seed
 from tests.feedback_seed import COMMENTS, EXPECTED_M12, NOT_SHOWN
 from tests.harness import Harness, tr
+from tests.test_cli import _cli
 from tests.test_dashboard import client_session, log_in
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -453,3 +455,31 @@ async def test_alumni_officers_are_told_comments_are_for_administrators(
     for _ref, _wave, text, _at in COMMENTS:
         assert escape_html(text) not in html
     assert await _tags(h) == []
+
+
+def test_questionnaire_check_compares_the_plans_and_comments_with_indicators_yaml(
+    tmp_path: Path,
+) -> None:
+    """A school that adds a plan choice to its pre-graduation questionnaire, or turns A4 into
+    a choice, hears that indicators.yaml's plan groups or comments no longer fit."""
+    pregrad = Path(QUESTIONNAIRES) / "pregrad.yaml"
+    changed = tmp_path / "pregrad.yaml"
+    changed.write_text(
+        pregrad.read_text(encoding="utf-8").replace(
+            "    - name: not_sure", "    - name: gap_year", 1
+        ),
+        encoding="utf-8",
+    )
+    refused = _cli("questionnaire", "check", str(changed))
+    assert refused.returncode == 1, refused.stdout
+    problems = refused.stderr
+    assert "tracking: expectations: P1 has no choice not_sure" in problems
+    assert "tracking: expectations: P1 has choice gap_year in no plan group" in problems
+    tracking = Path(QUESTIONNAIRES) / "tracking.yaml"
+    text = tracking.read_text(encoding="utf-8")
+    assert "  - type: text\n    name: A4\n" in text
+    changed = tmp_path / "tracking.yaml"
+    changed.write_text(text.replace("name: A4\n", "name: A4x\n", 1), encoding="utf-8")
+    refused = _cli("questionnaire", "check", str(changed))
+    assert refused.returncode == 1
+    assert "tracking: comments: no question A4" in refused.stderr
