@@ -31,7 +31,7 @@ from conversations.indicators import IndicatorSpecError, default_specs
 from conversations.questionnaire import load_questionnaire
 from storage import feedback
 from storage.db import Database
-from storage.erasure import REASON_REQUEST, erase_graduate
+from storage.erasure import REASON_REQUEST, erase_graduate, retention_sweep
 from storage.models import CommentTag, Graduate
 from storage.staff import add_staff
 from storage.stats import Scope
@@ -185,6 +185,8 @@ async def test_comments_newest_first_with_their_routing_answers_and_tags(db: Dat
 
 
 async def test_erasing_a_graduate_deletes_their_comments_tags(db: Database) -> None:
+    """/delete (erase_graduate) and the retention sweep delete the tags of the graduate's
+    comments, and only theirs."""
     seeded = await feedback_seed.seed(db)
     async with db.session() as session:
         for ref in ("G09", "G15"):
@@ -203,6 +205,10 @@ async def test_erasing_a_graduate_deletes_their_comments_tags(db: Database) -> N
         )
     assert left == [seeded.responses["G15/m12"]]
     assert "The work placement was too short." not in [c.text for c in found]
+    # The retention period: everyone graduated in 2025, more than 12 months ago.
+    assert await retention_sweep(db, now=NOW, retention_months=12) > 0
+    async with db.session() as session:
+        assert (await session.exec(select(CommentTag))).all() == []
 
 
 # ---------------------------------------------------------------- over HTTP
