@@ -200,9 +200,10 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
             )
         ).one()
     async with h.db.session() as session:  # a comment of one of alfa's cooks
-        response = (await session.exec(select(SurveyResponse).limit(1))).one()
-        session.add(Answer(response_id=response.id, question="A4", value="More practice"))
-    comment_id = response.id
+        cooks = (await session.exec(select(SurveyResponse).limit(1))).one()
+        assert cooks.id is not None
+        session.add(Answer(response_id=cooks.id, question="A4", value="More practice"))
+    comment_id = cooks.id
     ids = {
         "wave": "m2",
         "programme": cook.id,

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from bot import i18n
 from bot.i18n import _
@@ -381,7 +382,6 @@ async def comments_page(request: web.Request, status: int = 200, **problem: Any)
         "wave": chosen.name if chosen else None,
         "theme": theme,
     }
-    here = _comments_url(programme, **filters)
     kept = urlencode({k: v for k, v in filters.items() if v not in (None, "")})
     forms = f"{PREFIX}/programmes/{programme.id}/comments"
     back = _back_query(scope, request)
@@ -407,7 +407,6 @@ async def comments_page(request: web.Request, status: int = 200, **problem: Any)
         theme_counts=theme_counts,
         themes=themes,
         can_tag=may_tag_comments(staff),
-        here=here,
         tag_url=f"{forms}/tag" + (f"?{kept}" if kept else ""),
         untag_url=f"{forms}/untag" + (f"?{kept}" if kept else ""),
         link=lambda **p: _comments_url(
@@ -466,10 +465,13 @@ async def tag_comment(request: web.Request) -> web.StreamResponse:
             at=(response_id, question),
             typed=typed if isinstance(typed, str) else "",
         )
-    async with d.rt.db.session() as session:
-        await feedback.add_tag(
-            session, programme.institution_id, response_id, question, name, d.rt.clock.now()
-        )
+    try:
+        async with d.rt.db.session() as session:
+            await feedback.add_tag(
+                session, programme.institution_id, response_id, question, name, d.rt.clock.now()
+            )
+    except IntegrityError:
+        pass  # the same tag, added at the same moment from another page: it is there
     raise web.HTTPSeeOther(_after(request, programme, f"c{response_id}-{question}"))
 
 
