@@ -309,3 +309,16 @@ async def school_themes(session: AsyncSession, institution_id: int) -> list[str]
         .order_by(col(CommentTag.theme_key))
     )
     return [str(theme) for _key, theme in rows.all()]
+
+
+async def cohorts(session: AsyncSession, programme_id: int) -> list[int]:
+    """The graduation years of the programme's graduates, oldest first (for the filters)."""
+    year = cohort_of()
+    rows = await _all(
+        session,
+        core_select(year)
+        .where(col(Graduate.programme_id) == programme_id)
+        .group_by(year)
+        .order_by(year),
+    )
+    return [int(y) for (y,) in rows]

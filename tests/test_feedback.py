@@ -288,6 +288,10 @@ async def test_comments_newest_first_without_names_and_a_small_programme_shows_n
             m2 = await page.text()
         async with client.get(f"{web}/dashboard/programmes/{seeded.p2}/comments") as page:
             small = await page.text()
+        async with client.get(
+            f"{web}/dashboard/programmes/{seeded.p1}/comments?cohort=2026"
+        ) as page:  # nobody of the class of 2026 answered: nothing to show
+            assert 'id="comments-hidden"' in await page.text()
     texts = re.findall(r"<blockquote>(.*?)</blockquote>", html, re.S)
     assert texts == [str(escape_html(text)) for _ref, _wave, text, _at in COMMENTS]
     assert "<b>bold</b>" not in html  # escaped

@@ -218,9 +218,12 @@ async def expectations_page(request: web.Request) -> web.Response:
             )
         break
     back = _back_query(scope, request)
+    async with d.rt.db.session() as session:
+        years = await feedback.cohorts(session, programme.id or 0)
     return render(
         request,
         "expectations.html",
+        cohorts=years,
         programme=programme,
         school=school,
         back=back,
@@ -357,6 +360,20 @@ async def comments_page(request: web.Request, status: int = 200, **problem: Any)
                     d.rt.clock.now(),
                 )
             themes = await feedback.school_themes(session, programme.institution_id)
+    async with d.rt.db.session() as session:
+        years = await feedback.cohorts(session, programme.id or 0)
+    labels: dict[str, str] = {}
+    if spec is not None and len(spec.comments) > 1:  # say which question each answers
+        try:
+            questionnaire = d.rt.questionnaires.deployed(spec.form_id)
+            lang = i18n.current_language()
+            labels = {
+                name: questionnaire.question(name).label(lang)
+                for name in spec.comments
+                if name in questionnaire
+            }
+        except KeyError:
+            labels = {}
     counts: dict[str, list[Any]] = {}
     for comment in found:
         for tag in comment.tags:
@@ -392,6 +409,8 @@ async def comments_page(request: web.Request, status: int = 200, **problem: Any)
         request,
         "comments.html",
         status=status,
+        cohorts=years,
+        question_labels=labels,
         programme=programme,
         back=back,
         waves=[(w, _wave_title(d, w, w.name)) for w in waves],
