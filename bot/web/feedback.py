@@ -186,13 +186,13 @@ def grid_lines(grid: Grid) -> list[GridLine]:
 async def expectations_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     programme, school, scope = await _programme(request)
-    specs = _specs(d)
+    # The (first) tracking questionnaire whose plans are asked before graduation.
+    pair = next(((i, f) for i, f in _specs(d) if f.plan_question is not None), None)
     tables: list[tuple[str, list[GridLine], int | None]] = []
     waves: list[Wave] = []
     chosen: Wave | None = None
-    for indicator_spec, spec in specs:
-        if spec.plan_question is None:
-            continue
+    if pair is not None:
+        indicator_spec, spec = pair
         waves = _waves(d, school, programme, spec.form_id)
         chosen = _chosen_wave(request, waves)
         async with d.rt.db.session() as session:
@@ -209,14 +209,8 @@ async def expectations_page(request: web.Request) -> web.Response:
             )
         if chosen is not None:
             grid = grids.get(chosen.name, Grid())
-            tables.append(
-                (
-                    _wave_title(d, chosen, chosen.name),
-                    grid_lines(grid),
-                    grid.shown()[(TOTAL, TOTAL)],
-                )
-            )
-        break
+            title = _wave_title(d, chosen, chosen.name)
+            tables.append((title, grid_lines(grid), grid.shown()[(TOTAL, TOTAL)]))
     back = _back_query(scope, request)
     async with d.rt.db.session() as session:
         years = await feedback.cohorts(session, programme.id or 0)
