@@ -31,8 +31,9 @@ from conversations.indicators import IndicatorSpecError, default_specs
 from conversations.questionnaire import load_questionnaire
 from storage import feedback
 from storage.db import Database
+from storage.demo import DEMO_COMMENTS, ensure_demo
 from storage.erasure import REASON_REQUEST, erase_graduate, retention_sweep
-from storage.models import CommentTag, Graduate
+from storage.models import CommentTag, Graduate, Institution, Programme
 from storage.staff import add_staff
 from storage.stats import Scope
 from tests import feedback_seed
@@ -493,3 +494,17 @@ def test_questionnaire_check_compares_the_plans_and_comments_with_indicators_yam
     refused = _cli("questionnaire", "check", str(changed))
     assert refused.returncode == 1
     assert "tracking: comments: no question A4" in refused.stderr
+
+
+async def test_the_demo_school_has_comments_to_read(db: Database) -> None:
+    """`make run`'s demo school: each seeded programme has comments, with enough respondents
+    for the page to show them."""
+    await ensure_demo(db, now=NOW)
+    spec = default_feedback()["tracking"]
+    async with db.session() as session:
+        school = (await session.exec(select(Institution).where(Institution.code == "demo"))).one()
+        chef = (await session.exec(select(Programme).where(Programme.code == "CHEF4"))).one()
+        scope = Scope(school.id, chef.id)
+        found = await feedback.comments(session, scope, spec, "Q1", None, NOW)
+        assert await feedback.respondents(session, scope, "tracking", None, NOW) >= 5
+    assert len(found) == 4 and {c.text for c in found} <= set(DEMO_COMMENTS)
