@@ -360,10 +360,17 @@ def cmd_questionnaire(args: argparse.Namespace) -> int:
 def _indicator_problems(questionnaire: Any) -> list[str]:
     """What does not fit between the questionnaire and the indicators.yaml entry of its id
     (none: it has no entry)."""
+    from conversations.feedback import check_comments, check_plans, default_feedback
     from conversations.indicators import check_spec, default_specs
 
     spec = default_specs().get(questionnaire.form_id)
-    return check_spec(spec, questionnaire) if spec is not None else []
+    problems = check_spec(spec, questionnaire) if spec is not None else []
+    for feedback in default_feedback().values():  # comments and plans (issue 18)
+        if feedback.form_id == questionnaire.form_id:
+            problems += check_comments(feedback, questionnaire)
+        if feedback.plan_form == questionnaire.form_id:
+            problems += check_plans(feedback, questionnaire)
+    return problems
 
 
 def _import_questionnaire(source: str, target: str) -> None:

@@ -92,10 +92,12 @@ def _paragraphs(school: Institution, retention_months: int) -> list[str]:
             "consent; you can withdraw it at any time. Answering is always up to you."
         ),
         _(
-            "Who sees what: alumni officers only see totals, never figures for groups of "
-            "fewer than five people. Only the school's administrators can download the "
-            "answers one response per row (with programme and year, never your name, student "
-            "number or chat), for analysis."
+            "Who sees what: the school's staff see totals, never figures for groups of fewer "
+            "than five people, and read what you write in your own words (such as what your "
+            "programme should do better) without your name. Only the school's administrators, "
+            "and researchers it appoints (under a code, without what you wrote in your own "
+            "words), can download the answers one response per row (with programme and year, "
+            "never your name, student number or chat), for analysis."
         ),
         _(
             "If you ask the school for help finding work, or offer to help it (a guest lesson, "

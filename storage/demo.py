@@ -93,6 +93,15 @@ SEEDED: dict[str, tuple[tuple[str, str | None, str | None], ...]] = {
     ),
 }
 
+# Answers to A4 ("what should your programme do better"), given by every other seeded
+# graduate, so that each programme's comments page has some to read and tag (issue 18).
+DEMO_COMMENTS = (
+    "More time in a real workplace, less theory in class.",
+    "The work placement was too short.",
+    "Teachers should know the newest equipment.",
+    "Help with finding a job in the last year.",
+)
+
 
 @dataclass(frozen=True)
 class DemoInfo:
@@ -236,6 +245,8 @@ async def _seed_responses(
                 session.add(response)
                 await session.flush()
                 assert response.id is not None
+                if not halfway and k % 2 == 0:
+                    answers["A4"] = DEMO_COMMENTS[k // 2 % len(DEMO_COMMENTS)]
                 for question, value in answers.items():
                     session.add(Answer(response_id=response.id, question=question, value=value))
                 written += 1

@@ -18,6 +18,8 @@ What erasure does (decided; the tests check every point):
 - `consent_event` rows of the graduate: deleted (the audit trail names the person's choices).
 - `followup_entry` rows (follow-up lists: handled, staff's notes): deleted. The graduate
   leaves the lists at once anyway (erased, consents gone; storage/followups.py).
+- `comment_tag` rows of the graduate's responses: deleted (the themes staff gave their
+  comments; the comments themselves are text answers, deleted below).
 - `chat_state` rows: deleted, both the one of the graduate's chat (by chat id) and any that
   points at the graduate (by graduate_id). The chat is no longer linked: a later /start is
   a stranger's, and the former invite link is unknown.
@@ -72,6 +74,7 @@ from storage.followups import erase_entries
 from storage.models import (
     Answer,
     ChatState,
+    CommentTag,
     ConsentEvent,
     ConsentKind,
     ErasedRef,
@@ -222,6 +225,8 @@ async def _erase(
     for state in (await session.exec(select(ChatState).where(where))).all():
         await session.delete(state)
 
+    responses = select(SurveyResponse.id).where(col(SurveyResponse.graduate_id).in_(ids))
+    await session.exec(delete(CommentTag).where(col(CommentTag.response_id).in_(responses)))
     await _erase_answers(session, ids)
 
     await session.exec(

@@ -561,3 +561,20 @@ class FollowupEntry(SQLModel, table=True):
     note: str = Field(default="", sa_type=Text)
     contacted_at: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+class CommentTag(SQLModel, table=True):
+    """A theme a school's staff gave to a graduate's comment (a free-text answer meant as a
+    comment, conversations/feedback.py), e.g. "work placement". A comment is the answer to
+    `question` of response `response_id` (keyed so, not by the answer's row, which the
+    questionnaire may rewrite); `theme_key` is the theme folded for comparison, `theme` as
+    staff wrote it first. Deleted with the graduate's data (storage/erasure.py)."""
+
+    __tablename__ = "comment_tag"
+    __table_args__ = (UniqueConstraint("response_id", "question", "theme_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id", index=True)
+    response_id: int = Field(foreign_key="survey_response.id", index=True)
+    question: str = Field(sa_type=String(32))
+    theme: str = Field(sa_type=String(60))
+    theme_key: str = Field(sa_type=String(60))
+    tagged_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -24,6 +24,7 @@ from storage.models import (
     Answer,
     Broadcast,
     ChatState,
+    CommentTag,
     DashboardLogin,
     FollowupEntry,
     Graduate,
@@ -219,6 +220,11 @@ ROUTE_RULES: dict[tuple[str, str], access.Rule] = {
     ("POST", f"{D}/followups/news"): WRITERS,
     ("POST", f"{D}/followups/{{graduate}}/message"): WRITERS,
     ("POST", f"{D}/followups/{{graduate}}/{{list}}"): WRITERS,
+    ("GET", f"{D}/programmes/{{programme}}/expectations"): EVERYONE,
+    ("GET", f"{D}/programmes/{{programme}}/comments"): TEAMS,
+    ("POST", f"{D}/programmes/{{programme}}/comments/tag"): WRITERS,
+    ("POST", f"{D}/programmes/{{programme}}/comments/untag"): WRITERS,
+    ("GET", f"{D}/exports/expectations.{{format}}"): EVERYONE,
     ("GET", f"{D}/exports"): EVERYONE,
     ("GET", f"{D}/exports/responses.{{format}}"): ROWS,
     ("GET", f"{D}/exports/codebook.{{format}}"): EVERYONE,
@@ -293,6 +299,11 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
         )
         session.add(action)
         await session.flush()
+    async with h.db.session() as session:  # a comment of one of alfa's cooks
+        cooks = (await session.exec(select(SurveyResponse).limit(1))).one()
+        assert cooks.id is not None
+        session.add(Answer(response_id=cooks.id, question="A4", value="More practice"))
+    comment_id = cooks.id
     ids = {
         "wave": "m2",
         "programme": cook.id,
@@ -361,6 +372,8 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
             f"{PREFIX}/followups/news",
             f"{PREFIX}/followups/{{graduate}}/message",
             f"{PREFIX}/followups/{{graduate}}/{{list}}",
+            f"{PREFIX}/programmes/{{programme}}/comments/tag",
+            f"{PREFIX}/programmes/{{programme}}/comments/untag",
         }
         # alfa's programme, action and listed graduate from beta: not found, nothing changes
         # (officers and admins may act: beta's officer may, but not on alfa's things).
@@ -392,6 +405,15 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
         async with h.db.session() as session:
             draft = (await session.exec(select(Broadcast).where(Broadcast.status == "draft"))).one()
         assert draft.institution_id == _beta and draft.filter["institution_ids"] == [_beta]
+        # Tagging alfa's comment from beta: not found, and no tag is stored.
+        for action in ("tag", "untag"):
+            async with client.post(
+                f"{web}{PREFIX}/programmes/{cook.id}/comments/{action}",
+                data={"csrf": csrf, "response": comment_id, "question": "A4", "theme": "x"},
+            ) as response:
+                assert response.status == 404, action
+        async with h.db.session() as session:
+            assert not (await session.exec(select(CommentTag))).all()
         # Cancelling alfa's news from beta: not found, and it stays scheduled.
         async with client.post(
             f"{web}{PREFIX}/broadcasts/{news_id}/cancel", data={"csrf": csrf}

@@ -1786,6 +1786,9 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     from bot.web.actions import add_actions
 
     add_actions(app)  # actions and follow-up lists (issue 18)
+    from bot.web import feedback  # it builds on this module
+
+    feedback.add_routes(r)
     r.add_static(f"{PREFIX}/static/", STATIC)
 
 
