@@ -561,6 +561,8 @@ class FollowupEntry(SQLModel, table=True):
     note: str = Field(default="", sa_type=Text)
     contacted_at: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class CommentTag(SQLModel, table=True):
     """A theme a school's staff gave to a graduate's comment (a free-text answer meant as a
     comment, conversations/feedback.py), e.g. "work placement". A comment is the answer to
