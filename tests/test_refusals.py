@@ -406,12 +406,12 @@ async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_
             draft = (await session.exec(select(Broadcast).where(Broadcast.status == "draft"))).one()
         assert draft.institution_id == _beta and draft.filter["institution_ids"] == [_beta]
         # Tagging alfa's comment from beta: not found, and no tag is stored.
-        for action in ("tag", "untag"):
+        for verb in ("tag", "untag"):
             async with client.post(
-                f"{web}{PREFIX}/programmes/{cook.id}/comments/{action}",
+                f"{web}{PREFIX}/programmes/{cook.id}/comments/{verb}",
                 data={"csrf": csrf, "response": comment_id, "question": "A4", "theme": "x"},
             ) as response:
-                assert response.status == 404, action
+                assert response.status == 404, verb
         async with h.db.session() as session:
             assert not (await session.exec(select(CommentTag))).all()
         # Cancelling alfa's news from beta: not found, and it stays scheduled.
