@@ -168,7 +168,7 @@ def _fill(template: str, ids: dict[str, Any]) -> str:
     return re.sub(r"\{(\w+)(?::[^}]*)?\}", lambda m: str(ids[m.group(1)]), template)
 
 
-ROUTES_CHECKED = 15
+ROUTES_CHECKED = 17
 
 
 async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_schools(

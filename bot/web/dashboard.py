@@ -1698,6 +1698,9 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
     r.add_get(f"{PREFIX}/exports/codebook.{{format:csv|xlsx}}", export_codebook)
     r.add_get(f"{PREFIX}/exports/{{table:indicators|rates}}.{{format:csv|xlsx}}", export_indicators)
     r.add_static(f"{PREFIX}/static/", STATIC)
+    from bot.web.programme_report import add_programme_report  # it imports this module
+
+    add_programme_report(app)
 
 
 def login_url(base_url: str, token: str) -> str:
