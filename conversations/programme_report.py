@@ -8,6 +8,11 @@ suppression of conversations/indicators.py. Plain functions over the rows of
   question the counts add up to those who answered (shown), so a count of 1 to 4 is hidden
   and, where exactly one would be, the next smallest too (as the 5a distribution); for a
   select_multiple question each choice is a count of its own (primary suppression only).
+- Sums of codes are published elsewhere too: the EQAVET indicators count groups of the
+  answers to their questions (5a's destinations and 5b's employed of the activity question,
+  6a's "related" answers, 6b1's satisfied points …: `indicator_groups`). Within each such
+  group, and its complement, a single hidden code could be had by subtraction, so one more
+  is hidden there too, until no group has exactly one hidden code.
 - A median (numbers and scales) is shown when at least five answered.
 - A change between two figures (a later cohort against the one before) is shown only when
   both figures are shown and the change amounts to at least five people of the later group
@@ -18,10 +23,17 @@ suppression of conversations/indicators.py. Plain functions over the rows of
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from conversations.indicators import SUPPRESS_BELOW, Rate, hidden, suppress, suppress_parts
+from conversations.indicators import (
+    SUPPRESS_BELOW,
+    IndicatorSpec,
+    Rate,
+    hidden,
+    suppress,
+    suppress_parts,
+)
 from conversations.questionnaire import Question, Questionnaire, QuestionType
 from storage.programme_report import ValueRow
 
@@ -52,6 +64,8 @@ class Distribution:
     answered: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     numbers: dict[float, int] = field(default_factory=dict)
+    groups: tuple[frozenset[str], ...] = ()
+    """Groups of codes whose sums are published elsewhere (`indicator_groups`)."""
 
     @property
     def multiple(self) -> bool:
@@ -86,8 +100,10 @@ class Distribution:
         whose counts add up to those who answered) one more where only one would be."""
         codes = list(self.codes) + [c for c in self.counts if c not in self.codes]
         raw = [self.counts.get(c, 0) for c in codes]
-        parts = [suppress(n) for n in raw] if self.multiple else suppress_parts(raw)
-        return dict(zip(codes, parts, strict=True))
+        if self.multiple:
+            return dict(zip(codes, [suppress(n) for n in raw], strict=True))
+        shown = dict(zip(codes, suppress_parts(raw), strict=True))
+        return suppress_within(self.counts, shown, self.groups)
 
     def shares(self) -> dict[str, Rate | None]:
         """Each code's share of those who answered; None where its count is hidden."""
@@ -108,6 +124,53 @@ class Distribution:
         return float(statistics.median(values))
 
 
+def suppress_within(
+    counts: dict[str, int], shown: dict[str, int | None], groups: Iterable[frozenset[str]]
+) -> dict[str, int | None]:
+    """`shown` with one more code hidden in every group (and the group's complement among
+    `shown`'s codes) that would otherwise have exactly one hidden code (of more than 0
+    people), the smallest other one, until none has."""
+    result = dict(shown)
+    everything = frozenset(result)
+    parts = [g & everything for g in groups]
+    parts += [everything - g for g in parts]
+    changed = True
+    while changed:
+        changed = False
+        for part in parts:
+            members = [c for c in result if c in part and counts.get(c, 0) > 0]
+            hidden_here = [c for c in members if result[c] is None]
+            visible = [c for c in members if result[c] is not None]
+            if len(hidden_here) == 1 and visible:
+                smallest = min(visible, key=lambda c: (counts.get(c, 0), c))
+                result[smallest] = None
+                changed = True
+    return result
+
+
+def indicator_groups(
+    spec: IndicatorSpec | None, question: str, declared_isco: frozenset[str] = frozenset()
+) -> tuple[frozenset[str], ...]:
+    """The groups of `question`'s codes whose sums the indicators of `spec` publish: the 5a
+    destinations and 5b's employed (activity), 6a's related answers, the use of skills,
+    6b1's satisfied points, and the occupations in the programme's declared ISCO-08 major
+    groups (`declared_isco`)."""
+    if spec is None:
+        return ()
+    if question == spec.activity:
+        return (*spec.destinations.values(), spec.employed)
+    if question == spec.related:
+        return (spec.related_yes,)
+    if question == spec.use:
+        return (spec.use_yes,)
+    if question == spec.satisfied:
+        return (spec.satisfied_yes,)
+    if question == spec.occupation:
+        mine = frozenset(c for c, g in spec.occupation_groups.items() if g in declared_isco)
+        return (mine,)
+    return ()
+
+
 def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
@@ -122,7 +185,9 @@ def _number(value: object) -> float | None:
 
 
 def distributions(
-    rows: Iterable[ValueRow], questionnaire: Questionnaire
+    rows: Iterable[ValueRow],
+    questionnaire: Questionnaire,
+    groups: Callable[[str], tuple[frozenset[str], ...]] | None = None,
 ) -> dict[str | None, dict[str, Distribution]]:
     """Per wave, the distribution of each closed question of `questionnaire` (in its
     order) from the counted answers."""
@@ -135,17 +200,23 @@ def distributions(
             continue
         per_wave = result.get(row.wave)
         if per_wave is None:
-            per_wave = result[row.wave] = {q.name: _empty(q, questionnaire) for q in questions}
+            per_wave = result[row.wave] = {
+                q.name: _empty(q, questionnaire, groups) for q in questions
+            }
         per_wave[row.question].add(row.value, row.count)
     return result
 
 
-def _empty(question: Question, questionnaire: Questionnaire) -> Distribution:
+def _empty(
+    question: Question,
+    questionnaire: Questionnaire,
+    groups: Callable[[str], tuple[frozenset[str], ...]] | None = None,
+) -> Distribution:
     if question.type == QuestionType.SCALE:
         codes = tuple(str(v) for v in question.scale_values)
     else:
         codes = tuple(c.name for c in questionnaire.choices_for(question))
-    return Distribution(question, codes)
+    return Distribution(question, codes, groups=groups(question.name) if groups else ())
 
 
 def empty_distribution(question: Question, questionnaire: Questionnaire) -> Distribution:

@@ -26,7 +26,7 @@ from bot.web.programme_report import (
 )
 from bot.web.report_pdf import render_pdf
 from conversations.indicators import Rate, load_specs
-from conversations.programme_report import change
+from conversations.programme_report import change, suppress_within
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import load_plans
 from storage.db import Database
@@ -124,21 +124,32 @@ async def test_the_report_of_a_programme_counted_by_hand(db: Database) -> None:
     assert compared(m12, "6b1") == ((7, 10), (7, 10), (7, 10))
 
     # The closed questions at m2. Q1, single choice over 24: employed 10, self-employed 1,
-    # studying 7, working and studying 5, looking 1, not available 0, other 0 -> 1 and 1
-    # hidden (two: no secondary suppression). alfa (29): employed 11, studying 10, working
-    # and studying 5 (self-employed 1, looking 2 hidden); all (35): employed 12, studying 12,
-    # working and studying 6 (self-employed 2, looking 2, other 1 hidden).
+    # studying 7, working and studying 5, looking 1, not available 0, other 0. Self-employed
+    # and looking are hidden (1 each); then, as 5a and 5b publish sums of these codes:
+    # - 5a "employed" = employed + self-employed (11): employed too (10 would give 1);
+    # - its complement (13) = studying + working and studying + looking: working and
+    #   studying (5, the smallest) too;
+    # - 5b's complement (24 - 16 = 8) = studying + looking: studying too.
+    # Only the zeros are left. alfa (29: employed 11, self 1, studying 10, working and
+    # studying 5, looking 2) goes the same way. All schools (35: employed 12, self 2,
+    # studying 12, working and studying 6, looking 2, other 1): self, looking and other are
+    # hidden, employed with self (5a), and no group is left with one hidden code: studying
+    # 12 and working and studying 6 stay.
     q1 = question(m2, "Q1")
-    assert q1["I work for an employer"] == (10, (10, 24), (11, 29), (12, 35))
-    assert q1["I'm studying"] == (7, (7, 24), (10, 29), (12, 35))
-    assert q1["I'm working and studying"] == (5, (5, 24), (5, 29), (6, 35))
+    assert q1["I work for an employer"] == (None, None, None, None)
     assert q1["I'm self-employed (zzp) / freelance"] == (None, None, None, None)
-    assert q1["I'm looking for work"][:2] == (None, None)
-    assert q1["Something else"] == (0, (0, 24), (0, 29), None)  # 0 shown; all schools: 1, hidden
-    # E6 (the employed: 2025 11, 2024 5 = 16): completely 6 + 5 = 11, partly 2, not at all 3.
+    assert q1["I'm studying"] == (None, None, None, (12, 35))
+    assert q1["I'm working and studying"] == (None, None, None, (6, 35))
+    assert q1["I'm looking for work"] == (None, None, None, None)
+    assert q1["Something else"] == (0, (0, 24), (0, 29), None)  # 0 shown; all schools: 1
+    # E6 (the employed: 2025 11, 2024 5 = 16): completely 6 + 5 = 11, partly 2, not at all
+    # 3: partly and not at all hidden, and completely too, as 6a publishes completely +
+    # partly (13 of 16).
     e6 = question(m2, "E6")
-    assert e6["Completely"][:2] == (11, (11, 16))
+    assert e6["Completely"][:2] == (None, None)
     assert e6["Partly"][:2] == (None, None) and e6["Not at all"][:2] == (None, None)
+    # At m12 (11 respondents): E1 "less than a month after" 7 of the 7 employed.
+    assert question(m12, "E1")["Less than 1 month after"][:2] == (7, (7, 7))
     # The labels are the school's country's (alfa is Dutch: "zzp" above).
     # At m6, 2 respondents: every count and share hidden, the comments too.
     m6 = section(report, "m6")
@@ -209,6 +220,24 @@ def test_a_change_resting_on_fewer_than_five_people_is_not_a_change() -> None:
     assert change(Rate(0, 3), Rate(5, 5)) is None  # the earlier figure is hidden
     assert change(Rate(20, 100), Rate(24, 100)) is None  # 4 points of 100 = 4 people
     assert change(Rate(20, 100), Rate(25, 100)) == pytest.approx(5.0)
+
+
+def test_one_hidden_code_in_a_published_group_hides_another() -> None:
+    """5a publishes employed + self-employed: with self-employed hidden, employed goes too;
+    studying, alone in the complement with nothing hidden, stays."""
+    counts = {"employed": 10, "self_employed": 1, "studying": 7}
+    shown = {"employed": 10, "self_employed": None, "studying": 7}
+    group = frozenset({"employed", "self_employed"})
+    assert suppress_within(counts, shown, [group]) == {
+        "employed": None,
+        "self_employed": None,
+        "studying": 7,
+    }
+    # With a zero beside the hidden one, nothing more can be had: unchanged.
+    assert suppress_within({"a": 0, "b": 2}, {"a": 0, "b": None}, [frozenset("ab")]) == {
+        "a": 0,
+        "b": None,
+    }
 
 
 async def test_a_cohort_filter_narrows_the_figures_but_not_the_trends(db: Database) -> None:

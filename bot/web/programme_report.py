@@ -40,12 +40,14 @@ from conversations.indicators import (
     Rate,
     suppress,
 )
+from conversations.programme_kinds import isco_groups_of
 from conversations.programme_report import (
     Distribution,
     change,
     closed_questions,
     distributions,
     empty_distribution,
+    indicator_groups,
     text_questions,
 )
 from conversations.questionnaire import Questionnaire, QuestionType
@@ -300,14 +302,23 @@ async def build_programme_report(
             )
         values: dict[str, list[dict[str | None, dict[str, Distribution]]]] = {}
         texts: dict[str, list[store.CommentRow]] = {}
+        declared = isco_groups_of(programme.isco_groups)
         for form_id, q in shown_forms.items():
             names = [question.name for question in closed_questions(q)]
             per_scope = [scope, school_scope, *([every_scope] if all_schools else [])]
+            spec = specs.get(form_id)
+
+            def published(
+                name: str, spec: IndicatorSpec | None = spec
+            ) -> tuple[frozenset[str], ...]:
+                return indicator_groups(spec, name, declared)
+
             values[form_id] = [
-                distributions(await store.answer_values(session, sc, form_id, names, now), q)
+                distributions(
+                    await store.answer_values(session, sc, form_id, names, now), q, published
+                )
                 for sc in per_scope
             ]
-            spec = specs.get(form_id)
             activity = spec.activity if spec else _routing_question(q)
             texts[form_id] = await store.comments(
                 session,

@@ -202,7 +202,7 @@ def _question(
         for line in table.lines:
             row = [
                 line.label,
-                count_text(line.count),
+                "–" if line.count is None else count_text(line.count),
                 dash.rate_cell(line.share),
                 dash.rate_cell(line.school),
             ]
