@@ -9,6 +9,7 @@ to follow (2024, 2025, 2026) and comments to list. Written straight with the mod
             Y06-Y12 studying
         Y13, Y14: no response
         A4 of Y01 (2024-09-01), Y02 (2024-09-02), Y06 (2024-09-06)
+        A7 (select_multiple): Y01-Y03 guest_lecture + mentor, Y04, Y05 mentor, Y06 none
 
     Comments on the responses of stats_seed:
         A01's m6 response: A4 "m6 comment" (m6 has 2 respondents: not shown)
@@ -33,6 +34,7 @@ COMMENTS_2024 = {
     "Y02": "Teach <b>Git</b> earlier & better",
     "Y06": "The internship was too short",
 }
+HELP = (["guest_lecture", "mentor"], ["mentor"])
 M6_COMMENT = "m6 comment"
 M12_COMMENT = "m12 comment"
 
@@ -91,6 +93,10 @@ async def seed_report(db: Database) -> Seeded:
             assert response.id is not None
             if ref in COMMENTS_2024:
                 answers["A4"] = COMMENTS_2024[ref]
+            if n <= 6:
+                answers["A7"] = HELP[(n - 1) // 3] if n <= 5 else ["none"]
+                if n in (4, 5):
+                    answers["A7"] = ["mentor"]
             for question, value in answers.items():
                 session.add(
                     Answer(

@@ -18,11 +18,13 @@ import pytest
 from PIL import Image
 
 from bot import i18n
+from bot.web import dashboard
 from bot.web.programme_report import (
     ProgrammeReport,
     WaveSection,
     build_programme_report,
     change_text,
+    page_values,
 )
 from bot.web.report_pdf import render_pdf
 from conversations.indicators import Rate, load_specs
@@ -165,6 +167,13 @@ async def test_the_report_of_a_programme_counted_by_hand(db: Database) -> None:
     # U1 (months looking; A12 only at m2): one answer, no median.
     u1 = next(t for t in m2.questions if t.name == "U1")
     assert u1.answered is None and u1.median is None
+    # A7, several answers (2024's Y01-Y06): guest lesson 3 (hidden), mentor 5 of 6, no
+    # thanks 1 (hidden): counts of their own, primary suppression only.
+    a7 = question(m2, "A7")
+    assert a7["Give a guest lesson"][:2] == (None, None)
+    assert a7["Mentor a student"][:2] == (5, (5, 6))
+    assert a7["No, thanks"][:2] == (None, None)
+    assert a7["Host an intern at my work"][:2] == (0, (0, 6))
     # Questions nobody of P1 answered in a wave are named, not tabled.
     assert "S2" in m2.unanswered and "S2" not in [t.name for t in m2.questions]
 
@@ -220,6 +229,23 @@ def test_a_change_resting_on_fewer_than_five_people_is_not_a_change() -> None:
     assert change(Rate(0, 3), Rate(5, 5)) is None  # the earlier figure is hidden
     assert change(Rate(20, 100), Rate(24, 100)) is None  # 4 points of 100 = 4 people
     assert change(Rate(20, 100), Rate(25, 100)) == pytest.approx(5.0)
+
+
+async def test_the_page_renders_the_report_in_every_language(db: Database) -> None:
+    """programme_report.html with the dashboard's templates, as the page renders it (a
+    question with several answers, suppressed cells, comments escaped), in each language."""
+    report = await p1_report(db, all_schools=True)
+    env = dashboard._environment()
+    for lang in i18n.LANGUAGES:
+        with i18n.use_language(lang):
+            html = env.get_template("programme_report.html").render(
+                session=None, lang=lang, path="/", **page_values(report, "")
+            )
+        assert "Alfa College" in html and 'data-question="A7"' in html
+        assert "Teach &lt;b&gt;Git&lt;/b&gt; earlier &amp; better" in html
+        assert "<b>Git</b>" not in html and M6_COMMENT not in html
+        assert html.count("<svg") == len(report.trends)
+    assert "Opleidingsrapport" not in html  # the last language is not Dutch
 
 
 def test_one_hidden_code_in_a_published_group_hides_another() -> None:

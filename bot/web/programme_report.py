@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from aiohttp import web
 from babel.dates import format_date
@@ -541,25 +542,28 @@ async def _build(request: web.Request) -> tuple[ProgrammeReport, Scope]:
     return report, base
 
 
-async def report_page(request: web.Request) -> web.Response:
-    report, base = await _build(request)
-    return dash.render(
-        request,
-        "programme_report.html",
-        report=report,
-        programme=report.programme,
-        funnel_lines=[
+def page_values(report: ProgrammeReport, query: str) -> dict[str, Any]:
+    """What programme_report.html is rendered with (besides the dashboard's globals)."""
+    return {
+        "report": report,
+        "programme": report.programme,
+        "funnel_lines": [
             dash.FunnelLine(section.title, None, section.funnel) for section in report.sections
         ],
-        indicator_line=dash.IndicatorLine,
-        query=dash._query(base),
-        rate_name=rate_name,
-        median_text=median_text,
-        change_text=change_text,
-        trend_chart=trend_chart,
-        DENOMINATORS=DENOMINATORS,
-        month=month_text,
-    )
+        "indicator_line": dash.IndicatorLine,
+        "query": query,
+        "rate_name": rate_name,
+        "median_text": median_text,
+        "change_text": change_text,
+        "trend_chart": trend_chart,
+        "DENOMINATORS": DENOMINATORS,
+        "month": month_text,
+    }
+
+
+async def report_page(request: web.Request) -> web.Response:
+    report, base = await _build(request)
+    return dash.render(request, "programme_report.html", **page_values(report, dash._query(base)))
 
 
 def month_text(day: date) -> str:
