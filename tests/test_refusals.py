@@ -169,6 +169,10 @@ def _fill(template: str, ids: dict[str, Any]) -> str:
 
 
 ROUTES_CHECKED = 17
+"""The dashboard routes below. Among them the programme report, GET
+/dashboard/programmes/{programme}/report and …/report.pdf (issue 18): the programme page's
+rule, staff of the programme's school and admins may, another school's staff get 404 (and
+tests/test_programme_report_web.py opens both as each)."""
 
 
 async def test_every_dashboard_route_refuses_without_a_session_and_scopes_other_schools(
