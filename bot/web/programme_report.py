@@ -485,7 +485,7 @@ def _trends(
                     rate = total.rates()[key]
                 points.append(TrendPoint(c, rate, change(before, rate) if points else None))
                 before = rate
-            if points:
+            if any(p.rate.denominator for p in points):  # not a figure nobody was asked for
                 trends.append(
                     Trend(key, rate_name(key), wave.name, wave_title(registry, wave), points)
                 )
