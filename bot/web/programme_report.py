@@ -274,62 +274,61 @@ async def build_programme_report(
     every_scope = Scope(None, None, cohort)
 
     async def report_of(sc: Scope) -> Report:
-        return await build_report(db, plans, specs, sc, today=today, now=now)
+        return await build_report(db, plans, specs, sc, today=today, now=now, totals_only=True)
 
-    mine = await report_of(scope)
-    school_report = await report_of(school_scope)
-    every_report = await report_of(every_scope) if all_schools else None
-    trend_scope = Scope(programme.institution_id, programme.id, None)
-    all_cohorts = mine if cohort is None else await report_of(trend_scope)
-    by_cohort = {
-        c: await report_of(Scope(programme.institution_id, programme.id, c))
-        for c in all_cohorts.cohorts
-    }
-
-    school = mine.names.schools.get(programme.institution_id)
     async with db.session() as session:
-        if school is None:
-            found = await session.get(Institution, programme.institution_id)
-            assert found is not None
-            school = found
+        school = await session.get(Institution, programme.institution_id)
+        assert school is not None
         shown_forms: dict[str, Questionnaire] = {}
-        for form_id in dict.fromkeys(w.questionnaire for w in mine.waves):
-            try:
-                deployed = registry.deployed(form_id)
-            except KeyError:
-                continue
+        for form_id in registry.form_ids:
+            deployed = registry.deployed(form_id)
             shown_forms[form_id] = (await school_questionnaires(session, deployed)).get(
                 school.code, deployed
             )
-        values: dict[str, list[dict[str | None, dict[str, Distribution]]]] = {}
-        texts: dict[str, list[store.CommentRow]] = {}
-        declared = isco_groups_of(programme.isco_groups)
-        for form_id, q in shown_forms.items():
-            names = [question.name for question in closed_questions(q)]
-            per_scope = [scope, school_scope, *([every_scope] if all_schools else [])]
-            spec = specs.get(form_id)
+    declared = isco_groups_of(programme.isco_groups)
 
-            def published(
-                name: str, spec: IndicatorSpec | None = spec
-            ) -> tuple[frozenset[str], ...]:
-                return indicator_groups(spec, name, declared)
+    async def values_of(
+        sc: Scope, form_id: str, q: Questionnaire
+    ) -> dict[str | None, dict[str, Distribution]]:
+        spec = specs.get(form_id)
 
-            values[form_id] = [
-                distributions(
-                    await store.answer_values(session, sc, form_id, names, now), q, published
-                )
-                for sc in per_scope
-            ]
-            activity = spec.activity if spec else _routing_question(q)
-            texts[form_id] = await store.comments(
-                session,
-                scope,
-                form_id,
-                [t.name for t in text_questions(q)],
-                activity,
-                now,
-                COMMENT_LIMIT,
+        def published(name: str) -> tuple[frozenset[str], ...]:
+            return indicator_groups(spec, name, declared)
+
+        names = [question.name for question in closed_questions(q)]
+        async with db.session() as session:
+            rows = await store.answer_values(session, sc, form_id, names, now)
+        return distributions(rows, q, published)
+
+    async def comments_of(form_id: str, q: Questionnaire) -> list[store.CommentRow]:
+        spec = specs.get(form_id)
+        activity = spec.activity if spec else _routing_question(q)
+        texts = [t.name for t in text_questions(q)]
+        async with db.session() as session:
+            return await store.comments(
+                session, scope, form_id, texts, activity, now, COMMENT_LIMIT
             )
+
+    # The parts are independent: run them side by side (each in its own session).
+    per_scope = [scope, school_scope, *([every_scope] if all_schools else [])]
+    forms = list(shown_forms.items())
+    reports = asyncio.gather(*(report_of(sc) for sc in per_scope))
+    distributed = asyncio.gather(*(values_of(sc, f, q) for f, q in forms for sc in per_scope))
+    listed = asyncio.gather(*(comments_of(f, q) for f, q in forms))
+    found_reports, found_values, found_texts = await asyncio.gather(reports, distributed, listed)
+    mine, school_report, *rest = found_reports
+    every_report = rest[0] if rest else None
+    values = {
+        f: found_values[i * len(per_scope) : (i + 1) * len(per_scope)]
+        for i, (f, _q) in enumerate(forms)
+    }
+    texts = {f: found_texts[i] for i, (f, _q) in enumerate(forms)}
+    trend_scope = Scope(programme.institution_id, programme.id, None)
+    all_cohorts = mine if cohort is None else await report_of(trend_scope)
+    cohort_reports = await asyncio.gather(
+        *(report_of(Scope(programme.institution_id, programme.id, c)) for c in all_cohorts.cohorts)
+    )
+    by_cohort = dict(zip(all_cohorts.cohorts, cohort_reports, strict=True))
 
     result = ProgrammeReport(
         school=school,
