@@ -39,6 +39,7 @@ from bot.web.programme_report import (
     WaveSection,
     change_text,
     median_text,
+    month_text,
     rate_name,
 )
 from conversations.indicators import DESTINATIONS, RATES, suppress
@@ -174,7 +175,7 @@ def _section(s: _Styles, report: ProgrammeReport, section: WaveSection) -> list[
         parts.append(_p(f"{group.question} · {group.label}", s.body))
         for comment in group.comments:
             parts.append(
-                _p(f"{dash.date_text(comment.when)} · {comment.activity}: {comment.text}", s.cell)
+                _p(f"{month_text(comment.when)} · {comment.activity}: {comment.text}", s.cell)
             )
         parts.append(Spacer(1, 3))
     return parts
