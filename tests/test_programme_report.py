@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlmodel import select
 
 from bot import i18n
 from bot.web import dashboard
@@ -333,3 +334,36 @@ def _ink(png: Path) -> float:
         grey = image.convert("L")
         histogram = grey.histogram()
         return sum(histogram[:200]) / (grey.width * grey.height)
+
+
+async def test_a_programme_without_graduates_has_an_empty_report_page_and_pdf(
+    db: Database,
+) -> None:
+    """A programme just added: no wave, no trend; the period says there are no graduates
+    yet; the page and the PDF are made all the same."""
+    seeded = await seed_report(db)
+    async with db.session() as session:
+        empty = Programme(institution_id=seeded.alfa, code="P9", name="New programme")
+        session.add(empty)
+    async with db.session() as session:
+        programme = (await session.exec(select(Programme).where(Programme.code == "P9"))).one()
+    with i18n.use_language("et"):
+        report = await build_programme_report(
+            db,
+            load_plans(),
+            load_specs(),
+            QuestionnaireRegistry(),
+            programme,
+            cohort=None,
+            all_schools=False,
+            now=NOW,
+        )
+        assert report.sections == [] and report.trends == []
+        assert report.period == "Nimekirjas pole veel lõpetajaid, seisuga 3. dets 2026"
+        html = (
+            dashboard._environment()
+            .get_template("programme_report.html")
+            .render(session=None, lang="et", path="/", **page_values(report, ""))
+        )
+        assert report.period in html and "P9 · New programme" in html
+        assert render_pdf(report).startswith(b"%PDF")

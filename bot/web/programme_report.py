@@ -206,7 +206,9 @@ class ProgrammeReport:
         if self.scope.cohort is not None:
             years = str(self.scope.cohort)
         elif not self.cohorts:
-            years = "–"
+            return _("No graduates on the roster yet, as of {day}").format(
+                day=dash.date_text(self.today)
+            )
         elif len(self.cohorts) == 1:
             years = str(self.cohorts[0])
         else:
