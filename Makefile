@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test setup catalogs extract migrate lint typecheck pytest browser clean
+.PHONY: run test setup catalogs extract migrate lint typecheck pytest browser poppler clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
 	fi
 
+## Debian's poppler-utils (pdftoppm, pdftotext): the tests render the programme report's PDF
+poppler:
+	@if ! command -v pdftoppm >/dev/null || ! command -v pdftotext >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "poppler-utils is missing and we are not root: PDF tests will be skipped"; exit 0; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq poppler-utils; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,7 +60,7 @@ typecheck: $(STAMP)
 pytest: setup
 	$(BIN)/python -m pytest
 
-test: setup browser lint typecheck pytest
+test: setup browser poppler lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

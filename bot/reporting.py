@@ -160,18 +160,22 @@ async def build_report(
     scope: Scope,
     today: date | None = None,
     now: datetime | None = None,
+    *,
+    totals_only: bool = False,
 ) -> Report:
     """The report of `scope`. With `today`, a wave's graduates are only those it has opened
     for by then (graduation date + the wave's opening offset), so that a cohort a wave has
     not reached yet does not lower its response rate. `now` (default: the time it is) decides
-    which unsent responses count as completed: those whose wave has closed by then."""
+    which unsent responses count as completed: those whose wave has closed by then.
+    `totals_only`: the funnels and the indicators' totals, without breakdowns, reach,
+    channels and days (the programme report's comparisons and trends)."""
     async with db.session() as session:
         names = await stats.names(session, scope)
         population = await stats.population(session, scope)
         wave_rows = await stats.wave_counts(session, scope, now)
-        channel_rows = await stats.completed_by_channel(session, scope, now)
-        reach_rows = await stats.reach_counts(session, scope)
-        days = await stats.completions_per_day(session, scope, now)
+        channel_rows = [] if totals_only else await stats.completed_by_channel(session, scope, now)
+        reach_rows = [] if totals_only else await stats.reach_counts(session, scope)
+        days = [] if totals_only else await stats.completions_per_day(session, scope, now)
         outcomes = {
             form_id: await stats.outcomes(session, scope, spec.questions, now)
             for form_id, spec in specs.items()
@@ -262,7 +266,7 @@ async def build_report(
                 by,
                 completer_opened if today is not None else None,
             )
-            for by in BREAKDOWNS
+            for by in (("total",) if totals_only else BREAKDOWNS)
         }
     return report
 

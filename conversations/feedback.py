@@ -32,7 +32,7 @@ from conversations.indicators import (
     hidden,
     suppress_parts,
 )
-from conversations.questionnaire import Questionnaire, QuestionType
+from conversations.questionnaire import Question, Questionnaire, QuestionType
 
 PLANS = ("work", "work_and_study", "study", "not_sure", "other")
 """Plan groups before graduation, in display order (indicators.yaml `expectations.plans`)."""
@@ -118,6 +118,14 @@ def parse_feedback(text: str, source: str = "indicators.yaml") -> dict[str, Feed
 def default_feedback() -> dict[str, FeedbackSpec]:
     """The deployed indicators.yaml's comments and expectations, read once per process."""
     return parse_feedback(DEFAULT_SPEC_FILE.read_text(encoding="utf-8"), DEFAULT_SPEC_FILE.name)
+
+
+def comment_questions(questionnaire: Questionnaire) -> list[Question]:
+    """The free-text questions of `questionnaire` whose answers are comments on the programme
+    (`comments:` of the deployed indicators.yaml), in the questionnaire's order."""
+    spec = default_feedback().get(questionnaire.form_id)
+    names = set(spec.comments) if spec else set()
+    return [q for q in questionnaire.questions if q.name in names and q.type == QuestionType.TEXT]
 
 
 def load_feedback(path: Path) -> dict[str, FeedbackSpec]:

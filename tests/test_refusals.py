@@ -225,6 +225,8 @@ ROUTE_RULES: dict[tuple[str, str], access.Rule] = {
     ("POST", f"{D}/programmes/{{programme}}/comments/tag"): WRITERS,
     ("POST", f"{D}/programmes/{{programme}}/comments/untag"): WRITERS,
     ("GET", f"{D}/exports/expectations.{{format}}"): EVERYONE,
+    ("GET", f"{D}/programmes/{{programme}}/report"): EVERYONE,
+    ("GET", f"{D}/programmes/{{programme}}/report.pdf"): EVERYONE,
     ("GET", f"{D}/exports"): EVERYONE,
     ("GET", f"{D}/exports/responses.{{format}}"): ROWS,
     ("GET", f"{D}/exports/codebook.{{format}}"): EVERYONE,

@@ -43,10 +43,11 @@ from bot.web.dashboard import (
 )
 from conversations import access
 from conversations.channel import Refused, Unreachable
+from conversations.feedback import comment_questions
 from conversations.followups import list_label, offer_codes, offered
 from conversations.news_compose import Busy, start_draft, status_name
 from conversations.news_html import NewsHtmlError, check_news_html
-from conversations.questionnaire import Questionnaire, QuestionType
+from conversations.questionnaire import Questionnaire
 from storage import followups
 from storage.followups import OFFER, WORK, FollowupError, ListKey
 from storage.models import (
@@ -162,14 +163,13 @@ class Comment:
 
 
 def _text_questions(rt: Runtime) -> dict[tuple[str, str], str]:
-    """(form, question) -> label (current language) of every free-text question."""
+    """(form, question) -> label (current language) of every question whose answers are
+    comments on the programme (conversations.feedback.comment_questions)."""
     found: dict[tuple[str, str], str] = {}
     lang = i18n.current_language()
     for form_id in rt.questionnaires.form_ids:
-        questionnaire = rt.questionnaires.deployed(form_id)
-        for q in questionnaire.questions:
-            if q.type == QuestionType.TEXT:
-                found[(form_id, q.name)] = q.label(lang)
+        for q in comment_questions(rt.questionnaires.deployed(form_id)):
+            found[(form_id, q.name)] = q.label(lang)
     return found
 
 

@@ -1790,6 +1790,9 @@ def add_dashboard(app: web.Application, rt: Runtime, *, secure_cookie: bool) -> 
 
     feedback.add_routes(r)
     r.add_static(f"{PREFIX}/static/", STATIC)
+    from bot.web.programme_report import add_programme_report  # it imports this module
+
+    add_programme_report(app)
 
 
 def login_url(base_url: str, token: str) -> str:
