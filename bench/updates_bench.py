@@ -161,6 +161,8 @@ def child(argv: Sequence[str]) -> None:
         from bot.__main__ import main as gradtrack_main
 
         def web_timed(handler: Callable[[Any], Awaitable[Any]], kind: str) -> Any:
+            # wraps: the handler's access rule (bot/web/access.py) goes with it.
+            @functools.wraps(handler)
             async def handle(request: Any) -> Any:
                 with recorded(kind):
                     return await handler(request)

@@ -435,18 +435,26 @@ async def test_a_redelivered_update_takes_effect_once(harness: Harness) -> None:
 
 
 ROW_LEVEL_WHO = {
-    "en": "Only the school's administrators can download the answers one response per row",
-    "nl": "Alleen de beheerders van de school kunnen de antwoorden downloaden",
-    "es": "Solo los administradores del centro pueden descargar las respuestas",
-    "et": "Ainult kooli administraatorid saavad vastuseid analüüsimiseks alla laadida",
-    "it": "Solo gli amministratori della scuola possono scaricare le risposte",
+    "en": "Only the school's administrators, and researchers it appoints (under a code, "
+    "without what you wrote in your own words), can download the answers one response per row",
+    "nl": "Alleen de beheerders van de school, en onderzoekers die de school aanwijst (onder een "
+    "code, zonder wat je in je eigen woorden schreef), kunnen de antwoorden downloaden",
+    "es": "Solo los administradores del centro, y los investigadores que designe (con un código, "
+    "sin lo que escribiste con tus propias palabras), pueden descargar las respuestas",
+    "et": "Ainult kooli administraatorid ja kooli määratud uurijad (koodi all, ilma sinu oma "
+    "sõnadega kirjutatuta) saavad vastuseid analüüsimiseks alla laadida",
+    "it": "Solo gli amministratori della scuola, e i ricercatori che la scuola incarica (con un "
+    "codice, senza quello che hai scritto con parole tue), possono scaricare le risposte",
 }
+"""What the dashboard enforces about row-level data (the responses export: admins, and
+researchers under a pseudonym without free text), as the graduate reads it."""
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 async def test_the_privacy_notice_says_who_sees_row_level_data(harness: Harness, lang: str) -> None:
-    """What the dashboard enforces (only admins download responses row by row; officers see
-    totals without groups under five) is what the graduate reads, in their language."""
+    """What the dashboard enforces (only admins, and researchers under a code without free
+    text, download responses row by row; staff see totals without groups under five) is what
+    the graduate reads, in their language."""
     school = await harness.school(country="NL", language="nl")
     graduate = await harness.graduate(school)
     user = harness.user(language_code=lang)

@@ -270,8 +270,8 @@ async def test_connections_over_the_cap_are_refused_and_service_resumes(
 # ---------------------------------------------------------------- the dashboard's inputs
 
 BAD_NUMBERS = ("²", "99999999999999999999999", "-1", "1e3", "0x1", " 1", "")
-NUMERIC_PARTS = {"programme", "broadcast"}
-OTHER_PARTS = {"wave": "m2", "format": "csv", "table": "indicators"}
+NUMERIC_PARTS = {"programme", "broadcast", "action", "graduate"}
+OTHER_PARTS = {"wave": "m2", "format": "csv", "table": "indicators", "list": "work"}
 NUMERIC_QUERY = ("school", "cohort")
 
 
