@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from storage.db import Database
-from storage.models import Answer, Graduate, ResponseStatus, SurveyResponse
+from storage.models import Graduate
 from storage.schools import upsert_programme, upsert_school
-from tests.stats_seed import VERSIONS
+from tests.stats_seed import add_completed
 
 GRADUATION = date(2025, 6, 30)
 ANSWERED = datetime(2026, 7, 6, 10, 0, tzinfo=UTC)
@@ -116,30 +117,8 @@ async def seed(db: Database) -> Seeded:
             if activity is None:
                 continue
             when = ANSWERED + timedelta(minutes=number)
-            response = SurveyResponse(
-                graduate_id=graduate.id,
-                form_id="tracking",
-                version=VERSIONS["tracking"],
-                wave="m12",
-                status=ResponseStatus.SUBMITTED.value,
-                current="",
-                complete=True,
-                declined=False,
-                started_at=when - timedelta(minutes=5),
-                updated_at=when,
-                completed_at=when,
-                submitted_at=when,
-            )
-            session.add(response)
-            await session.flush()
-            assert response.id is not None
-            answers: dict[str, str] = {"C0": "yes", "Q1": activity}
+            answers: dict[str, Any] = {"C0": "yes", "Q1": activity}
             if occupation is not None:
                 answers["E4b"] = occupation
-            for question, value in answers.items():
-                session.add(
-                    Answer(
-                        response_id=response.id, question=question, value=value, answered_at=when
-                    )
-                )
+            await add_completed(session, graduate.id, "m12", when, answers)
     return Seeded(schools, programmes)

@@ -20,13 +20,21 @@ Counted by hand in tests/test_programme_report.py.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from sqlmodel import select
 
 from storage.db import Database
-from storage.models import Answer, Graduate, ResponseStatus, SurveyResponse
-from tests.stats_seed import EMP, STUDY, VERSIONS, Seeded, seed, seed_m12, tracking_answers
+from storage.models import Answer, Graduate, SurveyResponse
+from tests.stats_seed import (
+    EMP,
+    STUDY,
+    Seeded,
+    add_completed,
+    seed,
+    seed_m12,
+    tracking_answers,
+)
 
 OLD_CLASS = date(2024, 6, 30)
 COMMENTS_2024 = {
@@ -74,35 +82,13 @@ async def seed_report(db: Database) -> Seeded:
             answers = tracking_answers(EMP, "completely", "a_lot") if n <= 5 else None
             answers = answers or tracking_answers(STUDY)
             when = at(n)
-            response = SurveyResponse(
-                graduate_id=graduate.id,
-                form_id="tracking",
-                version=VERSIONS["tracking"],
-                wave="m2",
-                status=ResponseStatus.SUBMITTED.value,
-                current="",
-                complete=True,
-                declined=False,
-                started_at=when - timedelta(minutes=5),
-                updated_at=when,
-                completed_at=when,
-                submitted_at=when,
-            )
-            session.add(response)
-            await session.flush()
-            assert response.id is not None
             if ref in COMMENTS_2024:
                 answers["A4"] = COMMENTS_2024[ref]
             if n <= 6:
                 answers["A7"] = HELP[(n - 1) // 3] if n <= 5 else ["none"]
                 if n in (4, 5):
                     answers["A7"] = ["mentor"]
-            for question, value in answers.items():
-                session.add(
-                    Answer(
-                        response_id=response.id, question=question, value=value, answered_at=when
-                    )
-                )
+            await add_completed(session, graduate.id, "m2", when, answers)
         for ref, wave, text, when in (
             ("A01", "m6", M6_COMMENT, datetime(2026, 1, 5, 10, tzinfo=UTC)),
             ("A02", "m12", M12_COMMENT, datetime(2026, 7, 7, 10, tzinfo=UTC)),

@@ -165,6 +165,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import load_plans, schedule
 from storage.db import Database
@@ -684,6 +686,35 @@ satisfaction question A8 of 6b1. Counted by hand:
 """
 
 
+async def add_completed(
+    session: AsyncSession, graduate_id: int, wave: str, when: datetime, answers: dict[str, Any]
+) -> int:
+    """A completed, sent tracking response of `wave` with `answers`, all given at `when` (the
+    seeds' way to write one); its id."""
+    response = SurveyResponse(
+        graduate_id=graduate_id,
+        form_id="tracking",
+        version=VERSIONS["tracking"],
+        wave=wave,
+        status=ResponseStatus.SUBMITTED.value,
+        current="",
+        complete=True,
+        declined=False,
+        started_at=when - timedelta(minutes=5),
+        updated_at=when,
+        completed_at=when,
+        submitted_at=when,
+    )
+    session.add(response)
+    await session.flush()
+    assert response.id is not None
+    for question, value in answers.items():
+        session.add(
+            Answer(response_id=response.id, question=question, value=value, answered_at=when)
+        )
+    return response.id
+
+
 async def seed_m12(db: Database, seeded: Seeded) -> None:
     """Add `M12_ROWS` (m12 responses, answered in July 2026) to the seeded data set."""
     async with db.session() as session:
@@ -692,26 +723,4 @@ async def seed_m12(db: Database, seeded: Seeded) -> None:
             if satisfied is not None:
                 answers["A8"] = satisfied
             when = utc("2026-07-06 10:00") + timedelta(hours=number)
-            response = SurveyResponse(
-                graduate_id=seeded.graduates[ref],
-                form_id="tracking",
-                version=VERSIONS["tracking"],
-                wave="m12",
-                status=ResponseStatus.SUBMITTED.value,
-                current="",
-                complete=True,
-                declined=False,
-                started_at=when - timedelta(minutes=5),
-                updated_at=when,
-                completed_at=when,
-                submitted_at=when,
-            )
-            session.add(response)
-            await session.flush()
-            assert response.id is not None
-            for question, value in answers.items():
-                session.add(
-                    Answer(
-                        response_id=response.id, question=question, value=value, answered_at=when
-                    )
-                )
+            await add_completed(session, seeded.graduates[ref], "m12", when, answers)
