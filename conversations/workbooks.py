@@ -70,3 +70,32 @@ def open_workbook(path: str | Path, *, first_only: bool = False) -> Workbook:
     reader = _Reader(path, first_only=first_only)
     reader.read()
     return reader.wb
+
+
+XLSX_MAGIC = b"PK\x03\x04"
+"""An .xlsx is a zip file."""
+XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+"""An old .xls is an OLE2 compound file."""
+
+
+def workbook_kind(path: str | Path) -> str | None:
+    """ "xlsx" or "xls" by the file's first bytes, whatever its name; None: neither (or the
+    file cannot be read)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError:
+        return None
+    if head.startswith(XLSX_MAGIC):
+        return "xlsx"
+    if head == XLS_MAGIC:
+        return "xls"
+    return None
+
+
+def is_workbook(path: str | Path) -> bool:
+    """Is `path` a spreadsheet: by its content (an .xlsx named .yaml), else by its name (an
+    .xlsx that is not one is a spreadsheet that cannot be read)?"""
+    if workbook_kind(path) is not None:
+        return True
+    return Path(path).suffix.lower() in (".xlsx", ".xls", ".xlsm")
