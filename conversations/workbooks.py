@@ -12,8 +12,10 @@ the rows as they come (storage/roster.py, conversations/xlsform.py).
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.workbook.workbook import Workbook
@@ -48,7 +50,7 @@ class _LazySheet(ReadOnlyWorksheet):
 class _Reader(ExcelReader):
     """openpyxl's read-only workbook reader with lazy sheets (the first one only, or all)."""
 
-    def __init__(self, path: str | Path, *, first_only: bool) -> None:
+    def __init__(self, path: str | Path | BinaryIO, *, first_only: bool) -> None:
         super().__init__(path, read_only=True, data_only=True)
         self.first_only = first_only
 
@@ -67,7 +69,11 @@ def open_workbook(path: str | Path, *, first_only: bool = False) -> Workbook:
     """The workbook at `path`, read-only, values rather than formulas, its sheets' rows read
     as they are iterated and as they really are (close() it after use). Check its
     unpacked_size() first."""
-    reader = _Reader(path, first_only=first_only)
+    source: str | Path | BinaryIO = path
+    if Path(path).suffix.lower() not in (".xlsx", ".xlsm", ".xltx", ".xltm"):
+        # openpyxl goes by the name: an .xlsx named otherwise is handed over as its bytes
+        source = io.BytesIO(Path(path).read_bytes())
+    reader = _Reader(source, first_only=first_only)
     reader.read()
     return reader.wb
 

@@ -679,8 +679,8 @@ class _Importer:
             if settings.get("default_language") and not languages:
                 languages.append(settings["default_language"])  # only bare columns
             settings["languages"] = _Flow(dict.fromkeys(languages).keys())
-        if "title" not in settings and settings.get("default_language"):
-            settings["title"] = {settings["default_language"]: settings["form_id"]}
+        if "title" not in settings and settings["languages"]:
+            settings["title"] = {lang: settings["form_id"] for lang in settings["languages"]}
 
     def unused_lists(
         self,
