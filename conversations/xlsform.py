@@ -50,7 +50,13 @@ from conversations.questionnaire import (
     QuestionnaireError,
     _parse,
 )
-from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
+from conversations.workbooks import (
+    MEGABYTE,
+    megabytes,
+    open_workbook,
+    unpacked_size,
+    workbook_kind,
+)
 
 # What one XLSForm workbook may hold (a questionnaire has hundreds of rows, a choice list a
 # few thousand); reading stops at the first limit passed.
@@ -613,6 +619,14 @@ class _Importer:
 
     def run(self) -> _Document:
         if self.problems:
+            raise QuestionnaireError(self.problems)
+        if workbook_kind(self.path) == "xls":
+            self.problem(
+                None,
+                0,
+                "this is an old Excel 97-2003 (.xls) workbook, which is not read: save it as "
+                "an Excel Workbook (.xlsx) and import that",
+            )
             raise QuestionnaireError(self.problems)
         size = unpacked_size(self.path)
         if size is not None and size > MAX_UNPACKED_BYTES:

@@ -239,7 +239,7 @@ def test_check_reports_every_file(kobo: Path, tmp_path: Path) -> None:
         {"survey": [["type", "name", "label::en", "required"], ["text", "T", "x", "maybe"]]},
     )
     garbage = tmp_path / "old.xls"
-    garbage.write_bytes(b"\xd0\xcf\x11\xe0 not really a workbook")
+    garbage.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1 not really a workbook")
     missing = tmp_path / "missing.yaml"
     done = cli("questionnaire", "check", str(broken), str(kobo), str(garbage), str(missing))
     assert done.returncode == 1
@@ -247,7 +247,7 @@ def test_check_reports_every_file(kobo: Path, tmp_path: Path) -> None:
     assert f"{kobo}: graduate_survey_2026 version 20260315, 5 questions" in done.stdout
     assert done.stdout.count("FAILED") == 3
     assert "required must be true or false, not 'maybe'" in done.stderr
-    assert f"{garbage}: cannot read the spreadsheet" in done.stderr
+    assert f"{garbage}: this is an old Excel 97-2003 (.xls) workbook" in done.stderr
     assert "Traceback" not in done.stderr
     # warnings of every file, the ones that pass too
     assert f"{kobo}: warning: choices: list 'old_sectors'" in done.stderr
@@ -281,3 +281,15 @@ def test_import_with_a_language(tmp_path: Path) -> None:
     done = cli("questionnaire", "import", str(path), str(target), "--language", "nl")
     assert done.returncode == 0, done.stderr
     assert "      nl: Wat doe je nu?\n" in target.read_text(encoding="utf-8")
+
+
+def test_an_old_xls_workbook_is_refused_clearly_whatever_its_name(tmp_path: Path) -> None:
+    # An OLE2 compound file (Excel 97-2003), named .xlsx as it sometimes is after a rename.
+    path = tmp_path / "renamed.xlsx"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
+    with pytest.raises(QuestionnaireError) as caught:
+        load_xlsx(path)
+    assert [p.message for p in caught.value.problems] == [
+        "this is an old Excel 97-2003 (.xls) workbook, which is not read: save it as an "
+        "Excel Workbook (.xlsx) and import that"
+    ]
