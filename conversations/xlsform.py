@@ -8,12 +8,17 @@
   problem names the sheet and row (``file.xlsx:survey`` row 12).
 - :func:`to_yaml` writes the canonical YAML of a questionnaire.
 
-Spreadsheet conventions accepted on import: headers in any order and any case; ``label``,
-``label::en``, ``label::English (en)`` or ``label::English`` (a bare ``label`` is the default
-language); ``constraint_message`` or ``constraint message``; ``list_name`` or ``list name``;
-``required``/``core`` as yes/no, true/false, TRUE/FALSE, y/n or 1/0 (blank: our defaults,
-required and not core); ``select_one  list`` with any spaces; ``begin group``/``begin_group``;
-``parameters`` as ``min=1 max=5``; ``form_title`` or ``title::…`` in settings; blank rows skipped.
+Spreadsheet conventions accepted on import (XLSForm as written, issue 19): headers in any
+order and any case; ``label``, ``label::en``, ``label::English (en)``, ``label:English`` or
+``label::Nederlands`` (names matched with Babel; a bare ``label``/``hint``/``form_title`` is
+the default language: the settings' ``default_language``, else the ``language`` chosen at
+import); ``constraint_message`` or ``constraint message``; ``list_name`` or ``list name``;
+``required``/``core`` as yes/no, true/false, TRUE/FALSE, y/n or 1/0 (blank: not core, and
+optional as in XLSForm, unless core); ``select_one  list`` with any spaces; ``begin group``/
+``begin_group``; ``parameters`` as ``min=1 max=5``; ``form_title`` or ``title::…`` in
+settings; blank rows skipped. The settings sheet is optional: form_id from the file's name,
+version from its date, title from the form_id. Unused choice lists and group hints are left
+out with a warning.
 ODK's ``${last-saved#name}`` (the answer in the previous wave) is read as written, in
 expressions and in label and hint texts; our ``carry`` column is a column like ``relevant``.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
