@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import xlrd
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
@@ -105,3 +107,35 @@ def is_workbook(path: str | Path) -> bool:
     if workbook_kind(path) is not None:
         return True
     return Path(path).suffix.lower() in (".xlsx", ".xls", ".xlsm")
+
+
+class XlsSheet:
+    """A sheet of an old .xls workbook (read with xlrd), iterated like an openpyxl sheet:
+    values only, dates as datetimes, booleans as bools, empty cells as None."""
+
+    def __init__(self, book: Any, sheet: Any) -> None:
+        self.book = book
+        self.sheet = sheet
+        self.title: str = sheet.name
+
+    def iter_rows(self, values_only: bool = True) -> Iterator[tuple[object, ...]]:
+        for index in range(self.sheet.nrows):
+            yield tuple(self._value(cell) for cell in self.sheet.row(index))
+
+    def _value(self, cell: Any) -> object:
+        if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+            return None
+        if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+            return bool(cell.value)
+        if cell.ctype == xlrd.XL_CELL_DATE:
+            try:
+                return xlrd.xldate_as_datetime(cell.value, self.book.datemode)
+            except (ValueError, OverflowError, xlrd.XLDateError):
+                return cell.value
+        return cell.value
+
+
+def open_xls(path: str | Path) -> list[XlsSheet]:
+    """The sheets of the old Excel 97-2003 workbook at `path` (xlrd; raises on a bad file)."""
+    book = xlrd.open_workbook(file_contents=Path(path).read_bytes(), on_demand=False)
+    return [XlsSheet(book, sheet) for sheet in book.sheets()]

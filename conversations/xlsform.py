@@ -18,7 +18,8 @@ optional as in XLSForm, unless core); ``select_one  list`` with any spaces; ``be
 ``begin_group``; ``parameters`` as ``min=1 max=5``; ``form_title`` or ``title::…`` in
 settings; blank rows skipped. The settings sheet is optional: form_id from the file's name,
 version from its date, title from the form_id. Unused choice lists and group hints are left
-out with a warning.
+out with a warning. Old Excel 97-2003 ``.xls`` files are read with xlrd; the file's first bytes,
+not its name, decide which reader reads it.
 ODK's ``${last-saved#name}`` (the answer in the previous wave) is read as written, in
 expressions and in label and hint texts; our ``carry`` column is a column like ``relevant``.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
@@ -59,6 +60,7 @@ from conversations.workbooks import (
     MEGABYTE,
     megabytes,
     open_workbook,
+    open_xls,
     unpacked_size,
     workbook_kind,
 )
@@ -625,14 +627,8 @@ class _Importer:
     def run(self) -> _Document:
         if self.problems:
             raise QuestionnaireError(self.problems)
-        if workbook_kind(self.path) == "xls":
-            self.problem(
-                None,
-                0,
-                "this is an old Excel 97-2003 (.xls) workbook, which is not read: save it as "
-                "an Excel Workbook (.xlsx) and import that",
-            )
-            raise QuestionnaireError(self.problems)
+        if workbook_kind(self.path) == "xls":  # by its content, whatever its name
+            return self.build(self.read_xls())
         size = unpacked_size(self.path)
         if size is not None and size > MAX_UNPACKED_BYTES:
             self.problem(
@@ -658,6 +654,35 @@ class _Importer:
             # with whatever its zip and XML readers raise (EOFError, ParseError, ...).
             self.problem(None, 0, f"cannot read the spreadsheet: {error or type(error).__name__}")
             raise QuestionnaireError(self.problems) from None
+        return self.build(sheets)
+
+    def read_xls(self) -> dict[str, _Sheet]:
+        """The sheets of an old Excel 97-2003 workbook (xlrd)."""
+        size = Path(self.path).stat().st_size
+        if size > MAX_UNPACKED_BYTES:
+            self.problem(
+                None,
+                0,
+                f"the workbook is {megabytes(size):,} MB, more than the "
+                f"{megabytes(MAX_UNPACKED_BYTES)} MB allowed",
+            )
+            raise QuestionnaireError(self.problems)
+        sheets: dict[str, _Sheet] = {}
+        title = None
+        try:
+            for sheet in open_xls(self.path):
+                title = sheet.title
+                sheets[sheet.title.strip().lower()] = _read_sheet(sheet, self)
+        except _TooBig as error:
+            self.problem(title, error.row, error.message)
+            raise QuestionnaireError(_capped(self.problems, self.path)) from None
+        except Exception as error:
+            # xlrd raises XLRDError, CompDocError, struct.error, IndexError ... on a bad file
+            self.problem(None, 0, f"cannot read the .xls workbook: {error or type(error).__name__}")
+            raise QuestionnaireError(self.problems) from None
+        return sheets
+
+    def build(self, sheets: dict[str, _Sheet]) -> _Document:
         if "survey" not in sheets:
             self.problem(None, 0, "the workbook has no 'survey' sheet")
         if self.problems:

@@ -16,6 +16,7 @@ from openpyxl import Workbook
 
 from conversations.questionnaire import Question, Questionnaire, QuestionnaireError
 from conversations.xlsform import import_xlsx, language_code, load_xlsx
+from tests.xlsfiles import write_xls
 
 GRADTRACK = str(Path(sys.executable).with_name("gradtrack"))
 
@@ -247,7 +248,7 @@ def test_check_reports_every_file(kobo: Path, tmp_path: Path) -> None:
     assert f"{kobo}: graduate_survey_2026 version 20260315, 5 questions" in done.stdout
     assert done.stdout.count("FAILED") == 3
     assert "required must be true or false, not 'maybe'" in done.stderr
-    assert f"{garbage}: this is an old Excel 97-2003 (.xls) workbook" in done.stderr
+    assert f"{garbage}: cannot read the .xls workbook" in done.stderr
     assert "Traceback" not in done.stderr
     # warnings of every file, the ones that pass too
     assert f"{kobo}: warning: choices: list 'old_sectors'" in done.stderr
@@ -283,13 +284,33 @@ def test_import_with_a_language(tmp_path: Path) -> None:
     assert "      nl: Wat doe je nu?\n" in target.read_text(encoding="utf-8")
 
 
-def test_an_old_xls_workbook_is_refused_clearly_whatever_its_name(tmp_path: Path) -> None:
-    # An OLE2 compound file (Excel 97-2003), named .xlsx as it sometimes is after a rename.
-    path = tmp_path / "renamed.xlsx"
+def test_an_old_xls_workbook_is_read_whatever_its_name(kobo: Path, tmp_path: Path) -> None:
+    sheets = {"survey": KOBO_SURVEY, "choices": KOBO_CHOICES}
+    expected = load_xlsx(kobo)
+    for name in ("Graduate Survey 2026.xls", "Graduate Survey 2026.xlsx"):
+        # an .xls, and an .xls renamed .xlsx: the file's content decides
+        folder = tmp_path / name.rpartition(".")[2]
+        folder.mkdir()
+        path = dated(write_xls(folder / name, sheets), "2026-03-15")
+        warnings: list[str] = []
+        assert load_xlsx(path, warnings=warnings) == expected
+        assert "choices: list 'old_sectors' (rows 4, 5) is not used" in warnings[1]
+    numbers = write_xls(
+        tmp_path / "numbers.xls",
+        {
+            "survey": [["type", "name", "label", "required"], ["integer", "n", "How many?", 1]],
+            "settings": [["form_id", "version", "default_language"], ["numbers", 2026.1, "en"]],
+        },
+    )
+    q = load_xlsx(numbers)
+    assert (q.form_id, q.version) == ("numbers", "2026.1")
+    assert question(q, "n").required
+
+
+def test_a_broken_xls_is_a_clear_problem(tmp_path: Path) -> None:
+    path = tmp_path / "broken.xlsx"  # an OLE2 compound file's start, then nothing sensible
     path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
     with pytest.raises(QuestionnaireError) as caught:
         load_xlsx(path)
-    assert [p.message for p in caught.value.problems] == [
-        "this is an old Excel 97-2003 (.xls) workbook, which is not read: save it as an "
-        "Excel Workbook (.xlsx) and import that"
-    ]
+    [problem] = caught.value.problems
+    assert problem.message.startswith("cannot read the .xls workbook: ")
