@@ -325,29 +325,19 @@ async def cmd_serve(settings: Settings) -> int:
 def cmd_questionnaire(args: argparse.Namespace) -> int:
     """check / export / import questionnaire files (no database needed)."""
     from conversations.questionnaire import QuestionnaireError, load_questionnaire
-    from conversations.xlsform import export_xlsx, load_xlsx
+    from conversations.xlsform import export_xlsx
 
     try:
         if args.action == "check":
             failed = False
-            for path in args.files:
-                q = load_xlsx(path) if str(path).endswith(".xlsx") else load_questionnaire(path)
-                problems = _indicator_problems(q)
-                for problem in problems:
-                    print(f"{path}: conversations/indicators.yaml: {problem}", file=sys.stderr)
-                failed = failed or bool(problems)
-                asked = sum(1 for question in q.questions if question.answerable)
-                print(
-                    f"{path}: {q.form_id} version {q.version}, {asked} questions, "
-                    f"languages {', '.join(q.languages)}: "
-                    + ("indicators do not fit" if problems else "OK")
-                )
+            for path in args.files:  # every file is checked and reported (issue 19)
+                failed = _check_questionnaire(path, getattr(args, "language", None)) or failed
             return 1 if failed else 0
         elif args.action == "export":
             export_xlsx(load_questionnaire(args.source), args.target)
             print(f"wrote {args.target}")
         else:
-            _import_questionnaire(args.source, args.target)
+            _import_questionnaire(args.source, args.target, args.language)
     except QuestionnaireError as error:
         print(error, file=sys.stderr)
         return 1
@@ -355,6 +345,41 @@ def cmd_questionnaire(args: argparse.Namespace) -> int:
         print(f"{error.filename}: {error.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_questionnaire(path: str, language: str | None) -> bool:
+    """Check one questionnaire file and print what was found; True: it failed."""
+    from conversations.questionnaire import QuestionnaireError, load_questionnaire
+    from conversations.workbooks import is_workbook
+    from conversations.xlsform import load_xlsx
+
+    warnings: list[str] = []
+    try:
+        if is_workbook(path):
+            q = load_xlsx(path, warnings=warnings, language=language)
+        else:
+            q = load_questionnaire(path)
+    except QuestionnaireError as error:
+        for warning in warnings:
+            print(f"{path}: warning: {warning}", file=sys.stderr)
+        print(error, file=sys.stderr)
+        print(f"{path}: FAILED")
+        return True
+    except OSError as error:
+        print(f"{error.filename or path}: {error.strerror}", file=sys.stderr)
+        print(f"{path}: FAILED")
+        return True
+    for warning in warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    problems = _indicator_problems(q)
+    for problem in problems:
+        print(f"{path}: conversations/indicators.yaml: {problem}", file=sys.stderr)
+    asked = sum(1 for question in q.questions if question.answerable)
+    print(
+        f"{path}: {q.form_id} version {q.version}, {asked} questions, "
+        f"languages {', '.join(q.languages)}: " + ("indicators do not fit" if problems else "OK")
+    )
+    return bool(problems)
 
 
 def _indicator_problems(questionnaire: Any) -> list[str]:
@@ -373,7 +398,7 @@ def _indicator_problems(questionnaire: Any) -> list[str]:
     return problems
 
 
-def _import_questionnaire(source: str, target: str) -> None:
+def _import_questionnaire(source: str, target: str, language: str | None = None) -> None:
     """Write the spreadsheet's questionnaire as YAML to `target`. A target that already holds
     the same questionnaire is left as it is, with its comments and layout (an export and
     import round trip changes nothing); one that differs is kept beside it as `target.bak`,
@@ -384,9 +409,11 @@ def _import_questionnaire(source: str, target: str) -> None:
     from conversations.xlsform import import_xlsx
 
     warnings: list[str] = []
-    text = import_xlsx(source, warnings=warnings)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        text = import_xlsx(source, warnings=warnings, language=language)
+    finally:  # the warnings also when the import fails: they may explain it
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     path = Path(target)
     if path.exists():
         old_text = path.read_text(encoding="utf-8")
@@ -801,15 +828,23 @@ def build_parser() -> argparse.ArgumentParser:
     actions = questionnaire.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="validate YAML or XLSForm files")
     check.add_argument("files", nargs="+")
+    check.add_argument("--language", help=_LANGUAGE_HELP)
     export = actions.add_parser("export", help="write a questionnaire as an XLSForm .xlsx")
     export.add_argument("source", help="questionnaire YAML")
     export.add_argument("target", help="spreadsheet to write (.xlsx)")
     imp = actions.add_parser("import", help="read an XLSForm .xlsx into questionnaire YAML")
     imp.add_argument("source", help="spreadsheet (.xlsx)")
     imp.add_argument("target", help="YAML to write")
+    imp.add_argument("--language", help=_LANGUAGE_HELP)
     _add_roster_parsers(sub)
     _add_staff_parser(sub)
     return parser
+
+
+_LANGUAGE_HELP = (
+    "the language of bare label/hint/form_title columns when the settings sheet names no "
+    "default_language (en, nl, es, et, it)"
+)
 
 
 def needs_secret_key(args: argparse.Namespace) -> bool:

@@ -12,9 +12,13 @@ the rows as they come (storage/roster.py, conversations/xlsform.py).
 
 from __future__ import annotations
 
+import io
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
+import xlrd
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
@@ -48,7 +52,7 @@ class _LazySheet(ReadOnlyWorksheet):
 class _Reader(ExcelReader):
     """openpyxl's read-only workbook reader with lazy sheets (the first one only, or all)."""
 
-    def __init__(self, path: str | Path, *, first_only: bool) -> None:
+    def __init__(self, path: str | Path | BinaryIO, *, first_only: bool) -> None:
         super().__init__(path, read_only=True, data_only=True)
         self.first_only = first_only
 
@@ -67,6 +71,71 @@ def open_workbook(path: str | Path, *, first_only: bool = False) -> Workbook:
     """The workbook at `path`, read-only, values rather than formulas, its sheets' rows read
     as they are iterated and as they really are (close() it after use). Check its
     unpacked_size() first."""
-    reader = _Reader(path, first_only=first_only)
+    source: str | Path | BinaryIO = path
+    if Path(path).suffix.lower() not in (".xlsx", ".xlsm", ".xltx", ".xltm"):
+        # openpyxl goes by the name: an .xlsx named otherwise is handed over as its bytes
+        source = io.BytesIO(Path(path).read_bytes())
+    reader = _Reader(source, first_only=first_only)
     reader.read()
     return reader.wb
+
+
+XLSX_MAGIC = b"PK\x03\x04"
+"""An .xlsx is a zip file."""
+XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+"""An old .xls is an OLE2 compound file."""
+
+
+def workbook_kind(path: str | Path) -> str | None:
+    """ "xlsx" or "xls" by the file's first bytes, whatever its name; None: neither (or the
+    file cannot be read)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError:
+        return None
+    if head.startswith(XLSX_MAGIC):
+        return "xlsx"
+    if head == XLS_MAGIC:
+        return "xls"
+    return None
+
+
+def is_workbook(path: str | Path) -> bool:
+    """Is `path` a spreadsheet: by its content (an .xlsx named .yaml), else by its name (an
+    .xlsx that is not one is a spreadsheet that cannot be read)?"""
+    if workbook_kind(path) is not None:
+        return True
+    return Path(path).suffix.lower() in (".xlsx", ".xls", ".xlsm")
+
+
+class XlsSheet:
+    """A sheet of an old .xls workbook (read with xlrd), iterated like an openpyxl sheet:
+    values only, dates as datetimes, booleans as bools, empty cells as None."""
+
+    def __init__(self, book: Any, sheet: Any) -> None:
+        self.book = book
+        self.sheet = sheet
+        self.title: str = sheet.name
+
+    def iter_rows(self, values_only: bool = True) -> Iterator[tuple[object, ...]]:
+        for index in range(self.sheet.nrows):
+            yield tuple(self._value(cell) for cell in self.sheet.row(index))
+
+    def _value(self, cell: Any) -> object:
+        if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+            return None
+        if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+            return bool(cell.value)
+        if cell.ctype == xlrd.XL_CELL_DATE:
+            try:
+                return xlrd.xldate_as_datetime(cell.value, self.book.datemode)
+            except (ValueError, OverflowError, xlrd.XLDateError):
+                return cell.value
+        return cell.value
+
+
+def open_xls(path: str | Path) -> list[XlsSheet]:
+    """The sheets of the old Excel 97-2003 workbook at `path` (xlrd; raises on a bad file)."""
+    book = xlrd.open_workbook(file_contents=Path(path).read_bytes(), on_demand=False)
+    return [XlsSheet(book, sheet) for sheet in book.sheets()]

@@ -8,12 +8,18 @@
   problem names the sheet and row (``file.xlsx:survey`` row 12).
 - :func:`to_yaml` writes the canonical YAML of a questionnaire.
 
-Spreadsheet conventions accepted on import: headers in any order and any case; ``label``,
-``label::en``, ``label::English (en)`` or ``label::English`` (a bare ``label`` is the default
-language); ``constraint_message`` or ``constraint message``; ``list_name`` or ``list name``;
-``required``/``core`` as yes/no, true/false, TRUE/FALSE, y/n or 1/0 (blank: our defaults,
-required and not core); ``select_one  list`` with any spaces; ``begin group``/``begin_group``;
-``parameters`` as ``min=1 max=5``; ``form_title`` or ``title::…`` in settings; blank rows skipped.
+Spreadsheet conventions accepted on import (XLSForm as written, issue 19): headers in any
+order and any case; ``label``, ``label::en``, ``label::English (en)``, ``label:English`` or
+``label::Nederlands`` (names matched with Babel; a bare ``label``/``hint``/``form_title`` is
+the default language: the settings' ``default_language``, else the ``language`` chosen at
+import); ``constraint_message`` or ``constraint message``; ``list_name`` or ``list name``;
+``required``/``core`` as yes/no, true/false, TRUE/FALSE, y/n or 1/0 (blank: not core, and
+optional as in XLSForm, unless core); ``select_one  list`` with any spaces; ``begin group``/
+``begin_group``; ``parameters`` as ``min=1 max=5``; ``form_title`` or ``title::…`` in
+settings; blank rows skipped. The settings sheet is optional: form_id from the file's name,
+version from its date, title from the form_id. Unused choice lists and group hints are left
+out with a warning. Old Excel 97-2003 ``.xls`` files are read with xlrd; the file's first bytes,
+not its name, decide which reader reads it.
 ODK's ``${last-saved#name}`` (the answer in the previous wave) is read as written, in
 expressions and in label and hint texts; our ``carry`` column is a column like ``relevant``.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
@@ -27,10 +33,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from babel import Locale, UnknownLocaleError
 from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -48,7 +56,14 @@ from conversations.questionnaire import (
     QuestionnaireError,
     _parse,
 )
-from conversations.workbooks import MEGABYTE, megabytes, open_workbook, unpacked_size
+from conversations.workbooks import (
+    MEGABYTE,
+    megabytes,
+    open_workbook,
+    open_xls,
+    unpacked_size,
+    workbook_kind,
+)
 
 # What one XLSForm workbook may hold (a questionnaire has hundreds of rows, a choice list a
 # few thousand); reading stops at the first limit passed.
@@ -95,15 +110,37 @@ def language_header(code: str) -> str:
     return f"{name} ({code})" if name else code
 
 
+@cache
+def _babel_names() -> dict[str, str]:
+    """The English and native names of our languages, lowercased, by Babel (CLDR)."""
+    names: dict[str, str] = {}
+    for code in SUPPORTED_LANGUAGES:
+        locale = Locale.parse(code)
+        for name in (locale.get_language_name("en"), locale.get_language_name(code)):
+            if name:
+                names[name.strip().lower()] = code
+    return names
+
+
 def language_code(text: str) -> str | None:
-    """The code in ``English (en)``, ``en``, ``English`` or ``Nederlands``; None if unclear."""
+    """The code in ``English (en)``, ``en``, ``en_GB``, ``English``, ``Nederlands`` or
+    ``english`` (any case); None if unclear."""
     value = text.strip()
     match = re.search(r"\(\s*([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})?)\s*\)$", value)
     if match:
         return match.group(1).lower()
     if re.fullmatch(r"[A-Za-z]{2,3}", value):
         return value.lower()
-    return _NAMES_TO_CODES.get(value.lower())
+    name = value.lower()
+    code = _NAMES_TO_CODES.get(name) or _babel_names().get(name)
+    if code is not None:
+        return code
+    if re.fullmatch(r"[A-Za-z]{2,3}[-_][A-Za-z0-9]{1,8}", value):  # en_GB, nl-BE
+        try:
+            return Locale.parse(value.replace("-", "_")).language.lower()
+        except (ValueError, TypeError, UnknownLocaleError):
+            return None
+    return None
 
 
 # --- canonical YAML -----------------------------------------------------------------------
@@ -492,7 +529,8 @@ def _columns(
     for index, header in enumerate(sheet.headers):
         if not header:
             continue
-        base, _, suffix = header.partition("::")
+        # label::English (en), and label:English (one colon, as some tools write it)
+        base, _, suffix = header.partition("::" if "::" in header else ":")
         key = re.sub(r"[\s_]+", "_", base.strip().lower())
         key = _HEADER_ALIASES.get(key, key)
         if key not in known or (suffix and key not in translated):
@@ -554,12 +592,24 @@ def _flag(text: str) -> bool | str:
 
 
 class _Importer:
-    def __init__(self, path: str | Path, supported: tuple[str, ...]) -> None:
+    def __init__(
+        self, path: str | Path, supported: tuple[str, ...], language: str | None = None
+    ) -> None:
         self.path = str(path)
         self.supported = supported
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
-        self.default_language: str | None = None
+        # the language of bare label/hint/form_title columns: the settings' default_language,
+        # else the one chosen at import (--language)
+        self.language = language_code(language) if language else None
+        if language and self.language not in supported:
+            self.problem(
+                None,
+                0,
+                f"--language {language!r}: choose one of {', '.join(supported)}",
+            )
+            self.language = None
+        self.default_language: str | None = self.language
 
     def problem(self, sheet: str | None, row: int, message: str) -> None:
         source = f"{self.path}:{sheet}" if sheet else self.path
@@ -575,6 +625,10 @@ class _Importer:
                 )
 
     def run(self) -> _Document:
+        if self.problems:
+            raise QuestionnaireError(self.problems)
+        if workbook_kind(self.path) == "xls":  # by its content, whatever its name
+            return self.build(self.read_xls())
         size = unpacked_size(self.path)
         if size is not None and size > MAX_UNPACKED_BYTES:
             self.problem(
@@ -600,23 +654,96 @@ class _Importer:
             # with whatever its zip and XML readers raise (EOFError, ParseError, ...).
             self.problem(None, 0, f"cannot read the spreadsheet: {error or type(error).__name__}")
             raise QuestionnaireError(self.problems) from None
-        for name in ("survey", "settings"):
-            if name not in sheets:
-                self.problem(None, 0, f"the workbook has no {name!r} sheet")
+        return self.build(sheets)
+
+    def read_xls(self) -> dict[str, _Sheet]:
+        """The sheets of an old Excel 97-2003 workbook (xlrd)."""
+        size = Path(self.path).stat().st_size
+        if size > MAX_UNPACKED_BYTES:
+            self.problem(
+                None,
+                0,
+                f"the workbook is {megabytes(size):,} MB, more than the "
+                f"{megabytes(MAX_UNPACKED_BYTES)} MB allowed",
+            )
+            raise QuestionnaireError(self.problems)
+        sheets: dict[str, _Sheet] = {}
+        title = None
+        try:
+            for sheet in open_xls(self.path):
+                title = sheet.title
+                sheets[sheet.title.strip().lower()] = _read_sheet(sheet, self)
+        except _TooBig as error:
+            self.problem(title, error.row, error.message)
+            raise QuestionnaireError(_capped(self.problems, self.path)) from None
+        except Exception as error:
+            # xlrd raises XLRDError, CompDocError, struct.error, IndexError ... on a bad file
+            self.problem(None, 0, f"cannot read the .xls workbook: {error or type(error).__name__}")
+            raise QuestionnaireError(self.problems) from None
+        return sheets
+
+    def build(self, sheets: dict[str, _Sheet]) -> _Document:
+        if "survey" not in sheets:
+            self.problem(None, 0, "the workbook has no 'survey' sheet")
         if self.problems:
             raise QuestionnaireError(_capped(self.problems, self.path))
-        settings, settings_origin = self.settings(sheets["settings"])
+        settings: dict[str, Any] = {}
+        settings_origin: Origin = None
+        if "settings" in sheets:  # optional in XLSForm
+            settings, settings_origin = self.settings(sheets["settings"])
         survey_langs: list[str] = []
         rows = self.survey(sheets["survey"], survey_langs)
         choices = self.choices(sheets["choices"]) if "choices" in sheets else {}
-        if "languages" not in settings:
-            settings["languages"] = _Flow(
-                dict.fromkeys(survey_langs + list(settings.get("title", {}))).keys()
-            )
+        self.unused_lists(rows, choices)
+        self.defaults(settings, survey_langs)
         settings = {key: settings[key] for key in SETTINGS_COLUMNS if key in settings}
         comments = [f"Imported from {Path(self.path).name}"]
         comments += [f"Warning: {warning}" for warning in self.warnings]
         return _render(settings, settings_origin, rows, choices, comments)
+
+    def defaults(self, settings: dict[str, Any], survey_langs: list[str]) -> None:
+        """What XLSForm leaves out, as XLSForm tools fill it in: the form_id from the file's
+        name, the version from the file's date, the title from the form_id."""
+        path = Path(self.path)
+        if "form_id" not in settings:
+            form_id = re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_")[:24]
+            settings["form_id"] = form_id.strip("_") or "form"
+        if "version" not in settings:
+            try:
+                stamp = datetime.fromtimestamp(path.stat().st_mtime)
+            except OSError:
+                stamp = datetime.now()
+            settings["version"] = stamp.strftime("%Y%m%d")
+        if "default_language" not in settings:
+            default = self.default_language or (survey_langs[0] if survey_langs else None)
+            if default is not None:
+                settings["default_language"] = default
+        if "languages" not in settings:
+            languages = list(survey_langs) + list(settings.get("title", {}))
+            if settings.get("default_language") and not languages:
+                languages.append(settings["default_language"])  # only bare columns
+            settings["languages"] = _Flow(dict.fromkeys(languages).keys())
+        if "title" not in settings and settings["languages"]:
+            settings["title"] = {lang: settings["form_id"] for lang in settings["languages"]}
+
+    def unused_lists(
+        self,
+        rows: list[tuple[dict[str, Any], Origin]],
+        choices: dict[str, list[tuple[dict[str, Any], Origin]]],
+    ) -> None:
+        """Choice lists no question uses are left out with a warning (XLSForm allows them)."""
+        used = set()
+        for row, _ in rows:
+            words = str(row.get("type", "")).split()
+            if len(words) > 1:
+                used.add(words[1])
+        for list_name in [name for name in choices if name not in used]:
+            numbers = [origin[1] for _, origin in choices[list_name] if origin]
+            self.warnings.append(
+                f"choices: list {list_name!r} (rows {_rows_text(numbers)}) is not used by any "
+                "question and was left out"
+            )
+            del choices[list_name]
 
     def translated(
         self, cells: list[object], column: _Column, target: dict[str, dict[str, str]], sheet: str
@@ -630,7 +757,8 @@ class _Importer:
                 sheet,
                 1,
                 f"column {column.header!r} names no language: set default_language in the "
-                f"settings sheet or name it like {column.key}::English (en)",
+                f"settings sheet, choose one at import (--language en) or name it like "
+                f"{column.key}::English (en)",
             )
             return
         texts = target.setdefault(column.key, {})
@@ -723,10 +851,21 @@ class _Importer:
                 continue
             if ordered["type"] == END_GROUP:
                 ordered.pop("name", None)  # XLSForm end rows may repeat the name: not needed
-            if ordered["type"].split()[0] in ("note", "begin_group", END_GROUP):
+            kind = ordered["type"].split()[0]
+            if kind in ("note", "begin_group", END_GROUP):
                 for key in ("required", "core"):
                     if ordered.get(key) is False:
                         del ordered[key]  # "no" on a row that is not a question: harmless
+            elif "required" not in ordered and ordered.get("core") is not True:
+                # XLSForm: a blank required is optional (a core question is always required)
+                ordered["required"] = False
+            if kind == "begin_group" and "hint" in ordered:
+                del ordered["hint"]
+                self.warnings.append(
+                    f"{sheet.title}: row {number}: a group's hint is not shown in a chat and was "
+                    "left out"
+                )
+            ordered = {key: ordered[key] for key in SURVEY_COLUMNS if key in ordered}
             rows.append((ordered, (sheet.title, number)))
         return rows
 
@@ -801,37 +940,53 @@ def import_xlsx(
     *,
     supported_languages: Iterable[str] = SUPPORTED_LANGUAGES,
     warnings: list[str] | None = None,
+    language: str | None = None,
 ) -> str:
     """YAML in our format from an XLSForm workbook, validated (QuestionnaireError otherwise).
 
     Problems name the sheet and row: source ``file.xlsx:survey``, line = the row number.
+    `warnings` receives the warnings also when the import fails. `language`: the language of
+    bare ``label``/``hint``/``form_title`` columns when the settings name no default_language.
     """
-    doc, _ = _import(path, tuple(supported_languages), warnings)
+    doc, _ = _import(path, tuple(supported_languages), warnings, language)
     return doc.text()
 
 
 def load_xlsx(
-    path: str | Path, *, supported_languages: Iterable[str] = SUPPORTED_LANGUAGES
+    path: str | Path,
+    *,
+    supported_languages: Iterable[str] = SUPPORTED_LANGUAGES,
+    warnings: list[str] | None = None,
+    language: str | None = None,
 ) -> Questionnaire:
     """The questionnaire in an XLSForm workbook (QuestionnaireError with sheet rows)."""
-    _, questionnaire = _import(path, tuple(supported_languages), None)
+    _, questionnaire = _import(path, tuple(supported_languages), warnings, language)
     return questionnaire
 
 
 def _import(
-    path: str | Path, supported: tuple[str, ...], warnings: list[str] | None
+    path: str | Path,
+    supported: tuple[str, ...],
+    warnings: list[str] | None,
+    language: str | None = None,
 ) -> tuple[_Document, Questionnaire]:
-    importer = _Importer(path, supported)
+    importer = _Importer(path, supported, language)
+    try:
+        return _checked(importer)
+    finally:
+        if warnings is not None:
+            warnings.extend(importer.warnings)
+
+
+def _checked(importer: _Importer) -> tuple[_Document, Questionnaire]:
     doc = importer.run()
-    if warnings is not None:
-        warnings.extend(importer.warnings)
 
     def where(line: int) -> str:
         origin = doc.origin(line)
         return f"{origin[0]} row {origin[1]}" if origin else f"line {line}"
 
     try:
-        questionnaire = _parse(doc.text(), importer.path, supported, where)
+        questionnaire = _parse(doc.text(), importer.path, importer.supported, where)
     except QuestionnaireError as error:
         problems = list(importer.problems)
         for problem in error.problems:
