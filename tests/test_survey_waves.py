@@ -87,6 +87,30 @@ async def answer_m2(
     return stored, {row.question: row.value for row in rows} | {"_month": "2026-08"}
 
 
+async def walk_m6(
+    h: Harness,
+    graduate: Graduate,
+    user: SandboxUser,
+    q: Questionnaire,
+    lang: str,
+    earlier: dict[str, Any],
+    choose: Any,
+) -> tuple[SurveyResponse, Walk, dict[str, str], TranscriptEntry]:
+    """m6 opened and answered up to the review with `choose`: the response, the walk, each
+    question's message as it was shown (by name) and the review."""
+    m6 = await open_wave(h, graduate, "m6")
+    _welcome, first = await h.send(user, "/survey", expect=2)
+    walk = Walk(h, user, q, lang, earlier=earlier)
+    shown: dict[str, str] = {}
+
+    def remember(question: Question) -> Any:
+        shown[question.name] = h.last_keyboard_message(user).content
+        return choose(question)
+
+    review = await walk.run(first, remember)
+    return m6, walk, shown, review
+
+
 async def stored_answers(h: Harness, response_id: int | None) -> dict[str, Answer]:
     async with h.db.session() as session:
         rows = (await session.exec(select(Answer).where(Answer.response_id == response_id))).all()
@@ -103,17 +127,9 @@ async def test_m2_answers_are_shown_and_carried_into_m6(tracking_harness: Harnes
     m2, earlier = await answer_m2(h, graduate, user, q, lang, "employed")
     assert earlier["E4"] == default_answer(q, q.question("E4")) == "Kok in een restaurant"
 
-    m6 = await open_wave(h, graduate, "m6")
-    _welcome, first = await h.send(user, "/survey", expect=2)
-    walk = Walk(h, user, q, lang, earlier=earlier)
-    shown: dict[str, str] = {}
-    choose = chooser(q, "employed", E0="same")
-
-    def remember(question: Question) -> Any:
-        shown[question.name] = h.last_keyboard_message(user).content
-        return choose(question)
-
-    review = await walk.run(first, remember)
+    m6, walk, shown, review = await walk_m6(
+        h, graduate, user, q, lang, earlier, chooser(q, "employed", E0="same")
+    )
     # The earlier job and the month it was given, in Dutch, in the question itself.
     assert (
         "In augustus werkte je als: Kok in een restaurant. Is dat nog steeds je baan?"
@@ -239,17 +255,9 @@ async def test_still_in_the_same_course_carries_it(tracking_harness: Harness) ->
     course = dutch.choice(dutch.question("S1"), earlier["S1"])
     assert course is not None
 
-    m6 = await open_wave(h, graduate, "m6")
-    _welcome, first = await h.send(user, "/survey", expect=2)
-    walk = Walk(h, user, q, lang, earlier=earlier)
-    shown: dict[str, str] = {}
-    choose = chooser(q, "studying", S0="still")
-
-    def remember(question: Question) -> Any:
-        shown[question.name] = h.last_keyboard_message(user).content
-        return choose(question)
-
-    review = await walk.run(first, remember)
+    m6, walk, shown, review = await walk_m6(
+        h, graduate, user, q, lang, earlier, chooser(q, "studying", S0="still")
+    )
     assert f"En agosto estabas estudiando: {course.label('es')}. ¿Sigues con ello?" in shown["S0"]
     assert not {"S1", "S2", "S3", "S4"} & set(walk.asked)
     assert "S5" in walk.asked
