@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import runner
 from bot.news_cli import add_news_parser
 
 if TYPE_CHECKING:
@@ -890,18 +891,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "news":
         from bot.news_cli import cmd_news
 
-        return asyncio.run(cmd_news(settings, args))
+        return runner.run(cmd_news(settings, args))
     if args.command == "staff":
         from conversations.staff import cmd_staff
 
-        return asyncio.run(cmd_staff(settings, args))
+        return runner.run(cmd_staff(settings, args))
     if args.command in ROSTER_COMMANDS:
-        return asyncio.run(ROSTER_COMMANDS[args.command](settings, args))
+        return runner.run(ROSTER_COMMANDS[args.command](settings, args))
     commands = {"run": cmd_run, "serve": cmd_serve, "migrate": cmd_migrate, "demo": cmd_demo}
     sole = args.command in ("run", "serve")
     try:
         with _sole_process(settings.database_url) if sole else contextlib.nullcontext():
-            return asyncio.run(commands[args.command](settings))
+            return runner.run(commands[args.command](settings))
     except AlreadyRunning as refused:
         print(f"error: {refused}", file=sys.stderr)
         return 1
@@ -909,5 +910,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> int:
+    """The `gradtrack` command: `main`, and a process that always ends (bot.runner)."""
+    return runner.finish(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -7,12 +7,16 @@ batch is being sent, and a row whose claim could not be kept (renewed too late, 
 over) is not sent by this pass (`holds`). Batches are also kept to what the bulk rate sends
 in half a lease (`batch_limit`).
 
-When the pass is stopped by a graceful stop of the process (`Runtime.stopping`, then
-cancelled), the messages being sent are finished and recorded (`complete`), and the rows not
-sent go back to pending at once (storage/claims.py), instead of waiting for the lease to
-expire: a deploy in the middle of a broadcast delays nothing. A pass cancelled because this
-process stopped leading is cut off as it was: its claims run out, as after a crash (another
-process may be leading already).
+When the process stops gracefully (`Runtime.stopping`), the pass sends no further row
+(`holds` says no): the messages being sent are finished and recorded, the batch ends, and the
+rows not sent go back to pending at once (storage/claims.py), instead of waiting for the lease
+to expire: a deploy in the middle of a broadcast delays nothing. The stop is asked, not forced,
+so that no database transaction is cut in the middle (a task cancelled inside one leaves its
+SQLite connection to be torn down, holding the write lock meanwhile). A pass still running
+after the scheduler's grace is cancelled: the messages in flight are still finished
+(`complete`) and the rest given back. A pass cancelled because this process stopped leading is
+cut off as it was: its claims run out, as after a crash (another process may be leading
+already).
 """
 
 from __future__ import annotations
@@ -64,9 +68,9 @@ class Held:
         self._done = asyncio.Event()
 
     def holds(self, row_id: int) -> bool:
-        """Whether this pass may still send the row: claimed by it, and the claim not older
-        than the lease (no other dispatcher can have taken it over)."""
-        if row_id not in self.owned:
+        """Whether this pass may still send the row: claimed by it, the claim not older than
+        the lease (no other dispatcher can have taken it over), and the process not stopping."""
+        if row_id not in self.owned or self.rt.stopping:
             return False
         return self.lease <= 0 or time.monotonic() < self._valid_until
 
@@ -89,11 +93,13 @@ class Held:
 
     @asynccontextmanager
     async def sending(self) -> AsyncIterator[Held]:
-        """Renew the claim while the block sends the batch; if the block is cancelled (a
-        graceful stop), finish the messages in flight and give back the rest."""
+        """Renew the claim while the block sends the batch; when the process stops (the block
+        ends early, or is cancelled), finish the messages in flight and give back the rest."""
         renewer = asyncio.create_task(self._renewing(), name="gradtrack-claim-renewal")
         try:
             yield self
+            if self.rt.stopping:  # the batch ended early: give back what was not sent
+                await self._stop(renewer)
         except asyncio.CancelledError:
             if self.rt.stopping:
                 await self._stop(renewer)

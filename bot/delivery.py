@@ -390,7 +390,7 @@ async def dispatch_due(
     # by renewing it (bot/claims.py).
     limit = batch_limit(batch, settings.bulk_send_per_second, lease)
     batches = 0
-    while max_batches is None or batches < max_batches:
+    while (max_batches is None or batches < max_batches) and not rt.stopping:
         now = rt.clock.now()
         async with rt.db.session() as session:
             ids = await claim_due(

@@ -365,7 +365,7 @@ async def dispatch_news(
     live = LiveBroadcasts(rt)
     limit = batch_limit(batch, rt.settings.bulk_send_per_second, rt.settings.claim_lease_seconds)
     batches = 0
-    while max_batches is None or batches < max_batches:
+    while (max_batches is None or batches < max_batches) and not rt.stopping:
         now = rt.clock.now()
         ids = await _claim(rt, now, limit)
         if not ids:

@@ -196,6 +196,7 @@ async def _send(settings: Settings, db: Database, args: argparse.Namespace) -> i
 
 async def _dispatch(settings: Settings, db: Database, args: argparse.Namespace) -> int:
     from bot.app import build_application
+    from bot.claims import STOP_WAIT_SECONDS
     from bot.news import dispatch_news
 
     if not settings.telegram_bot_token:
@@ -207,25 +208,28 @@ async def _dispatch(settings: Settings, db: Database, args: argparse.Namespace) 
     loop = asyncio.get_running_loop()
 
     def stop() -> None:  # SIGTERM or Ctrl+C: finish what is in flight, give back the rest
-        rt.stopping = True
-        sending.cancel()
+        if not rt.stopping:
+            rt.stopping = True  # asked first (bot/claims.py); forced after the grace
+            loop.call_later(STOP_WAIT_SECONDS, sending.cancel)
 
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop)
+    report = None
     try:
         report = await sending
     except asyncio.CancelledError:
         if not rt.stopping:
             raise
-        print("stopped: the news not sent yet is pending again; dispatch again to send it")
-        return 1
     finally:
         for sig in signals:
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
         await application.shutdown()
+    if rt.stopping or report is None:
+        print("stopped: the news not sent yet is pending again; dispatch again to send it")
+        return 1
     print(
         f"sent {report.sent}, blocked {report.blocked}, failed {report.failed}, "
         f"retried later {report.retried}, skipped {report.skipped}"

@@ -110,20 +110,32 @@ class LeaderScheduler(AsyncIOScheduler):
         self.leadership.terminate()
         super().shutdown(wait)
 
-    async def stop(self, timeout: float = STOP_WAIT_SECONDS + 5.0) -> None:
-        """A graceful stop: pause the jobs, stop the work in progress and wait (up to
-        `timeout`) for it to wind down, then `shutdown`. A dispatcher stopped mid-batch
-        finishes the messages in flight and gives back the rows it did not send
-        (bot/claims.py), before the database closes."""
+    async def stop(
+        self, grace: float = STOP_WAIT_SECONDS, timeout: float = STOP_WAIT_SECONDS + 5.0
+    ) -> None:
+        """A graceful stop: pause the jobs and ask the work in progress to stop
+        (`Runtime.stopping`: a dispatcher sends no further row, finishes the messages in
+        flight and gives back the rows it did not send, bot/claims.py); wait up to `grace`
+        for it to end by itself, so that no database transaction is cut in the middle. Work
+        still running then is cancelled and given up to `timeout` to wind down; then
+        `shutdown`, all before the database closes."""
         self._stopping = True
         if self.runtime is not None:
             self.runtime.stopping = True
-        self._stand_down()  # pause the jobs, stop the work in progress
+        self._stand_down(cancel=False)
         running = self._work | self._runs
         if running:
+            _done, running = await asyncio.wait(running, timeout=grace)
+        if running:
+            log.warning(
+                "scheduler: %d jobs still running after %.0f s: cancelled", len(running), grace
+            )
+            self._stand_down()
             # Before `shutdown`, which cancels the job runs themselves (APScheduler would log
             # each as failed with a CancelledError).
-            await asyncio.wait(running, timeout=timeout)
+            left = self._work | self._runs
+            if left:
+                await asyncio.wait(left, timeout=timeout)
         self.shutdown(wait=False)
 
     @property
@@ -144,12 +156,13 @@ class LeaderScheduler(AsyncIOScheduler):
             self._stand_down()
             log.info("scheduler: dispatcher jobs paused in this process")
 
-    def _stand_down(self) -> None:
+    def _stand_down(self, cancel: bool = True) -> None:
         if self.running:
             for job in self.get_jobs():
                 self.pause_job(job.id)
-        for task in list(self._work):
-            task.cancel()
+        if cancel:
+            for task in list(self._work):
+                task.cancel()
 
     def _while_leading(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(func)

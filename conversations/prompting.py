@@ -204,6 +204,8 @@ async def resend_pending_prompts(rt: Runtime, older_than: timedelta | None = Non
         stale = await stale_prompts(session, utcnow() - older_than)
     sent = 0
     for chat_id, seen in stale:
+        if rt.stopping:  # the rest is resent by the next leader
+            break
         try:
             if await _claim_and_send(rt, chat_id, seen):
                 sent += 1

@@ -114,10 +114,19 @@ async def _run_until(tmp_path: Path, env: dict[str, str], needle: str) -> list[s
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+        try:
+            rest, _ = await asyncio.wait_for(process.communicate(), 90)
+        except TimeoutError:
+            process.kill()
+            rest, _ = await process.communicate()
+            lines.append("(still running 90 s after SIGTERM: killed)")
         lines.extend(rest.decode(errors="replace").splitlines())
     assert any(needle in line for line in lines), "\n".join(lines[-30:])
     assert process.returncode == 0, "\n".join(lines[-30:])
+    # A graceful stop logs no error (a job cut inside a transaction did: test_graceful_exit).
+    assert not [line for line in lines if "ERROR" in line or "Traceback" in line], "\n".join(
+        lines[-30:]
+    )
     return lines
 
 
