@@ -14,10 +14,14 @@ from typing import Any
 import pytest
 
 from bot.i18n import use_language
+from bot.sandbox.state import TranscriptEntry
 from conversations import engine, survey
 from conversations.expressions import ExpressionError, parse_expression
 from conversations.questionnaire import Questionnaire, QuestionnaireError, parse_questionnaire
+from conversations.registry import QuestionnaireRegistry
+from conversations.waves import parse_plans
 from conversations.xlsform import export_xlsx, import_xlsx, load_xlsx, to_yaml
+from tests.harness import Harness, tr
 from tests.test_questionnaire_loader import problems
 from tests.test_xlsform_standard import write_workbook
 
@@ -411,3 +415,67 @@ def test_a_form_refused_names_the_row(tmp_path: Path) -> None:
         load_xlsx(path)
     text = str(caught.value)
     assert "bad.xlsx:survey:2: choice_filter" in text
+
+
+# --- in the chat -------------------------------------------------------------------------
+
+PLANS = parse_plans(
+    """
+default:
+  waves:
+    - {name: m2, questionnaire: pathways, consent: survey, opens: 2m, closes: 4m,
+       reminders: {count: 2, every: 2w}}
+""",
+    questionnaires={"pathways"},
+)
+
+
+@pytest.fixture
+async def deployed(harness: Harness, tmp_path: Path, pathways: Path) -> Harness:
+    """The harness with the imported pathways form deployed."""
+    directory = tmp_path / "deployed"
+    directory.mkdir()
+    (directory / "pathways.yaml").write_text(import_xlsx(pathways), encoding="utf-8")
+    harness.questionnaires = QuestionnaireRegistry(directory)
+    harness.plans = PLANS
+    await harness.restart_bot()
+    return harness
+
+
+def texts(message: TranscriptEntry) -> list[str]:
+    return [str(button["text"]) for button in message.buttons]
+
+
+async def test_the_form_in_the_chat_in_dutch(deployed: Harness) -> None:
+    """Through the sandbox: the school question names the region chosen and offers only its
+    schools, the note names the school, "Anders" asks which, a postcode is checked with its
+    regex and the review shows what was answered."""
+    h = deployed
+    graduate, user = await h.consenting_graduate("nl")
+    await h.open_survey(graduate, "pathways")
+    _welcome, region = await h.send(user, "/survey", expect=2)
+    assert "Waar is je school?" in region.content
+    assert texts(region) == ["Noord", "Zuid"]
+
+    (school,) = await h.press(user, "Zuid", message=region)
+    assert "Welke school in Zuid?" in school.content
+    assert texts(school)[:3] == ["Summa", "Curio", tr("nl", "◀ Back")]
+
+    (age,) = await h.press(user, "Curio", message=school)
+    assert "Hoe oud ben je?" in age.content
+    note, job = await h.send(user, "20", expect=2)
+    assert note.content == "Welkom, oud-student van Curio!"
+    assert "Wat doe je nu?" in job.content
+    assert texts(job)[:3] == ["Werken", "Studeren", "Anders"]
+
+    (other,) = await h.press(user, "Anders", message=job)
+    assert "Welke andere?" in other.content
+    (postcode,) = await h.send(user, "Eigen bakkerij")
+    assert "Je postcode?" in postcode.content
+    (refused,) = await h.send(user, "12")
+    assert refused.content == "Schrijf het als 1234 AB"
+    (review,) = await h.send(user, "5611 AA")
+    assert review.content.startswith("Controleer je antwoorden.")
+    for shown in ("Welke school in Zuid?\n    → Curio", "Anders", "Eigen bakkerij", "5611 AA"):
+        assert shown in review.content
+    assert "Wanneer begon je?" not in review.content  # only after "Werken"
