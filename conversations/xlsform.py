@@ -362,7 +362,11 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
     headers += [f"label::{h}" for h in langs] + [f"hint::{h}" for h in langs]
     headers += ["required", "relevant", "constraint"]
     headers += [f"constraint_message::{h}" for h in langs] + ["parameters", "core", "carry"]
-    headers += ["choice_filter", "calculation"]
+    # only when used: a form without them keeps the layout it always had
+    if any(item.choice_filter is not None for item in q.questions):
+        headers.append("choice_filter")
+    if q.calculations:
+        headers.append("calculation")
     _append(survey, headers)
     for item in q.rows:
         values: dict[str, object] = {}
