@@ -82,7 +82,6 @@ KEYWORDS = frozenset({"and", "or", "not", *FUNCTIONS})
 #: graduate typed: patterns that can backtrack for ages (a repeated group that itself repeats,
 #: back-references) are refused when the questionnaire loads.
 MAX_PATTERN_LENGTH = 200
-_NESTED_REPEAT_RE = re.compile(r"\((?:[^()\\]|\\.)*[*+}](?:[^()\\]|\\.)*\)[*+{?]")
 _BACKREFERENCE_RE = re.compile(r"\\[1-9]|\(\?P=")
 
 _NUMBER_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -580,6 +579,51 @@ class _Parser:
         return Call(word, tuple(args))
 
 
+def _repeats_a_choice(pattern: str) -> bool:
+    """Whether a group that repeats (``)*``, ``)+``, ``){2,}``) holds a repetition or an
+    alternative inside: ``(a+)+``, ``(a|aa)*``, ``((a*)b)+``. Such a group can match the same
+    text in exponentially many ways, and a failing match tries them all."""
+    stack: list[bool] = []  # per open group: something inside repeats or alternates
+    risky = False  # the group just closed
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            risky = False
+            continue
+        if c == "[":  # a character class: skip to its end
+            end = i + 1
+            if pattern[end : end + 1] == "^":
+                end += 1
+            if pattern[end : end + 1] == "]":
+                end += 1
+            while end < len(pattern) and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            i = end + 1
+            risky = False
+            continue
+        if c == "(":
+            stack.append(False)
+            if pattern.startswith("(?", i):  # (?:  (?=  (?P<name>: not a quantifier
+                i += 2
+                continue
+        elif c == ")":
+            risky = stack.pop() if stack else False
+            if stack and risky:
+                stack[-1] = True
+            i += 1
+            continue
+        elif c in "*+{?|":
+            if c in "*+{" and risky:
+                return True
+            if stack and c != "?":
+                stack[-1] = True
+        risky = False
+        i += 1
+    return False
+
+
 def _check_pattern(node: Node, position: int) -> None:
     """A regex() pattern must be a text in quotes that Python's re compiles, and must not be
     able to backtrack for ages."""
@@ -590,7 +634,7 @@ def _check_pattern(node: Node, position: int) -> None:
         raise ExpressionError(
             f"regex(): the pattern is longer than {MAX_PATTERN_LENGTH} characters", position
         )
-    if _NESTED_REPEAT_RE.search(pattern) or _BACKREFERENCE_RE.search(pattern):
+    if _repeats_a_choice(pattern) or _BACKREFERENCE_RE.search(pattern):
         raise ExpressionError(
             "regex(): a repeated group that repeats inside, or a back-reference, can take "
             "ages to match; write the pattern without it",

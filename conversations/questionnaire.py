@@ -1365,6 +1365,7 @@ class _Builder:
                     if row.choice_filter is not None:
                         self.check_columns(row, row.choice_filter, items)
                     if row.or_other:
+                        self.check_button(row, OTHER_CODE)
                         self.check_or_other(row, items, first_line)
             if row.type == QuestionType.SCALE:
                 low = row.parameters.get("min", DEFAULT_SCALE[0])
@@ -1524,7 +1525,12 @@ class _Builder:
     ) -> None:
         """``${name}`` in an expression or a text: an earlier question or calculate row."""
         line = row.key_line(key)
-        if name == row.name:
+        if not NAME_RE.fullmatch(name):
+            self.problem(
+                line,
+                f"{what}: ${{{name}}} names no question (a letter, then letters, digits or _)",
+            )
+        elif name == row.name:
             hint = "; use . for the answer being checked" if key == "constraint" else ""
             self.problem(line, f"{what} refers to {row.name} itself{hint}")
         elif name not in first_line:

@@ -299,6 +299,8 @@ def test_regex_and_today_in_constraints(pathways: Path) -> None:
         ("regex(${a}, '[0-9]')", {"a": "abc"}, False),
         ("string-length(concat(${a}, ${a}))", {"a": "abc"}, 6),
         ("if(regex(${a}, 'b'), concat('has ', 'b'), '')", {"a": "abc"}, "has b"),
+        ("regex(${a}, '^[0-9]+(-[0-9]+)?$')", {"a": "12-34"}, True),
+        ("regex(${a}, '^(ab){2}$')", {"a": "abab"}, True),
     ],
 )
 def test_if_concat_regex(text: str, answers: dict[str, Any], expected: object) -> None:
@@ -317,6 +319,9 @@ def test_if_concat_regex(text: str, answers: dict[str, Any], expected: object) -
         ("regex(${a}, '[0-9')", "the pattern is not valid"),
         ("regex(${a}, '(a+)+$')", "can take ages to match"),
         ("regex(${a}, '(a)\\1')", "can take ages to match"),
+        ("regex(${a}, '(a|aa)*$')", "can take ages to match"),
+        ("regex(${a}, '^((a*)b)+$')", "can take ages to match"),
+        ("regex(${a}, '(?:[0-9]+)+')", "can take ages to match"),
         ("region = ${region}", "unexpected word 'region'"),
         ("upper(${a})", "unknown function 'upper'"),
     ],
@@ -383,6 +388,8 @@ def test_the_yaml_format_expresses_the_same() -> None:
         (ROWS + "- {type: calculate, name: c, calculation: '1'}\n"
          "- {type: text, name: d, label: {en: '${last-saved#c}'}}\n", CHOICES,
          "a calculate row, which is not stored"),
+        (ROWS + "- {type: note, name: n, label: {en: 'At ${}'}}\n", CHOICES,
+         "label in en: ${} names no question"),
         (ROWS + "- {type: note, name: n, label: {en: 'At ${schol}'}}\n", CHOICES,
          "label in en refers to schol, which does not exist; did you mean 'school'?"),
         (ROWS.replace("label: {en: Region}", "label: {en: 'Region ${school}'}"), CHOICES,
