@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from bot.i18n import use_language
 from bot.sandbox.state import TranscriptEntry
@@ -21,8 +22,10 @@ from conversations.questionnaire import Questionnaire, QuestionnaireError, parse
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import parse_plans
 from conversations.xlsform import export_xlsx, import_xlsx, load_xlsx, to_yaml
+from storage.models import Answer
 from tests.harness import Harness, tr
 from tests.test_questionnaire_loader import problems
+from tests.test_web_chat import newest_bot, onboard, open_web_survey
 from tests.test_xlsform_standard import write_workbook
 
 SURVEY_HEADERS: list[object] = [
@@ -486,3 +489,40 @@ async def test_the_form_in_the_chat_in_dutch(deployed: Harness) -> None:
     for shown in ("Welke school in Zuid?\n    → Curio", "Anders", "Eigen bakkerij", "5611 AA"):
         assert shown in review.content
     assert "Wanneer begon je?" not in review.content  # only after "Werken"
+
+
+async def test_the_form_in_the_web_chat(deployed: Harness) -> None:
+    """The same conversation core in the web chat: the region named, its schools only, the
+    school in the note, Other and its text, and what was typed kept."""
+    h = deployed
+    base = await h.start_web()
+    graduate, g, _page = await onboard(h, base, "en")
+    try:
+        response = await open_web_survey(h, graduate, "pathways")
+        page = await g.command("survey")
+        assert "Where is your school?" in newest_bot(page).text
+        page = await g.press("North")
+        school = newest_bot(page)
+        assert "Which school in North?" in school.text
+        assert [text for text, _data in school.buttons][:2] == ["Noorderpoort", "Alfa-college"]
+        assert "Summa" not in [text for text, _data in school.buttons]
+        page = await g.press("Noorderpoort")
+        page = await g.type("19")
+        assert "Welcome, Noorderpoort graduate!" in page.bot_texts()
+        page = await g.press("Other")
+        assert "Specify other." in newest_bot(page).text
+        page = await g.type("Own bakery")
+        page = await g.press(tr("en", "Skip ▶"))  # the postcode is optional
+        assert newest_bot(page).text.startswith("Please check your answers.")
+        page = await g.press(tr("en", "✅ Send my answers"))
+    finally:
+        await g.close()
+    async with h.db.session() as session:
+        rows = (await session.exec(select(Answer).where(Answer.response_id == response.id))).all()
+    assert {row.question: row.value for row in rows} == {
+        "region": "north",
+        "school": "n1",
+        "age": 19,
+        "job": "other",
+        "job_other": "Own bakery",
+    }
