@@ -526,3 +526,34 @@ async def test_the_form_in_the_web_chat(deployed: Harness) -> None:
         "job": "other",
         "job_other": "Own bakery",
     }
+
+
+GROUPED = """\
+- type: select_one regions
+  name: region
+  label: {en: Region}
+- type: begin_group
+  name: north_only
+  relevant: ${region} = 'north'
+- type: calculate
+  name: tag
+  calculation: concat('N-', ${region})
+- type: note
+  name: seen
+  label: {en: 'Tag ${tag}'}
+- type: end_group
+- type: select_one regions
+  name: again
+  label: {en: 'Again (${tag})'}
+  relevant: ${tag} = ''
+"""
+
+
+def test_a_calculation_in_a_group_that_does_not_apply_is_empty() -> None:
+    q = parse_questionnaire(form(GROUPED, "regions:\n  - {name: north, label: {en: North}}\n"
+                                 "  - {name: south, label: {en: South}}\n"))  # fmt: skip
+    assert engine.values(q, {"region": "north"})["tag"] == "N-north"
+    assert engine.values(q, {"region": "south"})["tag"] == ""
+    assert route(q, {"region": "north"})[0] == ["region", "seen"]
+    assert route(q, {"region": "south", "again": "north"})[0] == ["region", "again"]
+    assert parse_questionnaire(to_yaml(q)) == q
