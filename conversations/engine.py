@@ -9,6 +9,12 @@ Relevance is decided in file order on the *effective* answers: an answer to a qu
 not relevant (any more) counts as no answer for the expressions after it, as in ODK. So a stale
 answer left behind after the graduate went back and changed their mind never steers routing.
 
+Calculations (``calculate`` rows) are worked out in file order with the answers that count
+before them; their values are read by later expressions and texts as ``${name}`` but are not
+answers (:func:`values` gives both). A select question with a ``choice_filter`` offers only the
+choices for which it holds (:func:`choices_offered`); an answer the filter no longer offers
+(the graduate went back and changed the region) counts as no answer, as in ODK.
+
 Later waves: `earlier` is the graduate's previous response to the same questionnaire (its
 answers, and ``_month``: when it was completed, ``YYYY-MM``), read by ``${last-saved#name}``.
 A relevant question whose ``carry`` holds and that the previous response answered (with an
@@ -23,8 +29,8 @@ import re
 from collections.abc import Mapping
 from datetime import date
 
-from conversations.expressions import AnswerValue, to_text
-from conversations.questionnaire import Question, Questionnaire, QuestionType
+from conversations.expressions import AnswerValue, Expression, to_text
+from conversations.questionnaire import Calculation, Choice, Question, Questionnaire, QuestionType
 
 __all__ = [
     "MAX_TEXT_LENGTH",
@@ -35,6 +41,7 @@ __all__ = [
     "carried",
     "check_choice",
     "check_constraint",
+    "choices_offered",
     "constraint_message",
     "first_unanswered",
     "has_answer",
@@ -49,6 +56,7 @@ __all__ = [
     "review_items",
     "toggle_choice",
     "valid_answer",
+    "values",
 ]
 
 Answers = Mapping[str, AnswerValue]
@@ -87,21 +95,89 @@ def _effective(
 ) -> tuple[dict[str, bool], dict[str, AnswerValue], set[str]]:
     """Relevance of every row, the answers that count and the carried questions, in one pass
     in file order."""
+    relevant, kept, carried, _values = _walk(q, answers, earlier)
+    return relevant, kept, carried
+
+
+def _walk(
+    q: Questionnaire, answers: Answers, earlier: Answers | None = None
+) -> tuple[dict[str, bool], dict[str, AnswerValue], set[str], dict[str, AnswerValue]]:
+    """:func:`_effective`, and the values expressions read: the answers that count and the
+    calculations."""
     relevant: dict[str, bool] = {}
     kept: dict[str, AnswerValue] = {}
     carried: set[str] = set()
-    for question in q.questions:
-        ok = all(expression.holds(kept, earlier=earlier) for expression in question.relevance)
+    values: dict[str, AnswerValue] = {}
+    calculations = list(q.calculations)
+    for index, question in enumerate(q.questions):
+        while calculations and calculations[0].position <= index:
+            _calculate(calculations.pop(0), values, earlier)
+        ok = all(expression.holds(values, earlier=earlier) for expression in question.relevance)
         relevant[question.name] = ok
         if not ok or not question.answerable:
             continue
-        value = _carried_value(q, question, kept, earlier)
+        value = _carried_value(q, question, values, earlier)
         if value is not None:
-            kept[question.name] = value
+            kept[question.name] = values[question.name] = value
             carried.add(question.name)
         elif has_answer(answers, question.name):
-            kept[question.name] = answers[question.name]
-    return relevant, kept, carried
+            offered = _offered_part(q, question, answers[question.name], values, earlier)
+            if offered is not None:
+                kept[question.name] = values[question.name] = offered
+    for calculation in calculations:
+        _calculate(calculation, values, earlier)
+    return relevant, kept, carried, values
+
+
+def _calculate(
+    calculation: Calculation, values: dict[str, AnswerValue], earlier: Answers | None
+) -> None:
+    if all(expression.holds(values, earlier=earlier) for expression in calculation.relevance):
+        values[calculation.name] = calculation.calculation.evaluate(values, earlier=earlier)
+    else:
+        values[calculation.name] = ""
+
+
+def _offered_part(
+    q: Questionnaire,
+    question: Question,
+    value: AnswerValue,
+    values: Answers,
+    earlier: Answers | None,
+) -> AnswerValue | None:
+    """The part of an answer the choice_filter still offers (None: none of it)."""
+    if question.choice_filter is None or not question.is_select:
+        return value
+    codes = {choice.name for choice in choices_offered(q, question, values, earlier)}
+    if isinstance(value, list):
+        left = [code for code in value if code in codes]
+        return left or None
+    return value if to_text(value) in codes else None
+
+
+def choices_offered(
+    q: Questionnaire, question: Question, values: Answers, earlier: Answers | None = None
+) -> tuple[Choice, ...]:
+    """The choices the question offers given `values` (from :func:`values`): its list, less
+    those its choice_filter rules out."""
+    items = q.choices_for(question)
+    expression = question.choice_filter
+    if expression is None:
+        return items
+    return tuple(
+        choice
+        for choice in items
+        if (choice.name == "other" and question.or_other)
+        or expression.holds(values, earlier=earlier, choice=choice.filter_values())
+    )
+
+
+def values(
+    q: Questionnaire, answers: Answers, earlier: Answers | None = None
+) -> dict[str, AnswerValue]:
+    """What ``${name}`` reads: the answers that count (carried ones too) and the values of the
+    calculations."""
+    return _walk(q, answers, earlier)[3]
 
 
 def _carried_value(
@@ -258,14 +334,28 @@ def progress(
     kept: dict[str, AnswerValue] = {}
     before = 0
     total = 0
-    for index, question in enumerate(q.questions):
-        known = True
-        for expression in question.relevance:
+    calculations = list(q.calculations)
+
+    def is_known(expressions: tuple[Expression, ...]) -> bool:
+        for expression in expressions:
             for name in expression.references():
                 state = status.get(name)
-                pending = state is True and name not in kept and q.index(name) >= position
+                pending = (
+                    state is True and name not in kept and name in q and q.index(name) >= position
+                )
                 if state is None or pending:
-                    known = False
+                    return False
+        return True
+
+    for index, question in enumerate(q.questions):
+        while calculations and calculations[0].position <= index:
+            calculation = calculations.pop(0)
+            if is_known((calculation.calculation, *calculation.relevance)):
+                _calculate(calculation, kept, earlier)
+                status[calculation.name] = True
+            else:
+                status[calculation.name] = None
+        known = is_known(question.relevance)
         applies: bool | None = None
         if known:
             applies = all(
@@ -291,12 +381,17 @@ def progress(
 def _routing_names(q: Questionnaire) -> set[str]:
     """The questions some relevance or carry expression reads: the ones that steer the
     route."""
-    return {
+    names = {
         name
         for question in q.questions
         for expression in (*question.relevance, *((question.carry,) if question.carry else ()))
         for name in expression.references()
     }
+    for calculation in reversed(q.calculations):  # a calculation reads only earlier names
+        if calculation.name in names:
+            for expression in (calculation.calculation, *calculation.relevance):
+                names |= expression.references()
+    return names
 
 
 def _candidates(q: Questionnaire, question: Question) -> list[AnswerValue]:
@@ -427,8 +522,15 @@ def _parse_month(value: str) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-def check_choice(q: Questionnaire, question: Question, code: str) -> AnswerValue:
-    """The answer a button press means on a select_one (the code) or scale (an int) question."""
+def check_choice(
+    q: Questionnaire,
+    question: Question,
+    code: str,
+    answers: Answers | None = None,
+    earlier: Answers | None = None,
+) -> AnswerValue:
+    """The answer a button press means on a select_one (the code) or scale (an int) question.
+    With `answers`, a choice the choice_filter does not offer is refused too."""
     if question.type == QuestionType.SCALE:
         if _INTEGER_RE.fullmatch(code) and len(code) <= 4:
             number = int(code)
@@ -436,20 +538,41 @@ def check_choice(q: Questionnaire, question: Question, code: str) -> AnswerValue
                 return number
         raise AnswerError("unknown_choice", code=code)
     if question.type == QuestionType.SELECT_ONE:
-        if q.choice(question, code) is not None:
+        if q.choice(question, code) is not None and _offers(q, question, code, answers, earlier):
             return code
         raise AnswerError("unknown_choice", code=code)
     raise ValueError(f"{question.name} is a {question.type} question, not select_one or scale")
 
 
-def toggle_choice(q: Questionnaire, question: Question, current: list[str], code: str) -> list[str]:
+def _offers(
+    q: Questionnaire,
+    question: Question,
+    code: str,
+    answers: Answers | None,
+    earlier: Answers | None,
+) -> bool:
+    if question.choice_filter is None or answers is None:
+        return True
+    offered = choices_offered(q, question, values(q, answers, earlier), earlier)
+    return any(choice.name == code for choice in offered)
+
+
+def toggle_choice(
+    q: Questionnaire,
+    question: Question,
+    current: list[str],
+    code: str,
+    answers: Answers | None = None,
+    earlier: Answers | None = None,
+) -> list[str]:
     """Tick or untick `code` on a select_multiple question; the result is in display order.
 
-    Codes in `current` that the list does not have are dropped.
+    Codes in `current` that the list does not have are dropped. With `answers`, a choice the
+    choice_filter does not offer is refused.
     """
     if question.type != QuestionType.SELECT_MULTIPLE:
         raise ValueError(f"{question.name} is a {question.type} question, not select_multiple")
-    if q.choice(question, code) is None:
+    if q.choice(question, code) is None or not _offers(q, question, code, answers, earlier):
         raise AnswerError("unknown_choice", code=code)
     chosen = set(current) ^ {code}
     return [choice.name for choice in q.choices_for(question) if choice.name in chosen]
@@ -465,8 +588,7 @@ def check_constraint(
     """Whether the question's constraint accepts `value` (no constraint: always)."""
     if question.constraint is None:
         return True
-    _, kept, _carried = _effective(q, answers, earlier)
-    return question.constraint.holds(kept, value, earlier)
+    return question.constraint.holds(values(q, answers, earlier), value, earlier)
 
 
 def constraint_message(question: Question, lang: str) -> str | None:

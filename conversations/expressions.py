@@ -9,7 +9,16 @@ Grammar (keywords are lowercase, as in XLSForm)::
     primary    := NUMBER | STRING | '${' NAME '}' | '${last-saved#' NAME '}' | '.'
                 | '(' expression ')'
                 | 'not' '(' expression ')'
-                | ('selected' | 'count-selected' | 'string-length') '(' arguments ')'
+                | ('selected' | 'count-selected' | 'string-length' | 'regex' | 'if'
+                   | 'concat' | 'today') '(' arguments ')'
+                | COLUMN                            -- only in a choice_filter
+
+``if(condition, a, b)`` is `a` when the condition holds, else `b`; ``concat(a, ...)`` joins
+its arguments as text; ``regex(value, 'pattern')`` holds when the pattern (a text in quotes,
+checked when the questionnaire loads) matches somewhere in the value, as ODK's; ``today()`` is
+the date of the evaluation (``2026-06-30``, or the `today` given to the evaluator).
+In a ``choice_filter`` (parsed with ``columns=True``) a bare word is a column of the choice
+being filtered: ``region = ${region}``; ``name`` is its code.
 
 Numbers are ASCII digits with an optional decimal part and an optional leading minus sign
 written against the digits (``-5``); strings sit between single or double quotes and have no
@@ -31,8 +40,9 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 
 AnswerValue = str | int | float | list[str]
 """An answer: a code or text or ISO date (str), a number, or the codes of a multiple choice."""
@@ -49,15 +59,30 @@ LAST_SAVED = "last-saved#"
 #: Facts about the previous response itself (no question can be called so: names start with a
 #: letter): ``_month``, the month it was completed, as ``YYYY-MM``.
 EARLIER_FIELDS = frozenset({"_month"})
-#: A ``${last-saved#...}`` inside a label or hint text (replaced by the answer as shown).
-TEXT_REFERENCE_RE = re.compile(r"\$\{last-saved#([^}]{0,64})\}")
+#: A ``${name}`` or ``${last-saved#name}`` inside a label or hint text (replaced by the answer
+#: as shown). Group 1 is ``last-saved#`` or empty, group 2 the name.
+TEXT_REFERENCE_RE = re.compile(r"\$\{(last-saved#)?([^}#]{0,64})\}")
 MAX_DEPTH = 50
 MAX_LENGTH = 4000
 MAX_NUMBER_LENGTH = 30
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
-FUNCTIONS: dict[str, int] = {"selected": 2, "count-selected": 1, "string-length": 1}
+#: Function name -> (fewest, most arguments); None: any number.
+FUNCTIONS: dict[str, tuple[int, int | None]] = {
+    "selected": (2, 2),
+    "count-selected": (1, 1),
+    "string-length": (1, 1),
+    "regex": (2, 2),
+    "if": (3, 3),
+    "concat": (1, None),
+    "today": (0, 0),
+}
 KEYWORDS = frozenset({"and", "or", "not", *FUNCTIONS})
+#: A regex() pattern is written by the questionnaire's author and matched against what a
+#: graduate typed: patterns that can backtrack for ages (a repeated group that itself repeats,
+#: back-references) are refused when the questionnaire loads.
+MAX_PATTERN_LENGTH = 200
+_BACKREFERENCE_RE = re.compile(r"\\[1-9]|\(\?P=")
 
 _NUMBER_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _NUMERIC_TEXT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -105,6 +130,13 @@ class Current:
 
 
 @dataclass(frozen=True)
+class Column:
+    """A bare word in a choice_filter: the choice's value in that column (``name``: its code)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Compare:
     op: str
     left: Node
@@ -132,7 +164,7 @@ class Call:
     args: tuple[Node, ...]
 
 
-Node = Literal | Ref | LastSaved | Current | Compare | And | Or | Not | Call
+Node = Literal | Ref | LastSaved | Current | Column | Compare | And | Or | Not | Call
 
 
 @dataclass(frozen=True)
@@ -147,10 +179,16 @@ class Expression:
         answers: Mapping[str, AnswerValue],
         current: AnswerValue | None = None,
         earlier: Mapping[str, AnswerValue] | None = None,
+        *,
+        choice: Mapping[str, str] | None = None,
+        today: date | None = None,
     ) -> Result:
         """`earlier`: the answers of the previous response (``${last-saved#name}``), with
-        ``_month``; None or empty: there is none."""
-        value = _eval(self.root, answers, current, earlier or _NOTHING)
+        ``_month``; None or empty: there is none. `choice`: the columns of the choice a
+        choice_filter looks at (with ``name``). `today`: what ``today()`` is (by default the
+        date of the call)."""
+        context = _Context(answers, current, earlier or _NOTHING, choice or {}, today)
+        value = _eval(self.root, context)
         return " ".join(value) if isinstance(value, list) else value
 
     def holds(
@@ -158,9 +196,14 @@ class Expression:
         answers: Mapping[str, AnswerValue],
         current: AnswerValue | None = None,
         earlier: Mapping[str, AnswerValue] | None = None,
+        *,
+        choice: Mapping[str, str] | None = None,
+        today: date | None = None,
     ) -> bool:
-        """The truth of the expression: what `relevant`, `constraint` and `carry` use."""
-        return truthy(_eval(self.root, answers, current, earlier or _NOTHING))
+        """The truth of the expression: what `relevant`, `constraint`, `carry` and
+        `choice_filter` use."""
+        context = _Context(answers, current, earlier or _NOTHING, choice or {}, today)
+        return truthy(_eval(self.root, context))
 
     def references(self) -> frozenset[str]:
         """The question names used as ``${name}`` (this response's answers)."""
@@ -174,6 +217,12 @@ class Expression:
         _walk(self.root, set(), names)
         return frozenset(names)
 
+    def columns(self) -> frozenset[str]:
+        """The choice columns a choice_filter reads (bare words)."""
+        found: set[str] = set()
+        _nodes(self.root, lambda node: found.add(node.name) if isinstance(node, Column) else None)
+        return frozenset(found)
+
     @property
     def uses_current(self) -> bool:
         """Whether ``.`` (the answer being checked) appears."""
@@ -183,22 +232,24 @@ class Expression:
         return _unparse(self.root, 0)
 
 
-def parse_expression(text: str) -> Expression:
+def parse_expression(text: str, *, columns: bool = False) -> Expression:
+    """`columns`: a choice_filter, where a bare word names a column of the choices."""
     if not isinstance(text, str):
         raise ExpressionError("an expression must be text", 0)
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters", MAX_LENGTH)
     tokens = _tokenize(text)
-    root = _Parser(text, tokens).parse()
+    root = _Parser(text, tokens, columns).parse()
     return Expression(root, text.strip())
 
 
 _NOTHING: Mapping[str, AnswerValue] = {}
 
 
-def text_references(text: str) -> list[str]:
-    """The names of the ``${last-saved#name}`` references in a label or hint text."""
-    return [match.group(1) for match in TEXT_REFERENCE_RE.finditer(text)]
+def text_references(text: str) -> list[tuple[bool, str]]:
+    """The references in a label or hint text, as (earlier, name): ``${name}`` is
+    (False, name), ``${last-saved#name}`` (True, name)."""
+    return [(bool(match.group(1)), match.group(2)) for match in TEXT_REFERENCE_RE.finditer(text)]
 
 
 def truthy(value: Value | None) -> bool:
@@ -360,9 +411,10 @@ def _tokenize(text: str) -> list[_Token]:
 
 
 class _Parser:
-    def __init__(self, text: str, tokens: list[_Token]) -> None:
+    def __init__(self, text: str, tokens: list[_Token], columns: bool = False) -> None:
         self.text = text
         self.tokens = tokens
+        self.columns = columns
         self.i = 0
         self.depth = 0
 
@@ -492,6 +544,8 @@ class _Parser:
             if self.peek().kind == "lparen":
                 known = ", ".join(["not", *FUNCTIONS])
                 raise ExpressionError(f"unknown function '{word}' (known: {known})", token.pos)
+            if self.columns and NAME_RE.fullmatch(word):
+                return Column(word)
             raise ExpressionError(
                 f"unexpected word '{word}': refer to a question as ${{name}}, "
                 "and put text in quotes",
@@ -515,47 +569,132 @@ class _Parser:
                 args.append(self.parse_or())
         self.expect_rparen(opening)
         self.depth -= 1
-        wanted = FUNCTIONS[word]
-        if len(args) != wanted:
-            plural = "argument" if wanted == 1 else "arguments"
+        fewest, most = FUNCTIONS[word]
+        if len(args) < fewest or (most is not None and len(args) > most):
+            wanted = str(fewest) if fewest == most else f"at least {fewest}"
+            plural = "argument" if fewest == 1 else "arguments"
             raise ExpressionError(f"{word}() takes {wanted} {plural}, not {len(args)}", token.pos)
+        if word == "regex":
+            _check_pattern(args[1], opening.pos)
         return Call(word, tuple(args))
+
+
+def _repeats_a_choice(pattern: str) -> bool:
+    """Whether a group that repeats (``)*``, ``)+``, ``){2,}``) holds a repetition or an
+    alternative inside: ``(a+)+``, ``(a|aa)*``, ``((a*)b)+``. Such a group can match the same
+    text in exponentially many ways, and a failing match tries them all."""
+    stack: list[bool] = []  # per open group: something inside repeats or alternates
+    risky = False  # the group just closed
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            risky = False
+            continue
+        if c == "[":  # a character class: skip to its end
+            end = i + 1
+            if pattern[end : end + 1] == "^":
+                end += 1
+            if pattern[end : end + 1] == "]":
+                end += 1
+            while end < len(pattern) and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            i = end + 1
+            risky = False
+            continue
+        if c == "(":
+            stack.append(False)
+            if pattern.startswith("(?", i):  # (?:  (?=  (?P<name>: not a quantifier
+                i += 2
+                continue
+        elif c == ")":
+            risky = stack.pop() if stack else False
+            if stack and risky:
+                stack[-1] = True
+            i += 1
+            continue
+        elif c in "*+{?|":
+            if c in "*+{" and risky:
+                return True
+            if stack and c != "?":
+                stack[-1] = True
+        risky = False
+        i += 1
+    return False
+
+
+def _check_pattern(node: Node, position: int) -> None:
+    """A regex() pattern must be a text in quotes that Python's re compiles, and must not be
+    able to backtrack for ages."""
+    if not isinstance(node, Literal) or not isinstance(node.value, str):
+        raise ExpressionError("regex(): the pattern must be a text in quotes", position)
+    pattern = node.value
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ExpressionError(
+            f"regex(): the pattern is longer than {MAX_PATTERN_LENGTH} characters", position
+        )
+    if _repeats_a_choice(pattern) or _BACKREFERENCE_RE.search(pattern):
+        raise ExpressionError(
+            "regex(): a repeated group that repeats inside, or a back-reference, can take "
+            "ages to match; write the pattern without it",
+            position,
+        )
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ExpressionError(f"regex(): the pattern is not valid: {error}", position) from None
 
 
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def _eval(
-    node: Node,
-    answers: Mapping[str, AnswerValue],
-    current: AnswerValue | None,
-    earlier: Mapping[str, AnswerValue],
-) -> Value:
+@dataclass(frozen=True)
+class _Context:
+    answers: Mapping[str, AnswerValue]
+    current: AnswerValue | None
+    earlier: Mapping[str, AnswerValue]
+    choice: Mapping[str, str]
+    today: date | None
+
+
+def _eval(node: Node, context: _Context) -> Value:
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, Ref):
-        value = answers.get(node.name)
+        value = context.answers.get(node.name)
         return "" if value is None else value
     if isinstance(node, LastSaved):
-        value = earlier.get(node.name)
+        value = context.earlier.get(node.name)
         return "" if value is None else value
     if isinstance(node, Current):
-        return "" if current is None else current
+        return "" if context.current is None else context.current
+    if isinstance(node, Column):
+        return context.choice.get(node.name, "")
     if isinstance(node, Compare):
-        left = _eval(node.left, answers, current, earlier)
-        right = _eval(node.right, answers, current, earlier)
+        left = _eval(node.left, context)
+        right = _eval(node.right, context)
         return _compare(node.op, left, right)
     if isinstance(node, And):
-        return all(truthy(_eval(item, answers, current, earlier)) for item in node.items)
+        return all(truthy(_eval(item, context)) for item in node.items)
     if isinstance(node, Or):
-        return any(truthy(_eval(item, answers, current, earlier)) for item in node.items)
+        return any(truthy(_eval(item, context)) for item in node.items)
     if isinstance(node, Not):
-        return not truthy(_eval(node.operand, answers, current, earlier))
-    args = [_eval(arg, answers, current, earlier) for arg in node.args]
+        return not truthy(_eval(node.operand, context))
+    if node.name == "if":  # only the branch taken is evaluated
+        condition = truthy(_eval(node.args[0], context))
+        return _eval(node.args[1] if condition else node.args[2], context)
+    if node.name == "today":
+        return (context.today or date.today()).isoformat()
+    args = [_eval(arg, context) for arg in node.args]
     if node.name == "selected":
         return _selected(args[0], args[1])
     if node.name == "count-selected":
         return _count_selected(args[0])
+    if node.name == "concat":
+        return "".join(to_text(arg) for arg in args)
+    if node.name == "regex":
+        return re.search(to_text(args[1]), to_text(args[0])) is not None
     return len(to_text(args[0]))
 
 
@@ -650,6 +789,22 @@ def _walk(node: Node, names: set[str], earlier: set[str]) -> None:
             _walk(arg, names, earlier)
 
 
+def _nodes(node: Node, visit: Callable[[Node], None]) -> None:
+    """Call `visit` on `node` and every node under it."""
+    visit(node)
+    if isinstance(node, Compare):
+        _nodes(node.left, visit)
+        _nodes(node.right, visit)
+    elif isinstance(node, And | Or):
+        for item in node.items:
+            _nodes(item, visit)
+    elif isinstance(node, Not):
+        _nodes(node.operand, visit)
+    elif isinstance(node, Call):
+        for arg in node.args:
+            _nodes(arg, visit)
+
+
 def _uses_current(node: Node) -> bool:
     if isinstance(node, Current):
         return True
@@ -682,6 +837,8 @@ def _unparse(node: Node, context: int) -> str:
         return f"${{{LAST_SAVED}{node.name}}}"
     if isinstance(node, Current):
         return "."
+    if isinstance(node, Column):
+        return node.name
     if isinstance(node, Not):
         return f"not({_unparse(node.operand, 0)})"
     if isinstance(node, Call):

@@ -70,6 +70,27 @@ class QuestionType(StrEnum):
 
 BEGIN_GROUP = "begin_group"
 END_GROUP = "end_group"
+#: A hidden value computed from earlier answers (XLSForm's ``calculate`` row).
+CALCULATE = "calculate"
+#: The choice ``or_other`` adds to a select's list, and the text question it adds after it
+#: (``<name>_other``), as ODK (pyxform) does; their texts in every supported language.
+OTHER_CODE = "other"
+OTHER_SUFFIX = "_other"
+OR_OTHER = "or_other"
+OTHER_LABELS: Mapping[str, str] = {
+    "en": "Other",
+    "nl": "Anders",
+    "es": "Otro",
+    "et": "Muu",
+    "it": "Altro",
+}
+SPECIFY_OTHER_LABELS: Mapping[str, str] = {
+    "en": "Specify other.",
+    "nl": "Welke andere?",
+    "es": "Especifique otro.",
+    "et": "Täpsustage muu.",
+    "it": "Specificare altro.",
+}
 SELECT_TYPES = frozenset({QuestionType.SELECT_ONE, QuestionType.SELECT_MULTIPLE})
 TYPED_TYPES = frozenset(
     {QuestionType.INTEGER, QuestionType.DECIMAL, QuestionType.TEXT, QuestionType.DATE}
@@ -88,9 +109,12 @@ ROW_KEYS = (
     "parameters",
     "core",
     "carry",
+    "choice_filter",
+    "calculation",
 )
 _KEYS_BY_KIND: dict[str, frozenset[str]] = {
-    "question": frozenset(ROW_KEYS),
+    "question": frozenset(ROW_KEYS) - {"calculation"},
+    CALCULATE: frozenset({"type", "name", "calculation", "relevant"}),
     "note": frozenset({"type", "name", "label", "hint", "relevant"}),
     BEGIN_GROUP: frozenset({"type", "name", "label", "relevant"}),
     END_GROUP: frozenset({"type", "name"}),
@@ -103,7 +127,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 SETTINGS_KEYS = ("form_id", "version", "default_language", "languages", "title")
 TOP_KEYS = ("settings", "survey", "choices")
-CHOICE_KEYS = ("name", "label", "countries")
+CHOICE_KEYS = ("name", "label", "countries", "columns")
 #: ISO 3166-1 alpha-2 codes: CLDR's territories without the regions it adds (EU, Canary
 #: Islands, pseudo-locales ...), which a school's country can never be.
 _NOT_ISO_3166 = frozenset(
@@ -132,6 +156,13 @@ class Choice:
     """Country variants: ISO country code -> {language: text}, for a label that names a
     country or one of its services ("Elsewhere in the Netherlands", "UWV"). A school in that
     country shows its variant; every other school the generic `labels`."""
+    columns: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Further columns of the choices sheet (``region: north``), read by a question's
+    `choice_filter` (cascading selects)."""
+
+    def filter_values(self) -> dict[str, str]:
+        """What a choice_filter sees of this choice: its columns and ``name`` (its code)."""
+        return {**self.columns, "name": self.name}
 
     def label(self, lang: str, country: str | None = None) -> str:
         variant = self.countries.get(country.upper(), {}) if country else {}
@@ -163,6 +194,15 @@ class Question:
     carry: Expression | None = None
     """When it holds (and the previous response has an answer to this question), the question
     is not asked: that earlier answer is this response's answer, marked as carried."""
+    choice_filter: Expression | None = None
+    """Which choices of the list are offered: those for which it holds (a bare word is a
+    column of the choice, ``${name}`` an earlier answer), as XLSForm's choice_filter."""
+    or_other: bool = False
+    """``select_one LIST or_other``: the list gets the choice ``other``, and the question
+    ``<name>_other`` (text) follows when it is chosen."""
+    other_of: str | None = None
+    """The select question this text question was added for by ``or_other`` (not a row of the
+    file: export writes ``or_other`` instead)."""
 
     @property
     def is_select(self) -> bool:
@@ -188,7 +228,9 @@ class Question:
     @property
     def type_text(self) -> str:
         """The `type` as written in the file: ``select_one yes_no``, ``integer``…"""
-        return f"{self.type} {self.list_name}" if self.list_name else str(self.type)
+        if not self.list_name:
+            return str(self.type)
+        return f"{self.type} {self.list_name}" + (f" {OR_OTHER}" if self.or_other else "")
 
     @property
     def relevance(self) -> tuple[Expression, ...]:
@@ -239,7 +281,27 @@ class GroupEnd:
     line: int = field(default=0, compare=False)
 
 
-Row = Question | Group | GroupEnd
+@dataclass(frozen=True)
+class Calculation:
+    """A ``calculate`` row: a hidden value from earlier answers, never shown, never stored.
+    Expressions and texts after it read it as ``${name}``; when it (or one of its groups) is
+    not relevant, its value is ``''``."""
+
+    name: str
+    calculation: Expression
+    relevant: Expression | None
+    group_relevant: tuple[Expression, ...]
+    position: int
+    """The index in `Questionnaire.questions` of the first question after it."""
+    line: int = field(default=0, compare=False)
+
+    @property
+    def relevance(self) -> tuple[Expression, ...]:
+        own = (self.relevant,) if self.relevant is not None else ()
+        return self.group_relevant + own
+
+
+Row = Question | Group | GroupEnd | Calculation
 
 
 @dataclass(frozen=True)
@@ -254,6 +316,8 @@ class Questionnaire:
     groups: tuple[Group, ...] = ()
     rows: tuple[Row, ...] = ()
     """Every survey row in file order, with groups' begin and end (what export reproduces)."""
+    calculations: tuple[Calculation, ...] = ()
+    """The calculate rows in file order."""
     source: str = field(default="<string>", compare=False)
     _positions: dict[str, int] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
@@ -274,9 +338,15 @@ class Questionnaire:
         return name in self._positions
 
     def choices_for(self, question: Question) -> tuple[Choice, ...]:
+        """The question's whole list (with ``other`` for or_other); engine.choices_offered
+        applies the choice_filter."""
         if question.list_name is None:
             return ()
-        return self.choices.get(question.list_name, ())
+        items = self.choices.get(question.list_name, ())
+        if question.or_other:
+            labels = {lang: OTHER_LABELS.get(lang, OTHER_LABELS["en"]) for lang in self.languages}
+            items = (*items, Choice(OTHER_CODE, labels))
+        return items
 
     def choice(self, question: Question, code: str) -> Choice | None:
         for choice in self.choices_for(question):
@@ -304,7 +374,8 @@ class Questionnaire:
                 mine = own.get((list_name, choice.name), {})
                 if variant or mine:
                     labels = {**choice.labels, **variant, **mine}
-                    adapted.append(Choice(choice.name, labels, choice.line))  # resolved
+                    # resolved: no variants left
+                    adapted.append(Choice(choice.name, labels, choice.line, {}, choice.columns))
                     changed = True
                 else:
                     adapted.append(choice)
@@ -558,6 +629,9 @@ class _Row:
     constraint_messages: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, object] = field(default_factory=dict)
     carry: Expression | None = None
+    choice_filter: Expression | None = None
+    calculation: Expression | None = None
+    or_other: bool = False
 
     def key_line(self, key: str) -> int:
         return self.data.key_lines.get(key, self.line)
@@ -593,6 +667,13 @@ class _Builder:
         rows = self.survey(data)
         choices = self.choices(data)
         questions, groups = self.check_rows(rows, choices)
+        calculations: list[Calculation] = []
+        shown: list[Question] = []
+        for item in questions:
+            if isinstance(item, Question):
+                shown.append(item)
+            elif isinstance(item, Calculation):
+                calculations.append(replace(item, position=len(shown)))
         if self.problems:
             self.problems.sort(key=lambda p: p.line)
             raise QuestionnaireError(self.problems)
@@ -603,10 +684,15 @@ class _Builder:
             default_language=settings["default_language"],
             languages=self.languages,
             title=settings["title"],
-            questions=tuple(q for q in questions if isinstance(q, Question)),
+            questions=tuple(shown),
             choices={name: items for name, (items, _) in choices.items()},
             groups=groups,
-            rows=tuple(questions),
+            rows=tuple(
+                replace(item, position=0) if isinstance(item, Calculation) else item
+                for item in questions
+                if not (isinstance(item, Question) and item.other_of)
+            ),
+            calculations=tuple(calculations),
             source=self.source,
         )
 
@@ -824,6 +910,7 @@ class _Builder:
         allowed = _KEYS_BY_KIND[row.kind]
         type_name = {
             "note": "a note",
+            CALCULATE: "a calculate row",
             BEGIN_GROUP: "a begin_group row",
             END_GROUP: "an end_group row",
         }.get(row.kind, f"a {qtype} question")
@@ -876,6 +963,22 @@ class _Builder:
             row.constraint = self.expression(data["constraint"], at("constraint"), "constraint")
         if "carry" in data and "carry" in allowed:
             row.carry = self.expression(data["carry"], at("carry"), "carry")
+        if "calculation" in data and "calculation" in allowed:
+            row.calculation = self.expression(data["calculation"], at("calculation"), "calculation")
+        elif row.kind == CALCULATE:
+            self.problem(line, f"calculate row {what} has no calculation")
+        if "choice_filter" in data and "choice_filter" in allowed:
+            if qtype not in SELECT_TYPES:
+                self.problem(
+                    at("choice_filter"),
+                    "choice_filter is only for select_one and select_multiple questions",
+                )
+            else:
+                row.choice_filter = self.expression(
+                    data["choice_filter"], at("choice_filter"), "choice_filter", columns=True
+                )
+        if isinstance(data.get("type"), str) and data["type"].split()[-1:] == [OR_OTHER]:
+            row.or_other = qtype in SELECT_TYPES
         if "constraint_message" in data and "constraint_message" in allowed:
             row.constraint_messages = self.texts(
                 data["constraint_message"],
@@ -911,8 +1014,8 @@ class _Builder:
             return None, None, None
         words = value.split()
         head = words[0]
-        known = [*(str(t) for t in QuestionType), BEGIN_GROUP, END_GROUP]
-        if head in (BEGIN_GROUP, END_GROUP):
+        known = [*(str(t) for t in QuestionType), BEGIN_GROUP, END_GROUP, CALCULATE]
+        if head in (BEGIN_GROUP, END_GROUP, CALCULATE):
             if len(words) > 1:
                 self.problem(line, f"{head} takes no list name")
             return head, None, None
@@ -925,8 +1028,21 @@ class _Builder:
             return None, None, None
         qtype = QuestionType(head)
         if qtype in SELECT_TYPES:
+            if len(words) == 3 and words[2] == OR_OTHER:
+                if qtype == QuestionType.SELECT_MULTIPLE:
+                    self.problem(
+                        line,
+                        f"{OR_OTHER} is only for select_one here: add an 'other' choice and a "
+                        "text question relevant when it is selected",
+                    )
+                    return None, None, None
+                return "question", qtype, words[1]
             if len(words) != 2:
-                self.problem(line, f"{qtype} needs one choice list: type: {qtype} LIST_NAME")
+                self.problem(
+                    line,
+                    f"{qtype} needs one choice list: type: {qtype} LIST_NAME "
+                    f"(and {OR_OTHER} after it, to add 'Other')",
+                )
                 return None, None, None
             return "question", qtype, words[1]
         if len(words) > 1:
@@ -943,13 +1059,15 @@ class _Builder:
             return default
         return value
 
-    def expression(self, value: object, line: int, key: str) -> Expression | None:
+    def expression(
+        self, value: object, line: int, key: str, *, columns: bool = False
+    ) -> Expression | None:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             self.problem(line, f"{key} must be an expression, not {_show(value)}")
             return None
         text = str(value)
         try:
-            return parse_expression(text)
+            return parse_expression(text, columns=columns)
         except ExpressionError as error:
             self.problem(
                 line, f"{key}: {error.message} at character {error.position + 1} in: {text.strip()}"
@@ -1070,10 +1188,32 @@ class _Builder:
             countries = self.country_variants(
                 item["countries"], item.key_lines.get("countries", line), _plain(code)
             )
+        columns: dict[str, str] = {}
+        if "columns" in item:
+            columns = self.choice_columns(item["columns"], item.key_lines.get("columns", line))
         if not ok:
             return None
         assert isinstance(code, str)
-        return Choice(code, labels, line, countries)
+        return Choice(code, labels, line, countries, columns)
+
+    def choice_columns(self, value: object, line: int) -> dict[str, str]:
+        """`columns:` of a choice: column name -> value, read by choice_filter expressions."""
+        if not isinstance(value, dict) or not value:
+            self.problem(line, "columns of a choice must map column names to values")
+            return {}
+        result: dict[str, str] = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not NAME_RE.fullmatch(key) or key == "name":
+                self.problem(
+                    line,
+                    f"column {_show(key)} must be a letter, then letters, digits or _ (and not "
+                    "name, which is the choice's code)",
+                )
+            elif isinstance(item, bool) or not isinstance(item, str | int | float):
+                self.problem(line, f"column {key} must be text, not {_show(item)}")
+            else:
+                result[key] = str(item)
+        return result
 
     def country_variants(self, value: object, line: int, code: str) -> dict[str, dict[str, str]]:
         """`countries:` of a choice: ISO country code -> one text per declared language."""
@@ -1147,13 +1287,19 @@ class _Builder:
                 ("relevant", row.relevant),
                 ("constraint", row.constraint),
                 ("carry", row.carry),
+                ("choice_filter", row.choice_filter),
+                ("calculation", row.calculation),
             ):
                 if expression is not None:
                     self.check_references(row, key, expression, earlier, first_line, kinds)
             for key, texts in (("label", row.labels), ("hint", row.hints)):
                 for lang, text in texts.items():
-                    for name in text_references(text):
-                        self.check_earlier(row, f"{key} in {lang}", key, name, first_line, kinds)
+                    for is_earlier, name in text_references(text):
+                        what = f"{key} in {lang}"
+                        if is_earlier:
+                            self.check_earlier(row, what, key, name, first_line, kinds)
+                        else:
+                            self.check_reference(row, what, key, name, earlier, first_line, kinds)
             if row.kind == BEGIN_GROUP:
                 for opened, _ in stack:
                     has_content[id(opened)] = True
@@ -1188,8 +1334,21 @@ class _Builder:
                 continue
             for opened, _ in stack:
                 has_content[id(opened)] = True
-            if row.name is not None and row.kind in ("question", "note", "invalid"):
+            if row.name is not None and row.kind in ("question", "note", "invalid", CALCULATE):
                 earlier.add(row.name)
+            if row.kind == CALCULATE:
+                if row.name is not None and row.calculation is not None:
+                    result.append(
+                        Calculation(
+                            row.name,
+                            row.calculation,
+                            row.relevant,
+                            tuple(r.relevant for r, _ in stack if r.relevant is not None),
+                            0,
+                            row.line,
+                        )
+                    )
+                continue
             if row.type in SELECT_TYPES and row.list_name is not None:
                 used_lists.add(row.list_name)
                 if row.list_name not in choices:
@@ -1199,9 +1358,15 @@ class _Builder:
                         + _suggest(row.list_name, choices),
                     )
                 else:
-                    for choice in choices[row.list_name][0]:
+                    items = choices[row.list_name][0]
+                    for choice in items:
                         self.check_button(row, choice.name)
-                    self.check_button_count(row, len(choices[row.list_name][0]))
+                    self.check_button_count(row, len(items) + (1 if row.or_other else 0))
+                    if row.choice_filter is not None:
+                        self.check_columns(row, row.choice_filter, items)
+                    if row.or_other:
+                        self.check_button(row, OTHER_CODE)
+                        self.check_or_other(row, items, first_line)
             if row.type == QuestionType.SCALE:
                 low = row.parameters.get("min", DEFAULT_SCALE[0])
                 high = row.parameters.get("max", DEFAULT_SCALE[1])
@@ -1227,8 +1392,36 @@ class _Builder:
                     group=tuple(r.name or "" for r, _ in stack),
                     line=row.line,
                     carry=row.carry,
+                    choice_filter=row.choice_filter,
+                    or_other=row.or_other,
                 )
             )
+            if row.or_other and row.type == QuestionType.SELECT_ONE:
+                other = parse_expression(f"selected(${{{row.name}}}, '{OTHER_CODE}')")
+                result.append(
+                    Question(
+                        name=row.name + OTHER_SUFFIX,
+                        type=QuestionType.TEXT,
+                        list_name=None,
+                        labels={
+                            lang: SPECIFY_OTHER_LABELS.get(lang, SPECIFY_OTHER_LABELS["en"])
+                            for lang in (self.languages or row.labels)
+                        },
+                        hints={},
+                        required=False,
+                        relevant=other,
+                        group_relevant=tuple(
+                            r.relevant for r, _ in stack if r.relevant is not None
+                        ),
+                        constraint=None,
+                        constraint_messages={},
+                        core=False,
+                        parameters={},
+                        group=tuple(r.name or "" for r, _ in stack),
+                        line=row.line,
+                        other_of=row.name,
+                    )
+                )
         for opened, _ in stack:
             self.problem(opened.line, f"group {opened.name} has no end_group")
         if rows and not any(row.kind in ("question", "note", "invalid") for row in rows):
@@ -1237,6 +1430,42 @@ class _Builder:
             if list_name not in used_lists:
                 self.problem(line, f"choice list {list_name} is not used by any question (a typo?)")
         return result, tuple(groups)
+
+    def check_columns(self, row: _Row, expression: Expression, items: Iterable[Choice]) -> None:
+        """A choice_filter reads columns the list has (or ``name``, the code)."""
+        have = {"name"} | {key for choice in items for key in choice.columns}
+        for column in sorted(expression.columns() - have):
+            self.problem(
+                row.key_line("choice_filter"),
+                f"choice_filter reads the column {column}, which no choice of {row.list_name} "
+                "has" + _suggest(column, have),
+            )
+
+    def check_or_other(
+        self, row: _Row, items: Iterable[Choice], first_line: dict[str, int]
+    ) -> None:
+        """or_other adds the choice ``other`` and the question ``<name>_other``: neither may
+        exist already."""
+        line = row.key_line("type")
+        if any(choice.name == OTHER_CODE for choice in items):
+            self.problem(
+                line,
+                f"{row.name}: {OR_OTHER} adds the choice {OTHER_CODE}, but {row.list_name} has "
+                f"one already; remove {OR_OTHER} or that choice",
+            )
+        other = (row.name or "") + OTHER_SUFFIX
+        if other in first_line:
+            self.problem(
+                line,
+                f"{row.name}: {OR_OTHER} adds the question {other}, but "
+                f"{self.where(first_line[other])} has that name already",
+            )
+        elif row.name is not None and not NAME_RE.fullmatch(other):
+            self.problem(
+                line,
+                f"{row.name}: {OR_OTHER} adds the question {other}, a name longer than 32 "
+                "characters; shorten the question's name",
+            )
 
     def check_button(self, row: _Row, code: str) -> None:
         size = len(button_data(row.name or "", code).encode())
@@ -1275,27 +1504,50 @@ class _Builder:
             self.problem(
                 line, f"{key}: '.' (the answer being checked) can only be used in constraint"
             )
+        if key != "constraint" and expression.uses_current and key not in ("relevant", "carry"):
+            self.problem(
+                line, f"{key}: '.' (the answer being checked) can only be used in constraint"
+            )
         for name in sorted(expression.earlier_references()):
             self.check_earlier(row, key, key, name, first_line, kinds)
         for name in sorted(expression.references()):
-            if name == row.name:
-                hint = "; use . for the answer being checked" if key == "constraint" else ""
-                self.problem(line, f"{key} refers to {row.name} itself{hint}")
-            elif name not in first_line:
-                self.problem(
-                    line,
-                    f"{key} refers to {name}, which does not exist" + _suggest(name, first_line),
-                )
-            elif kinds[name] in (BEGIN_GROUP,):
-                self.problem(line, f"{key} refers to group {name}; refer to a question")
-            elif kinds[name] == "note":
-                self.problem(line, f"{key} refers to note {name}, which has no answer")
-            elif name not in earlier:
-                self.problem(
-                    line,
-                    f"{key} refers to {name}, which comes later "
-                    f"({self.where(first_line[name])}); refer only to earlier questions",
-                )
+            self.check_reference(row, key, key, name, earlier, first_line, kinds)
+
+    def check_reference(
+        self,
+        row: _Row,
+        what: str,
+        key: str,
+        name: str,
+        earlier: set[str],
+        first_line: dict[str, int],
+        kinds: dict[str, str],
+    ) -> None:
+        """``${name}`` in an expression or a text: an earlier question or calculate row."""
+        line = row.key_line(key)
+        if not NAME_RE.fullmatch(name):
+            self.problem(
+                line,
+                f"{what}: ${{{name}}} names no question (a letter, then letters, digits or _)",
+            )
+        elif name == row.name:
+            hint = "; use . for the answer being checked" if key == "constraint" else ""
+            self.problem(line, f"{what} refers to {row.name} itself{hint}")
+        elif name not in first_line:
+            self.problem(
+                line,
+                f"{what} refers to {name}, which does not exist" + _suggest(name, first_line),
+            )
+        elif kinds[name] in (BEGIN_GROUP,):
+            self.problem(line, f"{what} refers to group {name}; refer to a question")
+        elif kinds[name] == "note":
+            self.problem(line, f"{what} refers to note {name}, which has no answer")
+        elif name not in earlier:
+            self.problem(
+                line,
+                f"{what} refers to {name}, which comes later "
+                f"({self.where(first_line[name])}); refer only to earlier questions",
+            )
 
     def check_earlier(
         self,
@@ -1328,3 +1580,9 @@ class _Builder:
             self.problem(line, f"{what} refers to {reference}, a group; refer to a question")
         elif kinds[name] == "note":
             self.problem(line, f"{what} refers to {reference}, a note, which has no answer")
+        elif kinds[name] == CALCULATE:
+            self.problem(
+                line,
+                f"{what} refers to {reference}, a calculate row, which is not stored; "
+                "calculate it again from the earlier answers it reads",
+            )

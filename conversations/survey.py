@@ -21,6 +21,7 @@ nothing but say so.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,10 @@ from bot.i18n import _, format_date, format_month, month_name, ngettext, set_lan
 from bot.runtime import Runtime
 from conversations import engine
 from conversations.channel import Button, Keyboard, Turn, keyboard
-from conversations.expressions import TEXT_REFERENCE_RE
+from conversations.expressions import TEXT_REFERENCE_RE, to_text
 from conversations.onboarding import not_registered_text
 from conversations.prompting import Prompt, close_question, register, send_prompt
-from conversations.questionnaire import Question, Questionnaire
+from conversations.questionnaire import Choice, Question, Questionnaire
 from conversations.rules import choose_language
 from storage.invitations import open_wave_invitation, wave_response
 from storage.models import (
@@ -256,15 +257,63 @@ def earlier_text(q: Questionnaire, earlier: engine.Answers, name: str, lang: str
     return _display(q, q.question(name), value, lang)
 
 
-def piped(q: Questionnaire, earlier: engine.Answers, text: str, lang: str) -> str:
-    """A label or hint with each ``${last-saved#name}`` replaced by :func:`earlier_text`."""
+def answer_text(q: Questionnaire, values: engine.Answers, name: str, lang: str) -> str:
+    """``${name}`` as the graduate reads it: this response's answer shown as answers are
+    (choice labels in their language, dates and months written out), a calculation's value as
+    text; '' when there is none (not answered, or not relevant)."""
+    value = values.get(name)
+    if value is None or value == "" or value == []:
+        return ""
+    if name not in q:
+        return to_text(value)
+    return _display(q, q.question(name), value, lang)
+
+
+def piped(
+    q: Questionnaire,
+    earlier: engine.Answers,
+    text: str,
+    lang: str,
+    values: engine.Answers | None = None,
+) -> str:
+    """A label or hint with each ``${last-saved#name}`` replaced by :func:`earlier_text` and
+    each ``${name}`` by :func:`answer_text` (`values`: from engine.values; None: no answers)."""
     if "${" not in text:
         return text
-    return TEXT_REFERENCE_RE.sub(lambda match: earlier_text(q, earlier, match.group(1), lang), text)
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return earlier_text(q, earlier, match.group(2), lang)
+        return answer_text(q, values or {}, match.group(2), lang)
+
+    return TEXT_REFERENCE_RE.sub(replace, text)
 
 
 def _piped(loaded: Loaded, text: str) -> str:
-    return piped(loaded.questionnaire, loaded.earlier, text, loaded.language)
+    if "${" not in text:
+        return text
+    values = engine.values(loaded.questionnaire, loaded.answers, loaded.earlier)
+    return piped(loaded.questionnaire, loaded.earlier, text, loaded.language, values)
+
+
+def _offered(loaded: Loaded, question: Question) -> tuple[Choice, ...]:
+    """The question's choices as the choice_filter leaves them for these answers."""
+    if question.choice_filter is None:
+        return loaded.questionnaire.choices_for(question)
+    q = loaded.questionnaire
+    values = engine.values(q, loaded.answers, loaded.earlier)
+    return engine.choices_offered(q, question, values, loaded.earlier)
+
+
+def _current(loaded: Loaded, question: Question) -> Any:
+    """The graduate's answer to `question`, unless the choice_filter no longer offers it."""
+    value = loaded.answers.get(question.name)
+    if value is None or question.choice_filter is None:
+        return value
+    codes = {choice.name for choice in _offered(loaded, question)}
+    if isinstance(value, list):
+        return [code for code in value if code in codes] or None
+    return value if value in codes else None
 
 
 def _earlier_text(loaded: Loaded, name: str) -> str:
@@ -306,11 +355,11 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     hint = _piped(loaded, _text(question.hints, lang, q))
     if hint:
         lines += ["", hint]
-    current = answers.get(question.name)
+    current = _current(loaded, question)
     rows: list[list[Button]] = []
     if question.type == "select_multiple":
         chosen = set(current or [])
-        for choice in q.choices_for(question):
+        for choice in _offered(loaded, question):
             mark = "☑️" if choice.name in chosen else "⬜"
             rows.append(
                 [
@@ -345,7 +394,7 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
                 ("✅ " if current == choice.name else "") + _text(choice.labels, lang, q),
                 _cb("sv", rid, question.name, choice.name),
             )
-            for choice in q.choices_for(question)
+            for choice in _offered(loaded, question)
         ]
         rows += [buttons[i : i + columns] for i in range(0, len(buttons), columns)]
     else:
@@ -852,7 +901,7 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                 label = _("Skipped")
                 outcome = "next"
             elif press.kind == "sn":
-                if question.name not in loaded.answers or question.is_multiple:
+                if _current(loaded, question) is None or question.is_multiple:
                     await _stale(turn, response)
                     return
                 _set_position(state, response, _next_position(loaded, question.name, editing))
@@ -864,7 +913,12 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                     return
                 try:
                     chosen = engine.toggle_choice(
-                        q, question, list(loaded.answers.get(question.name) or []), press.code
+                        q,
+                        question,
+                        list(_current(loaded, question) or []),
+                        press.code,
+                        loaded.answers,
+                        loaded.earlier,
                     )
                 except engine.AnswerError:
                     await _stale(turn, response)
@@ -882,7 +936,7 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                 if not question.is_multiple:
                     await _stale(turn, response)
                     return
-                chosen = list(loaded.answers.get(question.name) or [])
+                chosen = list(_current(loaded, question) or [])
                 if not chosen and question.required:
                     await turn.notice(_("Please choose at least one option."))
                     return
@@ -903,7 +957,9 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                     await _stale(turn, response)
                     return
                 try:
-                    value = engine.check_choice(q, question, press.code)
+                    value = engine.check_choice(
+                        q, question, press.code, loaded.answers, loaded.earlier
+                    )
                 except engine.AnswerError:
                     await _stale(turn, response)
                     return

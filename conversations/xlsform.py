@@ -20,8 +20,11 @@ settings; blank rows skipped. The settings sheet is optional: form_id from the f
 version from its date, title from the form_id. Unused choice lists and group hints are left
 out with a warning. Old Excel 97-2003 ``.xls`` files are read with xlrd; the file's first bytes,
 not its name, decide which reader reads it.
-ODK's ``${last-saved#name}`` (the answer in the previous wave) is read as written, in
-expressions and in label and hint texts; our ``carry`` column is a column like ``relevant``.
+ODK's ``${last-saved#name}`` (the answer in the previous wave) and ``${name}`` are read as
+written, in expressions and in label and hint texts; our ``carry`` column is a column like
+``relevant``. ``calculate`` rows (``calculation`` column), ``choice_filter`` and
+``select_one LIST or_other`` are kept as they are; a choices column a choice_filter reads
+(``region``) becomes the choices' ``columns``.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
 a comment at the top of the returned YAML says so, and the message is also appended to the
 optional ``warnings`` list, so nothing is dropped silently.
@@ -43,10 +46,13 @@ from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from conversations.expressions import ExpressionError, parse_expression
 from conversations.questionnaire import (
+    CALCULATE,
     END_GROUP,
     ROW_KEYS,
     SUPPORTED_LANGUAGES,
+    Calculation,
     Choice,
     Group,
     GroupEnd,
@@ -276,6 +282,8 @@ def _question_row(question: Question) -> dict[str, Any]:
         row["core"] = True
     if question.carry is not None:
         row["carry"] = question.carry.source or str(question.carry)
+    if question.choice_filter is not None:
+        row["choice_filter"] = question.choice_filter.source or str(question.choice_filter)
     return row
 
 
@@ -288,11 +296,21 @@ def _group_row(group: Group) -> dict[str, Any]:
     return row
 
 
+def _calculation_row(calculation: Calculation) -> dict[str, Any]:
+    row: dict[str, Any] = {"type": CALCULATE, "name": calculation.name}
+    if calculation.relevant is not None:
+        row["relevant"] = calculation.relevant.source or str(calculation.relevant)
+    row["calculation"] = calculation.calculation.source or str(calculation.calculation)
+    return row
+
+
 def _choice_item(choice: Choice) -> dict[str, Any]:
     item: dict[str, Any] = {"name": choice.name, "label": dict(choice.labels)}
     if choice.countries:
         # By country code: a spreadsheet's columns cannot keep each choice's own order.
         item["countries"] = {c: dict(choice.countries[c]) for c in sorted(choice.countries)}
+    if choice.columns:
+        item["columns"] = _FlowMap(choice.columns)
     return item
 
 
@@ -311,6 +329,8 @@ def to_yaml(q: Questionnaire) -> str:
             rows.append((_question_row(item), None))
         elif isinstance(item, Group):
             rows.append((_group_row(item), None))
+        elif isinstance(item, Calculation):
+            rows.append((_calculation_row(item), None))
         else:
             rows.append(({"type": END_GROUP, "group": item.name}, None))
     choices: dict[str, list[tuple[dict[str, Any], Origin]]] = {
@@ -342,6 +362,11 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
     headers += [f"label::{h}" for h in langs] + [f"hint::{h}" for h in langs]
     headers += ["required", "relevant", "constraint"]
     headers += [f"constraint_message::{h}" for h in langs] + ["parameters", "core", "carry"]
+    # only when used: a form without them keeps the layout it always had
+    if any(item.choice_filter is not None for item in q.questions):
+        headers.append("choice_filter")
+    if q.calculations:
+        headers.append("calculation")
     _append(survey, headers)
     for item in q.rows:
         values: dict[str, object] = {}
@@ -362,6 +387,10 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
                 values["parameters"] = _parameters_text(item.parameters)
             if item.carry is not None:
                 values["carry"] = item.carry.source or str(item.carry)
+            if item.choice_filter is not None:
+                values["choice_filter"] = item.choice_filter.source or str(item.choice_filter)
+        elif isinstance(item, Calculation):
+            values = _calculation_row(item)
         elif isinstance(item, Group):
             values = {"type": "begin_group", "name": item.name}
             for lang, header in zip(q.languages, langs, strict=True):
@@ -380,6 +409,10 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
     )
     choice_headers = ["list_name", "name"] + [f"label::{h}" for h in langs]
     choice_headers += [f"label::{h}::{country}" for country in countries for h in langs]
+    extra = list(
+        dict.fromkeys(key for items in q.choices.values() for c in items for key in c.columns)
+    )
+    choice_headers += extra
     _append(choices, choice_headers)
     for list_name, items in q.choices.items():
         for choice in items:
@@ -389,6 +422,7 @@ def export_xlsx(q: Questionnaire, path: str | Path) -> None:
                 for country in countries
                 for lang in q.languages
             ]
+            labels += [choice.columns.get(key) for key in extra]
             _append(choices, [list_name, choice.name, *labels])
 
     settings = workbook.create_sheet("settings")
@@ -693,7 +727,8 @@ class _Importer:
             settings, settings_origin = self.settings(sheets["settings"])
         survey_langs: list[str] = []
         rows = self.survey(sheets["survey"], survey_langs)
-        choices = self.choices(sheets["choices"]) if "choices" in sheets else {}
+        filtered = _filter_columns(rows)
+        choices = self.choices(sheets["choices"], filtered) if "choices" in sheets else {}
         self.unused_lists(rows, choices)
         self.defaults(settings, survey_langs)
         settings = {key: settings[key] for key in SETTINGS_COLUMNS if key in settings}
@@ -852,7 +887,16 @@ class _Importer:
             if ordered["type"] == END_GROUP:
                 ordered.pop("name", None)  # XLSForm end rows may repeat the name: not needed
             kind = ordered["type"].split()[0]
-            if kind in ("note", "begin_group", END_GROUP):
+            if kind == CALCULATE:
+                dropped = [key for key in TRANSLATED_SURVEY_COLUMNS if key in ordered]
+                for text_key in dropped:
+                    del ordered[text_key]
+                if dropped:
+                    self.warnings.append(
+                        f"{sheet.title}: row {number}: a calculate row is not shown; its "
+                        f"{' and '.join(dropped)} was left out"
+                    )
+            if kind in ("note", "begin_group", END_GROUP, CALCULATE):
                 for key in ("required", "core"):
                     if ordered.get(key) is False:
                         del ordered[key]  # "no" on a row that is not a question: harmless
@@ -869,8 +913,12 @@ class _Importer:
             rows.append((ordered, (sheet.title, number)))
         return rows
 
-    def choices(self, sheet: _Sheet) -> dict[str, list[tuple[dict[str, Any], Origin]]]:
-        columns, ignored = _columns(sheet, CHOICES_COLUMNS, ("label",), self, countries=True)
+    def choices(
+        self, sheet: _Sheet, filtered: Iterable[str] = ()
+    ) -> dict[str, list[tuple[dict[str, Any], Origin]]]:
+        """`filtered`: the columns choice_filters read (``region``), kept as `columns`."""
+        known = (*CHOICES_COLUMNS, *filtered)
+        columns, ignored = _columns(sheet, known, ("label",), self, countries=True)
         self.ignore(sheet, ignored)
         if not any(c.key == "list_name" for c in columns):
             if sheet.rows:
@@ -891,17 +939,40 @@ class _Importer:
                     self.translated(cells, column, texts, sheet.title)
                 elif column.key == "list_name":
                     list_name = _value(cells, column.index)
+                elif column.key not in CHOICES_COLUMNS:
+                    if _value(cells, column.index):
+                        extra = item.setdefault("columns", _FlowMap())
+                        extra[column.key] = _value(cells, column.index)
                 elif _value(cells, column.index):
                     item[column.key] = _value(cells, column.index)
             if not list_name:
                 self.problem(sheet.title, number, "the choice has no list_name")
                 continue
+            extra_columns = item.pop("columns", None)
             item.update(texts)
+            if extra_columns:
+                item["columns"] = extra_columns  # after name and label
             filled = {c: v["label"] for c, v in variants.items() if v.get("label")}
             if filled:
                 item["countries"] = filled
             result.setdefault(list_name, []).append((item, (sheet.title, number)))
         return result
+
+
+def _filter_columns(rows: list[tuple[dict[str, Any], Origin]]) -> list[str]:
+    """The choices columns the survey's choice_filters read (unreadable filters are reported
+    by the loader)."""
+    found: dict[str, None] = {}
+    for row, _ in rows:
+        text = row.get("choice_filter")
+        if not isinstance(text, str):
+            continue
+        try:
+            expression = parse_expression(text, columns=True)
+        except ExpressionError:
+            continue
+        found.update(dict.fromkeys(sorted(expression.columns() - {"name"})))
+    return list(found)
 
 
 def _value(cells: list[object], index: int) -> str:

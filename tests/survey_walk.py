@@ -75,10 +75,11 @@ class Walk:
         self.q = self.q.for_school(self.country)
 
     def shown_label(self, question: Question) -> str:
-        """The question's label as shown: ``${last-saved#…}`` replaced."""
+        """The question's label as shown: ``${last-saved#…}`` and ``${name}`` replaced."""
+        values = engine.values(self.q, self.answers, self.earlier)
         with use_language(self.lang):
             return survey.piped(
-                self.q, self.earlier, label(self.q, question.labels, self.lang), self.lang
+                self.q, self.earlier, label(self.q, question.labels, self.lang), self.lang, values
             )
 
     def expect_question(self, message: TranscriptEntry, question: Question) -> None:

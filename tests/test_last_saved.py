@@ -62,8 +62,8 @@ def test_bad_last_saved_references(text: str, fragment: str) -> None:
 
 
 def test_text_references() -> None:
-    text = "In ${last-saved#_month} you were ${last-saved#E4}; ${E4} is not one."
-    assert text_references(text) == ["_month", "E4"]
+    text = "In ${last-saved#_month} you were ${last-saved#E4}; now ${E4}."
+    assert text_references(text) == [(True, "_month"), (True, "E4"), (False, "E4")]
 
 
 # --- loader ---------------------------------------------------------------------------------

@@ -117,7 +117,11 @@ class WebWalk:
             with use_language(self.lang):
                 heading = survey.progress_heading(self.q, self.answers, position.name, earlier)
                 text = survey.piped(
-                    self.q, earlier, label(self.q, position.labels, self.lang), self.lang
+                    self.q,
+                    earlier,
+                    label(self.q, position.labels, self.lang),
+                    self.lang,
+                    engine.values(self.q, self.answers, earlier),
                 )
             assert shown.text.startswith(heading), (position.name, shown.text[:200])
             assert text in shown.text, (position.name, shown.text[:300])
