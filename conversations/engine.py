@@ -260,6 +260,27 @@ def next_question(
     return None
 
 
+def notes_before(
+    q: Questionnaire, answers: Answers, index: int, earlier: Answers | None = None
+) -> list[Question]:
+    """The relevant notes said with the row at `index` (`len(q.questions)`: the end of the
+    form), in file order: those after the closest question asked before it (relevant, not
+    carried). A note before a question skipped by relevance is said with the next one
+    asked, and the notes after the last question before the review, as ODK shows them."""
+    relevant, _, skipped = _effective(q, answers, earlier)
+    notes: list[Question] = []
+    for row in reversed(q.questions[:index]):
+        if not relevant[row.name]:
+            continue
+        if row.answerable:
+            if row.name not in skipped:
+                break
+            continue
+        notes.append(row)
+    notes.reverse()
+    return notes
+
+
 def previous_question(
     q: Questionnaire, answers: Answers, before: str, earlier: Answers | None = None
 ) -> Question | None:

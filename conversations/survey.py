@@ -526,22 +526,26 @@ async def render(rt: Runtime, state: ChatState) -> Prompt | None:
         loaded = await _load(rt, session, response, lang)
     page = state.data.get(_REVIEW_PAGE)
     page = page if isinstance(page, int) and not isinstance(page, bool) else 0
-    if response.current == REVIEW:
-        return _review_prompt(loaded, page)
     q = loaded.questionnaire
-    if response.current not in q:
-        return _review_prompt(loaded, page)
+    if response.current == REVIEW or response.current not in q:
+        prompt = _review_prompt(loaded, page)
+        if page == 0:  # the notes after the last question (a closing word) come first
+            prompt.preface = _notes_before(loaded, len(q.questions)) + prompt.preface
+        return prompt
     question = q.question(response.current)
-    # Notes are said, not asked: the relevant ones just before a question go with it.
-    notes: list[str] = []
-    for earlier in reversed(q.questions[: q.index(question.name)]):
-        if earlier.answerable:
-            break
-        if engine.is_relevant(q, earlier, loaded.answers, loaded.earlier):
-            notes.insert(0, _piped(loaded, _text(earlier.labels, loaded.language, q)))
     prompt = _question_prompt(loaded, question)
-    prompt.preface = tuple(notes) + prompt.preface
+    prompt.preface = _notes_before(loaded, q.index(question.name)) + prompt.preface
     return prompt
+
+
+def _notes_before(loaded: Loaded, index: int) -> tuple[str, ...]:
+    """Notes are said, not asked: the ones said with the row at `index` (engine.notes_before),
+    in the person's language."""
+    q = loaded.questionnaire
+    return tuple(
+        _piped(loaded, _text(note.labels, loaded.language, q))
+        for note in engine.notes_before(q, loaded.answers, index, loaded.earlier)
+    )
 
 
 register(SURVEY, render)

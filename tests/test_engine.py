@@ -157,6 +157,33 @@ survey:
     assert engine.progress(t, {"a": 1}, "b") == (2, 2)
 
 
+def test_notes_are_said_with_the_next_question_asked_or_before_the_review() -> None:
+    """As ODK shows them on the way: a note before a question skipped by relevance is said
+    with the next question asked, a note that does not apply is not said, and the notes
+    after the last question come before the review."""
+    text = """\
+settings: {form_id: t, version: "1", default_language: en, languages: [en], title: {en: T}}
+survey:
+  - {type: integer, name: age, label: {en: Age}}
+  - {type: note, name: hello, label: {en: Hello}}
+  - {type: text, name: job, relevant: "${age} >= 18", label: {en: Job}}
+  - {type: note, name: minor, relevant: "${age} < 18", label: {en: Come back later}}
+  - {type: text, name: town, label: {en: Town}}
+  - {type: note, name: thanks, label: {en: Thanks}}
+"""
+    t = parse_questionnaire(text)
+
+    def said(answers: dict[str, AnswerValue], row: str | None) -> list[str]:
+        index = len(t.questions) if row is None else t.index(row)
+        return [note.name for note in engine.notes_before(t, answers, index)]
+
+    assert said({"age": 30}, "job") == ["hello"]
+    assert said({"age": 30}, "town") == []  # "minor" does not apply to an adult
+    assert said({"age": 15}, "town") == ["hello", "minor"]  # job skipped: said with town
+    assert said({"age": 15}, None) == ["thanks"]  # the closing note, before the review
+    assert said({}, "age") == []
+
+
 # --- what is kept -------------------------------------------------------------------------
 
 

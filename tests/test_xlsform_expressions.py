@@ -484,7 +484,8 @@ async def test_the_form_in_the_chat_in_dutch(deployed: Harness) -> None:
     assert "Je postcode?" in postcode.content
     (refused,) = await h.send(user, "12")
     assert refused.content == "Schrijf het als 1234 AB"
-    (review,) = await h.send(user, "5611 AA")
+    done, review = await h.send(user, "5611 AA", expect=2)
+    assert done.content == "Bedankt (age 20, adult)."  # the closing note, then the review
     assert review.content.startswith("Controleer je antwoorden.")
     for shown in ("Welke school in Zuid?\n    → Curio", "Anders", "Eigen bakkerij", "5611 AA"):
         assert shown in review.content
@@ -513,6 +514,7 @@ async def test_the_form_in_the_web_chat(deployed: Harness) -> None:
         assert "Specify other." in newest_bot(page).text
         page = await g.type("Own bakery")
         page = await g.press(tr("en", "Skip ▶"))  # the postcode is optional
+        assert "Thank you (age 19, adult)." in page.bot_texts()  # the closing note
         assert newest_bot(page).text.startswith("Please check your answers.")
         page = await g.press(tr("en", "✅ Send my answers"))
     finally:
