@@ -43,6 +43,8 @@ from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from conversations.choice_files import FROM_FILE_TYPES, read_choice_file
+from conversations.expressions import NAME_RE
 from conversations.questionnaire import (
     END_GROUP,
     ROW_KEYS,
@@ -64,6 +66,7 @@ from conversations.workbooks import (
     unpacked_size,
     workbook_kind,
 )
+from conversations.xlsform_refused import END_REPEAT, METADATA_TYPES, refusal, type_word
 
 # What one XLSForm workbook may hold (a questionnaire has hundreds of rows, a choice list a
 # few thousand); reading stops at the first limit passed.
@@ -610,6 +613,14 @@ class _Importer:
             )
             self.language = None
         self.default_language: str | None = self.language
+        # Rows refused as a whole (issue 19): one problem each, nothing else said about them.
+        self.refused: set[tuple[str, int]] = set()
+        self.placeholders: list[dict[str, Any]] = []
+        self.refused_lists: set[str] = set()  # lists only refused rows use: left out quietly
+        # select_one_from_file: the list each row's CSV file became, the files read.
+        self.file_rows: dict[int, str] = {}
+        self.file_choices: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
+        self.files: dict[str, str] = {}  # the origin's "sheet" name of a CSV file -> its path
 
     def problem(self, sheet: str | None, row: int, message: str) -> None:
         source = f"{self.path}:{sheet}" if sheet else self.path
@@ -623,6 +634,95 @@ class _Importer:
                     f"{sheet.title}: column {column.header!r} is not part of the gradtrack "
                     f"format and was ignored (it has values in rows {_rows_text(used)})"
                 )
+
+    def refused_row(
+        self,
+        sheet: _Sheet,
+        number: int,
+        cells: list[object],
+        columns: list[_Column],
+        rows: list[tuple[dict[str, Any], Origin]],
+    ) -> bool:
+        """Refuse a row a chat cannot ask (issue 19): one problem naming the row, its name and
+        the feature, and a stand-in question of the same name in its place so that nothing
+        else (a reference to it, an empty group) is said about it. Metadata rows are left out
+        with a warning. True: the row is dealt with."""
+        by_key = {c.key: _value(cells, c.index) for c in columns if c.lang is None}
+        type_text, name = by_key.get("type", ""), by_key.get("name", "")
+        word = type_word(type_text)
+        if not word:
+            return False
+        if word in METADATA_TYPES:
+            self.warnings.append(
+                f"{sheet.title}: row {number}: {name or word} ({word}) is recorded by ODK "
+                "itself, never asked: left out"
+            )
+            return True
+        if word == END_REPEAT:
+            return True  # its begin_repeat row is refused
+        cells_by_header = {
+            header.strip().lower(): _value(cells, index)
+            for index, header in enumerate(sheet.headers)
+            if header and _value(cells, index)
+        }
+        reason = refusal(type_text, cells_by_header)
+        if reason is None and word in FROM_FILE_TYPES:
+            reason = self.choice_file(sheet, number, type_text, by_key.get("parameters", ""))
+        if reason is None:
+            return False
+        self.problem(sheet.title, number, f"{name or 'the row'}: {reason}")
+        self.refused.add((sheet.title, number))
+        self.refused_lists.update(type_text.split()[1:2])
+        if word != "begin_repeat" and NAME_RE.fullmatch(name):
+            stand_in: dict[str, Any] = {"type": "text", "name": name, "required": False}
+            self.placeholders.append(stand_in)
+            rows.append((stand_in, (sheet.title, number)))
+        return True
+
+    def choice_file(
+        self, sheet: _Sheet, number: int, type_text: str, parameters: str
+    ) -> str | None:
+        """Read the CSV file of a select_one_from_file row into a choice list; why not, or
+        None when it was read."""
+        words = type_text.split()
+        if len(words) != 2:
+            return f"{words[0]} needs one file name: {words[0]} schools.csv"
+        filename = words[1]
+        params = _parameters(parameters) if parameters else {}
+        columns = {
+            key: str(value) for key, value in (params or {}).items() if key in ("value", "label")
+        }
+        result = read_choice_file(
+            Path(self.path).parent, filename, self.default_language, columns, language_code
+        )
+        if isinstance(result, str):
+            return result
+        origin_name = Path(filename).name
+        self.files[origin_name] = str(Path(self.path).parent / filename)
+        self.file_rows[number] = result.list_name
+        self.file_choices.setdefault(
+            result.list_name,
+            [(item, (origin_name, line)) for item, line in result.items],
+        )
+        self.warnings.extend(result.warnings)
+        return None
+
+    def from_file(
+        self, sheet: _Sheet, number: int, cells: list[object], row: dict[str, Any]
+    ) -> None:
+        """A select_one_from_file row read: the type names the file's list; the parameters
+        that chose its columns are used up."""
+        list_name = self.file_rows.get(number)
+        if list_name is None or sheet.title.lower() != "survey":
+            return
+        kind = "select_multiple" if "multiple" in row["type"].split()[0] else "select_one"
+        row["type"] = f"{kind} {list_name}"
+        parameters = row.get("parameters")
+        if isinstance(parameters, dict):
+            for key in ("value", "label"):
+                parameters.pop(key, None)
+            if not parameters:
+                del row["parameters"]
 
     def run(self) -> _Document:
         if self.problems:
@@ -694,8 +794,20 @@ class _Importer:
         survey_langs: list[str] = []
         rows = self.survey(sheets["survey"], survey_langs)
         choices = self.choices(sheets["choices"]) if "choices" in sheets else {}
+        for list_name, items in self.file_choices.items():
+            if list_name in choices:
+                number = min(n for n, name in self.file_rows.items() if name == list_name)
+                self.problem(
+                    "survey",
+                    number,
+                    f"the choices sheet has a list {list_name}, the name the CSV file's list "
+                    "takes: rename that list",
+                )
+            choices[list_name] = items
         self.unused_lists(rows, choices)
         self.defaults(settings, survey_langs)
+        for stand_in in self.placeholders:  # refused rows: a label that says nothing more
+            stand_in["label"] = {lang: stand_in["name"] for lang in settings["languages"]}
         settings = {key: settings[key] for key in SETTINGS_COLUMNS if key in settings}
         comments = [f"Imported from {Path(self.path).name}"]
         comments += [f"Warning: {warning}" for warning in self.warnings]
@@ -738,6 +850,9 @@ class _Importer:
             if len(words) > 1:
                 used.add(words[1])
         for list_name in [name for name in choices if name not in used]:
+            if list_name in self.refused_lists:
+                del choices[list_name]  # its question was refused: nothing more to say
+                continue
             numbers = [origin[1] for _, origin in choices[list_name] if origin]
             self.warnings.append(
                 f"choices: list {list_name!r} (rows {_rows_text(numbers)}) is not used by any "
@@ -819,6 +934,8 @@ class _Importer:
             return []
         rows: list[tuple[dict[str, Any], Origin]] = []
         for number, cells in sheet.rows:
+            if self.refused_row(sheet, number, cells, columns, rows):
+                continue
             row: dict[str, Any] = {}
             texts: dict[str, dict[str, str]] = {}
             for column in columns:
@@ -846,6 +963,7 @@ class _Importer:
                     row[column.key] = text
             row.update(texts)
             ordered = {key: row[key] for key in SURVEY_COLUMNS if key in row}
+            self.from_file(sheet, number, cells, ordered)
             if "type" not in ordered:
                 self.problem(sheet.title, number, "the row has no type")
                 continue
@@ -993,6 +1111,10 @@ def _checked(importer: _Importer) -> tuple[_Document, Questionnaire]:
             origin = doc.origin(problem.line) if problem.line else None
             if origin is None:
                 problems.append(Problem(importer.path, 0, problem.message))
+            elif origin in importer.refused:
+                continue  # refused with one problem: nothing else is said about the row
+            elif origin[0] in importer.files:  # a choice of a select_one_from_file CSV file
+                problems.append(Problem(importer.files[origin[0]], origin[1], problem.message))
             else:
                 problems.append(Problem(f"{importer.path}:{origin[0]}", origin[1], problem.message))
         raise QuestionnaireError(_capped(_sorted(problems), importer.path)) from None
