@@ -85,6 +85,7 @@ def read_choice_file(
     name_index: int | None = None
     labels: list[tuple[int, str]] = []
     others: list[str] = []
+    unnamed = ""
     for index, header in enumerate(headers):
         base, _, suffix = header.partition("::" if "::" in header else ":")
         base = base.strip().lower()
@@ -97,14 +98,17 @@ def read_choice_file(
             lang = language_code(suffix) if suffix else default_language
             if lang is None:
                 named = f"column {header!r}" if suffix else f"the bare {header!r} column"
-                return (
+                unnamed = unnamed or (
                     f"the file {filename}: {named} names no language: name it like "
                     f"{label_column}::English (en), or set default_language in the settings"
                 )
-            labels.append((index, lang))
-    if name_index is None or not labels:
+            else:
+                labels.append((index, lang))
+    if name_index is None or not (labels or unnamed):
         wanted = value_column if name_index is None else label_column
         return f"the file {filename} has no {wanted!r} column (its first row names the columns)"
+    if unnamed:
+        return unnamed
     if len(rows) - 1 > MAX_FILE_ROWS:
         return f"the file {filename} has more than {MAX_FILE_ROWS:,} rows"
     items: list[tuple[dict[str, Any], int]] = []

@@ -621,6 +621,7 @@ class _Importer:
         self.file_rows: dict[int, str] = {}
         self.file_choices: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
         self.files: dict[str, str] = {}  # the origin's "sheet" name of a CSV file -> its path
+        self.file_lists: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
     def problem(self, sheet: str | None, row: int, message: str) -> None:
         source = f"{self.path}:{sheet}" if sheet else self.path
@@ -667,7 +668,7 @@ class _Importer:
         }
         reason = refusal(type_text, cells_by_header)
         if reason is None and word in FROM_FILE_TYPES:
-            reason = self.choice_file(sheet, number, type_text, by_key.get("parameters", ""))
+            reason = self.choice_file(number, type_text, by_key.get("parameters", ""))
         if reason is None:
             return False
         self.problem(sheet.title, number, f"{name or 'the row'}: {reason}")
@@ -679,37 +680,38 @@ class _Importer:
             rows.append((stand_in, (sheet.title, number)))
         return True
 
-    def choice_file(
-        self, sheet: _Sheet, number: int, type_text: str, parameters: str
-    ) -> str | None:
-        """Read the CSV file of a select_one_from_file row into a choice list; why not, or
-        None when it was read."""
-        words = type_text.split()
-        if len(words) != 2:
-            return f"{words[0]} needs one file name: {words[0]} schools.csv"
-        filename = words[1]
+    def choice_file(self, number: int, type_text: str, parameters: str) -> str | None:
+        """Read the CSV file of a select_one_from_file row into a choice list (once per file);
+        why not, or None when it was read."""
+        kind, _, filename = type_text.strip().partition(" ")
+        filename = filename.strip()
+        if not filename:
+            return f"{kind} needs the name of a CSV file next to the form: {kind} schools.csv"
         params = _parameters(parameters) if parameters else {}
         columns = {
             key: str(value) for key, value in (params or {}).items() if key in ("value", "label")
         }
+        origin_name = Path(filename).name
+        known = self.file_lists.get((filename, tuple(sorted(columns.items()))))
+        if known is not None:
+            self.file_rows[number] = known
+            return None
         result = read_choice_file(
             Path(self.path).parent, filename, self.default_language, columns, language_code
         )
         if isinstance(result, str):
             return result
-        origin_name = Path(filename).name
+        list_name = result.list_name
+        while list_name in self.file_choices:  # another file of that name, or other columns
+            list_name = f"{list_name[:28]}{len(self.file_choices)}_csv"
         self.files[origin_name] = str(Path(self.path).parent / filename)
-        self.file_rows[number] = result.list_name
-        self.file_choices.setdefault(
-            result.list_name,
-            [(item, (origin_name, line)) for item, line in result.items],
-        )
+        self.file_lists[(filename, tuple(sorted(columns.items())))] = list_name
+        self.file_rows[number] = list_name
+        self.file_choices[list_name] = [(item, (origin_name, line)) for item, line in result.items]
         self.warnings.extend(result.warnings)
         return None
 
-    def from_file(
-        self, sheet: _Sheet, number: int, cells: list[object], row: dict[str, Any]
-    ) -> None:
+    def from_file(self, sheet: _Sheet, number: int, row: dict[str, Any]) -> None:
         """A select_one_from_file row read: the type names the file's list; the parameters
         that chose its columns are used up."""
         list_name = self.file_rows.get(number)
@@ -752,7 +754,7 @@ class _Importer:
         except Exception as error:
             # A damaged or hostile file: openpyxl reads it lazily, sheet by sheet, and fails
             # with whatever its zip and XML readers raise (EOFError, ParseError, ...).
-            self.problem(None, 0, f"cannot read the spreadsheet: {error or type(error).__name__}")
+            self.problem(None, 0, f"cannot read the spreadsheet: {_unreadable(self.path, error)}")
             raise QuestionnaireError(self.problems) from None
         return self.build(sheets)
 
@@ -793,6 +795,8 @@ class _Importer:
             settings, settings_origin = self.settings(sheets["settings"])
         survey_langs: list[str] = []
         rows = self.survey(sheets["survey"], survey_langs)
+        if not rows and self.problems:  # no survey to speak of: the rest would be noise
+            raise QuestionnaireError(_capped(_sorted(self.problems), self.path))
         choices = self.choices(sheets["choices"]) if "choices" in sheets else {}
         for list_name, items in self.file_choices.items():
             if list_name in choices:
@@ -929,6 +933,9 @@ class _Importer:
             lang = column.lang if column.lang else self.default_language
             if column.lang is not None and lang and lang not in langs:
                 langs.append(lang)
+        if not sheet.headers and not sheet.rows:
+            self.problem(sheet.title, 0, "the survey sheet is empty")
+            return []
         if not any(c.key == "type" for c in columns):
             self.problem(sheet.title, 1, "the survey sheet has no 'type' column")
             return []
@@ -963,7 +970,7 @@ class _Importer:
                     row[column.key] = text
             row.update(texts)
             ordered = {key: row[key] for key in SURVEY_COLUMNS if key in row}
-            self.from_file(sheet, number, cells, ordered)
+            self.from_file(sheet, number, ordered)
             if "type" not in ordered:
                 self.problem(sheet.title, number, "the row has no type")
                 continue
@@ -1020,6 +1027,18 @@ class _Importer:
                 item["countries"] = filled
             result.setdefault(list_name, []).append((item, (sheet.title, number)))
         return result
+
+
+def _unreadable(path: str, error: Exception) -> str:
+    """Why a file is no .xlsx workbook, in words a school understands."""
+    if workbook_kind(path) is None:
+        return (
+            "it is not an Excel workbook (.xlsx or .xls): save the form from Excel, LibreOffice "
+            "or KoboToolbox as .xlsx"
+        )
+    if isinstance(error, KeyError) and "[Content_Types].xml" in str(error):
+        return "it is a zip file, but not an Excel workbook (.xlsx)"
+    return f"the workbook is damaged ({error or type(error).__name__})"
 
 
 def _value(cells: list[object], index: int) -> str:
