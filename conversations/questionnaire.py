@@ -45,7 +45,9 @@ MAX_BUTTON_DATA_BYTES = 64
 MAX_BUTTONS = 100
 NAVIGATION_BUTTONS = 2
 DEFAULT_SCALE = (1, 5)
-MAX_SCALE_BUTTONS = 10
+#: A scale's most buttons: 0 to 10 (eleven) is the widest rating forms ask (an XLSForm
+#: `range`), and fits two rows of Telegram's at most 8 buttons.
+MAX_SCALE_BUTTONS = 11
 MAX_COLUMNS = 4
 MAX_YAML_DEPTH = 50
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab, line feed, CR
@@ -99,7 +101,7 @@ _KEYS_BY_KIND: dict[str, frozenset[str]] = {
 PARAMETERS: dict[str, tuple[str, ...]] = {
     QuestionType.SELECT_ONE: ("columns",),
     QuestionType.SELECT_MULTIPLE: ("columns",),
-    QuestionType.SCALE: ("min", "max", "columns"),
+    QuestionType.SCALE: ("min", "max", "step", "columns"),
 }
 SETTINGS_KEYS = ("form_id", "version", "default_language", "languages", "title")
 TOP_KEYS = ("settings", "survey", "choices")
@@ -206,10 +208,12 @@ class Question:
 
     @property
     def scale_values(self) -> tuple[int, ...]:
+        """The points of a scale question: min to max, `step` apart (default 1)."""
         if self.type != QuestionType.SCALE:
             return ()
         low, high = self.scale_range
-        return tuple(range(low, high + 1))
+        step = self.parameters.get("step", 1)
+        return tuple(range(low, high + 1, step if isinstance(step, int) and step > 0 else 1))
 
     @property
     def columns(self) -> int | None:
@@ -890,12 +894,16 @@ class _Builder:
         if qtype == QuestionType.SCALE:
             low = row.parameters.get("min", DEFAULT_SCALE[0])
             high = row.parameters.get("max", DEFAULT_SCALE[1])
-            if isinstance(low, int) and isinstance(high, int):
-                count = high - low + 1
+            step = row.parameters.get("step", 1)
+            if isinstance(step, int) and step < 1:
+                self.problem(at("parameters"), f"parameter step must be 1 or more, not {step}")
+            elif isinstance(low, int) and isinstance(high, int) and isinstance(step, int):
+                count = len(range(low, high + 1, step))
+                steps = f" in steps of {step}" if step != 1 else ""
                 if not 2 <= count <= MAX_SCALE_BUTTONS:
                     self.problem(
                         at("parameters"),
-                        f"a scale from {low} to {high} has {count} buttons; "
+                        f"a scale from {low} to {high}{steps} has {count} buttons; "
                         f"it needs 2 to {MAX_SCALE_BUTTONS}",
                     )
         return row

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 from sqlmodel import col, select
@@ -32,6 +33,7 @@ from bot.runtime import Runtime
 from conversations import engine
 from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.expressions import TEXT_REFERENCE_RE
+from conversations.label_format import label_html, label_plain
 from conversations.onboarding import not_registered_text
 from conversations.prompting import Prompt, close_question, register, send_prompt
 from conversations.questionnaire import Question, Questionnaire
@@ -298,14 +300,16 @@ def progress_heading(
 def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
     q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
     rid = loaded.response.id or 0
+    # The label and hint keep the formatting XLSForm allows (**bold**, *emphasis*): the
+    # message is Telegram HTML, every other text in it escaped.
     lines = [
-        progress_heading(q, answers, question.name, loaded.earlier),
+        escape(progress_heading(q, answers, question.name, loaded.earlier)),
         "",
-        _piped(loaded, _text(question.labels, lang, q)),
+        label_html(_piped(loaded, _text(question.labels, lang, q))),
     ]
     hint = _piped(loaded, _text(question.hints, lang, q))
     if hint:
-        lines += ["", hint]
+        lines += ["", label_html(hint)]
     current = answers.get(question.name)
     rows: list[list[Button]] = []
     if question.type == "select_multiple":
@@ -321,16 +325,14 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
                 ]
             )
         rows.append([Button(_("Done ✔"), _cb("sd", rid, question.name))])
-        lines += ["", _("Choose all that apply, then tap Done.")]
+        lines += ["", escape(_("Choose all that apply, then tap Done."))]
     elif question.type == "scale":
-        low = int(question.parameters.get("min", 1))  # type: ignore[call-overload]
-        high = int(question.parameters.get("max", 5))  # type: ignore[call-overload]
         scale = [
             Button(
                 f"✅ {value}" if current == value else str(value),
                 _cb("sv", rid, question.name, str(value)),
             )
-            for value in range(low, high + 1)
+            for value in question.scale_values
         ]
         # One row, unless the questionnaire sets columns or there are more than Telegram
         # shows in a row: then rows as even as possible.
@@ -352,11 +354,13 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
         if current is not None:
             lines += [
                 "",
-                _("Your answer: {answer}").format(answer=_display(q, question, current, lang)),
+                escape(
+                    _("Your answer: {answer}").format(answer=_display(q, question, current, lang))
+                ),
             ]
         # A hint already says what to type (and how): the general instruction would repeat it.
         if not hint or question.type in ("date", "month"):
-            lines += ["", _typed_instruction(question)]
+            lines += ["", escape(_typed_instruction(question))]
     nav: list[Button] = []
     if engine.previous_question(q, answers, question.name, loaded.earlier) is not None:
         nav.append(Button(_("◀ Back"), _cb("sb", rid, question.name)))
@@ -366,7 +370,7 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
         nav.append(Button(_("Skip ▶"), _cb("sk", rid, question.name)))
     if nav:
         rows.append(nav)
-    return Prompt("\n".join(lines), keyboard(rows))
+    return Prompt("\n".join(lines), keyboard(rows), html=True)
 
 
 #: The most answers one page of the review shows: with their change buttons (rows of
@@ -386,7 +390,7 @@ def _review_pages(loaded: Loaded) -> list[list[tuple[int, Question, str]]]:
     carried = engine.carried(q, answers, loaded.earlier)
     items = engine.review_items(q, answers, loaded.earlier)
     for number, (question, value) in enumerate(items, start=1):
-        label = _piped(loaded, _text(question.labels, lang, q)).replace("\n", " ")
+        label = label_plain(_piped(loaded, _text(question.labels, lang, q))).replace("\n", " ")
         if len(label) > 70:
             label = label[:67].rstrip() + "…"
         shown = _display(q, question, value, lang)
@@ -489,7 +493,7 @@ async def render(rt: Runtime, state: ChatState) -> Prompt | None:
         if earlier.answerable:
             break
         if engine.is_relevant(q, earlier, loaded.answers, loaded.earlier):
-            notes.insert(0, _piped(loaded, _text(earlier.labels, loaded.language, q)))
+            notes.insert(0, label_html(_piped(loaded, _text(earlier.labels, loaded.language, q))))
     prompt = _question_prompt(loaded, question)
     prompt.preface = tuple(notes) + prompt.preface
     return prompt

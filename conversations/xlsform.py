@@ -47,6 +47,7 @@ from conversations.choice_files import FROM_FILE_TYPES, read_choice_file
 from conversations.expressions import NAME_RE
 from conversations.questionnaire import (
     END_GROUP,
+    MAX_SCALE_BUTTONS,
     ROW_KEYS,
     SUPPORTED_LANGUAGES,
     Choice,
@@ -66,7 +67,14 @@ from conversations.workbooks import (
     unpacked_size,
     workbook_kind,
 )
-from conversations.xlsform_refused import END_REPEAT, METADATA_TYPES, refusal, type_word
+from conversations.xlsform_refused import (
+    END_REPEAT,
+    METADATA_TYPES,
+    RangePlan,
+    range_plan,
+    refusal,
+    type_word,
+)
 
 # What one XLSForm workbook may hold (a questionnaire has hundreds of rows, a choice list a
 # few thousand); reading stops at the first limit passed.
@@ -622,6 +630,7 @@ class _Importer:
         self.file_choices: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
         self.files: dict[str, str] = {}  # the origin's "sheet" name of a CSV file -> its path
         self.file_lists: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self.range_rows: dict[int, RangePlan] = {}  # range rows: as buttons, or typed
 
     def problem(self, sheet: str | None, row: int, message: str) -> None:
         source = f"{self.path}:{sheet}" if sheet else self.path
@@ -669,6 +678,12 @@ class _Importer:
         reason = refusal(type_text, cells_by_header)
         if reason is None and word in FROM_FILE_TYPES:
             reason = self.choice_file(number, type_text, by_key.get("parameters", ""))
+        if reason is None and word == "range":
+            plan = range_plan(by_key.get("parameters", ""), MAX_SCALE_BUTTONS)
+            if isinstance(plan, str):
+                reason = plan
+            else:
+                self.range_rows[number] = plan
         if reason is None:
             return False
         self.problem(sheet.title, number, f"{name or 'the row'}: {reason}")
@@ -725,6 +740,25 @@ class _Importer:
                 parameters.pop(key, None)
             if not parameters:
                 del row["parameters"]
+
+    def as_range(self, sheet: _Sheet, number: int, row: dict[str, Any]) -> None:
+        """A range row: a scale of buttons when it fits, else a typed whole number."""
+        plan = self.range_rows.get(number)
+        if plan is None or sheet.title.lower() != "survey":
+            return
+        row["type"] = plan.type
+        others = {
+            key: value
+            for key, value in dict(row.get("parameters") or {}).items()
+            if key not in ("start", "end", "step")
+        }
+        row.pop("parameters", None)
+        if plan.type == "scale":
+            row["parameters"] = _FlowMap({**plan.parameters, **others})
+        else:
+            own = row.get("constraint")
+            row["constraint"] = f"({own}) and {plan.constraint}" if own else plan.constraint
+            self.warnings.append(f"{sheet.title}: row {number}: {plan.note}")
 
     def run(self) -> _Document:
         if self.problems:
@@ -971,6 +1005,7 @@ class _Importer:
             row.update(texts)
             ordered = {key: row[key] for key in SURVEY_COLUMNS if key in row}
             self.from_file(sheet, number, ordered)
+            self.as_range(sheet, number, ordered)
             if "type" not in ordered:
                 self.problem(sheet.title, number, "the row has no type")
                 continue

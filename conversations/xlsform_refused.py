@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 #: Question types a chat cannot ask: the type as XLSForm writes it (lowercase) -> why.
 REFUSED_TYPES: dict[str, str] = {
@@ -109,3 +110,71 @@ def refusal(type_text: str, cells: Mapping[str, str]) -> str | None:
             name = match.group(1).lower()
             return f"{header}: {REFUSED_FUNCTIONS[name]}"
     return None
+
+
+#: XLSForm's range parameters when a form leaves them out (as pyxform fills them in).
+RANGE_DEFAULTS = {"start": 1, "end": 10, "step": 1}
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    """How a `range` row is asked: as a scale of buttons (`parameters` min, max, step), or,
+    with more points than buttons fit, as a typed whole number (`constraint`, `note`)."""
+
+    type: str
+    parameters: dict[str, int] = field(default_factory=dict)
+    constraint: str = ""
+    note: str = ""
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def range_plan(parameters: str, max_buttons: int) -> RangePlan | str:
+    """How to ask a range with these parameters (``start=0 end=10 step=1``), or why it cannot
+    be asked (a sentence naming the feature)."""
+    values: dict[str, int | float] = dict(RANGE_DEFAULTS)
+    for part in re.split(r"[\s,;]+", parameters.strip()):
+        if not part:
+            continue
+        key, _, text = part.partition("=")
+        key = key.strip().lower()
+        if key not in RANGE_DEFAULTS:
+            continue
+        number = _number(text.strip())
+        if number is None:
+            return f"range parameter {part!r} is not a number: write them like start=0 end=10"
+        values[key] = number
+    start, end, step = values["start"], values["end"], values["step"]
+    shown = f"a range from {start} to {end} in steps of {step}"
+    if not all(isinstance(v, int) for v in (start, end, step)):
+        return f"{shown} is not supported: a chat asks ranges of whole numbers only"
+    assert isinstance(start, int) and isinstance(end, int) and isinstance(step, int)
+    if step <= 0 or start >= end:
+        return f"{shown} is not supported: start must be below end, and step above 0"
+    count = len(range(start, end + 1, step))
+    if count <= max_buttons:
+        parameters_ = {"min": start, "max": end}
+        if step != 1:
+            parameters_["step"] = step
+        return RangePlan("scale", parameters_)
+    if step == 1:
+        return RangePlan(
+            "integer",
+            constraint=f". >= {start} and . <= {end}",
+            note=(
+                f"the range from {start} to {end} has {count} points, more than {max_buttons} "
+                "buttons: it is asked as a typed whole number in that range"
+            ),
+        )
+    return (
+        f"{shown} is not supported: its {count} points are more than {max_buttons} buttons, "
+        "and a typed number cannot keep the steps; use step=1 or fewer points"
+    )
