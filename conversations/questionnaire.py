@@ -102,6 +102,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     QuestionType.SELECT_ONE: ("columns",),
     QuestionType.SELECT_MULTIPLE: ("columns",),
     QuestionType.SCALE: ("min", "max", "step", "columns"),
+    QuestionType.INTEGER: ("min", "max"),
+    QuestionType.DECIMAL: ("min", "max"),
 }
 SETTINGS_KEYS = ("form_id", "version", "default_language", "languages", "title")
 TOP_KEYS = ("settings", "survey", "choices")
@@ -214,6 +216,18 @@ class Question:
         low, high = self.scale_range
         step = self.parameters.get("step", 1)
         return tuple(range(low, high + 1, step if isinstance(step, int) and step > 0 else 1))
+
+    @property
+    def bounds(self) -> tuple[int | None, int | None]:
+        """(min, max) a typed number must keep to (integer and decimal questions), None where
+        the file sets none."""
+        if self.type not in (QuestionType.INTEGER, QuestionType.DECIMAL):
+            return None, None
+        low, high = self.parameters.get("min"), self.parameters.get("max")
+        return (
+            low if isinstance(low, int) else None,
+            high if isinstance(high, int) else None,
+        )
 
     @property
     def columns(self) -> int | None:
@@ -891,6 +905,14 @@ class _Builder:
                 self.problem(at("constraint_message"), "constraint_message without a constraint")
         if "parameters" in data and "parameters" in allowed and qtype is not None:
             row.parameters = self.parameters(data["parameters"], at("parameters"), qtype)
+        low, high = row.parameters.get("min"), row.parameters.get("max")
+        if (
+            qtype != QuestionType.SCALE
+            and isinstance(low, int)
+            and isinstance(high, int)
+            and low > high
+        ):
+            self.problem(at("parameters"), f"parameter min {low} is above max {high}")
         if qtype == QuestionType.SCALE:
             low = row.parameters.get("min", DEFAULT_SCALE[0])
             high = row.parameters.get("max", DEFAULT_SCALE[1])

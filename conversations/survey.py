@@ -274,6 +274,9 @@ def _earlier_text(loaded: Loaded, name: str) -> str:
 
 
 def _typed_instruction(question: Question) -> str:
+    low, high = question.bounds
+    if low is not None or high is not None:
+        return _range_text(low, high, _("Type a number from {min} to {max}."))
     if question.type in ("integer", "decimal"):
         return _("Type a number.")
     if question.type == "date":
@@ -956,12 +959,24 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
         await send_prompt(rt, chat_id)
 
 
+def _range_text(low: object, high: object, both: str) -> str:
+    """`both` (with {min} and {max}) when there are both bounds, else "at least"/"at most"."""
+    if low is not None and high is not None:
+        return both.format(min=low, max=high)
+    if low is not None:
+        return _("Please type a number of at least {min}.").format(min=low)
+    return _("Please type a number of at most {max}.").format(max=high)
+
+
 _TYPED_ERRORS = {
     "empty": lambda p: _("Please type an answer."),
     "not_integer": lambda p: _("Please type a whole number, for example 12."),
     "not_number": lambda p: _("Please type a number, for example 12.5."),
     "not_date": lambda p: _("Please type a date as day-month-year, for example 30-06-2026."),
     "not_month": lambda p: _("Please type a month as month-year, for example 06-2026."),
+    "out_of_range": lambda p: _range_text(
+        p.get("min"), p.get("max"), _("Please type a number from {min} to {max}.")
+    ),
     "too_long": lambda p: ngettext(
         "That is too long: please keep it under {max} character.",
         "That is too long: please keep it under {max} characters.",

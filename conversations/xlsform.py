@@ -753,11 +753,8 @@ class _Importer:
             if key not in ("start", "end", "step")
         }
         row.pop("parameters", None)
-        if plan.type == "scale":
-            row["parameters"] = _FlowMap({**plan.parameters, **others})
-        else:
-            own = row.get("constraint")
-            row["constraint"] = f"({own}) and {plan.constraint}" if own else plan.constraint
+        row["parameters"] = _FlowMap({**plan.parameters, **others})
+        if plan.note:
             self.warnings.append(f"{sheet.title}: row {number}: {plan.note}")
 
     def run(self) -> _Document:

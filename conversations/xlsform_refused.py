@@ -119,11 +119,11 @@ RANGE_DEFAULTS = {"start": 1, "end": 10, "step": 1}
 @dataclass(frozen=True)
 class RangePlan:
     """How a `range` row is asked: as a scale of buttons (`parameters` min, max, step), or,
-    with more points than buttons fit, as a typed whole number (`constraint`, `note`)."""
+    with more points than buttons fit, as a typed whole number from min to max (`note` says
+    so in a warning)."""
 
     type: str
     parameters: dict[str, int] = field(default_factory=dict)
-    constraint: str = ""
     note: str = ""
 
 
@@ -168,7 +168,7 @@ def range_plan(parameters: str, max_buttons: int) -> RangePlan | str:
     if step == 1:
         return RangePlan(
             "integer",
-            constraint=f". >= {start} and . <= {end}",
+            {"min": start, "max": end},
             note=(
                 f"the range from {start} to {end} has {count} points, more than {max_buttons} "
                 "buttons: it is asked as a typed whole number in that range"
