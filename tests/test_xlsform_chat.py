@@ -5,6 +5,7 @@ language. And the pieces: labels as Telegram HTML, ranges, bounds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tests.harness import Harness, tr
 from tests.test_real_updates import _deploy, _rows
 from tests.test_xlsform_standard import question, write_workbook
 
-SURVEY = [
+SURVEY: list[list[object]] = [
     ["type", "name", "label::English (en)", "label::Nederlands (nl)", "parameters", "required"],
     [
         "note",
@@ -44,10 +45,11 @@ SCHOOLS = (
 def write_form(folder: Path) -> Path:
     folder.mkdir(exist_ok=True)
     (folder / "schools.csv").write_text(SCHOOLS, encoding="utf-8")
-    return write_workbook(
-        folder / "chatform.xlsx",
-        {"survey": SURVEY, "settings": [["form_id", "version"], ["chatform", "1"]]},
-    )
+    sheets: dict[str, Sequence[Sequence[object]]] = {
+        "survey": SURVEY,
+        "settings": [["form_id", "version"], ["chatform", "1"]],
+    }
+    return write_workbook(folder / "chatform.xlsx", sheets)
 
 
 def test_the_form_imports_as_the_chat_asks_it(tmp_path: Path) -> None:
