@@ -18,6 +18,7 @@ from conversations.xlsform import import_xlsx, load_xlsx
 from storage.models import Answer
 from tests.harness import Harness, tr
 from tests.test_real_updates import _deploy, _rows
+from tests.test_web_chat import onboard, open_web_survey
 from tests.test_xlsform_standard import question, write_workbook
 
 SURVEY: list[list[object]] = [
@@ -112,6 +113,25 @@ async def test_an_imported_xlsform_is_asked_in_the_chat(harness: Harness, tmp_pa
         answers = {a.question: a.value for a in (await session.exec(select(Answer))).all()}
     assert answers == {"school": "south", "happy": 8, "hours": 40, "since": "2025-09-01"}
     assert since.text is not None
+
+
+async def test_the_note_reads_well_in_the_web_chat(harness: Harness, tmp_path: Path) -> None:
+    """The web chat shows the same messages without Telegram's tags: no markers, no
+    escapes."""
+    deployed = tmp_path / "deployed"
+    deployed.mkdir()
+    await _deploy(harness, deployed, import_xlsx(write_form(tmp_path / "form")), "chatform")
+    base = await harness.start_web()
+    graduate, g, _page = await onboard(harness, base, "en")
+    try:
+        await open_web_survey(harness, graduate, "chatform")
+        page = await g.command("survey")
+        texts = page.bot_texts()
+        assert "Welcome, and thanks for helping <3 & more" in texts
+        assert "Your school?" in texts[-1]
+        assert not any("<b>" in text or "&lt;" in text or "**" in text for text in texts)
+    finally:
+        await g.close()
 
 
 # --- the pieces -----------------------------------------------------------------------------
