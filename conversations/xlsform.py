@@ -20,6 +20,10 @@ settings; blank rows skipped. The settings sheet is optional: form_id from the f
 version from its date, title from the form_id. Unused choice lists and group hints are left
 out with a warning. Old Excel 97-2003 ``.xls`` files are read with xlrd; the file's first bytes,
 not its name, decide which reader reads it.
+What a chat cannot ask (geopoint, image, repeats, external data …: conversations/
+xlsform_refused.py) is refused with one problem per row and nothing else about it;
+``select_one_from_file x.csv`` reads the CSV beside the form (conversations/choice_files.py);
+``range`` becomes a scale of buttons, or a typed whole number in bounds when too long.
 ODK's ``${last-saved#name}`` (the answer in the previous wave) is read as written, in
 expressions and in label and hint texts; our ``carry`` column is a column like ``relevant``.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
