@@ -14,7 +14,7 @@ from sqlmodel import select
 from conversations import engine
 from conversations.label_format import label_html, label_plain
 from conversations.questionnaire import QuestionnaireError
-from conversations.xlsform import import_xlsx, load_xlsx
+from conversations.xlsform import export_xlsx, import_xlsx, load_xlsx
 from storage.models import Answer
 from tests.harness import Harness, tr
 from tests.test_real_updates import _deploy, _rows
@@ -65,6 +65,9 @@ def test_the_form_imports_as_the_chat_asks_it(tmp_path: Path) -> None:
         "asked as a typed whole number in that range"
     ]
     assert [c.name for c in q.choices_for(question(q, "school"))] == ["north", "south"]
+    # exported and imported again, it means the same (the CSV's choices are in the workbook)
+    export_xlsx(q, tmp_path / "again.xlsx")
+    assert load_xlsx(tmp_path / "again.xlsx") == q
 
 
 async def test_an_imported_xlsform_is_asked_in_the_chat(harness: Harness, tmp_path: Path) -> None:
