@@ -40,10 +40,13 @@ VERSION_RE = re.compile(r"\S{1,32}")
 MAX_LABEL_LENGTH = 3500
 MAX_CHOICE_LABEL_LENGTH = 100
 MAX_BUTTON_DATA_BYTES = 64
-#: Telegram's most buttons under one message, and the buttons a question adds to its
-#: choices to move on (Back, and Next or Skip).
+#: Telegram's most buttons under one message.
 MAX_BUTTONS = 100
-NAVIGATION_BUTTONS = 2
+#: A longer choice list is shown a page at a time (with Earlier and More buttons): a long
+#: keyboard is hard to read on a phone, and Telegram shows at most MAX_BUTTONS.
+PAGE_CHOICES = 40
+#: The most choices one question offers (in pages): past that, typing is quicker.
+MAX_CHOICES = 500
 DEFAULT_SCALE = (1, 5)
 #: A scale's most buttons: 0 to 10 (eleven) is the widest rating forms ask (an XLSForm
 #: `range`), and fits two rows of Telegram's at most 8 buttons.
@@ -1278,17 +1281,15 @@ class _Builder:
             )
 
     def check_button_count(self, row: _Row, count: int) -> None:
-        """A select question shows a button per choice, Done (select_multiple) and up to two
-        to move on (Back, Next or Skip): Telegram refuses a message with more than
-        MAX_BUTTONS (BUTTONS_TOO_MUCH), and the question could never be shown."""
-        extra = NAVIGATION_BUTTONS + (1 if row.type == QuestionType.SELECT_MULTIPLE else 0)
-        if count + extra > MAX_BUTTONS:
+        """A select question with more than PAGE_CHOICES choices shows them a page at a time
+        (a page's choices, Done, Back and Next or Skip, Earlier and More: well within
+        Telegram's MAX_BUTTONS), up to MAX_CHOICES choices."""
+        if count > MAX_CHOICES:
             self.problem(
                 row.key_line("type"),
-                f"{row.name} offers {count} choices: with its other {extra} buttons that is "
-                f"{count + extra}, Telegram shows at most {MAX_BUTTONS} under a message "
-                f"(at most {MAX_BUTTONS - extra} choices here; split the list or ask for "
-                "typed text)",
+                f"{row.name} offers {count} choices; the chat shows at most {MAX_CHOICES} "
+                f"(in pages of {PAGE_CHOICES} buttons: Telegram shows at most {MAX_BUTTONS} "
+                "under a message): split the list or ask for typed text",
             )
 
     def check_references(

@@ -13,6 +13,8 @@ exactly there. Buttons carry the response and the question they belong to:
     sk:<response>:<question>          skip an optional question
     se:<response>:<question>          change this answer (from the review)
     ss:<response>                     send the answers (from the review)
+    sp:<response>:<page>              show another page of the review
+    sc:<response>:<question>:<page>   show another page of a long choice list
 
 A button of an earlier question, of a finished questionnaire or of another response does
 nothing but say so.
@@ -36,7 +38,7 @@ from conversations.expressions import TEXT_REFERENCE_RE
 from conversations.label_format import label_html, label_plain
 from conversations.onboarding import not_registered_text
 from conversations.prompting import Prompt, close_question, register, send_prompt
-from conversations.questionnaire import Question, Questionnaire
+from conversations.questionnaire import PAGE_CHOICES, Choice, Question, Questionnaire
 from conversations.rules import choose_language
 from storage.invitations import open_wave_invitation, wave_response
 from storage.models import (
@@ -57,8 +59,8 @@ log = logging.getLogger(__name__)
 
 SURVEY = "survey"
 REVIEW = "__review__"
-CALLBACK_KINDS = ("sv", "st", "sd", "sn", "sb", "sk", "se", "ss", "sp")
-CALLBACK_PATTERN = r"^s[vtdnbkesp]:"
+CALLBACK_KINDS = ("sv", "st", "sd", "sn", "sb", "sk", "se", "ss", "sp", "sc")
+CALLBACK_PATTERN = r"^s[vtdnbkespc]:"
 MAX_MESSAGE = 4000
 #: Telegram refuses an inline keyboard row of more buttons (BUTTON_ROWS_INVALID).
 MAX_ROW_BUTTONS = 8
@@ -300,7 +302,39 @@ def progress_heading(
     ).format(k=k, n=left)
 
 
-def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
+def choice_pages(q: Questionnaire, question: Question) -> int:
+    """How many pages a select question's choices take (PAGE_CHOICES a page)."""
+    return max(1, -(-len(q.choices_for(question)) // PAGE_CHOICES))
+
+
+def _choice_page(state: ChatState, question: Question) -> int:
+    """The page of the question's choices the chat shows (0 unless the person turned it)."""
+    saved = state.data.get(_CHOICE_PAGE)
+    if isinstance(saved, list) and len(saved) == 2 and saved[0] == question.name:
+        page = saved[1]
+        return page if isinstance(page, int) and not isinstance(page, bool) else 0
+    return 0
+
+
+def _paged(
+    q: Questionnaire, question: Question, page: int, rid: int
+) -> tuple[tuple[Choice, ...], list[Button]]:
+    """The choices on `page`, and the buttons that turn the pages (none for a short list):
+    a list longer than PAGE_CHOICES is shown a page at a time, within Telegram's buttons."""
+    choices = q.choices_for(question)
+    pages = choice_pages(q, question)
+    if pages == 1:
+        return choices, []
+    page = max(0, min(page, pages - 1))
+    turn: list[Button] = []
+    if page > 0:
+        turn.append(Button(_("◀ Earlier"), _cb("sc", rid, question.name, str(page - 1))))
+    if page < pages - 1:
+        turn.append(Button(_("More ▶"), _cb("sc", rid, question.name, str(page + 1))))
+    return choices[page * PAGE_CHOICES : (page + 1) * PAGE_CHOICES], turn
+
+
+def _question_prompt(loaded: Loaded, question: Question, page: int = 0) -> Prompt:
     q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
     rid = loaded.response.id or 0
     # The label and hint keep the formatting XLSForm allows (**bold**, *emphasis*): the
@@ -315,9 +349,10 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
         lines += ["", label_html(hint)]
     current = answers.get(question.name)
     rows: list[list[Button]] = []
+    shown, turn = _paged(q, question, page, rid)
     if question.type == "select_multiple":
         chosen = set(current or [])
-        for choice in q.choices_for(question):
+        for choice in shown:
             mark = "☑️" if choice.name in chosen else "⬜"
             rows.append(
                 [
@@ -327,6 +362,7 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
                     )
                 ]
             )
+        rows.append(turn)
         rows.append([Button(_("Done ✔"), _cb("sd", rid, question.name))])
         lines += ["", escape(_("Choose all that apply, then tap Done."))]
     elif question.type == "scale":
@@ -350,9 +386,10 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
                 ("✅ " if current == choice.name else "") + _text(choice.labels, lang, q),
                 _cb("sv", rid, question.name, choice.name),
             )
-            for choice in q.choices_for(question)
+            for choice in shown
         ]
         rows += [buttons[i : i + columns] for i in range(0, len(buttons), columns)]
+        rows.append(turn)
     else:
         if current is not None:
             lines += [
@@ -381,6 +418,8 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
 REVIEW_PAGE_ITEMS = 40
 REVIEW_ROW = 5
 _REVIEW_PAGE = "review_page"
+#: In chat_state.data: [question, page] of the long choice list the chat shows.
+_CHOICE_PAGE = "choice_page"
 
 
 def _review_pages(loaded: Loaded) -> list[list[tuple[int, Question, str]]]:
@@ -497,7 +536,7 @@ async def render(rt: Runtime, state: ChatState) -> Prompt | None:
             break
         if engine.is_relevant(q, earlier, loaded.answers, loaded.earlier):
             notes.insert(0, label_html(_piped(loaded, _text(earlier.labels, loaded.language, q))))
-    prompt = _question_prompt(loaded, question)
+    prompt = _question_prompt(loaded, question, _choice_page(state, question))
     prompt.preface = tuple(notes) + prompt.preface
     return prompt
 
@@ -883,8 +922,17 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                     await _delete_answer(session, response.id, question.name)
                     loaded.answers.pop(question.name, None)
                 response.updated_at = utcnow()
-                shown = _question_prompt(loaded, question).keyboard
+                shown = _question_prompt(loaded, question, _choice_page(state, question)).keyboard
                 outcome = "toggled"
+            elif press.kind == "sc":
+                page = int(press.code) if press.code.isdecimal() and len(press.code) < 5 else -1
+                if not question.is_select or not 0 <= page < choice_pages(q, question):
+                    await _stale(turn, response)
+                    return
+                state.data[_CHOICE_PAGE] = [question.name, page]
+                touch_state(state)
+                shown = _question_prompt(loaded, question, page).keyboard
+                outcome = "toggled"  # the other page's buttons, in place
             elif press.kind == "sd":
                 if not question.is_multiple:
                     await _stale(turn, response)

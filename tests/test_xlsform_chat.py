@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from bot.sandbox.state import TranscriptEntry
 from conversations import engine
 from conversations.label_format import label_html, label_plain
 from conversations.questionnaire import QuestionnaireError
@@ -135,6 +136,59 @@ async def test_the_note_reads_well_in_the_web_chat(harness: Harness, tmp_path: P
         assert not any("<b>" in text or "&lt;" in text or "**" in text for text in texts)
     finally:
         await g.close()
+
+
+def _texts(message: TranscriptEntry) -> list[list[str]]:
+    return [[str(b["text"]) for b in row] for row in _rows(message)]
+
+
+async def test_a_long_list_is_shown_a_page_at_a_time(harness: Harness, tmp_path: Path) -> None:
+    """95 schools from a CSV file: pages of 40 buttons with More and Earlier, turned in
+    place; a choice on any page answers, and ticks on a later page stay on that page."""
+    folder = tmp_path / "form"
+    folder.mkdir()
+    rows = "".join(f"s{i},School {i}\n" for i in range(95))
+    (folder / "schools.csv").write_text("name,label\n" + rows, encoding="utf-8")
+    sheets: dict[str, Sequence[Sequence[object]]] = {
+        "survey": [
+            ["type", "name", "label", "required"],
+            ["select_one_from_file schools.csv", "school", "Your school?", "yes"],
+            ["select_multiple_from_file schools.csv", "visits", "Schools you visited?", "yes"],
+        ],
+        "settings": [["form_id", "version", "default_language"], ["paged", "1", "en"]],
+    }
+    deployed = tmp_path / "deployed"
+    deployed.mkdir()
+    text = import_xlsx(write_workbook(folder / "paged.xlsx", sheets))
+    await _deploy(harness, deployed, text, "paged")
+    graduate, user = await harness.consenting_graduate("en")
+    await harness.open_survey(graduate, "paged")
+    _welcome, school = await harness.send(user, "/survey", expect=2)
+    shown = _texts(school)
+    assert shown[0] == ["School 0"] and shown[39] == ["School 39"]
+    assert shown[40:] == [["More ▶"]]
+
+    await harness.press(user, "More ▶", expect=0, message=school)
+    await harness.keyboard_shows(user, school, "School 79")
+    shown = _texts(school)
+    assert shown[0] == ["School 40"] and shown[40:] == [["◀ Earlier", "More ▶"]]
+    (visits,) = await harness.press(user, "School 55", message=school)
+    assert "→ School 55" in (school.text or "")
+
+    for last in ("School 79", "School 94"):
+        await harness.press(user, "More ▶", expect=0, message=visits)
+        await harness.keyboard_shows(user, visits, last)
+    shown = _texts(visits)
+    assert shown[0] == ["⬜ School 80"] and len(shown) == 15 + 3
+    assert shown[15:] == [["◀ Earlier"], ["Done ✔"], ["◀ Back"]]
+    await harness.press(user, "School 90", expect=0, message=visits)
+    await harness.keyboard_shows(user, visits, "☑️ School 90")
+    assert _texts(visits)[0] == ["⬜ School 80"]  # still the third page
+    (review,) = await harness.press(user, "Done ✔", message=visits)
+    await harness.press(user, "✅ Send my answers", message=review)
+    async with harness.db.session() as session:
+        answers = {a.question: a.value for a in (await session.exec(select(Answer))).all()}
+    assert answers == {"school": "s55", "visits": ["s90"]}
 
 
 # --- the pieces -----------------------------------------------------------------------------

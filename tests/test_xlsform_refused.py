@@ -239,15 +239,18 @@ def test_a_csv_file_that_cannot_be_read_is_one_problem(
     assert message in problem
 
 
-def test_a_csv_list_longer_than_telegram_shows_is_refused_with_the_question(
+def test_a_long_csv_list_is_paged_and_one_too_long_is_refused_with_the_question(
     tmp_path: Path,
 ) -> None:
     lines = "".join(f"s{i},School {i}\n" for i in range(150))
     write_csv(tmp_path / "schools.csv", "name,label::en\n" + lines)
     path = form(tmp_path, ["select_one_from_file schools.csv", "school", "School?", None, None, 1])
+    assert len(load_xlsx(path).choices["schools_csv"]) == 150  # shown in pages of 40
+    lines = "".join(f"s{i},School {i}\n" for i in range(501))
+    write_csv(tmp_path / "schools.csv", "name,label::en\n" + lines)
     [problem] = problems_of(path)
-    assert problem.startswith(f"{path}:survey:3: school offers 150 choices")
-    assert "Telegram shows at most 100" in problem
+    assert problem.startswith(f"{path}:survey:3: school offers 501 choices")
+    assert "the chat shows at most 500 (in pages of 40 buttons" in problem
 
 
 # --- no traceback for any input -----------------------------------------------------------
