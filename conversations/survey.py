@@ -307,12 +307,21 @@ def choice_pages(q: Questionnaire, question: Question) -> int:
     return max(1, -(-len(q.choices_for(question)) // PAGE_CHOICES))
 
 
-def _choice_page(state: ChatState, question: Question) -> int:
-    """The page of the question's choices the chat shows (0 unless the person turned it)."""
+def _choice_page(state: ChatState, question: Question) -> int | None:
+    """The page of the question's choices the person turned to, if they did."""
     saved = state.data.get(_CHOICE_PAGE)
     if isinstance(saved, list) and len(saved) == 2 and saved[0] == question.name:
         page = saved[1]
-        return page if isinstance(page, int) and not isinstance(page, bool) else 0
+        return page if isinstance(page, int) and not isinstance(page, bool) else None
+    return None
+
+
+def _answer_page(q: Questionnaire, question: Question, current: Any) -> int:
+    """The page that shows the (first) choice of the answer given, else the first."""
+    chosen = current if isinstance(current, list) else [current]
+    for index, choice in enumerate(q.choices_for(question)):
+        if choice.name in chosen:
+            return index // PAGE_CHOICES
     return 0
 
 
@@ -334,7 +343,9 @@ def _paged(
     return choices[page * PAGE_CHOICES : (page + 1) * PAGE_CHOICES], turn
 
 
-def _question_prompt(loaded: Loaded, question: Question, page: int = 0) -> Prompt:
+def _question_prompt(loaded: Loaded, question: Question, page: int | None = None) -> Prompt:
+    """The question's message. `page`: of a long choice list (None: the page that shows the
+    answer given, else the first)."""
     q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
     rid = loaded.response.id or 0
     # The label and hint keep the formatting XLSForm allows (**bold**, *emphasis*): the
@@ -349,6 +360,8 @@ def _question_prompt(loaded: Loaded, question: Question, page: int = 0) -> Promp
         lines += ["", label_html(hint)]
     current = answers.get(question.name)
     rows: list[list[Button]] = []
+    if page is None:
+        page = _answer_page(q, question, current) if question.is_select else 0
     shown, turn = _paged(q, question, page, rid)
     if question.type == "select_multiple":
         chosen = set(current or [])

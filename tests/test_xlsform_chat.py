@@ -185,6 +185,10 @@ async def test_a_long_list_is_shown_a_page_at_a_time(harness: Harness, tmp_path:
     await harness.keyboard_shows(user, visits, "☑️ School 90")
     assert _texts(visits)[0] == ["⬜ School 80"]  # still the third page
     (review,) = await harness.press(user, "Done ✔", message=visits)
+    # changed from the review: the page that shows the answer given
+    (again,) = await harness.press(user, "✏️ 1", message=review)
+    assert _texts(again)[15] == ["✅ School 55"]
+    (review,) = await harness.press(user, "Next ▶", message=again)
     await harness.press(user, "✅ Send my answers", message=review)
     async with harness.db.session() as session:
         answers = {a.question: a.value for a in (await session.exec(select(Answer))).all()}
