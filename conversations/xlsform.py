@@ -720,9 +720,10 @@ class _Importer:
         )
         if isinstance(result, str):
             return result
-        list_name = result.list_name
+        list_name, number_ = result.list_name, 1
         while list_name in self.file_choices:  # another file of that name, or other columns
-            list_name = f"{list_name[:28]}{len(self.file_choices)}_csv"
+            number_ += 1
+            list_name = f"{result.list_name.removesuffix('_csv')[:24]}_{number_}_csv"
         self.files[origin_name] = str(Path(self.path).parent / filename)
         self.file_lists[(filename, tuple(sorted(columns.items())))] = list_name
         self.file_rows[number] = list_name

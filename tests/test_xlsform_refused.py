@@ -207,6 +207,40 @@ def test_a_csv_with_semicolons_a_bare_label_and_its_own_columns(tmp_path: Path) 
     assert not region.parameters
 
 
+def test_one_csv_file_read_with_other_columns_is_another_list(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path / "a_very_long_file_name_for_the_schools.csv",
+        "code,name,label::en\nx1,n1,First\nx2,n2,Second\n",
+    )
+    file_type = "select_one_from_file a_very_long_file_name_for_the_schools.csv"
+    path = form(
+        tmp_path,
+        [file_type, "by_name", "Which?", None, None, "yes"],
+        [file_type, "by_code", "Which?", None, None, "yes"],
+        [file_type, "again", "Which?", None, None, "yes"],
+        name="lists.xlsx",
+    )
+    with_code = path.with_name("coded.xlsx")
+    write_workbook(
+        with_code,
+        {
+            "survey": [
+                ["type", "name", "label::en", "parameters"],
+                [file_type, "by_name", "Which?", None],
+                [file_type, "by_code", "Which?", "value=code"],
+            ]
+        },
+    )
+    q = load_xlsx(path)  # the same file, the same columns: one list
+    assert question(q, "by_name").list_name == question(q, "again").list_name
+    q = load_xlsx(with_code)
+    lists = {name: [c.name for c in q.choices[name]] for name in q.choices}
+    assert lists == {
+        "a_very_long_file_name_for_th_csv": ["n1", "n2"],
+        "a_very_long_file_name_fo_2_csv": ["x1", "x2"],
+    }
+
+
 def test_problems_in_a_csv_file_name_the_file_and_its_row(tmp_path: Path) -> None:
     csv_path = write_csv(
         tmp_path / "towns.csv", "name,label::en\nutrecht,Utrecht\nutrecht,Utrecht again\nzwolle,\n"
