@@ -69,7 +69,8 @@ class AnswerError(ValueError):
     """A typed answer or a button press that cannot be accepted.
 
     ``kind`` is one of ``empty``, ``not_integer``, ``not_number``, ``not_date``, ``not_month``,
-    ``too_long`` (params ``max`` and ``length``) and ``unknown_choice`` (param ``code``).
+    ``too_long`` (params ``max`` and ``length``), ``out_of_range`` (params ``min`` and ``max``,
+    either may be None) and ``unknown_choice`` (param ``code``).
     """
 
     def __init__(self, kind: str, **params: object) -> None:
@@ -215,9 +216,9 @@ def valid_answer(
     elif kind == QuestionType.SCALE:
         ok = isinstance(value, int) and value in question.scale_values
     elif kind == QuestionType.INTEGER:
-        ok = isinstance(value, int)
+        ok = isinstance(value, int) and _within(question, value)
     elif kind == QuestionType.DECIMAL:
-        ok = isinstance(value, int | float)
+        ok = isinstance(value, int | float) and _within(question, value)
     elif kind == QuestionType.DATE:
         ok = isinstance(value, str) and _ISO_DATE_RE.fullmatch(value) is not None
     elif kind == QuestionType.MONTH:
@@ -501,17 +502,30 @@ def parse_typed(question: Question, text: str) -> AnswerValue:
     if kind == QuestionType.INTEGER:
         if not _INTEGER_RE.fullmatch(value) or len(value.lstrip("+-")) > MAX_NUMBER_DIGITS:
             raise AnswerError("not_integer")
-        return int(value)
+        return _in_bounds(question, int(value))
     if kind == QuestionType.DECIMAL:
         digits = sum(c.isdigit() for c in value)
         if not _DECIMAL_RE.fullmatch(value) or digits > MAX_NUMBER_DIGITS:
             raise AnswerError("not_number")
-        return float(value.replace(",", "."))
+        return _in_bounds(question, float(value.replace(",", ".")))
     if kind == QuestionType.DATE:
         return _parse_date(value)
     if kind == QuestionType.MONTH:
         return _parse_month(value)
     raise ValueError(f"{question.name} is a {kind} question: it is not answered by typing")
+
+
+def _within(question: Question, value: float) -> bool:
+    low, high = question.bounds
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _in_bounds(question: Question, value: int | float) -> int | float:
+    """`value` if the question's min and max allow it (AnswerError out_of_range)."""
+    if not _within(question, value):
+        low, high = question.bounds
+        raise AnswerError("out_of_range", min=low, max=high)
+    return value
 
 
 def _parse_date(value: str) -> str:

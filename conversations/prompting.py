@@ -49,6 +49,8 @@ class Prompt:
     text: str
     keyboard: Keyboard = ()
     preface: tuple[str, ...] = ()
+    html: bool = False
+    """The texts (preface too) are Telegram HTML: a questionnaire's formatted labels."""
 
 
 Renderer = Callable[[Runtime, ChatState], Awaitable[Prompt | None]]
@@ -100,8 +102,8 @@ async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> Non
         if prompt is not None:
             try:
                 for text in prompt.preface if preface else ():
-                    await channel.send(chat_id, text)
-                sent = await channel.send(chat_id, prompt.text, prompt.keyboard)
+                    await channel.send(chat_id, text, html=prompt.html)
+                sent = await channel.send(chat_id, prompt.text, prompt.keyboard, html=prompt.html)
             except Unreachable as exc:
                 await mark_unreachable(rt, chat_id, exc.detail)
             except Refused as exc:

@@ -40,12 +40,17 @@ VERSION_RE = re.compile(r"\S{1,32}")
 MAX_LABEL_LENGTH = 3500
 MAX_CHOICE_LABEL_LENGTH = 100
 MAX_BUTTON_DATA_BYTES = 64
-#: Telegram's most buttons under one message, and the buttons a question adds to its
-#: choices to move on (Back, and Next or Skip).
+#: Telegram's most buttons under one message.
 MAX_BUTTONS = 100
-NAVIGATION_BUTTONS = 2
+#: A longer choice list is shown a page at a time (with Earlier and More buttons): a long
+#: keyboard is hard to read on a phone, and Telegram shows at most MAX_BUTTONS.
+PAGE_CHOICES = 40
+#: The most choices one question offers (in pages): past that, typing is quicker.
+MAX_CHOICES = 500
 DEFAULT_SCALE = (1, 5)
-MAX_SCALE_BUTTONS = 10
+#: A scale's most buttons: 0 to 10 (eleven) is the widest rating forms ask (an XLSForm
+#: `range`), and fits two rows of Telegram's at most 8 buttons.
+MAX_SCALE_BUTTONS = 11
 MAX_COLUMNS = 4
 MAX_YAML_DEPTH = 50
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab, line feed, CR
@@ -123,7 +128,9 @@ _KEYS_BY_KIND: dict[str, frozenset[str]] = {
 PARAMETERS: dict[str, tuple[str, ...]] = {
     QuestionType.SELECT_ONE: ("columns",),
     QuestionType.SELECT_MULTIPLE: ("columns",),
-    QuestionType.SCALE: ("min", "max", "columns"),
+    QuestionType.SCALE: ("min", "max", "step", "columns"),
+    QuestionType.INTEGER: ("min", "max"),
+    QuestionType.DECIMAL: ("min", "max"),
 }
 SETTINGS_KEYS = ("form_id", "version", "default_language", "languages", "title")
 TOP_KEYS = ("settings", "survey", "choices")
@@ -248,10 +255,24 @@ class Question:
 
     @property
     def scale_values(self) -> tuple[int, ...]:
+        """The points of a scale question: min to max, `step` apart (default 1)."""
         if self.type != QuestionType.SCALE:
             return ()
         low, high = self.scale_range
-        return tuple(range(low, high + 1))
+        step = self.parameters.get("step", 1)
+        return tuple(range(low, high + 1, step if isinstance(step, int) and step > 0 else 1))
+
+    @property
+    def bounds(self) -> tuple[int | None, int | None]:
+        """(min, max) a typed number must keep to (integer and decimal questions), None where
+        the file sets none."""
+        if self.type not in (QuestionType.INTEGER, QuestionType.DECIMAL):
+            return None, None
+        low, high = self.parameters.get("min"), self.parameters.get("max")
+        return (
+            low if isinstance(low, int) else None,
+            high if isinstance(high, int) else None,
+        )
 
     @property
     def columns(self) -> int | None:
@@ -990,15 +1011,27 @@ class _Builder:
                 self.problem(at("constraint_message"), "constraint_message without a constraint")
         if "parameters" in data and "parameters" in allowed and qtype is not None:
             row.parameters = self.parameters(data["parameters"], at("parameters"), qtype)
+        low, high = row.parameters.get("min"), row.parameters.get("max")
+        if (
+            qtype != QuestionType.SCALE
+            and isinstance(low, int)
+            and isinstance(high, int)
+            and low > high
+        ):
+            self.problem(at("parameters"), f"parameter min {low} is above max {high}")
         if qtype == QuestionType.SCALE:
             low = row.parameters.get("min", DEFAULT_SCALE[0])
             high = row.parameters.get("max", DEFAULT_SCALE[1])
-            if isinstance(low, int) and isinstance(high, int):
-                count = high - low + 1
+            step = row.parameters.get("step", 1)
+            if isinstance(step, int) and step < 1:
+                self.problem(at("parameters"), f"parameter step must be 1 or more, not {step}")
+            elif isinstance(low, int) and isinstance(high, int) and isinstance(step, int):
+                count = len(range(low, high + 1, step))
+                steps = f" in steps of {step}" if step != 1 else ""
                 if not 2 <= count <= MAX_SCALE_BUTTONS:
                     self.problem(
                         at("parameters"),
-                        f"a scale from {low} to {high} has {count} buttons; "
+                        f"a scale from {low} to {high}{steps} has {count} buttons; "
                         f"it needs 2 to {MAX_SCALE_BUTTONS}",
                     )
         return row
@@ -1477,17 +1510,15 @@ class _Builder:
             )
 
     def check_button_count(self, row: _Row, count: int) -> None:
-        """A select question shows a button per choice, Done (select_multiple) and up to two
-        to move on (Back, Next or Skip): Telegram refuses a message with more than
-        MAX_BUTTONS (BUTTONS_TOO_MUCH), and the question could never be shown."""
-        extra = NAVIGATION_BUTTONS + (1 if row.type == QuestionType.SELECT_MULTIPLE else 0)
-        if count + extra > MAX_BUTTONS:
+        """A select question with more than PAGE_CHOICES choices shows them a page at a time
+        (a page's choices, Done, Back and Next or Skip, Earlier and More: well within
+        Telegram's MAX_BUTTONS), up to MAX_CHOICES choices."""
+        if count > MAX_CHOICES:
             self.problem(
                 row.key_line("type"),
-                f"{row.name} offers {count} choices: with its other {extra} buttons that is "
-                f"{count + extra}, Telegram shows at most {MAX_BUTTONS} under a message "
-                f"(at most {MAX_BUTTONS - extra} choices here; split the list or ask for "
-                "typed text)",
+                f"{row.name} offers {count} choices; the chat shows at most {MAX_CHOICES} "
+                f"(in pages of {PAGE_CHOICES} buttons: Telegram shows at most {MAX_BUTTONS} "
+                "under a message): split the list or ask for typed text",
             )
 
     def check_references(

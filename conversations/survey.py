@@ -13,6 +13,8 @@ exactly there. Buttons carry the response and the question they belong to:
     sk:<response>:<question>          skip an optional question
     se:<response>:<question>          change this answer (from the review)
     ss:<response>                     send the answers (from the review)
+    sp:<response>:<page>              show another page of the review
+    sc:<response>:<question>:<page>   show another page of a long choice list
 
 A button of an earlier question, of a finished questionnaire or of another response does
 nothing but say so.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 from sqlmodel import col, select
@@ -33,9 +36,10 @@ from bot.runtime import Runtime
 from conversations import engine
 from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.expressions import TEXT_REFERENCE_RE, to_text
+from conversations.label_format import label_html, label_plain
 from conversations.onboarding import not_registered_text
 from conversations.prompting import Prompt, close_question, register, send_prompt
-from conversations.questionnaire import Choice, Question, Questionnaire
+from conversations.questionnaire import PAGE_CHOICES, Choice, Question, Questionnaire
 from conversations.rules import choose_language
 from storage.invitations import open_wave_invitation, wave_response
 from storage.models import (
@@ -56,8 +60,8 @@ log = logging.getLogger(__name__)
 
 SURVEY = "survey"
 REVIEW = "__review__"
-CALLBACK_KINDS = ("sv", "st", "sd", "sn", "sb", "sk", "se", "ss", "sp")
-CALLBACK_PATTERN = r"^s[vtdnbkesp]:"
+CALLBACK_KINDS = ("sv", "st", "sd", "sn", "sb", "sk", "se", "ss", "sp", "sc")
+CALLBACK_PATTERN = r"^s[vtdnbkespc]:"
 MAX_MESSAGE = 4000
 #: Telegram refuses an inline keyboard row of more buttons (BUTTON_ROWS_INVALID).
 MAX_ROW_BUTTONS = 8
@@ -321,6 +325,9 @@ def _earlier_text(loaded: Loaded, name: str) -> str:
 
 
 def _typed_instruction(question: Question) -> str:
+    low, high = question.bounds
+    if low is not None or high is not None:
+        return _range_text(low, high, _("Type a number from {min} to {max}."))
     if question.type in ("integer", "decimal"):
         return _("Type a number.")
     if question.type == "date":
@@ -344,22 +351,72 @@ def progress_heading(
     ).format(k=k, n=left)
 
 
-def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
+def choice_pages(q: Questionnaire, question: Question) -> int:
+    """How many pages a select question's choices take (PAGE_CHOICES a page)."""
+    return max(1, -(-len(q.choices_for(question)) // PAGE_CHOICES))
+
+
+def _choice_page(state: ChatState, question: Question) -> int | None:
+    """The page of the question's choices the person turned to, if they did."""
+    saved = state.data.get(_CHOICE_PAGE)
+    if isinstance(saved, list) and len(saved) == 2 and saved[0] == question.name:
+        page = saved[1]
+        return page if isinstance(page, int) and not isinstance(page, bool) else None
+    return None
+
+
+def _answer_page(choices: tuple[Choice, ...], current: Any) -> int:
+    """The page of `choices` that shows the (first) choice of the answer given, else the
+    first."""
+    chosen = current if isinstance(current, list) else [current]
+    for index, choice in enumerate(choices):
+        if choice.name in chosen:
+            return index // PAGE_CHOICES
+    return 0
+
+
+def _paged(
+    choices: tuple[Choice, ...], question: Question, page: int, rid: int
+) -> tuple[tuple[Choice, ...], list[Button]]:
+    """The `choices` (those offered) on `page`, and the buttons that turn the pages (none for
+    a short list): a list longer than PAGE_CHOICES is shown a page at a time, within
+    Telegram's buttons."""
+    pages = max(1, -(-len(choices) // PAGE_CHOICES))
+    if pages == 1:
+        return choices, []
+    page = max(0, min(page, pages - 1))
+    turn: list[Button] = []
+    if page > 0:
+        turn.append(Button(_("◀ Earlier"), _cb("sc", rid, question.name, str(page - 1))))
+    if page < pages - 1:
+        turn.append(Button(_("More ▶"), _cb("sc", rid, question.name, str(page + 1))))
+    return choices[page * PAGE_CHOICES : (page + 1) * PAGE_CHOICES], turn
+
+
+def _question_prompt(loaded: Loaded, question: Question, page: int | None = None) -> Prompt:
+    """The question's message. `page`: of a long choice list (None: the page that shows the
+    answer given, else the first)."""
     q, answers, lang = loaded.questionnaire, loaded.answers, loaded.language
     rid = loaded.response.id or 0
+    # The label and hint keep the formatting XLSForm allows (**bold**, *emphasis*): the
+    # message is Telegram HTML, every other text in it escaped.
     lines = [
-        progress_heading(q, answers, question.name, loaded.earlier),
+        escape(progress_heading(q, answers, question.name, loaded.earlier)),
         "",
-        _piped(loaded, _text(question.labels, lang, q)),
+        label_html(_piped(loaded, _text(question.labels, lang, q))),
     ]
     hint = _piped(loaded, _text(question.hints, lang, q))
     if hint:
-        lines += ["", hint]
+        lines += ["", label_html(hint)]
     current = _current(loaded, question)
     rows: list[list[Button]] = []
+    offered = _offered(loaded, question) if question.is_select else ()
+    if page is None:
+        page = _answer_page(offered, current)
+    shown, turn = _paged(offered, question, page, rid)
     if question.type == "select_multiple":
         chosen = set(current or [])
-        for choice in _offered(loaded, question):
+        for choice in shown:
             mark = "☑️" if choice.name in chosen else "⬜"
             rows.append(
                 [
@@ -369,17 +426,16 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
                     )
                 ]
             )
+        rows.append(turn)
         rows.append([Button(_("Done ✔"), _cb("sd", rid, question.name))])
-        lines += ["", _("Choose all that apply, then tap Done.")]
+        lines += ["", escape(_("Choose all that apply, then tap Done."))]
     elif question.type == "scale":
-        low = int(question.parameters.get("min", 1))  # type: ignore[call-overload]
-        high = int(question.parameters.get("max", 5))  # type: ignore[call-overload]
         scale = [
             Button(
                 f"✅ {value}" if current == value else str(value),
                 _cb("sv", rid, question.name, str(value)),
             )
-            for value in range(low, high + 1)
+            for value in question.scale_values
         ]
         # One row, unless the questionnaire sets columns or there are more than Telegram
         # shows in a row: then rows as even as possible.
@@ -394,18 +450,21 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
                 ("✅ " if current == choice.name else "") + _text(choice.labels, lang, q),
                 _cb("sv", rid, question.name, choice.name),
             )
-            for choice in _offered(loaded, question)
+            for choice in shown
         ]
         rows += [buttons[i : i + columns] for i in range(0, len(buttons), columns)]
+        rows.append(turn)
     else:
         if current is not None:
             lines += [
                 "",
-                _("Your answer: {answer}").format(answer=_display(q, question, current, lang)),
+                escape(
+                    _("Your answer: {answer}").format(answer=_display(q, question, current, lang))
+                ),
             ]
         # A hint already says what to type (and how): the general instruction would repeat it.
         if not hint or question.type in ("date", "month"):
-            lines += ["", _typed_instruction(question)]
+            lines += ["", escape(_typed_instruction(question))]
     nav: list[Button] = []
     if engine.previous_question(q, answers, question.name, loaded.earlier) is not None:
         nav.append(Button(_("◀ Back"), _cb("sb", rid, question.name)))
@@ -415,7 +474,7 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
         nav.append(Button(_("Skip ▶"), _cb("sk", rid, question.name)))
     if nav:
         rows.append(nav)
-    return Prompt("\n".join(lines), keyboard(rows))
+    return Prompt("\n".join(lines), keyboard(rows), html=True)
 
 
 #: The most answers one page of the review shows: with their change buttons (rows of
@@ -423,6 +482,8 @@ def _question_prompt(loaded: Loaded, question: Question) -> Prompt:
 REVIEW_PAGE_ITEMS = 40
 REVIEW_ROW = 5
 _REVIEW_PAGE = "review_page"
+#: In chat_state.data: [question, page] of the long choice list the chat shows.
+_CHOICE_PAGE = "choice_page"
 
 
 def _review_pages(loaded: Loaded) -> list[list[tuple[int, Question, str]]]:
@@ -435,7 +496,7 @@ def _review_pages(loaded: Loaded) -> list[list[tuple[int, Question, str]]]:
     carried = engine.carried(q, answers, loaded.earlier)
     items = engine.review_items(q, answers, loaded.earlier)
     for number, (question, value) in enumerate(items, start=1):
-        label = _piped(loaded, _text(question.labels, lang, q)).replace("\n", " ")
+        label = label_plain(_piped(loaded, _text(question.labels, lang, q))).replace("\n", " ")
         if len(label) > 70:
             label = label[:67].rstrip() + "…"
         shown = _display(q, question, value, lang)
@@ -530,20 +591,23 @@ async def render(rt: Runtime, state: ChatState) -> Prompt | None:
     if response.current == REVIEW or response.current not in q:
         prompt = _review_prompt(loaded, page)
         if page == 0:  # the notes after the last question (a closing word) come first
-            prompt.preface = _notes_before(loaded, len(q.questions)) + prompt.preface
+            notes = _notes_before(loaded, len(q.questions), html=prompt.html)
+            prompt.preface = notes + prompt.preface
         return prompt
     question = q.question(response.current)
-    prompt = _question_prompt(loaded, question)
-    prompt.preface = _notes_before(loaded, q.index(question.name)) + prompt.preface
+    prompt = _question_prompt(loaded, question, _choice_page(state, question))
+    notes = _notes_before(loaded, q.index(question.name), html=prompt.html)
+    prompt.preface = notes + prompt.preface
     return prompt
 
 
-def _notes_before(loaded: Loaded, index: int) -> tuple[str, ...]:
+def _notes_before(loaded: Loaded, index: int, *, html: bool) -> tuple[str, ...]:
     """Notes are said, not asked: the ones said with the row at `index` (engine.notes_before),
-    in the person's language."""
+    in the person's language; formatted (`html`) when the prompt they go with is."""
     q = loaded.questionnaire
+    shape = label_html if html else label_plain
     return tuple(
-        _piped(loaded, _text(note.labels, loaded.language, q))
+        shape(_piped(loaded, _text(note.labels, loaded.language, q)))
         for note in engine.notes_before(q, loaded.answers, index, loaded.earlier)
     )
 
@@ -934,8 +998,17 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                     await _delete_answer(session, response.id, question.name)
                     loaded.answers.pop(question.name, None)
                 response.updated_at = utcnow()
-                shown = _question_prompt(loaded, question).keyboard
+                shown = _question_prompt(loaded, question, _choice_page(state, question)).keyboard
                 outcome = "toggled"
+            elif press.kind == "sc":
+                page = int(press.code) if press.code.isdecimal() and len(press.code) < 5 else -1
+                if not question.is_select or not 0 <= page < choice_pages(q, question):
+                    await _stale(turn, response)
+                    return
+                state.data[_CHOICE_PAGE] = [question.name, page]
+                touch_state(state)
+                shown = _question_prompt(loaded, question, page).keyboard
+                outcome = "toggled"  # the other page's buttons, in place
             elif press.kind == "sd":
                 if not question.is_multiple:
                     await _stale(turn, response)
@@ -1012,12 +1085,24 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
         await send_prompt(rt, chat_id)
 
 
+def _range_text(low: object, high: object, both: str) -> str:
+    """`both` (with {min} and {max}) when there are both bounds, else "at least"/"at most"."""
+    if low is not None and high is not None:
+        return both.format(min=low, max=high)
+    if low is not None:
+        return _("Please type a number of at least {min}.").format(min=low)
+    return _("Please type a number of at most {max}.").format(max=high)
+
+
 _TYPED_ERRORS = {
     "empty": lambda p: _("Please type an answer."),
     "not_integer": lambda p: _("Please type a whole number, for example 12."),
     "not_number": lambda p: _("Please type a number, for example 12.5."),
     "not_date": lambda p: _("Please type a date as day-month-year, for example 30-06-2026."),
     "not_month": lambda p: _("Please type a month as month-year, for example 06-2026."),
+    "out_of_range": lambda p: _range_text(
+        p.get("min"), p.get("max"), _("Please type a number from {min} to {max}.")
+    ),
     "too_long": lambda p: ngettext(
         "That is too long: please keep it under {max} character.",
         "That is too long: please keep it under {max} characters.",

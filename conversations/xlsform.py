@@ -25,6 +25,10 @@ written, in expressions and in label and hint texts; our ``carry`` column is a c
 ``relevant``. ``calculate`` rows (``calculation`` column), ``choice_filter`` and
 ``select_one LIST or_other`` are kept as they are; a choices column a choice_filter reads
 (``region``) becomes the choices' ``columns``.
+What a chat cannot ask (geopoint, image, repeats, external data …: conversations/
+xlsform_refused.py) is refused with one problem per row and nothing else about it;
+``select_one_from_file x.csv`` reads the CSV beside the form (conversations/choice_files.py);
+``range`` becomes a scale of buttons, or a typed whole number in bounds when too long.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
 a comment at the top of the returned YAML says so, and the message is also appended to the
 optional ``warnings`` list, so nothing is dropped silently.
@@ -46,10 +50,12 @@ from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from conversations.expressions import ExpressionError, parse_expression
+from conversations.choice_files import FROM_FILE_TYPES, read_choice_file
+from conversations.expressions import NAME_RE, ExpressionError, parse_expression
 from conversations.questionnaire import (
     CALCULATE,
     END_GROUP,
+    MAX_SCALE_BUTTONS,
     ROW_KEYS,
     SUPPORTED_LANGUAGES,
     Calculation,
@@ -69,6 +75,14 @@ from conversations.workbooks import (
     open_xls,
     unpacked_size,
     workbook_kind,
+)
+from conversations.xlsform_refused import (
+    END_REPEAT,
+    METADATA_TYPES,
+    RangePlan,
+    range_plan,
+    refusal,
+    type_word,
 )
 
 # What one XLSForm workbook may hold (a questionnaire has hundreds of rows, a choice list a
@@ -644,6 +658,16 @@ class _Importer:
             )
             self.language = None
         self.default_language: str | None = self.language
+        # Rows refused as a whole (issue 19): one problem each, nothing else said about them.
+        self.refused: set[tuple[str, int]] = set()
+        self.placeholders: list[dict[str, Any]] = []
+        self.refused_lists: set[str] = set()  # lists only refused rows use: left out quietly
+        # select_one_from_file: the list each row's CSV file became, the files read.
+        self.file_rows: dict[int, str] = {}
+        self.file_choices: dict[str, list[tuple[dict[str, Any], Origin]]] = {}
+        self.files: dict[str, str] = {}  # the origin's "sheet" name of a CSV file -> its path
+        self.file_lists: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self.range_rows: dict[int, RangePlan] = {}  # range rows: as buttons, or typed
 
     def problem(self, sheet: str | None, row: int, message: str) -> None:
         source = f"{self.path}:{sheet}" if sheet else self.path
@@ -657,6 +681,119 @@ class _Importer:
                     f"{sheet.title}: column {column.header!r} is not part of the gradtrack "
                     f"format and was ignored (it has values in rows {_rows_text(used)})"
                 )
+
+    def refused_row(
+        self,
+        sheet: _Sheet,
+        number: int,
+        cells: list[object],
+        columns: list[_Column],
+        rows: list[tuple[dict[str, Any], Origin]],
+    ) -> bool:
+        """Refuse a row a chat cannot ask (issue 19): one problem naming the row, its name and
+        the feature, and a stand-in question of the same name in its place so that nothing
+        else (a reference to it, an empty group) is said about it. Metadata rows are left out
+        with a warning. True: the row is dealt with."""
+        by_key = {c.key: _value(cells, c.index) for c in columns if c.lang is None}
+        type_text, name = by_key.get("type", ""), by_key.get("name", "")
+        word = type_word(type_text)
+        if not word:
+            return False
+        if word in METADATA_TYPES:
+            self.warnings.append(
+                f"{sheet.title}: row {number}: {name or word} ({word}) is recorded by ODK "
+                "itself, never asked: left out"
+            )
+            return True
+        if word == END_REPEAT:
+            return True  # its begin_repeat row is refused
+        cells_by_header = {
+            header.strip().lower(): _value(cells, index)
+            for index, header in enumerate(sheet.headers)
+            if header and _value(cells, index)
+        }
+        reason = refusal(type_text, cells_by_header)
+        if reason is None and word in FROM_FILE_TYPES:
+            reason = self.choice_file(number, type_text, by_key.get("parameters", ""))
+        if reason is None and word == "range":
+            plan = range_plan(by_key.get("parameters", ""), MAX_SCALE_BUTTONS)
+            if isinstance(plan, str):
+                reason = plan
+            else:
+                self.range_rows[number] = plan
+        if reason is None:
+            return False
+        self.problem(sheet.title, number, f"{name or 'the row'}: {reason}")
+        self.refused.add((sheet.title, number))
+        self.refused_lists.update(type_text.split()[1:2])
+        if word != "begin_repeat" and NAME_RE.fullmatch(name):
+            stand_in: dict[str, Any] = {"type": "text", "name": name, "required": False}
+            self.placeholders.append(stand_in)
+            rows.append((stand_in, (sheet.title, number)))
+        return True
+
+    def choice_file(self, number: int, type_text: str, parameters: str) -> str | None:
+        """Read the CSV file of a select_one_from_file row into a choice list (once per file);
+        why not, or None when it was read."""
+        kind, _, filename = type_text.strip().partition(" ")
+        filename = filename.strip()
+        if not filename:
+            return f"{kind} needs the name of a CSV file next to the form: {kind} schools.csv"
+        params = _parameters(parameters) if parameters else {}
+        columns = {
+            key: str(value) for key, value in (params or {}).items() if key in ("value", "label")
+        }
+        origin_name = Path(filename).name
+        known = self.file_lists.get((filename, tuple(sorted(columns.items()))))
+        if known is not None:
+            self.file_rows[number] = known
+            return None
+        result = read_choice_file(
+            Path(self.path).parent, filename, self.default_language, columns, language_code
+        )
+        if isinstance(result, str):
+            return result
+        list_name, number_ = result.list_name, 1
+        while list_name in self.file_choices:  # another file of that name, or other columns
+            number_ += 1
+            list_name = f"{result.list_name.removesuffix('_csv')[:24]}_{number_}_csv"
+        self.files[origin_name] = str(Path(self.path).parent / filename)
+        self.file_lists[(filename, tuple(sorted(columns.items())))] = list_name
+        self.file_rows[number] = list_name
+        self.file_choices[list_name] = [(item, (origin_name, line)) for item, line in result.items]
+        self.warnings.extend(result.warnings)
+        return None
+
+    def from_file(self, sheet: _Sheet, number: int, row: dict[str, Any]) -> None:
+        """A select_one_from_file row read: the type names the file's list; the parameters
+        that chose its columns are used up."""
+        list_name = self.file_rows.get(number)
+        if list_name is None or sheet.title.lower() != "survey":
+            return
+        kind = "select_multiple" if "multiple" in row["type"].split()[0] else "select_one"
+        row["type"] = f"{kind} {list_name}"
+        parameters = row.get("parameters")
+        if isinstance(parameters, dict):
+            for key in ("value", "label"):
+                parameters.pop(key, None)
+            if not parameters:
+                del row["parameters"]
+
+    def as_range(self, sheet: _Sheet, number: int, row: dict[str, Any]) -> None:
+        """A range row: a scale of buttons when it fits, else a typed whole number."""
+        plan = self.range_rows.get(number)
+        if plan is None or sheet.title.lower() != "survey":
+            return
+        row["type"] = plan.type
+        others = {
+            key: value
+            for key, value in dict(row.get("parameters") or {}).items()
+            if key not in ("start", "end", "step")
+        }
+        row.pop("parameters", None)
+        row["parameters"] = _FlowMap({**plan.parameters, **others})
+        if plan.note:
+            self.warnings.append(f"{sheet.title}: row {number}: {plan.note}")
 
     def run(self) -> _Document:
         if self.problems:
@@ -686,7 +823,7 @@ class _Importer:
         except Exception as error:
             # A damaged or hostile file: openpyxl reads it lazily, sheet by sheet, and fails
             # with whatever its zip and XML readers raise (EOFError, ParseError, ...).
-            self.problem(None, 0, f"cannot read the spreadsheet: {error or type(error).__name__}")
+            self.problem(None, 0, f"cannot read the spreadsheet: {_unreadable(self.path, error)}")
             raise QuestionnaireError(self.problems) from None
         return self.build(sheets)
 
@@ -727,10 +864,24 @@ class _Importer:
             settings, settings_origin = self.settings(sheets["settings"])
         survey_langs: list[str] = []
         rows = self.survey(sheets["survey"], survey_langs)
+        if not rows and self.problems:  # no survey to speak of: the rest would be noise
+            raise QuestionnaireError(_capped(_sorted(self.problems), self.path))
         filtered = _filter_columns(rows)
         choices = self.choices(sheets["choices"], filtered) if "choices" in sheets else {}
+        for list_name, items in self.file_choices.items():
+            if list_name in choices:
+                number = min(n for n, name in self.file_rows.items() if name == list_name)
+                self.problem(
+                    "survey",
+                    number,
+                    f"the choices sheet has a list {list_name}, the name the CSV file's list "
+                    "takes: rename that list",
+                )
+            choices[list_name] = items
         self.unused_lists(rows, choices)
         self.defaults(settings, survey_langs)
+        for stand_in in self.placeholders:  # refused rows: a label that says nothing more
+            stand_in["label"] = {lang: stand_in["name"] for lang in settings["languages"]}
         settings = {key: settings[key] for key in SETTINGS_COLUMNS if key in settings}
         comments = [f"Imported from {Path(self.path).name}"]
         comments += [f"Warning: {warning}" for warning in self.warnings]
@@ -773,6 +924,9 @@ class _Importer:
             if len(words) > 1:
                 used.add(words[1])
         for list_name in [name for name in choices if name not in used]:
+            if list_name in self.refused_lists:
+                del choices[list_name]  # its question was refused: nothing more to say
+                continue
             numbers = [origin[1] for _, origin in choices[list_name] if origin]
             self.warnings.append(
                 f"choices: list {list_name!r} (rows {_rows_text(numbers)}) is not used by any "
@@ -849,11 +1003,16 @@ class _Importer:
             lang = column.lang if column.lang else self.default_language
             if column.lang is not None and lang and lang not in langs:
                 langs.append(lang)
+        if not sheet.headers and not sheet.rows:
+            self.problem(sheet.title, 0, "the survey sheet is empty")
+            return []
         if not any(c.key == "type" for c in columns):
             self.problem(sheet.title, 1, "the survey sheet has no 'type' column")
             return []
         rows: list[tuple[dict[str, Any], Origin]] = []
         for number, cells in sheet.rows:
+            if self.refused_row(sheet, number, cells, columns, rows):
+                continue
             row: dict[str, Any] = {}
             texts: dict[str, dict[str, str]] = {}
             for column in columns:
@@ -881,6 +1040,8 @@ class _Importer:
                     row[column.key] = text
             row.update(texts)
             ordered = {key: row[key] for key in SURVEY_COLUMNS if key in row}
+            self.from_file(sheet, number, ordered)
+            self.as_range(sheet, number, ordered)
             if "type" not in ordered:
                 self.problem(sheet.title, number, "the row has no type")
                 continue
@@ -975,6 +1136,18 @@ def _filter_columns(rows: list[tuple[dict[str, Any], Origin]]) -> list[str]:
     return list(found)
 
 
+def _unreadable(path: str, error: Exception) -> str:
+    """Why a file is no .xlsx workbook, in words a school understands."""
+    if workbook_kind(path) is None:
+        return (
+            "it is not an Excel workbook (.xlsx or .xls): save the form from Excel, LibreOffice "
+            "or KoboToolbox as .xlsx"
+        )
+    if isinstance(error, KeyError) and "[Content_Types].xml" in str(error):
+        return "it is a zip file, but not an Excel workbook (.xlsx)"
+    return f"the workbook is damaged ({error or type(error).__name__})"
+
+
 def _value(cells: list[object], index: int) -> str:
     return _cell_text(cells[index]) if index < len(cells) else ""
 
@@ -1064,6 +1237,10 @@ def _checked(importer: _Importer) -> tuple[_Document, Questionnaire]:
             origin = doc.origin(problem.line) if problem.line else None
             if origin is None:
                 problems.append(Problem(importer.path, 0, problem.message))
+            elif origin in importer.refused:
+                continue  # refused with one problem: nothing else is said about the row
+            elif origin[0] in importer.files:  # a choice of a select_one_from_file CSV file
+                problems.append(Problem(importer.files[origin[0]], origin[1], problem.message))
             else:
                 problems.append(Problem(f"{importer.path}:{origin[0]}", origin[1], problem.message))
         raise QuestionnaireError(_capped(_sorted(problems), importer.path)) from None

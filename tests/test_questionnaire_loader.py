@@ -663,13 +663,15 @@ def test_a_row_with_a_wrong_type_still_counts_as_a_name() -> None:
 @pytest.mark.parametrize(
     ("parameters", "fragment"),
     [
-        ("{min: 1, max: 11}", "a scale from 1 to 11 has 11 buttons; it needs 2 to 10"),
+        ("{min: 1, max: 12}", "a scale from 1 to 12 has 12 buttons; it needs 2 to 11"),
+        ("{min: 0, max: 30, step: 2}", "from 0 to 30 in steps of 2 has 16 buttons"),
         ("{min: 3, max: 3}", "a scale from 3 to 3 has 1 buttons"),
-        ("{min: 5, max: 1}", "a scale from 5 to 1 has -3 buttons"),
+        ("{min: 5, max: 1}", "a scale from 5 to 1 has 0 buttons"),
         ("{max: 20}", "a scale from 1 to 20 has 20 buttons"),
         ("{min: one, max: 5}", "parameter min must be a whole number, not 'one'"),
         ("{min: 1.5}", "parameter min must be a whole number"),
-        ("{step: 2}", "unknown parameter 'step' for scale (allowed: min, max, columns)"),
+        ("{step: 0}", "parameter step must be 1 or more, not 0"),
+        ("{steps: 2}", "unknown parameter 'steps' for scale (allowed: min, max, step, columns)"),
         ("min=1 max=5", "parameters must be a mapping"),
     ],
 )

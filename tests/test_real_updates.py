@@ -388,12 +388,12 @@ def _select(name: str, list_name: str, kind: str = "select_one") -> str:
 
 def test_questionnaire_check_refuses_buttons_telegram_would_refuse(tmp_path: Path) -> None:
     """`gradtrack questionnaire check` refuses a question Telegram could never show: more
-    than 100 buttons with its Back/Next (99 choices of a select_one, 98 of a
-    select_multiple, which adds Done), button data over 64 bytes, a choice label over 100
-    characters, more columns than fit a row; it accepts the largest lists that fit."""
+    choices than the chat pages through (501), button data over 64 bytes, a choice label
+    over 100 characters, more columns than fit a row; it accepts the largest lists that fit
+    (a list of more than 40 choices is shown a page at a time, issue 19)."""
     refused = {
-        "99 choices": _form("a", _select("Q", "many"), _choices("many", 99)),
-        "98 multiple": _form("b", _select("Q", "many", "select_multiple"), _choices("many", 98)),
+        "501 choices": _form("a", _select("Q", "many"), _choices("many", 501)),
+        "501 multiple": _form("b", _select("Q", "many", "select_multiple"), _choices("many", 501)),
         "data over 64 bytes": _form(
             "c",
             _select("Q" * 30, "long"),
@@ -411,8 +411,8 @@ def test_questionnaire_check_refuses_buttons_telegram_would_refuse(tmp_path: Pat
         assert result.returncode == 1, (name, result.stdout)
         assert f"{path}:" in result.stderr, (name, result.stderr)
     fits = {
-        "98 choices": _form("f", _select("Q", "many"), _choices("many", 98)),
-        "97 multiple": _form("g", _select("Q", "many", "select_multiple"), _choices("many", 97)),
+        "500 choices": _form("f", _select("Q", "many"), _choices("many", 500)),
+        "500 multiple": _form("g", _select("Q", "many", "select_multiple"), _choices("many", 500)),
     }
     for name, text in fits.items():
         path = tmp_path / f"{name.replace(' ', '_')}.yaml"
