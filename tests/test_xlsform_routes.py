@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
+from bot.sandbox.state import TranscriptEntry
 from conversations import engine
 from conversations.expressions import AnswerValue
 from conversations.questionnaire import Questionnaire, QuestionnaireError, QuestionType
 from conversations.xlsform import export_xlsx, import_xlsx, load_xlsx
+from storage.models import Answer
+from tests.harness import Harness
+from tests.test_real_updates import _deploy, _rows
 from tests.test_xlsform_standard import write_workbook
 
 Route = tuple[list[str], list[str], dict[str, tuple[str, ...]]]
@@ -592,3 +597,173 @@ def test_a_choice_filter_on_a_column_the_csv_file_lacks_names_the_row(tmp_path: 
         load_xlsx(path)
     [problem] = caught.value.problems
     assert str(problem).startswith(f"{path}:survey:3: choice_filter reads the column region")
+
+
+# --- every feature, through the chat -------------------------------------------------------
+# One form with every XLSForm feature the chat asks: a formatted note, a region, then the
+# schools of that region from a CSV file (choice_filter on its region column; the north has
+# 45, so they come a page at a time), an age in bounds and a calculation from it, a group only
+# for adults with a job (or_other, ${school} in the hint), a start date not in the future
+# (today()) and a monthly pay in bounds, a range as buttons, a postcode checked with regex(),
+# and a closing note with ${school} and a concat()/if() calculation.
+
+EVERY_SURVEY: list[Sequence[object]] = [
+    ["type", "name", "label::English (en)", "hint::English (en)", "required", "relevant",
+     "constraint", "constraint_message::English (en)", "choice_filter", "calculation",
+     "parameters"],
+    ["note", "intro", "**Welcome** to the *graduate survey*"],
+    ["select_one regions", "region", "Where is your school?", None, "yes"],
+    ["select_one_from_file schools.csv", "school", "Which school in ${region}?", None, "yes",
+     None, None, None, "region=${region}"],
+    ["integer", "age", "How old are you?", None, "yes", None, None, None, None, None,
+     "min=15 max=99"],
+    ["calculate", "adult", None, None, None, None, None, None, None,
+     "if(${age} >= 18, 'yes', 'no')"],
+    ["begin_group", "work", "Your work", None, None, "${adult} = 'yes'"],
+    ["select_one jobs or_other", "job", "What do you do now?", "Since leaving ${school}", "yes"],
+    ["date", "started", "When did you start?", None, "yes", "not(selected(${job}, 'study'))",
+     ". <= today()", "That date is still to come"],
+    ["decimal", "salary", "Monthly pay in euros?", None, None, None, None, None, None, None,
+     "min=0 max=20000"],
+    ["end_group"],
+    ["range", "happy", "How happy are you?", None, "yes", None, None, None, None, None,
+     "start=1 end=5"],
+    ["text", "postcode", "Your postcode?", None, "yes", None, "regex(., '^[0-9]{4} ?[A-Z]{2}$')",
+     "Write it like 1234 AB"],
+    ["calculate", "summary", None, None, None, None, None, None, None,
+     "concat('age ', ${age}, ', ', if(${adult} = 'yes', 'adult', 'minor'))"],
+    ["note", "done", "Thank you, ${school} graduate (${summary})."],
+]  # fmt: skip
+EVERY_CHOICES: list[Sequence[object]] = [
+    ["list_name", "name", "label::English (en)"],
+    ["regions", "north", "North"],
+    ["regions", "south", "South"],
+    ["jobs", "work", "Working"],
+    ["jobs", "study", "Studying"],
+]
+EVERY_SCHOOLS = "name,label::English (en),region\n" + "".join(
+    [f"n{i},North School {i},north\n" for i in range(1, 46)]
+    + [f"s{i},South School {i},south\n" for i in range(1, 4)]
+)
+
+
+@pytest.fixture
+async def everything(harness: Harness, tmp_path: Path) -> Harness:
+    """The harness with the form of every feature imported and deployed."""
+    folder = tmp_path / "form"
+    folder.mkdir()
+    (folder / "schools.csv").write_text(EVERY_SCHOOLS, encoding="utf-8")
+    sheets: dict[str, Sequence[Sequence[object]]] = {
+        "survey": EVERY_SURVEY,
+        "choices": EVERY_CHOICES,
+        "settings": [["form_id", "version", "default_language"], ["everything", "1", "en"]],
+    }
+    text = import_xlsx(write_workbook(folder / "everything.xlsx", sheets))
+    deployed = tmp_path / "deployed"
+    deployed.mkdir()
+    await _deploy(harness, deployed, text, "everything")
+    return harness
+
+
+def buttons(message: TranscriptEntry) -> list[list[str]]:
+    return [[str(b["text"]) for b in row] for row in _rows(message)]
+
+
+async def stored(h: Harness) -> dict[str, object]:
+    async with h.db.session() as session:
+        return {a.question: a.value for a in (await session.exec(select(Answer))).all()}
+
+
+async def test_every_feature_tapped_and_typed_in_the_chat(everything: Harness) -> None:
+    h = everything
+    graduate, user = await h.consenting_graduate("en")
+    await h.open_survey(graduate, "everything")
+    _welcome, intro, region = await h.send(user, "/survey", expect=3)
+    assert intro.text == "Welcome to the graduate survey"  # bold and italic, no markers
+    assert [(e["type"], e["offset"], e["length"]) for e in intro.entities or []] == [
+        ("bold", 0, 7),
+        ("italic", 15, 15),
+    ]
+    assert buttons(region) == [["North"], ["South"]]
+
+    # the northern schools only, from the CSV file, 40 to a page
+    (school,) = await h.press(user, "North", message=region)
+    assert "Which school in North?" in (school.text or "")
+    shown = buttons(school)
+    assert shown[:2] == [["North School 1"], ["North School 2"]]
+    assert shown[39:41] == [["North School 40"], ["More ▶"]]
+    assert not any("South" in text for row in shown for text in row)
+    await h.press(user, "More ▶", expect=0, message=school)
+    await h.keyboard_shows(user, school, "North School 45")
+    shown = buttons(school)
+    assert shown[:6] == [[f"North School {i}"] for i in range(41, 46)] + [["◀ Earlier"]]
+    (age,) = await h.press(user, "North School 44", message=school)
+    assert "How old are you?" in (age.text or "")
+
+    (error,) = await h.send(user, "12")
+    assert error.text == "Please type a number from 15 to 99."
+    (job,) = await h.send(user, "24")
+    # the adults' group; the hint names the school chosen
+    assert "What do you do now?" in (job.text or "")
+    assert "Since leaving North School 44" in (job.text or "")
+    assert buttons(job)[:3] == [["Working"], ["Studying"], ["Other"]]
+    (other,) = await h.press(user, "Other", message=job)
+    assert "Specify other." in (other.text or "")
+
+    (started,) = await h.send(user, "Own bakery")
+    assert "When did you start?" in (started.text or "")
+    (error,) = await h.send(user, "1-1-2999")
+    assert error.text == "That date is still to come"
+    (salary,) = await h.send(user, "1-9-2025")
+    assert "Monthly pay in euros?" in (salary.text or "")
+    (error,) = await h.send(user, "25000")
+    assert error.text == "Please type a number from 0 to 20000."
+    (happy,) = await h.send(user, "2500,50")
+    assert buttons(happy)[0] == ["1", "2", "3", "4", "5"]  # the range as buttons
+
+    (_postcode,) = await h.press(user, "4", message=happy)
+    (error,) = await h.send(user, "12")
+    assert error.text == "Write it like 1234 AB"
+    done, review = await h.send(user, "1234 AB", expect=2)
+    assert done.text == "Thank you, North School 44 graduate (age 24, adult)."
+    for line in ("North School 44", "Other", "Own bakery", "→ Sep 1, 2025", "→ 2500.5", "1234 AB"):
+        assert line in (review.text or ""), line
+    await h.press(user, "✅ Send my answers", message=review)
+    assert await stored(h) == {
+        "region": "north",
+        "school": "n44",
+        "age": 24,
+        "job": "other",
+        "job_other": "Own bakery",
+        "started": "2025-09-01",
+        "salary": 2500.5,
+        "happy": 4,
+        "postcode": "1234 AB",
+    }
+
+
+async def test_a_minor_skips_the_adults_group_in_the_chat(everything: Harness) -> None:
+    """A school in the south (three: one page), 16 years old: straight from the age to the
+    range, and the closing note says so."""
+    h = everything
+    graduate, user = await h.consenting_graduate("en")
+    await h.open_survey(graduate, "everything")
+    _welcome, _intro, region = await h.send(user, "/survey", expect=3)
+    (school,) = await h.press(user, "South", message=region)
+    assert buttons(school)[:4] == [["South School 1"], ["South School 2"], ["South School 3"],
+                                   ["◀ Back"]]  # fmt: skip
+    await h.press(user, "South School 2", message=school)
+    (happy,) = await h.send(user, "16")
+    assert "How happy are you?" in (happy.text or "")
+    (_postcode,) = await h.press(user, "2", message=happy)
+    done, review = await h.send(user, "5611AA", expect=2)
+    assert done.text == "Thank you, South School 2 graduate (age 16, minor)."
+    assert "What do you do now?" not in (review.text or "")
+    await h.press(user, "✅ Send my answers", message=review)
+    assert await stored(h) == {
+        "region": "south",
+        "school": "s2",
+        "age": 16,
+        "happy": 2,
+        "postcode": "5611AA",
+    }
