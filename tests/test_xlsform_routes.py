@@ -767,3 +767,31 @@ async def test_a_minor_skips_the_adults_group_in_the_chat(everything: Harness) -
         "happy": 2,
         "postcode": "5611AA",
     }
+
+
+def test_a_read_only_question_is_refused_and_a_read_only_note_is_not(tmp_path: Path) -> None:
+    """ODK shows a read_only question without letting it be answered; a chat would ask it."""
+    header = [*ODK_SURVEY[0], "read_only"]
+    survey = [
+        header,
+        *ODK_SURVEY[1:-1],
+        ["integer", "shown", "Hours counted", None, None, None, None, None, None, "yes"],
+        ["note", "bye", "Thank you!", None, None, None, None, None, None, "TRUE"],
+        ["text", "editable", "Anything else?", None, None, None, None, None, None, "no"],
+    ]
+    path = write_workbook(
+        tmp_path / "read_only.xlsx",
+        {"survey": survey, "choices": ODK_CHOICES, "settings": ODK_SETTINGS},
+    )
+    with pytest.raises(QuestionnaireError) as caught:
+        load_xlsx(path)
+    [problem] = caught.value.problems
+    assert str(problem) == (
+        f"{path}:survey:{len(survey) - 2}: shown: read_only 'yes' is not supported: ODK shows "
+        "such a question without letting it be answered, a chat would ask it; use a note (a "
+        "value shows in its label as ${name})"
+    )
+    del survey[-3]
+    write_workbook(path, {"survey": survey, "choices": ODK_CHOICES, "settings": ODK_SETTINGS})
+    q = load_xlsx(path)
+    assert q.question("editable").answerable and not q.question("bye").answerable
