@@ -5,7 +5,9 @@ a ``name`` and a ``label`` column (or the columns the row's ``parameters`` name:
 label=title``). The import reads the file once and puts its choices into the questionnaire's
 choice lists: the YAML holds them, and nothing reads the CSV file at run time. A
 ``label::English (en)`` column (named like the survey's) gives the label in a language; a bare
-``label`` is the form's default language.
+``label`` is the form's default language. A column a ``choice_filter`` reads (``region`` in
+``region = ${region}``) is kept as the choices' ``columns``, as the choices sheet's are; other
+columns are left out with a warning.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +50,11 @@ def read_choice_file(
     default_language: str | None,
     columns: Mapping[str, str],
     language_code: Callable[[str], str | None],
+    filtered: Collection[str] = (),
 ) -> ChoiceFile | str:
     """The choices in `folder`/`filename`, or why they cannot be read (a sentence).
-    `columns`: ``value`` and ``label`` from the row's parameters, if given."""
+    `columns`: ``value`` and ``label`` from the row's parameters, if given; `filtered`: the
+    columns the form's choice_filters read (``region``), kept in each choice's ``columns``."""
     if "/" in filename or "\\" in filename or filename in (".", ".."):
         return f"the file {filename!r}: name the file alone; it must be next to the form"
     if Path(filename).suffix.lower() != ".csv":
@@ -85,6 +89,8 @@ def read_choice_file(
     name_index: int | None = None
     labels: list[tuple[int, str]] = []
     others: list[str] = []
+    kept: list[tuple[int, str]] = []  # (index, the name a choice_filter reads it by)
+    wanted_columns = {column.lower(): column for column in filtered}
     unnamed = ""
     for index, header in enumerate(headers):
         base, _, suffix = header.partition("::" if "::" in header else ":")
@@ -92,7 +98,9 @@ def read_choice_file(
         if base == value_column and not suffix:
             name_index = index
         elif base != label_column:
-            if header:
+            if not suffix and base in wanted_columns:
+                kept.append((index, wanted_columns.pop(base)))
+            elif header:
                 others.append(header)
         else:
             lang = language_code(suffix) if suffix else default_language
@@ -121,11 +129,17 @@ def read_choice_file(
         item: dict[str, Any] = {"name": name} if name else {}
         if texts:
             item["label"] = texts
+        extra = {column: cells[i] for i, column in kept if i < len(cells) and cells[i]}
+        if extra:
+            item["columns"] = extra
         items.append((item, line))
     if not items:
         return f"the file {filename} has no choices under its header"
     warnings = []
     if others:
         shown = ", ".join(repr(header) for header in others)
-        warnings.append(f"{filename}: columns {shown} are not read (only the name and labels)")
+        warnings.append(
+            f"{filename}: columns {shown} are not read (only the name, the labels and the "
+            "columns a choice_filter reads)"
+        )
     return ChoiceFile(list_name_for(filename), items, warnings)

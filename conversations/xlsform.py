@@ -27,7 +27,9 @@ written, in expressions and in label and hint texts; our ``carry`` column is a c
 (``region``) becomes the choices' ``columns``.
 What a chat cannot ask (geopoint, image, repeats, external data …: conversations/
 xlsform_refused.py) is refused with one problem per row and nothing else about it;
-``select_one_from_file x.csv`` reads the CSV beside the form (conversations/choice_files.py);
+``select_one_from_file x.csv`` reads the CSV beside the form (conversations/choice_files.py),
+with the columns a choice_filter reads; ``required`` as a condition (``${x} = 'yes'``) is
+refused;
 ``range`` becomes a scale of buttons, or a typed whole number in bounds when too long.
 Columns we do not know (``appearance``, ``media::image``…) are ignored: when one holds a value,
 a comment at the top of the returned YAML says so, and the message is also appended to the
@@ -122,6 +124,7 @@ SETTINGS_COLUMNS = ("form_id", "version", "default_language", "languages", "titl
 _HEADER_ALIASES = {"form_title": "title", "listname": "list_name"}
 _TRUE = {"yes", "y", "true", "1", "true()"}
 _FALSE = {"no", "n", "false", "0", "false()"}
+_CONDITION_RE = re.compile(r"\$\{|[=<>(]")  # a required that is an expression
 
 
 def language_header(code: str) -> str:
@@ -668,6 +671,7 @@ class _Importer:
         self.files: dict[str, str] = {}  # the origin's "sheet" name of a CSV file -> its path
         self.file_lists: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self.range_rows: dict[int, RangePlan] = {}  # range rows: as buttons, or typed
+        self.filtered: list[str] = []  # the choices columns the choice_filters read
 
     def problem(self, sheet: str | None, row: int, message: str) -> None:
         source = f"{self.path}:{sheet}" if sheet else self.path
@@ -749,7 +753,12 @@ class _Importer:
             self.file_rows[number] = known
             return None
         result = read_choice_file(
-            Path(self.path).parent, filename, self.default_language, columns, language_code
+            Path(self.path).parent,
+            filename,
+            self.default_language,
+            columns,
+            language_code,
+            self.filtered,
         )
         if isinstance(result, str):
             return result
@@ -760,6 +769,9 @@ class _Importer:
         self.files[origin_name] = str(Path(self.path).parent / filename)
         self.file_lists[(filename, tuple(sorted(columns.items())))] = list_name
         self.file_rows[number] = list_name
+        for item, _ in result.items:
+            if "columns" in item:
+                item["columns"] = _FlowMap(item["columns"])
         self.file_choices[list_name] = [(item, (origin_name, line)) for item, line in result.items]
         self.warnings.extend(result.warnings)
         return None
@@ -863,10 +875,11 @@ class _Importer:
         if "settings" in sheets:  # optional in XLSForm
             settings, settings_origin = self.settings(sheets["settings"])
         survey_langs: list[str] = []
+        self.filtered = _filter_columns(_column_values(sheets["survey"], "choice_filter"))
         rows = self.survey(sheets["survey"], survey_langs)
         if not rows and self.problems:  # no survey to speak of: the rest would be noise
             raise QuestionnaireError(_capped(_sorted(self.problems), self.path))
-        filtered = _filter_columns(rows)
+        filtered = _filter_columns(row.get("choice_filter") for row, _ in rows)
         choices = self.choices(sheets["choices"], filtered) if "choices" in sheets else {}
         for list_name, items in self.file_choices.items():
             if list_name in choices:
@@ -911,6 +924,13 @@ class _Importer:
             settings["languages"] = _Flow(dict.fromkeys(languages).keys())
         if "title" not in settings and settings["languages"]:
             settings["title"] = {lang: settings["form_id"] for lang in settings["languages"]}
+        elif "title" in settings and isinstance(settings["languages"], list):
+            # XLSForm's form_title is one text, whatever languages the labels are in (as ODK
+            # shows it): a language without its own title shows that one
+            titles = settings["title"]
+            default = titles.get(settings.get("default_language")) or next(iter(titles.values()))
+            for lang in settings["languages"]:
+                titles.setdefault(lang, default)
 
     def unused_lists(
         self,
@@ -1024,6 +1044,21 @@ class _Importer:
                     continue
                 if column.key == "type":
                     row["type"] = _type_text(text)
+                elif (
+                    column.key == "required"
+                    and _CONDITION_RE.search(text)
+                    and not isinstance(_flag(text), bool)  # true() is a flag
+                ):
+                    # XLSForm allows a condition (${paid} = 'yes'); a chat question is
+                    # required or not
+                    self.problem(
+                        sheet.title,
+                        number,
+                        f"required {text!r} is not supported: a question is required or not "
+                        "(write yes or no); a condition that depends on other answers is not "
+                        "supported",
+                    )
+                    row["required"] = False
                 elif column.key in ("required", "core"):
                     row[column.key] = _flag(text)
                 elif column.key == "parameters":
@@ -1120,12 +1155,11 @@ class _Importer:
         return result
 
 
-def _filter_columns(rows: list[tuple[dict[str, Any], Origin]]) -> list[str]:
-    """The choices columns the survey's choice_filters read (unreadable filters are reported
-    by the loader)."""
+def _filter_columns(texts: Iterable[object]) -> list[str]:
+    """The choices columns these choice_filters read (unreadable filters are reported by the
+    loader)."""
     found: dict[str, None] = {}
-    for row, _ in rows:
-        text = row.get("choice_filter")
+    for text in texts:
         if not isinstance(text, str):
             continue
         try:
@@ -1134,6 +1168,17 @@ def _filter_columns(rows: list[tuple[dict[str, Any], Origin]]) -> list[str]:
             continue
         found.update(dict.fromkeys(sorted(expression.columns() - {"name"})))
     return list(found)
+
+
+def _column_values(sheet: _Sheet, key: str) -> list[str]:
+    """The values in the sheet's column `key` (a header in any case and spacing), read before
+    the rows are: a CSV file of choices is read while the survey is."""
+    indexes = [
+        index
+        for index, header in enumerate(sheet.headers)
+        if re.sub(r"[\s_]+", "_", header.strip().lower()) == key
+    ]
+    return [_value(cells, index) for _, cells in sheet.rows for index in indexes]
 
 
 def _unreadable(path: str, error: Exception) -> str:

@@ -2,8 +2,9 @@
 
 An imported survey row is checked here before anything else is read from it: a row this module
 refuses gets exactly one problem (its sheet, row, name and the feature), and nothing else is
-said about it. Metadata rows (``start``, ``end``, ``deviceid`` …), which ODK fills in by itself
-and never asks, are left out with a warning instead.
+said about it (a question marked ``read_only`` too: ODK shows it, unanswerable). Metadata
+rows (``start``, ``end``, ``deviceid`` …), which ODK fills in by itself and never asks, are
+left out with a warning instead.
 
 The table in docs/questionnaire-format.md lists the same types and features with the reasons.
 """
@@ -67,6 +68,9 @@ REFUSED_FUNCTIONS: dict[str, str] = {
     "instance": "instance() is not supported: it reads external data (a secondary instance)",
 }
 
+#: ``read_only`` values that leave a question answerable, and the rows never answered anyway.
+_NOT_READ_ONLY = frozenset({"no", "n", "false", "0", "false()"})
+_NOT_ANSWERED = frozenset({"note", "calculate", "begin_group", "end_group"})
 _FUNCTION_RE = re.compile(r"\b(pulldata|instance)\s*\(", re.IGNORECASE)
 #: Appearances that fetch data or start another app on the phone.
 _SEARCH_RE = re.compile(r"\bsearch\s*\(", re.IGNORECASE)
@@ -103,6 +107,13 @@ def refusal(type_text: str, cells: Mapping[str, str]) -> str | None:
         return (
             f"the appearance {appearance.strip()!r} is not supported: it starts another app "
             "on the phone"
+        )
+    read_only = cells.get("read_only", "").strip().lower()
+    if read_only and read_only not in _NOT_READ_ONLY and word not in _NOT_ANSWERED:
+        return (
+            f"read_only {cells['read_only'].strip()!r} is not supported: ODK shows such a "
+            "question without letting it be answered, a chat would ask it; use a note (a "
+            "value shows in its label as ${name})"
         )
     for header, value in cells.items():
         match = _FUNCTION_RE.search(value)

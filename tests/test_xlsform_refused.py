@@ -169,7 +169,10 @@ def test_choices_from_a_csv_file_next_to_the_form(tmp_path: Path) -> None:
     choices = q.choices_for(school)
     assert [c.name for c in choices] == ["ams", "rot"]
     assert choices[1].labels == {"en": "Rotterdam Tech, harbour", "nl": "Rotterdam Tech, haven"}
-    assert warnings == ["schools.csv: columns 'region' are not read (only the name and labels)"]
+    assert warnings == [
+        "schools.csv: columns 'region' are not read (only the name, the labels and the columns "
+        "a choice_filter reads)"
+    ]
     # the YAML holds the choices: nothing reads the CSV file any more
     text = import_xlsx(path)
     (tmp_path / "schools.csv").unlink()
