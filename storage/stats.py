@@ -158,6 +158,10 @@ class DayRow:
     wave: str | None
     day: date
     completed: int
+    institution_id: int | None = None
+    """With `cells` (storage/summaries.py): the school, programme and cohort too."""
+    programme_id: int | None = None
+    cohort: int | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,8 @@ class OutcomeRow:
     institution_id: int = 0
     country: str | None = None
     """The school's country (ISO 3166-1 alpha-2)."""
+    cohort: int | None = None
+    """With `cells` (storage/summaries.py): the graduates' cohort (otherwise added up)."""
 
 
 @dataclass(frozen=True)
@@ -489,23 +495,32 @@ def _sort_key(item: tuple[tuple[int, int, int, str | None], list[int]]) -> tuple
 
 
 async def completions_per_day(
-    session: AsyncSession, scope: Scope, now: datetime | None = None
+    session: AsyncSession, scope: Scope, now: datetime | None = None, *, cells: bool = False
 ) -> list[DayRow]:
-    """Completed responses (`counted_complete`) per UTC day their routing core was answered."""
+    """Completed responses (`counted_complete`) per UTC day their routing core was answered
+    (with `cells`: per school, programme and cohort too)."""
     dialect = _dialect(session)
     day = _utc_day(col(SurveyResponse.completed_at), dialect).label("day")
+    keys: list[Any] = [col(SurveyResponse.wave), day]
+    if cells:
+        keys += [col(Graduate.institution_id), col(Graduate.programme_id), cohort_of()]
     query = (
-        core_select(col(SurveyResponse.wave), day, func.count())
+        core_select(*keys, func.count())
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
         .where(
             col(SurveyResponse.completed_at).is_not(None),
             counted_complete(now or utcnow()),
             *_in_scope(scope),
         )
-        .group_by(col(SurveyResponse.wave), day)
+        .group_by(*keys)
         .order_by(day)
     )
     rows = await _all(session, query)
+    if cells:
+        return [
+            DayRow(wave, _as_date(value), int(n), int(i), int(p), int(c))
+            for wave, value, i, p, c, n in rows
+        ]
     return [DayRow(wave, _as_date(value), int(n)) for wave, value, n in rows]
 
 
@@ -518,11 +533,16 @@ def _as_date(value: Any) -> date:
 
 
 async def outcomes(
-    session: AsyncSession, scope: Scope, spec: IndicatorQuestions, now: datetime | None = None
+    session: AsyncSession,
+    scope: Scope,
+    spec: IndicatorQuestions,
+    now: datetime | None = None,
+    *,
+    cells: bool = False,
 ) -> list[OutcomeRow]:
     """Completed responses (`counted_complete`) of `spec.form_id`, grouped by wave,
     breakdowns (with the programme's declared ISCO groups) and the answers the indicators
-    count."""
+    count (with `cells`: per cohort too)."""
     dialect = _dialect(session)
     questions = {
         "act": spec.activity,
@@ -555,6 +575,7 @@ async def outcomes(
         col(Programme.vet_kind),
         col(Graduate.institution_id),
         col(Institution.country),
+        *([cohort_of()] if cells else []),
     )
     selected = list(keys)
     if occupation is None:
@@ -599,6 +620,7 @@ async def outcomes(
             kind,
             int(i),
             country,
+            int(cohort[0]) if cohort else None,
         )
         for (
             wave,
@@ -616,6 +638,7 @@ async def outcomes(
             kind,
             i,
             country,
+            *cohort,
             n,
         ) in rows
     ]
