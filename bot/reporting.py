@@ -30,7 +30,7 @@ from conversations.indicators import (
 )
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import Wave, WavePlans
-from storage import stats
+from storage import stats, summaries
 from storage.db import Database
 from storage.models import Staff, StaffRole
 from storage.stats import Names, Scope
@@ -49,6 +49,15 @@ def rate_text(rate: Rate | None) -> str:
     if value is None:
         return "–"
     return format_percent(value, format="#,##0.0%", locale=i18n.current_language())
+
+
+def as_of_text(report: Report) -> str | None:
+    """When the report's counts were counted, if they were kept rather than counted for it."""
+    if report.as_of is None:
+        return None
+    return _("Counts as of {time} UTC; they are brought up to date every minute.").format(
+        time=i18n.format_datetime(report.as_of, "UTC")
+    )
 
 
 def wave_label(wave: Wave | None, name: str | None = None) -> str:
@@ -125,6 +134,8 @@ class Report:
         default_factory=dict
     )
     """Completed responses per channel beside the invited, keyed as the funnels."""
+    as_of: datetime | None = None
+    """When the counts were counted (storage/summaries.py); None: counted for this report."""
 
     def reach(self, programme_id: int | None = None) -> Reach:
         """The graduates in scope (of `programme_id`) per reach category."""
@@ -162,25 +173,44 @@ async def build_report(
     now: datetime | None = None,
     *,
     totals_only: bool = False,
+    kept: bool = False,
 ) -> Report:
     """The report of `scope`. With `today`, a wave's graduates are only those it has opened
     for by then (graduation date + the wave's opening offset), so that a cohort a wave has
     not reached yet does not lower its response rate. `now` (default: the time it is) decides
     which unsent responses count as completed: those whose wave has closed by then.
     `totals_only`: the funnels and the indicators' totals, without breakdowns, reach,
-    channels and days (the programme report's comparisons and trends)."""
+    channels and days (the programme report's comparisons and trends). `kept`: the counts
+    the scheduler leader keeps (storage/summaries.py, as of `Report.as_of`) when there are
+    any, instead of counting; `now` is then their time."""
     async with db.session() as session:
         names = await stats.names(session, scope)
-        population = await stats.population(session, scope)
-        wave_rows = await stats.wave_counts(session, scope, now)
-        channel_rows = [] if totals_only else await stats.completed_by_channel(session, scope, now)
-        reach_rows = [] if totals_only else await stats.reach_counts(session, scope)
-        days = [] if totals_only else await stats.completions_per_day(session, scope, now)
-        outcomes = {
-            form_id: await stats.outcomes(session, scope, spec.questions, now)
-            for form_id, spec in specs.items()
-        }
-        completer_rows = await stats.completers(session, scope) if specs else []
+        counts = (
+            await summaries.read(session, scope, [spec.questions for spec in specs.values()])
+            if kept
+            else None
+        )
+        if counts is not None:
+            population = counts.population
+            wave_rows = counts.waves
+            channel_rows = [] if totals_only else counts.channels
+            reach_rows = [] if totals_only else counts.reach
+            days = [] if totals_only else counts.days
+            outcomes = dict(counts.outcomes)
+            completer_rows = counts.completers
+        else:
+            population = await stats.population(session, scope)
+            wave_rows = await stats.wave_counts(session, scope, now)
+            channel_rows = (
+                [] if totals_only else await stats.completed_by_channel(session, scope, now)
+            )
+            reach_rows = [] if totals_only else await stats.reach_counts(session, scope)
+            days = [] if totals_only else await stats.completions_per_day(session, scope, now)
+            outcomes = {
+                form_id: await stats.outcomes(session, scope, spec.questions, now)
+                for form_id, spec in specs.items()
+            }
+            completer_rows = await stats.completers(session, scope) if specs else []
 
     plan_waves: dict[tuple[int, int], tuple[Wave, ...]] = {}
 
@@ -243,6 +273,7 @@ async def build_report(
         ),
     )
     report.reach_rows = reach_rows
+    report.as_of = counts.as_of if counts is not None else None
     report.by_wave_channel = channel_counts(report.by_wave, channel_rows, lambda w, i, p, c: w)
     report.by_wave_programme_channel = channel_counts(
         report.by_wave_programme, channel_rows, lambda w, i, p, c: (w, p)

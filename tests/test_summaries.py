@@ -5,6 +5,7 @@ live at the refresh's time."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -33,9 +34,12 @@ from storage.models import (
 )
 from storage.queries import web_chat_id
 from storage.roster import import_roster
+from storage.staff import add_staff
 from storage.stats import Scope
+from tests.harness import Harness
 from tests.properties import FIXTURE_PROFILE
 from tests.stats_seed import seed
+from tests.test_dashboard import client_session, log_in, seed_small
 
 PLANS = load_plans()
 QUESTIONS = [spec.questions for spec in load_specs().values()]
@@ -360,3 +364,69 @@ async def test_a_wave_closing_counts_its_unsent_responses_as_completed(db: Datab
         assert counts is not None and counts.as_of == after
         assert sum(row.completed for row in counts.waves) > was
     await assert_summaries_equal_recount(db, after)
+
+
+# ----------------------------------------------------------------- the pages
+
+
+def _as_of(html: str) -> str:
+    found = re.search(r'<p class="as-of">(Counts as of [^<]* UTC;[^<]*)</p>', html)
+    assert found, html
+    return found.group(1)
+
+
+def _m2_cells(html: str) -> dict[str, str]:
+    row = re.search(
+        r"<tr>\s*<th scope=\"row\"><a href=\"/dashboard/waves/m2[^>]*>.*?</tr>", html, re.S
+    )
+    assert row, html
+    return dict(re.findall(r'data-key="(\w+)">([^<]*)<', row.group(0)))
+
+
+async def test_the_overview_reads_the_summaries_as_of_their_time(
+    harness: Harness, web: str
+) -> None:
+    """Once the scheduler leader has counted, the overview shows those counts and says when
+    they were counted; a response sent after that shows at the next refresh."""
+    h = harness
+    await seed_small(h)
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    async with client_session() as client:
+        await log_in(h, client, officer)
+        async with client.get(f"{web}/dashboard") as page:
+            html = await page.text()
+        assert "Counts as of" not in html  # never counted: counted for the page
+        assert _m2_cells(html)["completed"] == "5"
+
+        counted = h.clock.now()
+        await summaries.refresh(h.db, QUESTIONS, counted)
+        async with h.db.session() as session:
+            (last,) = (
+                await session.exec(select(SurveyResponse).where(SurveyResponse.status == "open"))
+            ).all()
+            last.status, last.complete, last.completed_at = "submitted", True, counted
+            session.add(last)
+        async with client.get(f"{web}/dashboard") as page:
+            html = await page.text()
+        first = _as_of(html)
+        assert f":{counted.minute:02d}" in first
+        assert _m2_cells(html)["completed"] == "5"  # as counted, before the last response
+
+        h.clock.advance(timedelta(minutes=1))
+        await summaries.refresh(h.db, QUESTIONS, h.clock.now())
+        async with client.get(f"{web}/dashboard") as page:
+            html = await page.text()
+        assert _as_of(html) != first
+        assert _m2_cells(html)["completed"] == "6"
+
+
+async def test_stats_in_the_chat_read_the_summaries(harness: Harness) -> None:
+    h = harness
+    await seed_small(h)
+    officer = h.user("nl")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    await summaries.refresh(h.db, QUESTIONS, h.clock.now())
+    (reply,) = await h.send(officer, "/stats")
+    assert "Aantallen van" in reply.content and "UTC" in reply.content
+    assert "Alfa College" in reply.content and "Beta" not in reply.content

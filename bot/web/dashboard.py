@@ -32,6 +32,7 @@ from bot import i18n
 from bot.i18n import _
 from bot.reporting import (
     Report,
+    as_of_text,
     build_report,
     count_text,
     question_drop_off,
@@ -719,10 +720,14 @@ def _query(scope: Scope, **extra: Any) -> str:
     return "?" + urlencode(kept) if kept else ""
 
 
-async def _report(request: web.Request, scope: Scope) -> Report:
+async def _report(request: web.Request, scope: Scope, *, kept: bool = False) -> Report:
+    """The report of `scope`; `kept`: from the summary counts when there are any (the page
+    then says as of when, `as_of_text`)."""
     d = dashboard(request)
     now = d.rt.clock.now()
-    return await build_report(d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now)
+    return await build_report(
+        d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now, kept=kept
+    )
 
 
 def _scope_name(report: Report, scope: Scope) -> str:
@@ -980,7 +985,7 @@ def _indicator_chart(title: str, rows: list[tuple[str, Rate]]) -> Markup:
 async def overview(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
-    report = await _report(request, scope)
+    report = await _report(request, scope, kept=True)
     lines = _wave_lines(d, report, scope)
     focus = next((line for line in lines if line.funnel.started), lines[0] if lines else None)
     tracking = _tracking_waves(report)
@@ -995,6 +1000,7 @@ async def overview(request: web.Request) -> web.Response:
     return render(
         request,
         "overview.html",
+        as_of=as_of_text(report),
         reach_lines=reach_lines,
         reach_total=reach_total,
         channel_lines=channel_lines,
