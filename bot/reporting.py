@@ -136,6 +136,8 @@ class Report:
     """Completed responses per channel beside the invited, keyed as the funnels."""
     as_of: datetime | None = None
     """When the counts were counted (storage/summaries.py); None: counted for this report."""
+    question_rows: list[stats.QuestionRow] | None = None
+    """Kept with the counts: the question rows of the wave asked for (the drill-down)."""
 
     def reach(self, programme_id: int | None = None) -> Reach:
         """The graduates in scope (of `programme_id`) per reach category."""
@@ -174,6 +176,7 @@ async def build_report(
     *,
     totals_only: bool = False,
     kept: bool = False,
+    wave: str | None = None,
 ) -> Report:
     """The report of `scope`. With `today`, a wave's graduates are only those it has opened
     for by then (graduation date + the wave's opening offset), so that a cohort a wave has
@@ -182,11 +185,12 @@ async def build_report(
     `totals_only`: the funnels and the indicators' totals, without breakdowns, reach,
     channels and days (the programme report's comparisons and trends). `kept`: the counts
     the scheduler leader keeps (storage/summaries.py, as of `Report.as_of`) when there are
-    any, instead of counting; `now` is then their time."""
+    any, instead of counting; `now` is then their time; with `wave`, that wave's question rows
+    too (`question_drop_off`)."""
     async with db.session() as session:
         names = await stats.names(session, scope)
         counts = (
-            await summaries.read(session, scope, [spec.questions for spec in specs.values()])
+            await summaries.read(session, scope, [spec.questions for spec in specs.values()], wave)
             if kept
             else None
         )
@@ -274,6 +278,7 @@ async def build_report(
     )
     report.reach_rows = reach_rows
     report.as_of = counts.as_of if counts is not None else None
+    report.question_rows = counts.questions if counts is not None else None
     report.by_wave_channel = channel_counts(report.by_wave, channel_rows, lambda w, i, p, c: w)
     report.by_wave_programme_channel = channel_counts(
         report.by_wave_programme, channel_rows, lambda w, i, p, c: (w, p)
@@ -303,10 +308,19 @@ async def build_report(
 
 
 async def question_drop_off(
-    db: Database, registry: QuestionnaireRegistry, scope: Scope, wave: Wave
+    db: Database,
+    registry: QuestionnaireRegistry,
+    scope: Scope,
+    wave: Wave,
+    report: Report | None = None,
 ) -> list[DropOff]:
-    async with db.session() as session:
-        rows = await stats.question_counts(session, scope, wave.name)
+    """Answered and stopped per question of `wave`: kept with `report`'s counts when it was
+    built with them for this wave, else counted now."""
+    if report is not None and report.question_rows is not None:
+        rows = report.question_rows
+    else:
+        async with db.session() as session:
+            rows = await stats.question_counts(session, scope, wave.name)
     try:
         questionnaire = registry.deployed(wave.questionnaire)
     except KeyError:

@@ -224,6 +224,11 @@ class QuestionRow:
     question: str
     answered: int
     stopped: int
+    wave: str | None = None
+    """With `cells` (storage/summaries.py): the wave, school, programme and cohort too."""
+    institution_id: int | None = None
+    programme_id: int | None = None
+    cohort: int | None = None
 
 
 @dataclass(frozen=True)
@@ -686,24 +691,36 @@ async def completers(session: AsyncSession, scope: Scope) -> list[CompleterRow]:
     ]
 
 
-async def question_counts(session: AsyncSession, scope: Scope, wave: str) -> list[QuestionRow]:
+async def question_counts(
+    session: AsyncSession, scope: Scope, wave: str | None, *, cells: bool = False
+) -> list[QuestionRow]:
     """Per question of the wave's responses: answered, and stopped there (the response is
-    still open at that question and it has no answer)."""
+    still open at that question and it has no answer). With `cells`: per wave (None: every
+    wave), school, programme and cohort too."""
+    extra: list[Any] = []
+    if cells:
+        extra = [
+            col(SurveyResponse.wave),
+            col(Graduate.institution_id),
+            col(Graduate.programme_id),
+            cohort_of(),
+        ]
+    of_wave = [] if wave is None else [col(SurveyResponse.wave) == wave]
     answered_q = (
-        core_select(col(SurveyResponse.form_id), col(Answer.question), func.count())
+        core_select(col(SurveyResponse.form_id), col(Answer.question), *extra, func.count())
         .join(SurveyResponse, col(SurveyResponse.id) == col(Answer.response_id))
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
         .where(
-            col(SurveyResponse.wave) == wave,
+            *of_wave,
             # A carried answer (kept from the previous wave) was not asked: no drop-off there.
             col(Answer.carried_from).is_(None),
             *_in_scope(scope),
         )
-        .group_by(col(SurveyResponse.form_id), col(Answer.question))
+        .group_by(col(SurveyResponse.form_id), col(Answer.question), *extra)
     )
     at = aliased(Answer, name="at_current")
     stopped_q = (
-        core_select(col(SurveyResponse.form_id), col(SurveyResponse.current), func.count())
+        core_select(col(SurveyResponse.form_id), col(SurveyResponse.current), *extra, func.count())
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
         .outerjoin(
             at,
@@ -713,19 +730,24 @@ async def question_counts(session: AsyncSession, scope: Scope, wave: str) -> lis
             ),
         )
         .where(
-            col(SurveyResponse.wave) == wave,
+            *of_wave,
             col(SurveyResponse.status) == ResponseStatus.OPEN.value,
             col(at.id).is_(None),
             *_in_scope(scope),
         )
-        .group_by(col(SurveyResponse.form_id), col(SurveyResponse.current))
+        .group_by(col(SurveyResponse.form_id), col(SurveyResponse.current), *extra)
     )
-    counts: dict[tuple[str, str], list[int]] = {}
-    for form_id, question, n in await _all(session, answered_q):
-        counts.setdefault((form_id, question), [0, 0])[0] = int(n)
-    for form_id, question, n in await _all(session, stopped_q):
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    for form_id, question, *cell, n in await _all(session, answered_q):
+        counts.setdefault((form_id, question, *cell), [0, 0])[0] = int(n)
+    for form_id, question, *cell, n in await _all(session, stopped_q):
         if question:
-            counts.setdefault((form_id, question), [0, 0])[1] = int(n)
+            counts.setdefault((form_id, question, *cell), [0, 0])[1] = int(n)
+    if cells:
+        return [
+            QuestionRow(f, q, a, s, w, int(i), int(p), int(c))
+            for (f, q, w, i, p, c), (a, s) in sorted(counts.items(), key=lambda kv: str(kv[0]))
+        ]
     return [QuestionRow(f, q, a, s) for (f, q), (a, s) in sorted(counts.items())]
 
 

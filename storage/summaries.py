@@ -65,6 +65,12 @@ KINDS: dict[str, _Kind] = {
     ),
     "completers": _Kind(stats.CompleterRow, ("count",), ("graduation_date",)),
     "outcomes": _Kind(stats.OutcomeRow, ("count",), (), ("cohort",)),
+    "questions": _Kind(
+        stats.QuestionRow,
+        ("answered", "stopped"),
+        (),
+        ("wave", "institution_id", "programme_id", "cohort"),
+    ),
 }
 
 
@@ -73,8 +79,13 @@ def outcomes_kind(questions: IndicatorQuestions) -> str:
     return "outcomes:" + json.dumps(dataclasses.astuple(questions), separators=(",", ":"))
 
 
+def questions_kind(wave: str | None) -> str:
+    """The kind of the question rows (answered, stopped there) of one wave's responses."""
+    return "questions:" + json.dumps(wave)
+
+
 def _kind_of(kind: str) -> _Kind:
-    return KINDS["outcomes" if kind.startswith("outcomes:") else kind]
+    return KINDS[kind.split(":", 1)[0]]
 
 
 def _value(value: Any) -> Any:
@@ -123,7 +134,9 @@ class Counts:
     days: list[stats.DayRow] = field(default_factory=list)
     completers: list[stats.CompleterRow] = field(default_factory=list)
     outcomes: dict[str, list[stats.OutcomeRow]] = field(default_factory=dict)
-    """Per outcomes_kind."""
+    """Per form id."""
+    questions: list[stats.QuestionRow] | None = None
+    """The question rows of the wave asked for (None: none asked for)."""
 
 
 def _in_scope(scope: Scope) -> list[Any]:
@@ -148,15 +161,21 @@ async def refreshed_at(session: AsyncSession) -> datetime | None:
 
 
 async def read(
-    session: AsyncSession, scope: Scope, questions: Sequence[IndicatorQuestions]
+    session: AsyncSession,
+    scope: Scope,
+    questions: Sequence[IndicatorQuestions],
+    wave: str | None = None,
 ) -> Counts | None:
-    """The overview's rows of `scope`, added up from the summaries in one statement (one
-    snapshot); None when they were never counted (count live then)."""
+    """The overview's rows of `scope` (with `wave`: that wave's question rows too), added
+    up from the summaries in one statement (one snapshot); None when they were never counted
+    (count live then)."""
     as_of = await refreshed_at(session)
     if as_of is None:
         return None
     by_form = {outcomes_kind(q): q.form_id for q in questions}
-    kinds = [k for k in KINDS if k != "outcomes"] + list(by_form)
+    kinds = [k for k in KINDS if k not in ("outcomes", "questions")] + list(by_form)
+    if wave is not None:
+        kinds.append(questions_kind(wave))
     query = (
         core_select(
             col(SummaryCount.kind),
@@ -170,6 +189,8 @@ async def read(
         .group_by(col(SummaryCount.kind), col(SummaryCount.key))
     )
     found = Counts(as_of, outcomes={form_id: [] for form_id in by_form.values()})
+    if wave is not None:
+        found.questions = []
     lists: dict[str, list[Any]] = {
         "population": found.population,
         "waves": found.waves,
@@ -180,9 +201,17 @@ async def read(
     }
     connection = await session.connection()
     for kind, key, *counts in await connection.execute(query):
-        target = found.outcomes[by_form[kind]] if kind in by_form else lists[kind]
+        target: list[Any]
+        if kind in by_form:
+            target = found.outcomes[by_form[kind]]
+        elif kind.startswith("questions:") and found.questions is not None:
+            target = found.questions
+        else:
+            target = lists[kind]
         target.append(decode(kind, key, counts))
     found.days.sort(key=lambda row: row.day)
+    if found.questions is not None:
+        found.questions.sort(key=lambda row: (row.form_id, row.question))
     return found
 
 
@@ -207,6 +236,8 @@ async def count(
         found.append((outcomes_kind(q), await stats.outcomes(session, scope, q, now, cells=True)))
     for kind, kind_rows in found:
         rows.extend(encode(kind, row) for row in kind_rows)
+    for question in await stats.question_counts(session, scope, None, cells=True):
+        rows.append(encode(questions_kind(question.wave), question))
     return rows
 
 

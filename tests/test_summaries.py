@@ -60,6 +60,8 @@ async def live(session: Any, scope: Scope, now: datetime) -> dict[str, Counter[A
     }
     for q in QUESTIONS:
         found[q.form_id] = Counter(await stats.outcomes(session, scope, q, now))
+    for wave in WAVES:
+        found[f"questions {wave}"] = Counter(await stats.question_counts(session, scope, wave))
     return found
 
 
@@ -76,6 +78,10 @@ async def kept(session: Any, scope: Scope) -> dict[str, Counter[Any]]:
     }
     for form_id, rows in counts.outcomes.items():
         found[form_id] = Counter(rows)
+    for wave in WAVES:
+        of_wave = await summaries.read(session, scope, QUESTIONS, wave)
+        assert of_wave is not None and of_wave.questions is not None
+        found[f"questions {wave}"] = Counter(of_wave.questions)
     return found
 
 
@@ -419,6 +425,37 @@ async def test_the_overview_reads_the_summaries_as_of_their_time(
             html = await page.text()
         assert _as_of(html) != first
         assert _m2_cells(html)["completed"] == "6"
+
+
+async def test_the_wave_drill_down_reads_the_summaries_as_of_their_time(
+    harness: Harness, web: str
+) -> None:
+    h = harness
+    await seed_small(h)
+    officer = h.user("en")
+    await add_staff(h.db, officer.id, "officer", school_code="alfa")
+    counted = h.clock.now()
+    await summaries.refresh(h.db, QUESTIONS, counted)
+    async with h.db.session() as session:
+        (last,) = (
+            await session.exec(select(SurveyResponse).where(SurveyResponse.status == "open"))
+        ).all()
+        last.status, last.complete, last.completed_at = "submitted", True, counted
+        session.add(last)
+        session.add(Answer(response_id=last.id or 0, question="E2", value="permanent"))
+    async with client_session() as client:
+        await log_in(h, client, officer)
+        async with client.get(f"{web}/dashboard/waves/m2") as page:
+            assert page.status == 200
+            before = await page.text()
+        h.clock.advance(timedelta(minutes=1))
+        await summaries.refresh(h.db, QUESTIONS, h.clock.now())
+        async with client.get(f"{web}/dashboard/waves/m2") as page:
+            after = await page.text()
+    assert _as_of(before) != _as_of(after)
+    completed = re.compile(r'data-key="completed">([^<]*)<')
+    assert [m.group(1) for m in completed.finditer(before)][:1] == ["5"]
+    assert [m.group(1) for m in completed.finditer(after)][:1] == ["6"]
 
 
 async def test_stats_in_the_chat_read_the_summaries(harness: Harness) -> None:

@@ -720,13 +720,15 @@ def _query(scope: Scope, **extra: Any) -> str:
     return "?" + urlencode(kept) if kept else ""
 
 
-async def _report(request: web.Request, scope: Scope, *, kept: bool = False) -> Report:
+async def _report(
+    request: web.Request, scope: Scope, *, kept: bool = False, wave: str | None = None
+) -> Report:
     """The report of `scope`; `kept`: from the summary counts when there are any (the page
-    then says as of when, `as_of_text`)."""
+    then says as of when, `as_of_text`), with `wave`'s question rows."""
     d = dashboard(request)
     now = d.rt.clock.now()
     return await build_report(
-        d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now, kept=kept
+        d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now, kept=kept, wave=wave
     )
 
 
@@ -1085,7 +1087,7 @@ async def wave_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     name = request.match_info["wave"]
     scope = scope_of(request)
-    report = await _report(request, scope)
+    report = await _report(request, scope, kept=True, wave=name)
     wave = report.wave(name)
     if wave is None:
         raise web.HTTPNotFound(reason=_("There is no such wave."))
@@ -1126,7 +1128,7 @@ async def wave_page(request: web.Request) -> web.Response:
     ]
     breakdowns = {by: _indicator_lines(report, name, by) for by in breakdowns_for(scope)}
     total = report.wave_indicators(name).get("total")
-    drop = await question_drop_off(d.rt.db, d.rt.questionnaires, scope, wave)
+    drop = await question_drop_off(d.rt.db, d.rt.questionnaires, scope, wave, report)
     try:
         questionnaire = d.rt.questionnaires.deployed(wave.questionnaire)
         labels = {q.name: q.label(i18n.current_language()) for q in questionnaire.questions}
@@ -1135,6 +1137,7 @@ async def wave_page(request: web.Request) -> web.Response:
     return render(
         request,
         "wave.html",
+        as_of=as_of_text(report),
         scope=scope,
         scope_name=_scope_name(report, scope),
         title=_wave_title(d, wave, name),
