@@ -977,8 +977,7 @@ async def summary_rows(
             )
         )
         print(f"  {target.backend}: build_report kept, {label}: {results[-1].median_ms:.0f} ms")
-    # The drill-down still counts live (`question_counts` and its breakdowns): not measured again.
-    await page_rows(target, get, scopes, repeat, captured, results, ", summaries", ("/dashboard",))
+    await page_rows(target, get, scopes, repeat, captured, results, ", summaries")
 
 
 async def page_rows(
