@@ -372,9 +372,9 @@ async def _refresh_postgresql(
             assert state is not None, "migration 0022 writes the state row"
             generation, since = state.generation, state.refreshed_at
             connection = await session.connection()
-            deleted = await connection.execute(
-                delete(SummaryMark).returning(col(SummaryMark.programme_id))
-            )
+            # One row per programme back, however many marks (an import makes one a row).
+            gone = delete(SummaryMark).returning(col(SummaryMark.programme_id)).cte("gone")
+            deleted = await connection.execute(core_select(gone.c.programme_id).distinct())
             programmes: set[int] | None = {int(p) for (p,) in deleted}
             if full or since is None:
                 programmes = None
