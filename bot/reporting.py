@@ -3,7 +3,7 @@ conversations/indicators.py. `/stats`, the dashboard, the exports and the benchm
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -177,6 +177,7 @@ async def build_report(
     totals_only: bool = False,
     kept: bool = False,
     wave: str | None = None,
+    breakdowns: Sequence[str] = BREAKDOWNS,
 ) -> Report:
     """The report of `scope`. With `today`, a wave's graduates are only those it has opened
     for by then (graduation date + the wave's opening offset), so that a cohort a wave has
@@ -186,11 +187,18 @@ async def build_report(
     channels and days (the programme report's comparisons and trends). `kept`: the counts
     the scheduler leader keeps (storage/summaries.py, as of `Report.as_of`) when there are
     any, instead of counting; `now` is then their time; with `wave`, that wave's question rows
-    too (`question_drop_off`)."""
+    too (`question_drop_off`). `breakdowns`: those of the indicators to work out (the
+    overview shows only the total)."""
     async with db.session() as session:
         names = await stats.names(session, scope)
         counts = (
-            await summaries.read(session, scope, [spec.questions for spec in specs.values()], wave)
+            await summaries.read(
+                session,
+                scope,
+                [spec.questions for spec in specs.values()],
+                wave,
+                totals=totals_only or tuple(breakdowns) == ("total",),
+            )
             if kept
             else None
         )
@@ -232,22 +240,31 @@ async def build_report(
     def waves_of(institution_id: int, programme_id: int) -> list[str]:
         return [w.name for w in plan_of(institution_id, programme_id)]
 
+    known: dict[tuple[str, int, int, date | None], bool] = {}
+
+    def has_opened(
+        wave_name: str, institution_id: int, programme_id: int, graduated: date | None
+    ) -> bool:
+        key = (wave_name, institution_id, programme_id, graduated)
+        if key not in known:
+            wave = next(
+                (w for w in plan_of(institution_id, programme_id) if w.name == wave_name), None
+            )
+            known[key] = (
+                wave is None
+                or graduated is None
+                or today is None
+                or wave.opens.apply(graduated) <= today
+            )
+        return known[key]
+
     def opened(wave_name: str, pop: stats.PopulationRow) -> bool:
-        wave = next(
-            (w for w in plan_of(pop.institution_id, pop.programme_id) if w.name == wave_name),
-            None,
-        )
-        if wave is None or pop.graduation_date is None or today is None:
-            return True
-        return wave.opens.apply(pop.graduation_date) <= today
+        return has_opened(wave_name, pop.institution_id, pop.programme_id, pop.graduation_date)
 
     when = opened if today is not None else None
 
     def completer_opened(wave_name: str, row: stats.CompleterRow) -> bool:
-        pop = stats.PopulationRow(
-            row.institution_id, row.programme_id, row.cohort, 0, 0, row.graduation_date
-        )
-        return opened(wave_name, pop)
+        return has_opened(wave_name, row.institution_id, row.programme_id, row.graduation_date)
 
     # The waves of the plans in scope only (a school with a plan of its own does not see the
     # default's), the default plan first when it is one of them or nobody is in scope.
@@ -302,7 +319,7 @@ async def build_report(
                 by,
                 completer_opened if today is not None else None,
             )
-            for by in (("total",) if totals_only else BREAKDOWNS)
+            for by in (("total",) if totals_only else breakdowns)
         }
     return report
 

@@ -83,7 +83,14 @@ async def stats_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     scope = staff_scope(staff)
     now = rt.clock.now()
     report = await build_report(
-        rt.db, rt.plans, default_specs(), scope, today=now.date(), now=now, kept=True
+        rt.db,
+        rt.plans,
+        default_specs(),
+        scope,
+        today=now.date(),
+        now=now,
+        kept=True,
+        breakdowns=("total",),
     )
     current = await current_waves(rt.db, scope, rt.clock.now())
     await turn.say(stats_text(report, scope_title(report, scope), current))

@@ -24,6 +24,7 @@ Nothing here is ever a second way of counting: the rows are what storage/stats.p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,10 +50,16 @@ class _Kind:
     dates: tuple[str, ...] = ()
     cells_only: tuple[str, ...] = ()
     """Fields the refresh groups by (to filter by scope) that the pages' rows add up."""
+    fill: tuple[tuple[str, Any], ...] = ()
+    """Values of the row's fields that are not kept (`totals`)."""
 
     def key_fields(self) -> list[str]:
         skip = set(self.counts) | set(self.cells_only)
         return [f.name for f in dataclasses.fields(self.row) if f.name not in skip]
+
+    @functools.cached_property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.key_fields())
 
 
 KINDS: dict[str, _Kind] = {
@@ -65,6 +72,25 @@ KINDS: dict[str, _Kind] = {
     ),
     "completers": _Kind(stats.CompleterRow, ("count",), ("graduation_date",)),
     "outcomes": _Kind(stats.OutcomeRow, ("count",), (), ("cohort",)),
+    # The outcome rows without their breakdowns: all the indicators' totals need (the
+    # overview), a tenth of the rows.
+    "totals": _Kind(
+        stats.OutcomeRow,
+        ("count",),
+        (),
+        (
+            "programme_id",
+            "eqf_level",
+            "gender",
+            "age_band",
+            "pathway",
+            "vet_kind",
+            "institution_id",
+            "country",
+            "cohort",
+        ),
+        (("programme_id", 0), ("eqf_level", None), ("gender", None), ("age_band", "")),
+    ),
     "questions": _Kind(
         stats.QuestionRow,
         ("answered", "stopped"),
@@ -77,6 +103,30 @@ KINDS: dict[str, _Kind] = {
 def outcomes_kind(questions: IndicatorQuestions) -> str:
     """The kind of the outcome rows of one questionnaire's indicator questions."""
     return "outcomes:" + json.dumps(dataclasses.astuple(questions), separators=(",", ":"))
+
+
+def totals_kind(questions: IndicatorQuestions) -> str:
+    """The kind of the outcome rows without breakdowns (`KINDS["totals"]`)."""
+    return "totals:" + json.dumps(dataclasses.astuple(questions), separators=(",", ":"))
+
+
+def without_breakdowns(rows: Sequence[stats.OutcomeRow]) -> list[stats.OutcomeRow]:
+    """Outcome rows (with their cells) added up over their breakdowns: a "totals" row keeps
+    the wave, the answers the indicators count and the programme's ISCO groups."""
+    found: dict[stats.OutcomeRow, int] = {}
+    for row in rows:
+        key = dataclasses.replace(
+            row,
+            count=0,
+            eqf_level=None,
+            gender=None,
+            age_band="",
+            pathway=None,
+            vet_kind=None,
+            country=None,
+        )
+        found[key] = found.get(key, 0) + row.count
+    return [dataclasses.replace(row, count=n) for row, n in found.items()]
 
 
 def questions_kind(wave: str | None) -> str:
@@ -97,7 +147,7 @@ def encode(kind: str, row: Any) -> dict[str, Any]:
     spec = _kind_of(kind)
     counts = [int(getattr(row, name)) for name in spec.counts]
     counts += [0] * (4 - len(counts))
-    key = [_value(getattr(row, name)) for name in spec.key_fields()]
+    key = [_value(getattr(row, name)) for name in spec.keys]
     return {
         "kind": kind,
         "institution_id": row.institution_id,
@@ -114,7 +164,8 @@ def encode(kind: str, row: Any) -> dict[str, Any]:
 def decode(kind: str, key: str, counts: Sequence[int]) -> Any:
     """The query's row back from a summary row's key and (added up) counts."""
     spec = _kind_of(kind)
-    values: dict[str, Any] = dict(zip(spec.key_fields(), json.loads(key), strict=True))
+    values: dict[str, Any] = dict(spec.fill)
+    values.update(zip(spec.keys, json.loads(key), strict=True))
     for name in spec.dates:
         if values.get(name) is not None:
             values[name] = date.fromisoformat(values[name])
@@ -165,15 +216,19 @@ async def read(
     scope: Scope,
     questions: Sequence[IndicatorQuestions],
     wave: str | None = None,
+    *,
+    totals: bool = False,
 ) -> Counts | None:
     """The overview's rows of `scope` (with `wave`: that wave's question rows too), added
     up from the summaries in one statement (one snapshot); None when they were never counted
-    (count live then)."""
+    (count live then). `totals`: the outcome rows without their breakdowns (enough for the
+    indicators' totals; the other breakdowns of such rows are placeholders)."""
     as_of = await refreshed_at(session)
     if as_of is None:
         return None
-    by_form = {outcomes_kind(q): q.form_id for q in questions}
-    kinds = [k for k in KINDS if k not in ("outcomes", "questions")] + list(by_form)
+    kind_of = totals_kind if totals else outcomes_kind
+    by_form = {kind_of(q): q.form_id for q in questions}
+    kinds = [k for k in KINDS if k not in ("outcomes", "totals", "questions")] + list(by_form)
     if wave is not None:
         kinds.append(questions_kind(wave))
     query = (
@@ -233,7 +288,9 @@ async def count(
         ("completers", await stats.completers(session, scope)),
     ]
     for q in questions:
-        found.append((outcomes_kind(q), await stats.outcomes(session, scope, q, now, cells=True)))
+        outcome_rows = await stats.outcomes(session, scope, q, now, cells=True)
+        found.append((outcomes_kind(q), outcome_rows))
+        found.append((totals_kind(q), without_breakdowns(outcome_rows)))
     for kind, kind_rows in found:
         rows.extend(encode(kind, row) for row in kind_rows)
     for question in await stats.question_counts(session, scope, None, cells=True):

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import col, select
 
-from conversations.indicators import load_specs
+from conversations.indicators import indicators, load_specs
 from conversations.waves import load_plans
 from storage import stats, summaries
 from storage.db import Database
@@ -42,7 +42,8 @@ from tests.stats_seed import seed
 from tests.test_dashboard import client_session, log_in, seed_small
 
 PLANS = load_plans()
-QUESTIONS = [spec.questions for spec in load_specs().values()]
+SPECS = load_specs()
+QUESTIONS = [spec.questions for spec in SPECS.values()]
 START = datetime(2025, 9, 10, 12, 0, tzinfo=UTC)
 WAVES = ("pregrad", "m2", "m6")
 ACTIVITIES = ("employed", "studying", "unemployed_looking", "caring")
@@ -59,7 +60,11 @@ async def live(session: Any, scope: Scope, now: datetime) -> dict[str, Counter[A
         "completers": Counter(await stats.completers(session, scope)),
     }
     for q in QUESTIONS:
-        found[q.form_id] = Counter(await stats.outcomes(session, scope, q, now))
+        rows = await stats.outcomes(session, scope, q, now)
+        found[q.form_id] = Counter(rows)
+        found[f"totals {q.form_id}"] = Counter(
+            {"indicators": indicators(rows, SPECS[q.form_id], "total")}
+        )
     for wave in WAVES:
         found[f"questions {wave}"] = Counter(await stats.question_counts(session, scope, wave))
     return found
@@ -78,6 +83,13 @@ async def kept(session: Any, scope: Scope) -> dict[str, Counter[Any]]:
     }
     for form_id, rows in counts.outcomes.items():
         found[form_id] = Counter(rows)
+    # The overview's rows without breakdowns give the same indicators' totals.
+    totals = await summaries.read(session, scope, QUESTIONS, totals=True)
+    assert totals is not None
+    for form_id, rows in totals.outcomes.items():
+        found[f"totals {form_id}"] = Counter(
+            {"indicators": indicators(rows, SPECS[form_id], "total")}
+        )
     for wave in WAVES:
         of_wave = await summaries.read(session, scope, QUESTIONS, wave)
         assert of_wave is not None and of_wave.questions is not None

@@ -12,7 +12,7 @@ import asyncio
 import hmac
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from http import HTTPStatus
@@ -721,14 +721,28 @@ def _query(scope: Scope, **extra: Any) -> str:
 
 
 async def _report(
-    request: web.Request, scope: Scope, *, kept: bool = False, wave: str | None = None
+    request: web.Request,
+    scope: Scope,
+    *,
+    kept: bool = False,
+    wave: str | None = None,
+    breakdowns: Sequence[str] = BREAKDOWNS,
 ) -> Report:
     """The report of `scope`; `kept`: from the summary counts when there are any (the page
-    then says as of when, `as_of_text`), with `wave`'s question rows."""
+    then says as of when, `as_of_text`), with `wave`'s question rows; the indicators by
+    `breakdowns`."""
     d = dashboard(request)
     now = d.rt.clock.now()
     return await build_report(
-        d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now, kept=kept, wave=wave
+        d.rt.db,
+        d.rt.plans,
+        d.specs,
+        scope,
+        today=now.date(),
+        now=now,
+        kept=kept,
+        wave=wave,
+        breakdowns=breakdowns,
     )
 
 
@@ -987,7 +1001,8 @@ def _indicator_chart(title: str, rows: list[tuple[str, Rate]]) -> Markup:
 async def overview(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
-    report = await _report(request, scope, kept=True)
+    # The overview shows the indicators' totals only (the drill-downs break them down).
+    report = await _report(request, scope, kept=True, breakdowns=("total",))
     lines = _wave_lines(d, report, scope)
     focus = next((line for line in lines if line.funnel.started), lines[0] if lines else None)
     tracking = _tracking_waves(report)
