@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from babel.numbers import format_decimal, format_percent
 
@@ -34,6 +34,7 @@ from storage import stats, summaries
 from storage.db import Database
 from storage.models import Staff, StaffRole
 from storage.stats import Names, Scope
+from storage.types import utcnow
 
 
 def count_text(n: int | None) -> str:
@@ -49,6 +50,11 @@ def rate_text(rate: Rate | None) -> str:
     if value is None:
         return "–"
     return format_percent(value, format="#,##0.0%", locale=i18n.current_language())
+
+
+KEPT_AT_MOST = timedelta(minutes=5)
+"""Summary counts older than this (the scheduler leader stopped refreshing them) are not shown:
+the report counts live instead."""
 
 
 def as_of_text(report: Report) -> str | None:
@@ -202,6 +208,8 @@ async def build_report(
             if kept
             else None
         )
+        if counts is not None and counts.as_of < (now or utcnow()) - KEPT_AT_MOST:
+            counts = None  # the leader has not counted for a while: count now
         if counts is not None:
             population = counts.population
             wave_rows = counts.waves
