@@ -479,3 +479,38 @@ async def test_stats_in_the_chat_read_the_summaries(harness: Harness) -> None:
     (reply,) = await h.send(officer, "/stats")
     assert "Aantallen van" in reply.content and "UTC" in reply.content
     assert "Alfa College" in reply.content and "Beta" not in reply.content
+
+
+async def test_every_counted_table_has_its_triggers_at_the_head_migration(db: Database) -> None:
+    """Alembic's batch mode re-creates an SQLite table without its triggers: a later migration
+    that alters one of these tables must create them again, or changes go unmarked."""
+    from sqlalchemy import text
+
+    expected = {
+        "graduate": 3,
+        "survey_response": 3,
+        "invitation": 3,
+        "answer": 3,
+        "chat_state": 2,
+        "programme": 1,
+        "institution": 1,
+    }
+    async with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            rows = await conn.execute(
+                text(
+                    "SELECT c.relname, t.tgtype FROM pg_trigger t JOIN pg_class c"
+                    " ON c.oid = t.tgrelid WHERE t.tgname LIKE 'summary_mark_%'"
+                )
+            )
+            # One trigger per table; its events are bits 2 (INSERT), 3 (DELETE), 4 (UPDATE).
+            found = {table: bin(kind & 0b11100).count("1") for table, kind in rows}
+        else:
+            rows = await conn.execute(
+                text(
+                    "SELECT tbl_name, count(*) FROM sqlite_master WHERE type = 'trigger'"
+                    " AND name LIKE 'summary_mark_%' GROUP BY tbl_name"
+                )
+            )
+            found = {table: int(n) for table, n in rows}
+    assert found == expected

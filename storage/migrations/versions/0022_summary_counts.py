@@ -8,6 +8,10 @@ Three new tables (storage/summaries.py explains them) and, on the tables whose r
 statistics count, triggers that mark the programme a change concerns. The state row says the
 summaries were never counted: the pages count live until the scheduler leader's first refresh.
 No existing data changes.
+
+A later migration that alters one of the MARKS tables with Alembic's batch mode re-creates it
+on SQLite without its triggers: it must create them again (`_sqlite_triggers`);
+tests/test_summaries.py checks that every one exists at the head revision.
 """
 
 from collections.abc import Sequence
