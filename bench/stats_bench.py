@@ -61,7 +61,7 @@ from conversations.registry import QuestionnaireRegistry
 from conversations.rules import LANGUAGES
 from conversations.survey import REVIEW
 from conversations.waves import WavePlans, load_plans, schedule
-from storage import stats
+from storage import stats, summaries
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import (
@@ -910,21 +910,104 @@ async def bench_target(
         )
         print(f"  {target.backend}: build_report, {label}: {results[-1].median_ms:.0f} ms")
     async with dashboard_pages(db, plans, now, school) as get:
-        for label, scope in scopes:
-            kind = "admin" if scope.institution_id is None else "officer"
-            for page in ("/dashboard", "/dashboard/waves/m2"):
-
-                async def fetch(path: str = page, who: str = kind) -> Any:
-                    return await get(who, path)
-
-                results.append(
-                    await measure(
-                        target, f"GET {page} (page)", label, fetch, repeat, captured, False
-                    )
-                )
-                print(f"  {target.backend}: GET {page}, {label}: {results[-1].median_ms:.0f} ms")
+        await summary_rows(target, get, scopes, plans, specs, now, repeat, captured, results)
     event.remove(target.db.engine.sync_engine, "before_cursor_execute", capture)
     return results, seeding, await size_mb(target)
+
+
+async def summary_rows(
+    target: Target,
+    get: Callable[[str, str], Awaitable[int]],
+    scopes: list[tuple[str, Scope]],
+    plans: WavePlans,
+    specs: dict[str, IndicatorSpec],
+    now: datetime,
+    repeat: int,
+    captured: list[tuple[str, Any]],
+    results: list[Measure],
+) -> None:
+    """The pages counting live, the refreshes of the summaries, the report and the pages
+    reading them: before and after issue 20 in one run, over the same database."""
+    db = target.db
+    # Before the first refresh the pages count live (as before issue 20): the "recount" rows.
+    await page_rows(target, get, scopes, repeat, captured, results, "")
+    # The summaries (storage/summaries.py): the leader's first refresh counts everything;
+    # a later one only the programmes marked since (here: one answer rewritten).
+    questions = [spec.questions for spec in specs.values()]
+    t0 = time.perf_counter()
+    first = await summaries.refresh(db, questions, now, full=True)
+    full_s = time.perf_counter() - t0
+    assert first is not None
+    results.append(
+        Measure(
+            target.backend, "summaries.refresh (all)", "all schools", [full_s], first.rows, "", []
+        )
+    )
+    print(f"  {target.backend}: summaries.refresh (all): {full_s * 1000:.0f} ms")
+    times = []
+    for k in range(repeat):
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql(
+                f"UPDATE answer SET answered_at = answered_at WHERE id = {k + 1}"
+            )
+        t0 = time.perf_counter()
+        one = await summaries.refresh(db, questions, now)
+        times.append(time.perf_counter() - t0)
+        assert one is not None and one.programmes == 1
+    results.append(
+        Measure(
+            target.backend,
+            "summaries.refresh (1 programme marked)",
+            "all schools",
+            times,
+            None,
+            "",
+            [],
+        )
+    )
+    print(f"  {target.backend}: summaries.refresh (one): {results[-1].median_ms:.0f} ms")
+    for label, scope in scopes:
+        # Every breakdown of the indicators, as the drill-down builds it (the overview builds
+        # the totals only: its GET row below).
+        async def kept(sc: Scope = scope) -> Any:
+            return await build_report(db, plans, specs, sc, today=now.date(), now=now, kept=True)
+
+        results.append(
+            await measure(
+                target,
+                "build_report (every breakdown, summaries)",
+                label,
+                kept,
+                repeat,
+                captured,
+                False,
+            )
+        )
+        print(f"  {target.backend}: build_report kept, {label}: {results[-1].median_ms:.0f} ms")
+    await page_rows(target, get, scopes, repeat, captured, results, ", summaries")
+
+
+async def page_rows(
+    target: Target,
+    get: Callable[[str, str], Awaitable[int]],
+    scopes: list[tuple[str, Scope]],
+    repeat: int,
+    captured: list[tuple[str, Any]],
+    results: list[Measure],
+    suffix: str,
+    pages: Sequence[str] = ("/dashboard", "/dashboard/waves/m2"),
+) -> None:
+    """The overview and the drill-down of m2 over HTTP, as an admin and as an officer."""
+    for label, scope in scopes:
+        kind = "admin" if scope.institution_id is None else "officer"
+        for page in pages:
+
+            async def fetch(path: str = page, who: str = kind) -> Any:
+                return await get(who, path)
+
+            name = f"GET {page} (page{suffix})"
+            results.append(await measure(target, name, label, fetch, repeat, captured, False))
+            print(f"  {target.backend}: {name}, {label}: {results[-1].median_ms:.0f} ms")
 
 
 @asynccontextmanager
@@ -997,6 +1080,10 @@ def table(measures: list[Measure]) -> list[str]:
             "(build_report, question_counts for the drill-down, then Jinja and the SVG charts, "
             "over HTTP)"
             if m.query.startswith("GET")
+            else "(the queries above for the marked programmes, then their rows replaced)"
+            if m.query.startswith("summaries.refresh")
+            else "(`names` and one read of summary_count)"
+            if "summaries" in m.query
             else "(the queries above, and `names`)"
         )
         lines.append(

@@ -3,9 +3,9 @@ conversations/indicators.py. `/stats`, the dashboard, the exports and the benchm
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from babel.numbers import format_decimal, format_percent
 
@@ -30,10 +30,11 @@ from conversations.indicators import (
 )
 from conversations.registry import QuestionnaireRegistry
 from conversations.waves import Wave, WavePlans
-from storage import stats
+from storage import stats, summaries
 from storage.db import Database
 from storage.models import Staff, StaffRole
 from storage.stats import Names, Scope
+from storage.types import utcnow
 
 
 def count_text(n: int | None) -> str:
@@ -49,6 +50,20 @@ def rate_text(rate: Rate | None) -> str:
     if value is None:
         return "–"
     return format_percent(value, format="#,##0.0%", locale=i18n.current_language())
+
+
+KEPT_AT_MOST = timedelta(minutes=5)
+"""Summary counts older than this (the scheduler leader stopped refreshing them) are not shown:
+the report counts live instead."""
+
+
+def as_of_text(report: Report) -> str | None:
+    """When the report's counts were counted, if they were kept rather than counted for it."""
+    if report.as_of is None:
+        return None
+    return _("Counts as of {time} UTC; they are brought up to date every minute.").format(
+        time=i18n.format_datetime(report.as_of, "UTC")
+    )
 
 
 def wave_label(wave: Wave | None, name: str | None = None) -> str:
@@ -125,6 +140,10 @@ class Report:
         default_factory=dict
     )
     """Completed responses per channel beside the invited, keyed as the funnels."""
+    as_of: datetime | None = None
+    """When the counts were counted (storage/summaries.py); None: counted for this report."""
+    question_rows: list[stats.QuestionRow] | None = None
+    """Kept with the counts: the question rows of the wave asked for (the drill-down)."""
 
     def reach(self, programme_id: int | None = None) -> Reach:
         """The graduates in scope (of `programme_id`) per reach category."""
@@ -162,25 +181,56 @@ async def build_report(
     now: datetime | None = None,
     *,
     totals_only: bool = False,
+    kept: bool = False,
+    wave: str | None = None,
+    breakdowns: Sequence[str] = BREAKDOWNS,
 ) -> Report:
     """The report of `scope`. With `today`, a wave's graduates are only those it has opened
     for by then (graduation date + the wave's opening offset), so that a cohort a wave has
     not reached yet does not lower its response rate. `now` (default: the time it is) decides
     which unsent responses count as completed: those whose wave has closed by then.
     `totals_only`: the funnels and the indicators' totals, without breakdowns, reach,
-    channels and days (the programme report's comparisons and trends)."""
+    channels and days (the programme report's comparisons and trends). `kept`: the counts
+    the scheduler leader keeps (storage/summaries.py, as of `Report.as_of`) when there are
+    any, instead of counting; `now` is then their time; with `wave`, that wave's question rows
+    too (`question_drop_off`). `breakdowns`: those of the indicators to work out (the
+    overview shows only the total)."""
     async with db.session() as session:
         names = await stats.names(session, scope)
-        population = await stats.population(session, scope)
-        wave_rows = await stats.wave_counts(session, scope, now)
-        channel_rows = [] if totals_only else await stats.completed_by_channel(session, scope, now)
-        reach_rows = [] if totals_only else await stats.reach_counts(session, scope)
-        days = [] if totals_only else await stats.completions_per_day(session, scope, now)
-        outcomes = {
-            form_id: await stats.outcomes(session, scope, spec.questions, now)
-            for form_id, spec in specs.items()
-        }
-        completer_rows = await stats.completers(session, scope) if specs else []
+        counts = (
+            await summaries.read(
+                session,
+                scope,
+                [spec.questions for spec in specs.values()],
+                wave,
+                totals=totals_only or tuple(breakdowns) == ("total",),
+            )
+            if kept
+            else None
+        )
+        if counts is not None and counts.as_of < (now or utcnow()) - KEPT_AT_MOST:
+            counts = None  # the leader has not counted for a while: count now
+        if counts is not None:
+            population = counts.population
+            wave_rows = counts.waves
+            channel_rows = [] if totals_only else counts.channels
+            reach_rows = [] if totals_only else counts.reach
+            days = [] if totals_only else counts.days
+            outcomes = dict(counts.outcomes)
+            completer_rows = counts.completers
+        else:
+            population = await stats.population(session, scope)
+            wave_rows = await stats.wave_counts(session, scope, now)
+            channel_rows = (
+                [] if totals_only else await stats.completed_by_channel(session, scope, now)
+            )
+            reach_rows = [] if totals_only else await stats.reach_counts(session, scope)
+            days = [] if totals_only else await stats.completions_per_day(session, scope, now)
+            outcomes = {
+                form_id: await stats.outcomes(session, scope, spec.questions, now)
+                for form_id, spec in specs.items()
+            }
+            completer_rows = await stats.completers(session, scope) if specs else []
 
     plan_waves: dict[tuple[int, int], tuple[Wave, ...]] = {}
 
@@ -198,22 +248,31 @@ async def build_report(
     def waves_of(institution_id: int, programme_id: int) -> list[str]:
         return [w.name for w in plan_of(institution_id, programme_id)]
 
+    known: dict[tuple[str, int, int, date | None], bool] = {}
+
+    def has_opened(
+        wave_name: str, institution_id: int, programme_id: int, graduated: date | None
+    ) -> bool:
+        key = (wave_name, institution_id, programme_id, graduated)
+        if key not in known:
+            wave = next(
+                (w for w in plan_of(institution_id, programme_id) if w.name == wave_name), None
+            )
+            known[key] = (
+                wave is None
+                or graduated is None
+                or today is None
+                or wave.opens.apply(graduated) <= today
+            )
+        return known[key]
+
     def opened(wave_name: str, pop: stats.PopulationRow) -> bool:
-        wave = next(
-            (w for w in plan_of(pop.institution_id, pop.programme_id) if w.name == wave_name),
-            None,
-        )
-        if wave is None or pop.graduation_date is None or today is None:
-            return True
-        return wave.opens.apply(pop.graduation_date) <= today
+        return has_opened(wave_name, pop.institution_id, pop.programme_id, pop.graduation_date)
 
     when = opened if today is not None else None
 
     def completer_opened(wave_name: str, row: stats.CompleterRow) -> bool:
-        pop = stats.PopulationRow(
-            row.institution_id, row.programme_id, row.cohort, 0, 0, row.graduation_date
-        )
-        return opened(wave_name, pop)
+        return has_opened(wave_name, row.institution_id, row.programme_id, row.graduation_date)
 
     # The waves of the plans in scope only (a school with a plan of its own does not see the
     # default's), the default plan first when it is one of them or nobody is in scope.
@@ -243,6 +302,8 @@ async def build_report(
         ),
     )
     report.reach_rows = reach_rows
+    report.as_of = counts.as_of if counts is not None else None
+    report.question_rows = counts.questions if counts is not None else None
     report.by_wave_channel = channel_counts(report.by_wave, channel_rows, lambda w, i, p, c: w)
     report.by_wave_programme_channel = channel_counts(
         report.by_wave_programme, channel_rows, lambda w, i, p, c: (w, p)
@@ -266,16 +327,25 @@ async def build_report(
                 by,
                 completer_opened if today is not None else None,
             )
-            for by in (("total",) if totals_only else BREAKDOWNS)
+            for by in (("total",) if totals_only else breakdowns)
         }
     return report
 
 
 async def question_drop_off(
-    db: Database, registry: QuestionnaireRegistry, scope: Scope, wave: Wave
+    db: Database,
+    registry: QuestionnaireRegistry,
+    scope: Scope,
+    wave: Wave,
+    report: Report | None = None,
 ) -> list[DropOff]:
-    async with db.session() as session:
-        rows = await stats.question_counts(session, scope, wave.name)
+    """Answered and stopped per question of `wave`: kept with `report`'s counts when it was
+    built with them for this wave, else counted now."""
+    if report is not None and report.question_rows is not None:
+        rows = report.question_rows
+    else:
+        async with db.session() as session:
+            rows = await stats.question_counts(session, scope, wave.name)
     try:
         questionnaire = registry.deployed(wave.questionnaire)
     except KeyError:

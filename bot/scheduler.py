@@ -4,7 +4,8 @@ No job per graduate and nothing pickled: `dispatch` claims due invitations and r
 `news` sends alumni news, `plan` creates the rows newly imported or newly consenting
 graduates are owed, `prompts` sends questions a crash or a failure of Telegram left unsent,
 `retention` erases personal data past the retention period, `cleanup` deletes dashboard
-login links and sessions that can no longer be used. Every job is
+login links and sessions that can no longer be used, `summaries` counts again the statistics
+of the programmes that changed (storage/summaries.py), every minute. Every job is
 safe to run twice at once or to miss a tick.
 
 Only the scheduler leader runs them (bot/leader.py): on PostgreSQL, several processes share
@@ -32,13 +33,18 @@ from bot.delivery import RateLimiter, dispatch_due
 from bot.leader import Leadership
 from bot.news import dispatch_news
 from bot.runtime import Runtime
+from conversations.indicators import default_specs
 from conversations.prompting import resend_pending_prompts
 from storage.invitations import plan_invitations
+from storage.summaries import refresh as refresh_summaries
 
 log = logging.getLogger(__name__)
 
 #: Jobs that run as soon as this process becomes the leader; the others wait for their tick.
-RUN_AT_ONCE = ("dispatch", "news", "plan", "prompts")
+RUN_AT_ONCE = ("dispatch", "news", "plan", "prompts", "summaries")
+#: How often the summary counts are brought up to date: the overview and `/stats` are at most
+#: this (and one refresh's time) behind.
+SUMMARY_SECONDS = 60
 
 
 async def plan_job(rt: Runtime) -> int:
@@ -46,6 +52,21 @@ async def plan_job(rt: Runtime) -> int:
     if created:
         log.info("planned %d invitations and reminders", created)
     return created
+
+
+async def summaries_job(rt: Runtime) -> int | None:
+    """Count again the programmes whose statistics changed (all of them the first time)."""
+    questions = [spec.questions for spec in default_specs().values()]
+    refreshed = await refresh_summaries(rt.db, questions, rt.clock.now())
+    if refreshed is None:
+        return None
+    if refreshed.programmes is None or refreshed.programmes:
+        log.info(
+            "summaries: counted %s programmes again (%d rows)",
+            "all" if refreshed.programmes is None else refreshed.programmes,
+            refreshed.rows,
+        )
+    return refreshed.programmes
 
 
 async def retention_job(rt: Runtime) -> int:
@@ -230,6 +251,14 @@ def start_scheduler(rt: Runtime, leadership: Leadership | None = None) -> Leader
     )
     scheduler.add_leader_job(
         plan_job, trigger="interval", minutes=10, args=[rt], id="plan", **options
+    )
+    scheduler.add_leader_job(
+        summaries_job,
+        trigger="interval",
+        seconds=SUMMARY_SECONDS,
+        args=[rt],
+        id="summaries",
+        **options,
     )
     scheduler.add_leader_job(
         retention_job, trigger="interval", hours=24, args=[rt], id="retention", **options

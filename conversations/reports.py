@@ -8,6 +8,7 @@ import logging
 from bot.i18n import _, ngettext
 from bot.reporting import (
     Report,
+    as_of_text,
     build_report,
     count_text,
     current_waves,
@@ -70,6 +71,9 @@ def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) 
                 lines += [*funnel_lines(title, so_far), ""]
         if len(lines) == 4:
             lines += [_("No invitations or responses yet."), ""]
+    as_of = as_of_text(report)
+    if as_of is not None:
+        lines.append(as_of)
     lines.append(_("Cells with fewer than 5 people are shown as <5. More in /dashboard."))
     return "\n".join(lines)
 
@@ -78,7 +82,16 @@ def stats_text(report: Report, scope_name: str, current: list[tuple[str, int]]) 
 async def stats_command(rt: Runtime, turn: Turn, staff: Staff) -> None:
     scope = staff_scope(staff)
     now = rt.clock.now()
-    report = await build_report(rt.db, rt.plans, default_specs(), scope, today=now.date(), now=now)
+    report = await build_report(
+        rt.db,
+        rt.plans,
+        default_specs(),
+        scope,
+        today=now.date(),
+        now=now,
+        kept=True,
+        breakdowns=("total",),
+    )
     current = await current_waves(rt.db, scope, rt.clock.now())
     await turn.say(stats_text(report, scope_title(report, scope), current))
 

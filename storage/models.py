@@ -580,3 +580,51 @@ class CommentTag(SQLModel, table=True):
     theme: str = Field(sa_type=String(60))
     theme_key: str = Field(sa_type=String(60))
     tagged_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SummaryCount(SQLModel, table=True):
+    """One row of a statistics query (storage/stats.py) for one programme, as the scheduler
+    leader last counted it (storage/summaries.py): `kind` names the query, `key` holds the
+    row's fields other than the counts (a JSON list, as text, so that equal rows group), `n1`
+    to `n4` its counts. The overview and `/stats` add these up instead of recounting."""
+
+    __tablename__ = "summary_count"
+    __table_args__ = (
+        Index("ix_summary_count_kind_institution_id", "kind", "institution_id"),
+        Index("ix_summary_count_programme_id", "programme_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(sa_type=String(200))
+    institution_id: int
+    programme_id: int
+    cohort: int
+    key: str = Field(sa_type=Text)
+    n1: int = 0
+    n2: int = 0
+    n3: int = 0
+    n4: int = 0
+
+
+class SummaryMark(SQLModel, table=True):
+    """A programme whose counts changed since the summaries were counted: written by database
+    triggers (migration 0022) in the transaction of the change, whichever code makes it;
+    deleted by the refresh that counted it."""
+
+    __tablename__ = "summary_mark"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    programme_id: int
+
+
+class SummaryState(SQLModel, table=True):
+    """The one row (id 1) saying when the summaries were counted (None: never; read the
+    counts live) and how many refreshes there were (a refresh writes only if no other one
+    finished meanwhile)."""
+
+    __tablename__ = "summary_state"
+
+    id: int | None = Field(default=None, primary_key=True)
+    refreshed_at: datetime | None = _ts()
+    generation: int = 0

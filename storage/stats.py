@@ -158,6 +158,10 @@ class DayRow:
     wave: str | None
     day: date
     completed: int
+    institution_id: int | None = None
+    """With `cells` (storage/summaries.py): the school, programme and cohort too."""
+    programme_id: int | None = None
+    cohort: int | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,8 @@ class OutcomeRow:
     institution_id: int = 0
     country: str | None = None
     """The school's country (ISO 3166-1 alpha-2)."""
+    cohort: int | None = None
+    """With `cells` (storage/summaries.py): the graduates' cohort (otherwise added up)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,11 @@ class QuestionRow:
     question: str
     answered: int
     stopped: int
+    wave: str | None = None
+    """With `cells` (storage/summaries.py): the wave, school, programme and cohort too."""
+    institution_id: int | None = None
+    programme_id: int | None = None
+    cohort: int | None = None
 
 
 @dataclass(frozen=True)
@@ -489,23 +500,32 @@ def _sort_key(item: tuple[tuple[int, int, int, str | None], list[int]]) -> tuple
 
 
 async def completions_per_day(
-    session: AsyncSession, scope: Scope, now: datetime | None = None
+    session: AsyncSession, scope: Scope, now: datetime | None = None, *, cells: bool = False
 ) -> list[DayRow]:
-    """Completed responses (`counted_complete`) per UTC day their routing core was answered."""
+    """Completed responses (`counted_complete`) per UTC day their routing core was answered
+    (with `cells`: per school, programme and cohort too)."""
     dialect = _dialect(session)
     day = _utc_day(col(SurveyResponse.completed_at), dialect).label("day")
+    keys: list[Any] = [col(SurveyResponse.wave), day]
+    if cells:
+        keys += [col(Graduate.institution_id), col(Graduate.programme_id), cohort_of()]
     query = (
-        core_select(col(SurveyResponse.wave), day, func.count())
+        core_select(*keys, func.count())
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
         .where(
             col(SurveyResponse.completed_at).is_not(None),
             counted_complete(now or utcnow()),
             *_in_scope(scope),
         )
-        .group_by(col(SurveyResponse.wave), day)
+        .group_by(*keys)
         .order_by(day)
     )
     rows = await _all(session, query)
+    if cells:
+        return [
+            DayRow(wave, _as_date(value), int(n), int(i), int(p), int(c))
+            for wave, value, i, p, c, n in rows
+        ]
     return [DayRow(wave, _as_date(value), int(n)) for wave, value, n in rows]
 
 
@@ -518,11 +538,16 @@ def _as_date(value: Any) -> date:
 
 
 async def outcomes(
-    session: AsyncSession, scope: Scope, spec: IndicatorQuestions, now: datetime | None = None
+    session: AsyncSession,
+    scope: Scope,
+    spec: IndicatorQuestions,
+    now: datetime | None = None,
+    *,
+    cells: bool = False,
 ) -> list[OutcomeRow]:
     """Completed responses (`counted_complete`) of `spec.form_id`, grouped by wave,
     breakdowns (with the programme's declared ISCO groups) and the answers the indicators
-    count."""
+    count (with `cells`: per cohort too)."""
     dialect = _dialect(session)
     questions = {
         "act": spec.activity,
@@ -555,6 +580,7 @@ async def outcomes(
         col(Programme.vet_kind),
         col(Graduate.institution_id),
         col(Institution.country),
+        *([cohort_of()] if cells else []),
     )
     selected = list(keys)
     if occupation is None:
@@ -599,6 +625,7 @@ async def outcomes(
             kind,
             int(i),
             country,
+            int(cohort[0]) if cohort else None,
         )
         for (
             wave,
@@ -616,6 +643,7 @@ async def outcomes(
             kind,
             i,
             country,
+            *cohort,
             n,
         ) in rows
     ]
@@ -663,24 +691,36 @@ async def completers(session: AsyncSession, scope: Scope) -> list[CompleterRow]:
     ]
 
 
-async def question_counts(session: AsyncSession, scope: Scope, wave: str) -> list[QuestionRow]:
+async def question_counts(
+    session: AsyncSession, scope: Scope, wave: str | None, *, cells: bool = False
+) -> list[QuestionRow]:
     """Per question of the wave's responses: answered, and stopped there (the response is
-    still open at that question and it has no answer)."""
+    still open at that question and it has no answer). With `cells`: per wave (None: every
+    wave), school, programme and cohort too."""
+    extra: list[Any] = []
+    if cells:
+        extra = [
+            col(SurveyResponse.wave),
+            col(Graduate.institution_id),
+            col(Graduate.programme_id),
+            cohort_of(),
+        ]
+    of_wave = [] if wave is None else [col(SurveyResponse.wave) == wave]
     answered_q = (
-        core_select(col(SurveyResponse.form_id), col(Answer.question), func.count())
+        core_select(col(SurveyResponse.form_id), col(Answer.question), *extra, func.count())
         .join(SurveyResponse, col(SurveyResponse.id) == col(Answer.response_id))
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
         .where(
-            col(SurveyResponse.wave) == wave,
+            *of_wave,
             # A carried answer (kept from the previous wave) was not asked: no drop-off there.
             col(Answer.carried_from).is_(None),
             *_in_scope(scope),
         )
-        .group_by(col(SurveyResponse.form_id), col(Answer.question))
+        .group_by(col(SurveyResponse.form_id), col(Answer.question), *extra)
     )
     at = aliased(Answer, name="at_current")
     stopped_q = (
-        core_select(col(SurveyResponse.form_id), col(SurveyResponse.current), func.count())
+        core_select(col(SurveyResponse.form_id), col(SurveyResponse.current), *extra, func.count())
         .join(Graduate, col(Graduate.id) == col(SurveyResponse.graduate_id))
         .outerjoin(
             at,
@@ -690,19 +730,24 @@ async def question_counts(session: AsyncSession, scope: Scope, wave: str) -> lis
             ),
         )
         .where(
-            col(SurveyResponse.wave) == wave,
+            *of_wave,
             col(SurveyResponse.status) == ResponseStatus.OPEN.value,
             col(at.id).is_(None),
             *_in_scope(scope),
         )
-        .group_by(col(SurveyResponse.form_id), col(SurveyResponse.current))
+        .group_by(col(SurveyResponse.form_id), col(SurveyResponse.current), *extra)
     )
-    counts: dict[tuple[str, str], list[int]] = {}
-    for form_id, question, n in await _all(session, answered_q):
-        counts.setdefault((form_id, question), [0, 0])[0] = int(n)
-    for form_id, question, n in await _all(session, stopped_q):
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    for form_id, question, *cell, n in await _all(session, answered_q):
+        counts.setdefault((form_id, question, *cell), [0, 0])[0] = int(n)
+    for form_id, question, *cell, n in await _all(session, stopped_q):
         if question:
-            counts.setdefault((form_id, question), [0, 0])[1] = int(n)
+            counts.setdefault((form_id, question, *cell), [0, 0])[1] = int(n)
+    if cells:
+        return [
+            QuestionRow(f, q, a, s, w, int(i), int(p), int(c))
+            for (f, q, w, i, p, c), (a, s) in sorted(counts.items(), key=lambda kv: str(kv[0]))
+        ]
     return [QuestionRow(f, q, a, s) for (f, q), (a, s) in sorted(counts.items())]
 
 

@@ -12,7 +12,7 @@ import asyncio
 import hmac
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from http import HTTPStatus
@@ -32,6 +32,7 @@ from bot import i18n
 from bot.i18n import _
 from bot.reporting import (
     Report,
+    as_of_text,
     build_report,
     count_text,
     question_drop_off,
@@ -719,10 +720,30 @@ def _query(scope: Scope, **extra: Any) -> str:
     return "?" + urlencode(kept) if kept else ""
 
 
-async def _report(request: web.Request, scope: Scope) -> Report:
+async def _report(
+    request: web.Request,
+    scope: Scope,
+    *,
+    kept: bool = False,
+    wave: str | None = None,
+    breakdowns: Sequence[str] = BREAKDOWNS,
+) -> Report:
+    """The report of `scope`; `kept`: from the summary counts when there are any (the page
+    then says as of when, `as_of_text`), with `wave`'s question rows; the indicators by
+    `breakdowns`."""
     d = dashboard(request)
     now = d.rt.clock.now()
-    return await build_report(d.rt.db, d.rt.plans, d.specs, scope, today=now.date(), now=now)
+    return await build_report(
+        d.rt.db,
+        d.rt.plans,
+        d.specs,
+        scope,
+        today=now.date(),
+        now=now,
+        kept=kept,
+        wave=wave,
+        breakdowns=breakdowns,
+    )
 
 
 def _scope_name(report: Report, scope: Scope) -> str:
@@ -980,7 +1001,8 @@ def _indicator_chart(title: str, rows: list[tuple[str, Rate]]) -> Markup:
 async def overview(request: web.Request) -> web.Response:
     d = dashboard(request)
     scope = scope_of(request)
-    report = await _report(request, scope)
+    # The overview shows the indicators' totals only (the drill-downs break them down).
+    report = await _report(request, scope, kept=True, breakdowns=("total",))
     lines = _wave_lines(d, report, scope)
     focus = next((line for line in lines if line.funnel.started), lines[0] if lines else None)
     tracking = _tracking_waves(report)
@@ -995,6 +1017,7 @@ async def overview(request: web.Request) -> web.Response:
     return render(
         request,
         "overview.html",
+        as_of=as_of_text(report),
         reach_lines=reach_lines,
         reach_total=reach_total,
         channel_lines=channel_lines,
@@ -1079,7 +1102,7 @@ async def wave_page(request: web.Request) -> web.Response:
     d = dashboard(request)
     name = request.match_info["wave"]
     scope = scope_of(request)
-    report = await _report(request, scope)
+    report = await _report(request, scope, kept=True, wave=name)
     wave = report.wave(name)
     if wave is None:
         raise web.HTTPNotFound(reason=_("There is no such wave."))
@@ -1120,7 +1143,7 @@ async def wave_page(request: web.Request) -> web.Response:
     ]
     breakdowns = {by: _indicator_lines(report, name, by) for by in breakdowns_for(scope)}
     total = report.wave_indicators(name).get("total")
-    drop = await question_drop_off(d.rt.db, d.rt.questionnaires, scope, wave)
+    drop = await question_drop_off(d.rt.db, d.rt.questionnaires, scope, wave, report)
     try:
         questionnaire = d.rt.questionnaires.deployed(wave.questionnaire)
         labels = {q.name: q.label(i18n.current_language()) for q in questionnaire.questions}
@@ -1129,6 +1152,7 @@ async def wave_page(request: web.Request) -> web.Response:
     return render(
         request,
         "wave.html",
+        as_of=as_of_text(report),
         scope=scope,
         scope_name=_scope_name(report, scope),
         title=_wave_title(d, wave, name),
