@@ -10,11 +10,17 @@ answering; the update may have taken effect, its next question decided but not s
 dropped copy sends the chat's pending question, if any, at once (claimed: once, however many
 copies or processes), instead of leaving the person waiting for the prompts job
 (PROMPT_RESEND_SECONDS).
+
+A survey button press (the most frequent update) is not checked here: the survey's handler
+claims it first thing in its own transaction, and that claim is the check (storage.processed:
+one INSERT that a copy finds done), so an answer costs one transaction and one round trip
+less. A copy found there is dropped in the same way (`drop_copy`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from contextvars import ContextVar
 
 from telegram import Update
@@ -23,14 +29,24 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 from bot.logs import chat_ref
 from bot.runtime import Runtime, runtime
 from conversations.prompting import send_pending_question
+from conversations.survey import CALLBACK_PATTERN
 from storage.processed import claim, handling, pending, seen
 from storage.types import MAX_BIGINT
 
-__all__ = ["check_failed", "claim", "claim_leftover", "skip_processed"]
+__all__ = ["check_failed", "claim", "claim_leftover", "drop_copy", "skip_processed"]
 
 log = logging.getLogger(__name__)
 
 _unchecked: ContextVar[int | None] = ContextVar("gradtrack_unchecked_update", default=None)
+
+#: Updates whose handler claims them before anything else (conversations/survey.on_button):
+#: their copy check is that claim.
+_CLAIMED_FIRST = re.compile(CALLBACK_PATTERN)
+
+
+def _claimed_first(update: Update) -> bool:
+    query = update.callback_query
+    return query is not None and bool(_CLAIMED_FIRST.match(query.data or ""))
 
 
 async def skip_processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -39,6 +55,9 @@ async def skip_processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         handling(None)
         log.warning("update %s: an id no Telegram update has; dropped", update.update_id)
         raise ApplicationHandlerStop
+    if _claimed_first(update):
+        handling(update.update_id, checked=False)
+        return
     rt = runtime(context)
     try:
         async with rt.db.session() as session:
@@ -53,6 +72,14 @@ async def skip_processed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await _send_left_pending(rt, update)
         raise ApplicationHandlerStop
     handling(update.update_id)
+
+
+async def drop_copy(rt: Runtime, update: Update) -> None:
+    """`update`'s handler found, claiming it, that it took effect before: dropped, as a copy
+    found by `skip_processed` is."""
+    handling(None)
+    log.info("update %s was delivered again; it took effect already", update.update_id)
+    await _send_left_pending(rt, update)
 
 
 async def _send_left_pending(rt: Runtime, update: Update) -> None:

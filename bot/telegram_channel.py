@@ -31,7 +31,7 @@ from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
 from conversations.channel import Button, Event, Keyboard, Refused, Turn, Unreachable
-from storage.processed import claim
+from storage.processed import AlreadyProcessed, claim
 from storage.queries import graduate_by_chat
 from storage.types import utcnow
 
@@ -231,13 +231,17 @@ def handler(
     flow: Flow,
 ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
     """A python-telegram-bot callback running `flow` on the update's turn."""
+    from bot.dedupe import drop_copy
     from bot.runtime import runtime
 
     # Named as the flow (module included): logs and tests see which flow a handler runs.
     @functools.wraps(flow)
     async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         rt = runtime(context)
-        await flow(rt, turn_of(rt, update, context))
+        try:
+            await flow(rt, turn_of(rt, update, context))
+        except AlreadyProcessed:  # its claim found a copy (bot/dedupe.py)
+            await drop_copy(rt, update)
 
     return callback
 

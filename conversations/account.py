@@ -154,9 +154,13 @@ async def stop_command(rt: Runtime, turn: Turn) -> None:
     )
 
 
-async def on_text(rt: Runtime, turn: Turn) -> None:
-    """Any text: an open onboarding question takes it; otherwise point to /help."""
-    if await onboarding.on_text(rt, turn) or await survey.on_text(rt, turn):
+async def on_text(rt: Runtime, turn: Turn, flow: str | None = None) -> None:
+    """Any text: an open onboarding question takes it; otherwise point to /help. `flow`: the
+    chat's flow as the caller has just read it (the flows it rules out do not read the chat
+    again only to find that the text is not theirs)."""
+    if (flow is None or flow in onboarding.TEXT_FLOWS) and await onboarding.on_text(rt, turn):
+        return
+    if (flow is None or flow == survey.SURVEY) and await survey.on_text(rt, turn):
         return
     graduate = await use_chat_language(rt, turn)
     if graduate is None:

@@ -549,12 +549,13 @@ async def on_message(rt: Runtime, turn: Turn) -> None:
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         composing = state.flow == FLOW and bool(state.step)
+        flow = state.flow
         session.add(state)
     if not composing:
         if event.forwarded:
             await account.on_forwarded(rt, turn)
         elif event.kind == "text":
-            await account.on_text(rt, turn)
+            await account.on_text(rt, turn, flow)
         else:
             await account.on_unreadable(rt, turn)
         return

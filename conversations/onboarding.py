@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 # Flows
 ONBOARD = "onboard"  # linked by a personal invite
 REGISTER = "register"  # self-registration from a school link
+#: The flows whose open question may take typed text (`on_text`).
+TEXT_FLOWS = (ONBOARD, REGISTER)
 
 # Steps
 LANGUAGE = "language"
@@ -599,7 +601,7 @@ async def on_text(rt: Runtime, turn: Turn) -> bool:
     registered: int | None = None
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
-        if state.flow not in (ONBOARD, REGISTER) or not state.step:
+        if state.flow not in TEXT_FLOWS or not state.step:
             return False
         await claim(session)
         graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None

@@ -20,6 +20,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, update
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import _, set_language, use_language
 from bot.logs import chat_ref
@@ -51,6 +55,34 @@ class Prompt:
     preface: tuple[str, ...] = ()
     html: bool = False
     """The texts (preface too) are Telegram HTML: a questionnaire's formatted labels."""
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A question a flow decided in its own transaction, to be sent by `send_prompt` without
+    loading the chat again: the chat's flow, language (as `send_prompt` chooses it), state
+    data and updated_at as committed, and `render`, the flow's renderer over what it loaded
+    (and changed) in that transaction, called in the chat's language."""
+
+    flow: str
+    language: str | None
+    render: Callable[[], Prompt | None]
+    data: dict[str, Any]
+    stamp: datetime
+
+
+def decided(
+    state: ChatState, graduate: Graduate | None, render: Callable[[], Prompt | None]
+) -> Decided:
+    """What the flow committed in `state` (read after its transaction) and how it renders
+    the question: `send_prompt`'s `decided`."""
+    return Decided(
+        state.flow,
+        state.language or (graduate.language if graduate else None),
+        render,
+        dict(state.data),
+        state.updated_at,
+    )
 
 
 Renderer = Callable[[Runtime, ChatState], Awaitable[Prompt | None]]
@@ -86,19 +118,29 @@ async def close_question(turn: Turn, label: str | None) -> None:
         await turn.edit(None)
 
 
-async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> None:
+async def send_prompt(
+    rt: Runtime, chat_id: int, *, preface: bool = True, decided: Decided | None = None
+) -> None:
     """Send the chat's current question (without what goes before it unless `preface`),
-    then mark it sent."""
-    async with rt.db.session() as session:
-        state = await get_chat_state(session, chat_id)
-        graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
-        language = state.language or (graduate.language if graduate else None)
-    flow = state.flow
-    renderer = _renderers.get(flow)
+    then mark it sent. `decided`: the question as the flow that decided it rendered it
+    (nothing is loaded then, and marking it sent is one statement while the chat's state is
+    as that flow committed it)."""
+    if decided is None:
+        async with rt.db.session() as session:
+            state = await get_chat_state(session, chat_id)
+            graduate = await session.get(Graduate, state.graduate_id) if state.graduate_id else None
+            language = state.language or (graduate.language if graduate else None)
+        flow = state.flow
+        renderer = _renderers.get(flow)
+    else:
+        flow, language = decided.flow, decided.language
     sent: int | None = None
     channel = rt.channel_for(chat_id)
     with use_language(language):
-        prompt = await renderer(rt, state) if renderer else None
+        if decided is not None:
+            prompt = decided.render()
+        else:
+            prompt = await renderer(rt, state) if renderer else None
         if prompt is not None:
             try:
                 for text in prompt.preface if preface else ():
@@ -107,7 +149,12 @@ async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> Non
             except Unreachable as exc:
                 await mark_unreachable(rt, chat_id, exc.detail)
             except Refused as exc:
-                await _refused(rt, chat_id, state.flow, exc)
+                await _refused(rt, chat_id, flow, exc)
+    remember = sent is not None and prompt is not None and bool(prompt.keyboard)
+    if decided is not None:
+        async with rt.db.session() as session:
+            if await _mark_sent(session, chat_id, decided, sent if remember else None):
+                return
     async with rt.db.session() as session:
         state = await get_chat_state(session, chat_id)
         state.prompt_pending = False
@@ -116,6 +163,23 @@ async def send_prompt(rt: Runtime, chat_id: int, *, preface: bool = True) -> Non
             state.data = {**state.data, PROMPT_MESSAGE: sent}
             touch_state(state)
         session.add(state)
+
+
+async def _mark_sent(
+    session: AsyncSession, chat_id: int, decided: Decided, sent: int | None
+) -> bool:
+    """Mark the decided question sent (and remember its message `sent`), in one statement,
+    if the chat's state is still as the flow committed it; False if it changed meanwhile."""
+    values: dict[str, Any] = {"prompt_pending": False}
+    if sent is not None:
+        values["data"] = {**decided.data, PROMPT_MESSAGE: sent}
+        values["updated_at"] = utcnow()
+    result = await session.exec(
+        update(ChatState)
+        .where(col(ChatState.chat_id) == chat_id, col(ChatState.updated_at) == decided.stamp)
+        .values(**values)
+    )
+    return bool(result.rowcount)
 
 
 def refused_text() -> str:

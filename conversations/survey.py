@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy.orm import aliased
+from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import _, format_date, format_month, month_name, ngettext, set_language
@@ -38,7 +40,14 @@ from conversations.channel import Button, Keyboard, Turn, keyboard
 from conversations.expressions import TEXT_REFERENCE_RE, to_text
 from conversations.label_format import label_html, label_plain
 from conversations.onboarding import not_registered_text
-from conversations.prompting import Prompt, close_question, register, send_prompt
+from conversations.prompting import (
+    Decided,
+    Prompt,
+    close_question,
+    decided,
+    register,
+    send_prompt,
+)
 from conversations.questionnaire import PAGE_CHOICES, Choice, Question, Questionnaire
 from conversations.rules import choose_language
 from storage.invitations import open_wave_invitation, wave_response
@@ -52,7 +61,14 @@ from storage.models import (
     SurveyResponse,
 )
 from storage.processed import claim
-from storage.queries import get_chat_state, graduate_by_chat, is_web_chat, touch_state
+from storage.queries import (
+    chat_context,
+    chat_context_with,
+    get_chat_state,
+    graduate_by_chat,
+    is_web_chat,
+    touch_state,
+)
 from storage.schools import for_graduate
 from storage.types import MAX_ROW_ID, utcnow
 
@@ -133,19 +149,32 @@ class Loaded:
     earlier_id: int | None = None
     carried: set[str] = field(default_factory=set)
     """The questions stored as carried from `earlier_id` (`Answer.carried_from`)."""
+    rows: dict[str, Answer] = field(default_factory=dict)
+    """The response's stored answer rows (own and carried), by question, as loaded in this
+    session: an answer is written without reading its row again."""
 
 
-async def _answers(session: AsyncSession, response_id: int) -> tuple[dict[str, Any], set[str]]:
-    """The response's own answers, and the names of its carried ones."""
+async def _answers(
+    session: AsyncSession, response_id: int
+) -> tuple[dict[str, Any], set[str], dict[str, Answer]]:
+    """The response's own answers, the names of its carried ones, and all its rows."""
     rows = await session.exec(select(Answer).where(Answer.response_id == response_id))
+    return _sorted_answers(rows.all())
+
+
+def _sorted_answers(
+    rows: Iterable[Answer],
+) -> tuple[dict[str, Any], set[str], dict[str, Answer]]:
     own: dict[str, Any] = {}
     carried: set[str] = set()
-    for row in rows.all():
+    stored: dict[str, Answer] = {}
+    for row in rows:
+        stored[row.question] = row
         if row.carried_from is None:
             own[row.question] = row.value
         else:
             carried.add(row.question)
-    return own, carried
+    return own, carried, stored
 
 
 async def earlier_response(
@@ -172,10 +201,103 @@ async def earlier_response(
     if earlier is None or earlier.id is None:
         return None, {}
     rows = await session.exec(select(Answer).where(Answer.response_id == earlier.id))
-    answers: dict[str, Any] = {row.question: row.value for row in rows.all()}
+    return earlier.id, _earlier_answers(earlier, list(rows.all()))
+
+
+@dataclass
+class _Fetched:
+    """A response with its answer rows, and the graduate's earlier response
+    (`earlier_response`) with its rows, read in one round trip (`_fetch`)."""
+
+    response: SurveyResponse | None
+    rows: list[Answer]
+    earlier: SurveyResponse | None
+    earlier_rows: list[Answer]
+
+
+def _earlier_id(response_id: int) -> Any:
+    """The id of the response `earlier_response` finds for response `response_id` (a scalar
+    subquery)."""
+    current = aliased(SurveyResponse, name="current_response")
+    before = aliased(SurveyResponse, name="earlier_response")
+    earlier_id = (
+        select(func.max(before.id))
+        .where(
+            current.id == response_id,
+            before.graduate_id == current.graduate_id,
+            before.form_id == current.form_id,
+            before.status == ResponseStatus.SUBMITTED.value,
+            col(before.declined).is_(False),
+            col(before.id) < col(current.id),
+        )
+        .scalar_subquery()
+    )
+    return earlier_id
+
+
+def _fetched(response_id: int, rows: Iterable[tuple[Any, ...]]) -> _Fetched:
+    """`_Fetched` from rows of (response, answer) as `_fetch` reads them."""
+    fetched = _Fetched(None, [], None, [])
+    for response, answer in rows:
+        if response is None:
+            continue
+        if response.id == response_id:
+            fetched.response = response
+            if answer is not None:
+                fetched.rows.append(answer)
+        else:
+            fetched.earlier = response
+            if answer is not None:
+                fetched.earlier_rows.append(answer)
+    return fetched
+
+
+def _wanted(response_id: int) -> Any:
+    """The rows `_fetch` reads: the response and the earlier one."""
+    return or_(
+        col(SurveyResponse.id) == response_id, col(SurveyResponse.id) == _earlier_id(response_id)
+    )
+
+
+async def _fetch(session: AsyncSession, response_id: int) -> _Fetched:
+    """Response `response_id` (None if there is none) and its answer rows, with the earlier
+    response `earlier_response` would find and its rows: one statement, where reading them
+    one by one takes four (this runs on every answer)."""
+    found = await session.exec(
+        select(SurveyResponse, Answer)
+        .outerjoin(Answer, col(Answer.response_id) == col(SurveyResponse.id))
+        .where(_wanted(response_id))
+    )
+    return _fetched(response_id, found.all())
+
+
+async def _context_and_fetch(
+    session: AsyncSession, chat_id: int, response_id: int
+) -> tuple[ChatState, Graduate | None, _Fetched]:
+    """`chat_context` and `_fetch` in one round trip: all an answer reads."""
+
+    def extend(query: Any) -> Any:
+        return (
+            query.add_columns(SurveyResponse, Answer)
+            .outerjoin(SurveyResponse, _wanted(response_id))
+            .outerjoin(Answer, col(Answer.response_id) == col(SurveyResponse.id))
+        )
+
+    found = await chat_context_with(session, chat_id, extend)
+    if found is None:
+        state, graduate = await chat_context(session, chat_id)
+        return state, graduate, await _fetch(session, response_id)
+    state, graduate, rows = found
+    return state, graduate, _fetched(response_id, rows)
+
+
+def _earlier_answers(earlier: SurveyResponse, rows: list[Answer]) -> dict[str, Any]:
+    """An earlier response's answers (its carried ones too) with ``_month``, as
+    `earlier_response` gives them."""
+    answers: dict[str, Any] = {row.question: row.value for row in rows}
     when = earlier.completed_at or earlier.submitted_at or earlier.started_at
     answers["_month"] = f"{when.year:04d}-{when.month:02d}"
-    return earlier.id, answers
+    return answers
 
 
 async def open_response(session: AsyncSession, graduate_id: int) -> SurveyResponse | None:
@@ -200,28 +322,47 @@ def _text(texts: Any, lang: str, questionnaire: Questionnaire) -> str:
     return str(texts.get(lang) or texts.get(questionnaire.default_language) or "")
 
 
-async def _set_answer(session: AsyncSession, response_id: int, question: str, value: Any) -> None:
-    row = (
+async def _stored_answer(
+    session: AsyncSession, response_id: int, question: str, rows: dict[str, Answer] | None
+) -> Answer | None:
+    """The row of `question`'s answer: from `rows` (the response's rows loaded in this
+    session) when given, else read."""
+    if rows is not None:
+        return rows.get(question)
+    return (
         await session.exec(
             select(Answer).where(Answer.response_id == response_id, Answer.question == question)
         )
     ).first()
+
+
+async def _set_answer(
+    session: AsyncSession,
+    response_id: int,
+    question: str,
+    value: Any,
+    rows: dict[str, Answer] | None = None,
+) -> None:
+    row = await _stored_answer(session, response_id, question, rows)
     if row is None:
-        session.add(Answer(response_id=response_id, question=question, value=value))
+        row = Answer(response_id=response_id, question=question, value=value)
+        session.add(row)
+        if rows is not None:
+            rows[question] = row
     else:
         row.value = value
         row.answered_at = utcnow()
         session.add(row)
 
 
-async def _delete_answer(session: AsyncSession, response_id: int, question: str) -> None:
-    row = (
-        await session.exec(
-            select(Answer).where(Answer.response_id == response_id, Answer.question == question)
-        )
-    ).first()
+async def _delete_answer(
+    session: AsyncSession, response_id: int, question: str, rows: dict[str, Answer] | None = None
+) -> None:
+    row = await _stored_answer(session, response_id, question, rows)
     if row is not None:
         await session.delete(row)
+        if rows is not None:
+            rows.pop(question, None)
 
 
 # ---------------------------------------------------------------- rendering
@@ -555,15 +696,29 @@ def _review_prompt(loaded: Loaded, page: int = 0) -> Prompt:
 
 
 async def _load(
-    rt: Runtime, session: AsyncSession, response: SurveyResponse, lang: str | None
+    rt: Runtime,
+    session: AsyncSession,
+    response: SurveyResponse,
+    lang: str | None,
+    fetched: _Fetched | None = None,
 ) -> Loaded:
+    """What answering `response` needs; `fetched`: its rows as `_fetch` read them (else they
+    are read here)."""
     questionnaire = await rt.questionnaires.get(rt.db, response.form_id, response.version)
     # Choices as the graduate's school shows them (its country's variant, its own labels).
     graduate = await session.get(Graduate, response.graduate_id)
     questionnaire = await for_graduate(session, questionnaire, graduate)
     assert response.id is not None
-    answers, carried = await _answers(session, response.id)
-    earlier_id, earlier = await earlier_response(session, response)
+    earlier_id: int | None
+    if fetched is not None and fetched.response is response:
+        answers, carried, rows = _sorted_answers(fetched.rows)
+        earlier_id, earlier = None, {}
+        if fetched.earlier is not None:
+            earlier_id = fetched.earlier.id
+            earlier = _earlier_answers(fetched.earlier, fetched.earlier_rows)
+    else:
+        answers, carried, rows = await _answers(session, response.id)
+        earlier_id, earlier = await earlier_response(session, response)
     return Loaded(
         response,
         questionnaire,
@@ -572,6 +727,7 @@ async def _load(
         earlier=earlier,
         earlier_id=earlier_id,
         carried=carried,
+        rows=rows,
     )
 
 
@@ -585,6 +741,13 @@ async def render(rt: Runtime, state: ChatState) -> Prompt | None:
         graduate = await session.get(Graduate, response.graduate_id)
         lang = state.language or (graduate.language if graduate else None)
         loaded = await _load(rt, session, response, lang)
+    return _prompt_of(state, loaded)
+
+
+def _prompt_of(state: ChatState, loaded: Loaded) -> Prompt:
+    """The open question of the chat in `state`, from what was loaded (and changed since) in
+    the transaction that decided it: `render` without reading it all again."""
+    response = loaded.response
     page = state.data.get(_REVIEW_PAGE)
     page = page if isinstance(page, int) and not isinstance(page, bool) else 0
     q = loaded.questionnaire
@@ -684,12 +847,14 @@ async def sync_carried(session: AsyncSession, loaded: Loaded) -> None:
         row = existing.get(name)
         if row is not None and row.carried_from is not None:
             await session.delete(row)
+            loaded.rows.pop(name, None)
     for name, value in new.items():
         row = existing.get(name) or Answer(response_id=response_id, question=name, value=value)
         row.value = value
         row.carried_from = loaded.earlier_id
         row.answered_at = utcnow()
         session.add(row)
+        loaded.rows[name] = row
         loaded.answers.pop(name, None)
     loaded.carried = set(wanted)
 
@@ -874,10 +1039,13 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
     shown: Keyboard = ()
     async with rt.db.session() as session:
         await claim(session)
-        state = await get_chat_state(session, chat_id)
-        graduate = await graduate_by_chat(session, chat_id)
+        fetched: _Fetched | None = None
+        if press is not None:
+            state, graduate, fetched = await _context_and_fetch(session, chat_id, press.response_id)
+        else:
+            state, graduate = await chat_context(session, chat_id)
         set_language(state.language or (graduate.language if graduate else None))
-        response = await session.get(SurveyResponse, press.response_id) if press else None
+        response = fetched.response if fetched else None
         if (
             press is None
             or response is None
@@ -893,7 +1061,7 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
         ):
             await _stale(turn, response)
             return
-        loaded = await _load(rt, session, response, state.language or graduate.language)
+        loaded = await _load(rt, session, response, state.language or graduate.language, fetched)
         set_language(loaded.language)
         q = loaded.questionnaire
         assert response.id is not None
@@ -963,7 +1131,7 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                 if question.required:
                     await turn.notice(_("This question needs an answer."))
                     return
-                await _delete_answer(session, response.id, question.name)
+                await _delete_answer(session, response.id, question.name, loaded.rows)
                 loaded.answers.pop(question.name, None)
                 _set_position(state, response, _next_position(loaded, question.name, editing))
                 label = _("Skipped")
@@ -992,10 +1160,10 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                     await _stale(turn, response)
                     return
                 if chosen:
-                    await _set_answer(session, response.id, question.name, chosen)
+                    await _set_answer(session, response.id, question.name, chosen, loaded.rows)
                     loaded.answers[question.name] = chosen
                 else:
-                    await _delete_answer(session, response.id, question.name)
+                    await _delete_answer(session, response.id, question.name, loaded.rows)
                     loaded.answers.pop(question.name, None)
                 response.updated_at = utcnow()
                 shown = _question_prompt(loaded, question, _choice_page(state, question)).keyboard
@@ -1047,7 +1215,7 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
                         alert=True,
                     )
                     return
-                await _set_answer(session, response.id, question.name, value)
+                await _set_answer(session, response.id, question.name, value, loaded.rows)
                 loaded.answers[question.name] = value
                 position = _next_position(loaded, question.name, editing)
                 if position == REVIEW and _only_the_first_answered(loaded):
@@ -1082,7 +1250,19 @@ async def on_button(rt: Runtime, turn: Turn) -> None:
     if outcome == "finished":
         await turn.say(_("Thank you! Your answers have been saved."))
     else:
-        await send_prompt(rt, chat_id)
+        await send_prompt(rt, chat_id, decided=_decided(state, graduate, loaded))
+
+
+def _decided(state: ChatState, graduate: Graduate | None, loaded: Loaded) -> Decided:
+    """The next question as `render` would show it, from what this answer's transaction
+    loaded and changed (for `send_prompt`: nothing is read again)."""
+
+    def rendered() -> Prompt | None:
+        if state.flow != SURVEY or loaded.response.status != ResponseStatus.OPEN.value:
+            return None
+        return _prompt_of(state, loaded)
+
+    return decided(state, graduate, rendered)
 
 
 def _range_text(low: object, high: object, both: str) -> str:
@@ -1116,13 +1296,13 @@ async def on_text(rt: Runtime, turn: Turn) -> bool:
     chat_id = turn.chat_id
     reply = ""
     async with rt.db.session() as session:
-        state = await get_chat_state(session, chat_id)
+        state, graduate = await chat_context(session, chat_id)
         if state.flow != SURVEY:
             return False
         await claim(session)
         response_id = state.data.get("response_id")
-        response = await session.get(SurveyResponse, response_id) if response_id else None
-        graduate = await graduate_by_chat(session, chat_id)
+        fetched = await _fetch(session, response_id) if isinstance(response_id, int) else None
+        response = fetched.response if fetched else None
         set_language(state.language or (graduate.language if graduate else None))
         if response is None or response.status != ResponseStatus.OPEN.value:
             state.flow = ""
@@ -1130,7 +1310,11 @@ async def on_text(rt: Runtime, turn: Turn) -> bool:
             session.add(state)
             return False
         loaded = await _load(
-            rt, session, response, state.language or (graduate.language if graduate else None)
+            rt,
+            session,
+            response,
+            state.language or (graduate.language if graduate else None),
+            fetched,
         )
         set_language(loaded.language)
         question = (
@@ -1162,7 +1346,7 @@ async def on_text(rt: Runtime, turn: Turn) -> bool:
                     or _("This answer is not possible here. Please check it.")
                 )
                 return True
-            await _set_answer(session, response.id, question.name, value)
+            await _set_answer(session, response.id, question.name, value, loaded.rows)
             loaded.answers[question.name] = value
             editing = bool(state.data.get("editing"))
             position = _next_position(loaded, question.name, editing)
@@ -1175,5 +1359,5 @@ async def on_text(rt: Runtime, turn: Turn) -> bool:
             session.add(state)
     if reply:
         await turn.say(reply)
-    await send_prompt(rt, chat_id)
+    await send_prompt(rt, chat_id, decided=_decided(state, graduate, loaded))
     return True

@@ -4,11 +4,14 @@ the transaction."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import select as core_select
 from sqlalchemy.orm.attributes import flag_modified
-from sqlmodel import col, select, update
+from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import (
@@ -20,6 +23,7 @@ from storage.models import (
     Programme,
     QuestionnaireDefinition,
     RetiredLink,
+    SchoolChoiceLabel,
 )
 from storage.types import utcnow
 
@@ -117,6 +121,76 @@ async def graduate_by_chat(session: AsyncSession, chat_id: int) -> Graduate | No
         return graduate if graduate is not None and graduate.erased_at is None else None
     result = await session.exec(select(Graduate).where(Graduate.chat_id == chat_id))
     return result.first()
+
+
+@dataclass(frozen=True)
+class SchoolSeen:
+    """A graduate's school as `chat_context` read it: its country, and a stamp of its own
+    choice labels (how many, the newest row id, the latest change) that changes whenever
+    `gradtrack school label` / `unlabel` changes them, in whichever process. The labels
+    themselves are cached per process under that stamp (storage.schools.for_graduate)."""
+
+    institution_id: int
+    country: str
+    stamp: tuple[Any, ...]
+
+
+#: session.info key: graduate id -> SchoolSeen, as `chat_context` read it in that session.
+SCHOOL_SEEN = "gradtrack_school_seen"
+
+
+async def chat_context(session: AsyncSession, chat_id: int) -> tuple[ChatState, Graduate | None]:
+    """The chat's state (created empty the first time) and its graduate (`graduate_by_chat`)
+    with its school's country and labels' stamp (`SchoolSeen`, kept in the session for
+    storage.schools.for_graduate), in one round trip when the state exists: what every
+    answer needs first."""
+    found = await chat_context_with(session, chat_id)
+    if found is None:
+        return await get_chat_state(session, chat_id), await graduate_by_chat(session, chat_id)
+    return found[0], found[1]
+
+
+ContextRows = tuple[ChatState, Graduate | None, list[tuple[Any, ...]]]
+
+
+async def chat_context_with(
+    session: AsyncSession, chat_id: int, extend: Callable[[Any], Any] | None = None
+) -> ContextRows | None:
+    """`chat_context` read together with what `extend` adds to its query (columns and outer
+    joins: a flow's own rows, in the same round trip); the state, the graduate and the added
+    columns of each row. None when the chat has no state yet (nothing is created then)."""
+    graduate_id = web_graduate_id(chat_id)
+    linked = (
+        (col(Graduate.id) == graduate_id) & col(Graduate.erased_at).is_(None)
+        if graduate_id is not None
+        else col(Graduate.chat_id) == chat_id
+    )
+    own = col(SchoolChoiceLabel.institution_id) == col(Institution.id)
+    query: Any = (
+        core_select(
+            ChatState,
+            Graduate,
+            col(Institution.id),
+            col(Institution.country),
+            core_select(func.count()).where(own).scalar_subquery(),
+            core_select(func.max(col(SchoolChoiceLabel.id))).where(own).scalar_subquery(),
+            core_select(func.max(SchoolChoiceLabel.updated_at)).where(own).scalar_subquery(),
+        )
+        .select_from(ChatState)
+        .outerjoin(Graduate, linked)
+        .outerjoin(Programme, col(Programme.id) == col(Graduate.programme_id))
+        .outerjoin(Institution, col(Institution.id) == col(Programme.institution_id))
+        .where(col(ChatState.chat_id) == chat_id)
+    )
+    query = extend(query) if extend is not None else query.limit(1)
+    rows = (await session.exec(query)).all()
+    if not rows:
+        return None
+    state, graduate, institution_id, country, *stamp = rows[0][:7]
+    if graduate is not None and graduate.id is not None and institution_id is not None:
+        seen = SchoolSeen(institution_id, country, tuple(stamp))
+        session.info.setdefault(SCHOOL_SEEN, {})[graduate.id] = seen
+    return state, graduate, [tuple(row[7:]) for row in rows]
 
 
 async def graduate_by_token(session: AsyncSession, token: str) -> Graduate | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlmodel import col, select
@@ -30,6 +31,7 @@ from conversations.questionnaire import (
 from conversations.rules import LANGUAGES, school_payload
 from storage.db import Database
 from storage.models import Graduate, Institution, Programme, SchoolChoiceLabel
+from storage.queries import SCHOOL_SEEN
 from storage.types import utcnow
 
 # Lower case only: the code goes into join links (`s_<code>`), which people type and read out.
@@ -499,6 +501,13 @@ async def for_graduate(
     programme's school, with that school's own labels (Questionnaire.for_school)."""
     if graduate is None:
         return questionnaire
+    seen = session.info.get(SCHOOL_SEEN, {}).get(graduate.id)
+    database = str(session.bind.sync_engine.url) if session.bind is not None else ""
+    key = (database, seen.institution_id if seen is not None else 0)
+    if seen is not None:
+        cached = _labels_seen.get(key)
+        if cached is not None and cached[0] == seen.stamp:
+            return questionnaire.for_school(seen.country, cached[1])
     # One round trip (this runs on every answer): the school's country and its own labels.
     rows = (
         await session.exec(
@@ -515,10 +524,26 @@ async def for_graduate(
     if not rows:
         return questionnaire
     own: dict[tuple[str, str], dict[str, str]] = {}
-    for _country, row in rows:
-        if row is not None:
-            own.setdefault((row.list_name, row.choice), {})[row.language] = row.label
+    labels = [row for _country, row in rows if row is not None]
+    for row in labels:
+        own.setdefault((row.list_name, row.choice), {})[row.language] = row.label
+    if seen is not None:
+        # Kept under the stamp of the labels read here (as `chat_context` reads it).
+        stamp = (
+            len(labels),
+            max((row.id for row in labels if row.id is not None), default=None),
+            max((row.updated_at for row in labels), default=None),
+        )
+        _labels_seen[key] = (stamp, own)
     return questionnaire.for_school(rows[0][0], own)
+
+
+#: The schools' own choice labels as last read by this process, by database and school:
+#: (their stamp, the labels). Used only while the stamp a transaction reads
+#: (storage.queries.SchoolSeen) is the same, so a label changed in any process is shown from
+#: the next answer on.
+_OwnLabels = dict[tuple[str, str], dict[str, str]]
+_labels_seen: dict[tuple[str, int], tuple[tuple[Any, ...], _OwnLabels]] = {}
 
 
 async def school_questionnaires(
