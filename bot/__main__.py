@@ -99,6 +99,7 @@ def _sole_process(database_url: str) -> Iterator[None]:
     import fcntl
 
     lock_path = Path(f"{path}.lock").resolve()
+    lock_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no var/ yet
     with open(lock_path, "a+", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -143,7 +143,10 @@ async def _demo_schools(url: str) -> int:
 
 
 async def test_the_sandbox_runs_without_a_secret_key(tmp_path: Path) -> None:
+    """`make run` on a fresh checkout: no secret key, and the database's folder (var/) not
+    made yet."""
     env = _env(tmp_path, SANDBOX_PORT=str(_free_port()), PORT=str(_free_port()), HOST="127.0.0.1")
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'gradtrack.sqlite3'}"
     lines = await _run_until(tmp_path, env, "Press Ctrl+C to stop.")
     assert any("using the built-in Telegram sandbox" in line for line in lines)
     assert await _demo_schools(env["DATABASE_URL"]) == 1  # the sandbox has its demo school
