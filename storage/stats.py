@@ -288,19 +288,29 @@ def counted_complete(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
+def scope_conditions(
+    scope: Scope, institution: Any, programme: Any, cohort: Any
+) -> list[ColumnElement[bool]]:
+    """The conditions that keep rows to `scope`, given the rows' institution, programme and
+    cohort columns (graduates here; the kept summary rows in storage/summaries.py)."""
     where: list[ColumnElement[bool]] = []
     if scope.institution_id is not None:
-        where.append(col(Graduate.institution_id) == scope.institution_id)
+        where.append(institution == scope.institution_id)
     if scope.programme_id is not None:
-        where.append(col(Graduate.programme_id) == scope.programme_id)
+        where.append(programme == scope.programme_id)
     if scope.institution_ids is not None:
-        where.append(col(Graduate.institution_id).in_(scope.institution_ids))
+        where.append(institution.in_(scope.institution_ids))
     if scope.programme_ids is not None:
-        where.append(col(Graduate.programme_id).in_(scope.programme_ids))
+        where.append(programme.in_(scope.programme_ids))
     if scope.cohort is not None:
-        where.append(cohort_of() == scope.cohort)
+        where.append(cohort == scope.cohort)
     return where
+
+
+def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
+    return scope_conditions(
+        scope, col(Graduate.institution_id), col(Graduate.programme_id), cohort_of()
+    )
 
 
 async def _all(session: AsyncSession, query: Executable) -> list[tuple[Any, ...]]:

@@ -191,18 +191,12 @@ class Counts:
 
 
 def _in_scope(scope: Scope) -> list[Any]:
-    where: list[Any] = []
-    if scope.institution_id is not None:
-        where.append(col(SummaryCount.institution_id) == scope.institution_id)
-    if scope.programme_id is not None:
-        where.append(col(SummaryCount.programme_id) == scope.programme_id)
-    if scope.institution_ids is not None:
-        where.append(col(SummaryCount.institution_id).in_(scope.institution_ids))
-    if scope.programme_ids is not None:
-        where.append(col(SummaryCount.programme_id).in_(scope.programme_ids))
-    if scope.cohort is not None:
-        where.append(col(SummaryCount.cohort) == scope.cohort)
-    return where
+    return stats.scope_conditions(
+        scope,
+        col(SummaryCount.institution_id),
+        col(SummaryCount.programme_id),
+        col(SummaryCount.cohort),
+    )
 
 
 async def refreshed_at(session: AsyncSession) -> datetime | None:
