@@ -166,8 +166,13 @@ async def test_a_pressed_answer_in_the_web_chat(mini: Harness) -> None:
         assert "How many hours a week do you work?" in page.bot_texts()[-1]
     finally:
         await g.close()
-    assert len(cost.statements) <= WEB_STATEMENTS, cost
-    assert cost.transactions <= WEB_TRANSACTIONS, cost
+    # Now and then (1 write in 20, at random) the web chat also prunes the chat's oldest
+    # messages (bot/web_channel._prune): housekeeping in the same transaction, not the
+    # answer's cost, and left out so that the count does not depend on chance.
+    prune = ("SELECT web_message.id FROM web_message", "DELETE FROM web_message")
+    own = [sql for sql in cost.statements if not sql.startswith(prune)]
+    assert len(own) <= WEB_STATEMENTS, str(cost)
+    assert cost.transactions <= WEB_TRANSACTIONS, str(cost)
 
 
 # ---------------------------------------------------------------- what the savings keep
